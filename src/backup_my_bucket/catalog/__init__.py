@@ -1,0 +1,1 @@
+"""Snapshot indexes and the catalogs that store them."""

@@ -1,0 +1,1 @@
+"""One module per command family; each registers its commands on the group in cli.main."""

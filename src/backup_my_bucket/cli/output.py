@@ -1,0 +1,60 @@
+"""Where the CLI writes: results on stdout (JSON with --json), people's text on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from rich.console import Console
+
+
+def _default(value: object) -> object:
+    if hasattr(value, "isoformat"):
+        from ..units import format_time
+
+        return format_time(value)  # type: ignore[arg-type]
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class Output:
+    """One writer for a command's results, messages and progress.
+
+    With ``json_mode`` stdout carries exactly one JSON object per result (or one per line for
+    listings) and nothing else; human text and progress always go to stderr.
+    """
+
+    def __init__(
+        self, json_mode: bool, stdout: TextIO | None = None, stderr: TextIO | None = None
+    ) -> None:
+        self.json_mode = json_mode
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.console = Console(file=self.stderr, highlight=False, soft_wrap=True)
+
+    def result(self, data: Mapping[str, Any], human: str | None = None) -> None:
+        """The final result: JSON on stdout with --json, else ``human`` on stdout."""
+        if self.json_mode:
+            self.stdout.write(json.dumps(data, default=_default, ensure_ascii=False) + "\n")
+        elif human is not None:
+            self.stdout.write(human.rstrip("\n") + "\n")
+        self.stdout.flush()
+
+    def item(self, data: Mapping[str, Any], human: str) -> None:
+        """One item of a listing: a JSON line with --json, else a text line."""
+        if self.json_mode:
+            self.stdout.write(json.dumps(data, default=_default, ensure_ascii=False) + "\n")
+        else:
+            self.stdout.write(human + "\n")
+
+    def info(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    def warn(self, text: str) -> None:
+        self.console.print(f"warning: {text}", markup=False, style="yellow")
+
+    def error(self, text: str, hint: str | None = None) -> None:
+        self.console.print(f"error: {text}", markup=False, style="bold red")
+        if hint:
+            self.console.print(f"hint: {hint}", markup=False)

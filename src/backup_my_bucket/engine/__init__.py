@@ -1,0 +1,1 @@
+"""Engines: each a pure plan and an execute step over the storage seam."""

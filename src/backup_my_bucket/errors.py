@@ -1,0 +1,152 @@
+"""The project's one exception tree.
+
+Every error a user can see is a :class:`BackupError`. Each class knows its exit code (the
+contract in docs/cli.md) and may carry a hint: one sentence telling the user what to do.
+Low-level errors (botocore, OS, pyarrow) are translated into these at the boundary where they
+happen and chained with ``raise ... from exc``; the CLI maps them to exit codes in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    PARTIAL = 3
+    NOT_FOUND = 10
+    LOCKED = 11
+    INTERRUPTED = 130
+
+
+class BackupError(Exception):
+    """Base of every error the tool reports to a user."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(BackupError):
+    """A bad argument, option, time or size given by the user."""
+
+    exit_code = ExitCode.USAGE
+
+
+class NotImplementedYet(BackupError):
+    """A command the CLI contract names but this version does not do yet."""
+
+
+# --- not found (exit 10) -------------------------------------------------------------------
+
+
+class NotFoundError(BackupError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class BucketNotFound(NotFoundError):
+    def __init__(self, bucket: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"bucket {bucket!r} does not exist",
+            hint=hint or "check the bucket name, --endpoint-url and --region",
+        )
+        self.bucket = bucket
+
+
+class ObjectNotFound(NotFoundError):
+    def __init__(self, bucket: str, key: str, version_id: str | None = None) -> None:
+        where = f"s3://{bucket}/{key}" + (f" (version {version_id})" if version_id else "")
+        super().__init__(f"no such object: {where}")
+        self.bucket = bucket
+        self.key = key
+        self.version_id = version_id
+
+
+class SnapshotNotFound(NotFoundError):
+    pass
+
+
+# --- storage (exit 1) ----------------------------------------------------------------------
+
+
+class StorageError(BackupError):
+    """An S3 request failed in a way that retrying did not cure."""
+
+
+class AccessDenied(StorageError):
+    pass
+
+
+class InvalidCredentials(StorageError):
+    pass
+
+
+class EndpointUnreachable(StorageError):
+    pass
+
+
+class VersioningNotEnabled(StorageError):
+    def __init__(self, bucket: str) -> None:
+        super().__init__(
+            f"versioning is not enabled on backup bucket {bucket!r}: "
+            "overwrites and deletes there would destroy history",
+            hint=f"run `backup-my-bucket init --backup s3://{bucket} ...` to enable it",
+        )
+        self.bucket = bucket
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write found the object changed (used for catalog locks)."""
+
+
+# --- catalog -------------------------------------------------------------------------------
+
+
+class CatalogError(BackupError):
+    pass
+
+
+class CorruptIndex(CatalogError):
+    pass
+
+
+class UnsupportedFormat(CatalogError):
+    pass
+
+
+class Locked(BackupError):
+    exit_code = ExitCode.LOCKED
+
+
+# --- partial failure and interruption ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFailure:
+    """One work item (an object, a version) that failed for good after its retries."""
+
+    key: str
+    version_id: str | None
+    reason: str
+
+
+class PartialFailure(BackupError):
+    """Some items failed; everything else was done. The failures are listed."""
+
+    exit_code = ExitCode.PARTIAL
+
+    def __init__(self, message: str, failures: Sequence[ItemFailure]) -> None:
+        super().__init__(message, hint="rerun the same command: finished work is skipped")
+        self.failures = list(failures)
+
+
+class Interrupted(BackupError):
+    exit_code = ExitCode.INTERRUPTED

@@ -1,0 +1,143 @@
+"""Plain data shared by every layer: versions, object attributes, S3 URLs.
+
+All times are timezone-aware UTC. Keys are Python ``str`` compared by code point, which is the
+same order as S3's UTF-8 byte order; a key is never normalised, stripped or re-encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from .errors import UsageError
+
+NULL_VERSION = "null"
+"""The version id S3 gives objects written while versioning was never enabled (or suspended)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """One entry of a version listing: an object version or a delete marker."""
+
+    key: str
+    version_id: str
+    last_modified: datetime
+    size: int = 0
+    etag: str | None = None  # None for a delete marker; otherwise without quotes
+    is_latest: bool = False
+    is_delete_marker: bool = False
+    storage_class: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectSummary:
+    """One entry of a current-objects listing (ListObjectsV2)."""
+
+    key: str
+    last_modified: datetime
+    size: int
+    etag: str
+    storage_class: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRef:
+    bucket: str
+    key: str
+    version_id: str | None = None  # None: the current version
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectAttrs:
+    """What must survive every copy besides the bytes and the tags."""
+
+    content_type: str | None = None
+    content_encoding: str | None = None
+    cache_control: str | None = None
+    content_disposition: str | None = None
+    content_language: str | None = None
+    expires: str | None = None  # the raw HTTP-date header value, kept verbatim
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    storage_class: str | None = None  # None means STANDARD
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What HEAD tells about one object version."""
+
+    key: str
+    version_id: str
+    size: int
+    etag: str
+    last_modified: datetime
+    attrs: ObjectAttrs
+    tag_count: int = 0
+    parts_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionPage:
+    """One page of ListObjectVersions, versions and delete markers in listing order."""
+
+    entries: list[ObjectVersion]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str | None = None
+    next_version_id_marker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPage:
+    """One page of ListObjectsV2."""
+
+    objects: list[ObjectSummary]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_token: str | None = None
+
+
+class Versioning(StrEnum):
+    ENABLED = "Enabled"
+    SUSPENDED = "Suspended"
+    UNVERSIONED = "Unversioned"
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRule:
+    """The parts of a lifecycle rule that can destroy history the tool relies on."""
+
+    id: str
+    enabled: bool
+    prefix: str
+    expiration_days: int | None = None
+    noncurrent_expiration_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedPart:
+    number: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class S3Url:
+    """``s3://bucket`` or ``s3://bucket/prefix``; the prefix is kept exactly as written."""
+
+    bucket: str
+    prefix: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> S3Url:
+        if not text.startswith("s3://"):
+            raise UsageError(
+                f"not an S3 URL: {text!r}", hint="write it as s3://bucket or s3://bucket/prefix"
+            )
+        bucket, _, prefix = text[len("s3://") :].partition("/")
+        if not bucket:
+            raise UsageError(f"no bucket name in {text!r}", hint="write s3://bucket/prefix")
+        return cls(bucket, prefix)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"

@@ -1,0 +1,482 @@
+"""A faithful in-memory, versioned object store for fast logic tests.
+
+It follows AWS S3 semantics (not any other server's): versions newest first, delete markers,
+the ``null`` version of unversioned and suspended buckets, paging with key and version
+markers, delimiters, whole-second LastModified, MD5 ETags (``-N`` for multipart), 1,000-key
+delete batches, 1,024-byte keys. Time comes from an injectable clock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import itertools
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import (
+    AccessDenied,
+    BucketNotFound,
+    ItemFailure,
+    ObjectNotFound,
+    StorageError,
+    UsageError,
+)
+from ..model import (
+    NULL_VERSION,
+    CompletedPart,
+    LifecycleRule,
+    ObjectAttrs,
+    ObjectInfo,
+    ObjectPage,
+    ObjectSummary,
+    ObjectVersion,
+    Versioning,
+    VersionPage,
+    VersionRef,
+)
+from .protocol import MAX_COPY_SIZE, MAX_DELETE_BATCH, MAX_PAGE, MIN_PART_SIZE, Tags
+
+MAX_KEY_BYTES = 1024
+
+
+@dataclass(slots=True)
+class _Version:
+    version_id: str
+    last_modified: datetime
+    data: bytes = b""
+    etag: str | None = None
+    attrs: ObjectAttrs = field(default_factory=ObjectAttrs)
+    tags: dict[str, str] = field(default_factory=dict)
+    parts_count: int | None = None
+
+    @property
+    def is_delete_marker(self) -> bool:
+        return self.etag is None
+
+
+@dataclass(slots=True)
+class _Upload:
+    key: str
+    attrs: ObjectAttrs
+    tags: dict[str, str]
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    versioning: Versioning = Versioning.UNVERSIONED
+    keys: list[str] = field(default_factory=list)  # sorted
+    versions: dict[str, list[_Version]] = field(default_factory=dict)  # newest first
+    lifecycle: list[LifecycleRule] = field(default_factory=list)
+    uploads: dict[str, _Upload] = field(default_factory=dict)
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _check_key(key: str) -> None:
+    if not key:
+        raise UsageError("an object key cannot be empty")
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise UsageError(f"key is longer than {MAX_KEY_BYTES} bytes: {key[:40]!r}...")
+
+
+class MemoryStore:
+    """An :class:`~backup_my_bucket.storage.protocol.ObjectStore` kept in a dict."""
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+        self._ids = itertools.count(1)
+        self.denied: set[tuple[str, str]] = set()
+        """(bucket, operation) pairs that answer AccessDenied, for permission tests."""
+        self.calls: dict[str, int] = {}
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _bucket(self, name: str, op: str) -> _Bucket:
+        self.calls[op] = self.calls.get(op, 0) + 1
+        if (name, op) in self.denied or (name, "*") in self.denied:
+            raise AccessDenied(f"access denied: {op} on bucket {name!r}")
+        try:
+            return self._buckets[name]
+        except KeyError:
+            raise BucketNotFound(name) from None
+
+    def _now(self) -> datetime:
+        return self.clock.now().replace(microsecond=0)  # S3 keeps whole seconds
+
+    def _new_version_id(self, bucket: _Bucket) -> str:
+        if bucket.versioning is Versioning.ENABLED:
+            return f"v{next(self._ids):012d}"
+        return NULL_VERSION
+
+    def _add(self, bucket: _Bucket, key: str, version: _Version) -> None:
+        history = bucket.versions.get(key)
+        if history is None:
+            bisect.insort(bucket.keys, key)
+            history = bucket.versions[key] = []
+        if version.version_id == NULL_VERSION:  # a null version replaces the previous one
+            history[:] = [v for v in history if v.version_id != NULL_VERSION]
+        history.insert(0, version)
+
+    def _find(self, bucket: _Bucket, name: str, key: str, version_id: str | None) -> _Version:
+        history = bucket.versions.get(key, [])
+        if version_id is None:
+            if history and not history[0].is_delete_marker:
+                return history[0]
+            raise ObjectNotFound(name, key)
+        for version in history:
+            if version.version_id == version_id:
+                if version.is_delete_marker:  # AWS answers 405 MethodNotAllowed
+                    raise ObjectNotFound(name, key, version_id)
+                return version
+        raise ObjectNotFound(name, key, version_id)
+
+    def _info(self, key: str, v: _Version) -> ObjectInfo:
+        assert v.etag is not None
+        return ObjectInfo(
+            key=key,
+            version_id=v.version_id,
+            size=len(v.data),
+            etag=v.etag,
+            last_modified=v.last_modified,
+            attrs=v.attrs,
+            tag_count=len(v.tags),
+            parts_count=v.parts_count,
+        )
+
+    # --- buckets -----------------------------------------------------------------------------
+
+    async def create_bucket(self, bucket: str) -> None:
+        self._buckets.setdefault(bucket, _Bucket())
+
+    async def check_bucket(self, bucket: str) -> None:
+        self._bucket(bucket, "check_bucket")
+
+    async def get_versioning(self, bucket: str) -> Versioning:
+        return self._bucket(bucket, "get_versioning").versioning
+
+    async def set_versioning(self, bucket: str, enabled: bool) -> None:
+        b = self._bucket(bucket, "set_versioning")
+        if enabled:
+            b.versioning = Versioning.ENABLED
+        elif b.versioning is not Versioning.UNVERSIONED:
+            b.versioning = Versioning.SUSPENDED
+
+    async def get_lifecycle(self, bucket: str) -> list[LifecycleRule]:
+        return list(self._bucket(bucket, "get_lifecycle").lifecycle)
+
+    def set_lifecycle(self, bucket: str, rules: Sequence[LifecycleRule]) -> None:
+        """Test helper (not part of the protocol)."""
+        self._buckets[bucket].lifecycle = list(rules)
+
+    # --- listings ----------------------------------------------------------------------------
+
+    def _rollup(self, key: str, prefix: str, delimiter: str) -> str | None:
+        if not delimiter:
+            return None
+        cut = key.find(delimiter, len(prefix))
+        return key[: cut + len(delimiter)] if cut >= 0 else None
+
+    async def list_versions_page(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = MAX_PAGE,
+    ) -> VersionPage:
+        b = self._bucket(bucket, "list_versions")
+        max_keys = min(max_keys, MAX_PAGE)
+        entries: list[ObjectVersion] = []
+        prefixes: list[str] = []
+        last: tuple[str, str | None] | None = None  # (key or common prefix, version id)
+
+        def full() -> bool:
+            return len(entries) + len(prefixes) >= max_keys
+
+        start = bisect.bisect_left(b.keys, max(key_marker, prefix))
+        for i in range(start, len(b.keys)):
+            key = b.keys[i]
+            if not key.startswith(prefix):
+                if key > prefix:
+                    break
+                continue
+            history = b.versions[key]
+            if key == key_marker:
+                if not version_id_marker:
+                    continue  # KeyMarker alone: start after the key
+                ids = [v.version_id for v in history]
+                if version_id_marker not in ids:
+                    raise UsageError(f"invalid version id marker {version_id_marker!r}")
+                history = history[ids.index(version_id_marker) + 1 :]
+            cp = self._rollup(key, prefix, delimiter)
+            if cp is not None:
+                if cp <= key_marker or (prefixes and prefixes[-1] == cp):
+                    continue
+                if full():
+                    return VersionPage(entries, prefixes, True, *self._marker(last))
+                prefixes.append(cp)
+                last = (cp, None)
+                continue
+            for v in history:
+                if full():
+                    return VersionPage(entries, prefixes, True, *self._marker(last))
+                entries.append(
+                    ObjectVersion(
+                        key=key,
+                        version_id=v.version_id,
+                        last_modified=v.last_modified,
+                        size=len(v.data),
+                        etag=v.etag,
+                        is_latest=v is b.versions[key][0],
+                        is_delete_marker=v.is_delete_marker,
+                        storage_class=None
+                        if v.is_delete_marker
+                        else (v.attrs.storage_class or "STANDARD"),
+                    )
+                )
+                last = (key, v.version_id)
+        return VersionPage(entries, prefixes, False)
+
+    @staticmethod
+    def _marker(last: tuple[str, str | None] | None) -> tuple[str | None, str | None]:
+        return (last[0], last[1]) if last else (None, None)
+
+    async def list_objects_page(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        continuation_token: str | None = None,
+        max_keys: int = MAX_PAGE,
+    ) -> ObjectPage:
+        b = self._bucket(bucket, "list_objects")
+        max_keys = min(max_keys, MAX_PAGE)
+        after = continuation_token if continuation_token is not None else start_after
+        objects: list[ObjectSummary] = []
+        prefixes: list[str] = []
+        last = after  # the continuation token is the last key or common prefix returned
+        start = bisect.bisect_right(b.keys, after)
+        for i in range(max(start, bisect.bisect_left(b.keys, prefix)), len(b.keys)):
+            key = b.keys[i]
+            if not key.startswith(prefix):
+                if key > prefix:
+                    break
+                continue
+            current = b.versions[key][0]
+            if current.is_delete_marker:
+                continue
+            cp = self._rollup(key, prefix, delimiter)
+            if cp is not None and (cp <= after or (prefixes and prefixes[-1] == cp)):
+                continue
+            if len(objects) + len(prefixes) >= max_keys:
+                return ObjectPage(objects, prefixes, True, last)
+            if cp is not None:
+                prefixes.append(cp)
+                last = cp
+                continue
+            last = key
+            assert current.etag is not None
+            objects.append(
+                ObjectSummary(
+                    key=key,
+                    last_modified=current.last_modified,
+                    size=len(current.data),
+                    etag=current.etag,
+                    storage_class=current.attrs.storage_class or "STANDARD",
+                )
+            )
+        return ObjectPage(objects, prefixes, False)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
+        b = self._bucket(bucket, "head")
+        return self._info(key, self._find(b, bucket, key, version_id))
+
+    async def get(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        byte_range: tuple[int, int] | None = None,
+        chunk_size: int = 1024 * 1024,
+    ) -> AsyncIterator[bytes]:
+        b = self._bucket(bucket, "get")
+        data = self._find(b, bucket, key, version_id).data
+        if byte_range is not None:
+            data = data[byte_range[0] : byte_range[1] + 1]
+        for offset in range(0, len(data), chunk_size):
+            yield data[offset : offset + chunk_size]
+
+    async def get_tags(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> dict[str, str]:
+        b = self._bucket(bucket, "get_tags")
+        return dict(self._find(b, bucket, key, version_id).tags)
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        *,
+        attrs: ObjectAttrs | None = None,
+        tags: Tags | None = None,
+    ) -> str:
+        b = self._bucket(bucket, "put")
+        _check_key(key)
+        version = _Version(
+            version_id=self._new_version_id(b),
+            last_modified=self._now(),
+            data=bytes(data),
+            etag=_md5(data),
+            attrs=attrs or ObjectAttrs(),
+            tags=dict(tags or {}),
+        )
+        self._add(b, key, version)
+        return version.version_id
+
+    async def copy(
+        self,
+        source: VersionRef,
+        bucket: str,
+        key: str,
+        *,
+        attrs: ObjectAttrs | None = None,
+        tags: Tags | None = None,
+    ) -> str:
+        src_bucket = self._bucket(source.bucket, "get")
+        src = self._find(src_bucket, source.bucket, source.key, source.version_id)
+        if len(src.data) > MAX_COPY_SIZE:
+            raise StorageError(f"CopyObject source is larger than 5 GiB: {source.key!r}")
+        b = self._bucket(bucket, "put")
+        _check_key(key)
+        version = _Version(
+            version_id=self._new_version_id(b),
+            last_modified=self._now(),
+            data=src.data,
+            etag=_md5(src.data),  # a copy is one part: a multipart source gets a plain ETag
+            # the COPY directive keeps metadata and headers but not the class, as on S3
+            attrs=replace(src.attrs, storage_class=None) if attrs is None else attrs,
+            tags=dict(src.tags if tags is None else tags),
+        )
+        self._add(b, key, version)
+        return version.version_id
+
+    async def delete(self, bucket: str, key: str) -> str | None:
+        b = self._bucket(bucket, "delete")
+        if b.versioning is Versioning.UNVERSIONED:
+            if key in b.versions:
+                del b.versions[key]
+                b.keys.remove(key)
+            return None
+        marker = _Version(version_id=self._new_version_id(b), last_modified=self._now())
+        self._add(b, key, marker)
+        return marker.version_id
+
+    async def delete_versions(self, bucket: str, refs: Sequence[VersionRef]) -> list[ItemFailure]:
+        if len(refs) > MAX_DELETE_BATCH:
+            raise ValueError(f"at most {MAX_DELETE_BATCH} versions per delete batch")
+        b = self._bucket(bucket, "delete_versions")
+        for ref in refs:
+            history = b.versions.get(ref.key)
+            if history is None:
+                continue  # deleting what is not there succeeds, as on S3
+            if ref.version_id is None:
+                raise ValueError("delete_versions needs explicit version ids")
+            history[:] = [v for v in history if v.version_id != ref.version_id]
+            if not history:
+                del b.versions[ref.key]
+                b.keys.remove(ref.key)
+        return []
+
+    # --- multipart ---------------------------------------------------------------------------
+
+    async def create_multipart(
+        self, bucket: str, key: str, *, attrs: ObjectAttrs | None = None, tags: Tags | None = None
+    ) -> str:
+        b = self._bucket(bucket, "put")
+        _check_key(key)
+        upload_id = f"u{next(self._ids):012d}"
+        b.uploads[upload_id] = _Upload(key, attrs or ObjectAttrs(), dict(tags or {}))
+        return upload_id
+
+    def _upload(self, bucket: str, key: str, upload_id: str) -> _Upload:
+        upload = self._bucket(bucket, "put").uploads.get(upload_id)
+        if upload is None or upload.key != key:
+            raise ObjectNotFound(bucket, key, f"upload {upload_id}")
+        return upload
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes
+    ) -> CompletedPart:
+        self._upload(bucket, key, upload_id).parts[number] = bytes(data)
+        return CompletedPart(number, _md5(data))
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        source: VersionRef,
+        byte_range: tuple[int, int],
+    ) -> CompletedPart:
+        src_bucket = self._bucket(source.bucket, "get")
+        src = self._find(src_bucket, source.bucket, source.key, source.version_id)
+        data = src.data[byte_range[0] : byte_range[1] + 1]
+        return await self.upload_part(bucket, key, upload_id, number, data)
+
+    async def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: Sequence[CompletedPart]
+    ) -> str:
+        upload = self._upload(bucket, key, upload_id)
+        numbers = [p.number for p in parts]
+        if numbers != sorted(set(numbers)) or any(n not in upload.parts for n in numbers):
+            raise StorageError(f"invalid part list for upload {upload_id}")
+        chunks = [upload.parts[n] for n in numbers]
+        if any(len(c) < MIN_PART_SIZE for c in chunks[:-1]):
+            raise StorageError("EntityTooSmall: every part but the last must be at least 5 MiB")
+        digest = hashlib.md5(
+            b"".join(bytes.fromhex(_md5(c)) for c in chunks), usedforsecurity=False
+        )
+        b = self._bucket(bucket, "put")
+        del b.uploads[upload_id]
+        version = _Version(
+            version_id=self._new_version_id(b),
+            last_modified=self._now(),
+            data=b"".join(chunks),
+            etag=f"{digest.hexdigest()}-{len(chunks)}",
+            attrs=upload.attrs,
+            tags=upload.tags,
+            parts_count=len(chunks),
+        )
+        self._add(b, key, version)
+        return version.version_id
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        self._bucket(bucket, "put").uploads.pop(upload_id, None)
+
+    async def close(self) -> None:
+        return None
+
+    # --- test helpers (not part of the protocol) ----------------------------------------------
+
+    def snapshot_state(self, bucket: str) -> Mapping[str, bytes]:
+        """The current bytes of every live key: a trivially correct view for tests."""
+        b = self._buckets[bucket]
+        return {k: b.versions[k][0].data for k in b.keys if not b.versions[k][0].is_delete_marker}

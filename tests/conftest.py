@@ -1,0 +1,127 @@
+"""Shared fixtures: the real S3 server (SeaweedFS) and stores over it or in memory.
+
+The server starts once per test session on free loopback ports and is killed at the end.
+``BMB_TEST_ENDPOINT`` (with ``BMB_TEST_ACCESS_KEY``/``BMB_TEST_SECRET_KEY``) points the suite at
+another server instead. When ``CI`` is set, an unavailable server fails the run: S3 tests are
+never skipped into a green build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from backup_my_bucket.errors import BackupError
+from backup_my_bucket.localserver import LocalS3Server
+from backup_my_bucket.storage.memory import MemoryStore
+from backup_my_bucket.storage.protocol import ObjectStore
+from backup_my_bucket.storage.s3 import S3Config, S3Store
+
+TEST_ACCESS_KEY = "bmbtestaccess"
+TEST_SECRET_KEY = "bmb-test-secret-Zq8x"  # recognisable: it must never appear in any output
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+
+    def config(self, **overrides: object) -> S3Config:
+        base = S3Config(
+            endpoint_url=self.endpoint_url,
+            region="us-east-1",
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+        )
+        return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+    def env(self) -> dict[str, str]:
+        """Environment for a CLI subprocess talking to this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"S3 test server unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(f"S3 test server unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    endpoint = os.environ.get("BMB_TEST_ENDPOINT")
+    if endpoint:
+        yield S3Server(
+            endpoint,
+            os.environ.get("BMB_TEST_ACCESS_KEY", TEST_ACCESS_KEY),
+            os.environ.get("BMB_TEST_SECRET_KEY", TEST_SECRET_KEY),
+        )
+        return
+    server = LocalS3Server(
+        tmp_path_factory.mktemp("seaweedfs"),
+        access_key=TEST_ACCESS_KEY,
+        secret_key=TEST_SECRET_KEY,
+    )
+    try:
+        server.start()
+    except BackupError as exc:
+        _unavailable(f"{exc.message} ({exc.hint})")
+    try:
+        yield S3Server(server.endpoint_url, TEST_ACCESS_KEY, TEST_SECRET_KEY)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def s3_store(s3_server: S3Server) -> AsyncIterator[S3Store]:
+    store = S3Store(s3_server.config(max_pool_connections=64))
+    await store.open()
+    yield store
+    await store.close()
+
+
+_names = itertools.count()
+
+
+def unique_bucket(label: str = "t") -> str:
+    """A fresh, valid bucket name per call (lower case, 3-63 characters)."""
+    return f"{label}-{os.getpid()}-{next(_names)}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(params=["memory", pytest.param("seaweedfs", marks=pytest.mark.s3)])
+def store(request: pytest.FixtureRequest) -> ObjectStore:
+    """The same test against the in-memory fake and the real server."""
+    if request.param == "memory":
+        return MemoryStore()
+    s3: ObjectStore = request.getfixturevalue("s3_store")  # sync here: the loop is not running
+    return s3
+
+
+BucketFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def make_bucket(store: ObjectStore) -> BucketFactory:
+    async def make(label: str = "t", *, versioned: bool = True) -> str:
+        name = unique_bucket(label)
+        await store.create_bucket(name)
+        if versioned:
+            await store.set_versioning(name, True)
+        return name
+
+    return make
+
+
+def is_seaweedfs(store: ObjectStore) -> bool:
+    return isinstance(store, S3Store) and not os.environ.get("BMB_TEST_ENDPOINT")

@@ -1,0 +1,93 @@
+"""Pure functions over version histories: the vocabulary every engine speaks.
+
+A *history* is every version and delete marker of one key, newest first in the order the
+listing gave. Within one key the listing's order wins over timestamps: S3 keeps whole seconds,
+so a write and a delete in the same second tie, and only the order tells which came last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..errors import StorageError
+from ..model import ObjectVersion
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHistory:
+    key: str
+    versions: tuple[ObjectVersion, ...]  # newest first
+
+    @property
+    def current(self) -> ObjectVersion | None:
+        """The live version now, or None when the key is deleted (a delete marker on top)."""
+        head = self.versions[0] if self.versions else None
+        return None if head is None or head.is_delete_marker else head
+
+    def live_at(self, at: datetime) -> ObjectVersion | None:
+        """The version live at ``at``: the newest written at or before it, unless a delete."""
+        for version in self.versions:
+            if version.last_modified <= at:
+                return None if version.is_delete_marker else version
+        return None
+
+
+def _check_order(previous: str | None, key: str) -> None:
+    if previous is not None and key <= previous:
+        raise StorageError(
+            f"version listing out of order: {key!r} after {previous!r}",
+            hint="the server must list keys in ascending order; report this server's behaviour",
+        )
+
+
+async def histories(entries: AsyncIterable[ObjectVersion]) -> AsyncIterator[KeyHistory]:
+    """Group a key-ordered version listing into one history per key."""
+    key: str | None = None
+    previous: str | None = None
+    group: list[ObjectVersion] = []
+    async for entry in entries:
+        if entry.key != key:
+            if key is not None:
+                yield KeyHistory(key, tuple(group))
+                previous = key
+            _check_order(previous, entry.key)
+            key, group = entry.key, []
+        group.append(entry)
+    if key is not None:
+        yield KeyHistory(key, tuple(group))
+
+
+def histories_sync(entries: Iterable[ObjectVersion]) -> Iterator[KeyHistory]:
+    """The same grouping over an in-memory sequence (for planners and tests)."""
+    key: str | None = None
+    previous: str | None = None
+    group: list[ObjectVersion] = []
+    for entry in entries:
+        if entry.key != key:
+            if key is not None:
+                yield KeyHistory(key, tuple(group))
+                previous = key
+            _check_order(previous, entry.key)
+            key, group = entry.key, []
+        group.append(entry)
+    if key is not None:
+        yield KeyHistory(key, tuple(group))
+
+
+async def state_at(
+    entries: AsyncIterable[ObjectVersion], at: datetime
+) -> AsyncIterator[ObjectVersion]:
+    """For each key, the version live at ``at``; keys deleted or not yet written are skipped."""
+    async for history in histories(entries):
+        live = history.live_at(at)
+        if live is not None:
+            yield live
+
+
+async def current_state(entries: AsyncIterable[ObjectVersion]) -> AsyncIterator[ObjectVersion]:
+    """For each key, its current version (the bucket as a reader sees it now)."""
+    async for history in histories(entries):
+        if history.current is not None:
+            yield history.current

@@ -1,0 +1,123 @@
+"""The one place concurrency lives: a bounded pool of asyncio workers with per-item retries.
+
+Items stream in (an iterable or async iterable, never materialised), at most ``workers`` run at
+once and at most ``2 * workers`` wait in the queue, so memory stays flat whatever the count.
+botocore already retries each request (adaptive mode); :func:`retrying` adds a retry of the
+whole work unit (e.g. a multipart copy) for transient storage errors. An item that still fails
+becomes an :class:`Outcome` with its error, so callers can finish the rest and report exit 3.
+Errors that are not :class:`BackupError` are bugs: they cancel the pool and propagate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..errors import AccessDenied, BackupError, InvalidCredentials, StorageError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_DONE = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T, R]):
+    item: T
+    result: R | None = None
+    error: BackupError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def is_transient(exc: BackupError) -> bool:
+    """Worth another try: a storage error that is not about permissions or credentials."""
+    return isinstance(exc, StorageError) and not isinstance(exc, AccessDenied | InvalidCredentials)
+
+
+async def retrying(
+    work: Callable[[], Awaitable[R]],
+    *,
+    attempts: int = 3,
+    base_delay: float = 0.25,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> R:
+    """Run ``work``; on a transient error, back off exponentially and run it again."""
+    for attempt in range(attempts):
+        try:
+            return await work()
+        except BackupError as exc:
+            if attempt == attempts - 1 or not is_transient(exc):
+                raise
+            await sleep(base_delay * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+async def run_pool(
+    items: Iterable[T] | AsyncIterable[T],
+    work: Callable[[T], Awaitable[R]],
+    *,
+    workers: int,
+    attempts: int = 3,
+) -> AsyncIterator[Outcome[T, R]]:
+    """Run ``work`` on every item, ``workers`` at a time; yield outcomes as they complete."""
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    todo: asyncio.Queue[object] = asyncio.Queue(maxsize=2 * workers)
+    done: asyncio.Queue[object] = asyncio.Queue()
+
+    async def produce() -> None:
+        async for item in _aiter(items):
+            await todo.put(item)
+        for _ in range(workers):
+            await todo.put(_DONE)
+
+    async def worker() -> None:
+        while True:
+            item = await todo.get()
+            if item is _DONE:
+                await done.put(_DONE)
+                return
+            try:
+                result = await retrying(lambda: work(item), attempts=attempts)  # type: ignore[arg-type]  # noqa: B023
+                await done.put(Outcome(item, result))
+            except BackupError as exc:
+                await done.put(Outcome(item, None, exc))
+
+    tasks = [asyncio.create_task(produce())]
+    tasks += [asyncio.create_task(worker()) for _ in range(workers)]
+    finished = 0
+    try:
+        while finished < workers:
+            getter = asyncio.create_task(done.get())
+            waiting = {getter, *(t for t in tasks if not t.done())}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    getter.cancel()
+                    raise task.exception()  # type: ignore[misc]  # a bug: surface it
+            if not getter.done():
+                getter.cancel()
+                continue
+            got = getter.result()
+            if got is _DONE:
+                finished += 1
+            else:
+                yield got  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

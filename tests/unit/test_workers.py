@@ -1,0 +1,81 @@
+import asyncio
+
+import pytest
+
+from backup_my_bucket.engine.workers import retrying, run_pool
+from backup_my_bucket.errors import AccessDenied, StorageError
+
+
+async def test_pool_runs_everything_with_bounded_concurrency() -> None:
+    running = 0
+    peak = 0
+
+    async def work(i: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001)
+        running -= 1
+        return i * 2
+
+    outcomes = [o async for o in run_pool(range(200), work, workers=7)]
+    assert sorted(o.result for o in outcomes if o.result is not None) == [i * 2 for i in range(200)]
+    assert all(o.ok for o in outcomes)
+    assert peak == 7
+
+
+async def test_transient_errors_are_retried_permanent_ones_reported() -> None:
+    calls: dict[int, int] = {}
+
+    async def work(i: int) -> int:
+        calls[i] = calls.get(i, 0) + 1
+        if i == 1 and calls[i] < 3:
+            raise StorageError("503 SlowDown")
+        if i == 2:
+            raise AccessDenied("no")
+        if i == 3:
+            raise StorageError("always broken")
+        return i
+
+    outcomes = {o.item: o async for o in run_pool(range(5), work, workers=2, attempts=3)}
+    assert outcomes[1].ok and calls[1] == 3
+    assert isinstance(outcomes[2].error, AccessDenied) and calls[2] == 1
+    assert isinstance(outcomes[3].error, StorageError) and calls[3] == 3
+    assert outcomes[0].ok and outcomes[4].ok
+
+
+async def test_bugs_propagate_and_cancel_the_pool() -> None:
+    async def work(i: int) -> int:
+        if i == 5:
+            raise ZeroDivisionError("bug")
+        await asyncio.sleep(0.01)
+        return i
+
+    with pytest.raises(ZeroDivisionError):
+        async for _ in run_pool(range(100), work, workers=4):
+            pass
+
+
+async def test_async_iterable_input_streams() -> None:
+    async def gen():  # type: ignore[no-untyped-def]
+        for i in range(10):
+            yield i
+
+    async def work(i: int) -> int:
+        return i
+
+    assert sorted([o.result async for o in run_pool(gen(), work, workers=3)]) == list(range(10))  # type: ignore[type-var]
+
+
+async def test_retrying_gives_up_after_attempts() -> None:
+    sleeps: list[float] = []
+
+    async def sleep(d: float) -> None:
+        sleeps.append(d)
+
+    async def fail() -> None:
+        raise StorageError("x")
+
+    with pytest.raises(StorageError):
+        await retrying(fail, attempts=3, base_delay=1, sleep=sleep)
+    assert sleeps == [1, 2]

@@ -52,6 +52,18 @@ class S3Server:
         }
 
 
+@pytest.fixture(autouse=True)
+def _private_user_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests never read or write the real user's config, data (catalogs) or cache."""
+    home = tmp_path_factory.mktemp("home")
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(home / var.lower()))
+    for var in ("AWS_ENDPOINT_URL", "BMB_ENDPOINT_URL", "BMB_CATALOG", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+
+
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"S3 test server unavailable in CI: {reason}", pytrace=False)

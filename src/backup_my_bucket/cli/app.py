@@ -5,9 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, TypeVar
 
+import platformdirs
+
+from ..catalog.catalog import APP_NAME, Catalog, LocalCatalog, S3Catalog, default_catalog_dir
 from ..clock import SYSTEM_CLOCK, Clock
+from ..engine.progress import NullProgress, Progress
+from ..errors import UsageError
+from ..model import S3Url
 from ..storage.protocol import ObjectStore
 from ..storage.s3 import S3Config, S3Store
 from .output import Output
@@ -63,6 +70,43 @@ class App:
             self._stores[config] = store
         return store
 
+    def catalog_url(self) -> S3Url | None:
+        """The catalog's S3 location when --catalog names one."""
+        location = self.settings.catalog
+        return S3Url.parse(location) if location and location.startswith("s3://") else None
+
+    async def catalog(self, backup: S3Url | None) -> Catalog:
+        """The catalog from --catalog, else the default one of the backup location.
+
+        Without either, a user with a single catalog on this machine gets that one.
+        """
+        url = self.catalog_url()
+        if url is not None:
+            cache = Path(platformdirs.user_cache_dir(APP_NAME)) / "index-cache"
+            return S3Catalog(await self.store("backup"), url, cache, self.clock)
+        if self.settings.catalog:
+            return LocalCatalog(Path(self.settings.catalog), self.clock)
+        if backup is not None:
+            return LocalCatalog(
+                default_catalog_dir(self.s3_config("backup").endpoint_url, backup), self.clock
+            )
+        found = known_catalogs()
+        if len(found) == 1:
+            return LocalCatalog(found[0], self.clock)
+        if not found:
+            raise UsageError(
+                "no catalog found on this machine",
+                hint="pass --backup s3://bucket (its default catalog) or --catalog PATH|s3://...",
+            )
+        raise UsageError(
+            "several catalogs exist on this machine: " + ", ".join(str(p) for p in found[:5]),
+            hint="say which with --backup s3://bucket or --catalog PATH",
+        )
+
+    def progress(self) -> Progress:
+        """Progress on stderr for people; nothing for machines (--json) or pipes."""
+        return NullProgress()
+
     def same_endpoint(self) -> bool:
         return self.s3_config("source") == self.s3_config("backup")
 
@@ -78,3 +122,9 @@ class App:
                 self._stores.clear()
 
         return asyncio.run(wrapper())
+
+
+def known_catalogs() -> list[Path]:
+    """Default catalog directories that hold at least one snapshot."""
+    root = Path(platformdirs.user_data_dir(APP_NAME)) / "catalogs"
+    return sorted(p.parent for p in root.glob("*/*/snapshots") if any(p.glob("*.json")))

@@ -2,48 +2,165 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import click
 
-from ...errors import NotImplementedYet
-from ..options import backup_option, snapshot_options, source_option
+from ...catalog.index import SnapshotMeta
+from ...engine.diff import aiter_sync, diff_states
+from ...engine.snapshot import catalog_skip_prefix, live_state, take_snapshot
+from ...model import ObjectVersion, S3Url
+from ...units import format_size, format_time, parse_time
+from ..app import App
+from ..options import S3URL, backup_option, snapshot_options, source_option
+
+catalog_backup_option = click.option(
+    "--backup",
+    type=S3URL,
+    help="The backup location whose default catalog to use (when --catalog is not given).",
+)
+
+
+def _human_meta(meta: SnapshotMeta) -> str:
+    tags = f"  [{', '.join(meta.tags)}]" if meta.tags else ""
+    return (
+        f"{meta.id}  {format_time(meta.at)}  {meta.keys:>10,} keys  "
+        f"{format_size(meta.total_bytes):>10}  {meta.backup}{tags}"
+    )
 
 
 @click.command()
 @backup_option()
 @source_option(required=False)
 @snapshot_options
-def snapshot(**_: object) -> None:
-    """Record a restoration point: the version of every key in the backup bucket at one instant."""
-    raise NotImplementedYet("`snapshot` is not implemented yet")
+@click.pass_obj
+def snapshot(
+    app: App, backup: S3Url, source: S3Url | None, at: str | None, tags: tuple[str, ...]
+) -> None:
+    """Record a restoration point: the version of every key in the backup bucket at one instant.
+
+    The instant defaults to the last whole second before the command starts; writes that go on
+    while it lists are newer and are left out, so the snapshot is a consistent cut.
+    """
+
+    async def main() -> SnapshotMeta:
+        store = await app.store("backup")
+        catalog = await app.catalog(backup)
+        when = parse_time(at, app.clock.now()) if at else None
+        return await take_snapshot(
+            store,
+            backup,
+            catalog,
+            app.clock,
+            at=when,
+            source=source,
+            tags=tags,
+            workers=app.settings.workers,
+            skip_prefix=catalog_skip_prefix(backup, app.catalog_url()),
+            progress=app.progress(),
+        )
+
+    meta = app.run(main)
+    app.output.result(
+        meta.summary(),
+        f"snapshot {meta.id}: {meta.keys:,} keys, {format_size(meta.total_bytes)} "
+        f"at {format_time(meta.at)}",
+    )
 
 
 @click.command()
-def snapshots() -> None:
-    """List the restoration points in the catalog."""
-    raise NotImplementedYet("`snapshots` is not implemented yet")
+@catalog_backup_option
+@click.pass_obj
+def snapshots(app: App, backup: S3Url | None) -> None:
+    """List the restoration points in the catalog, oldest first."""
+
+    async def main() -> list[SnapshotMeta]:
+        return await (await app.catalog(backup)).list()
+
+    for meta in app.run(main):
+        app.output.item(meta.summary(), _human_meta(meta))
 
 
 @click.command()
 @click.argument("snapshot_id", metavar="ID")
-def show(snapshot_id: str) -> None:
-    """Show one snapshot's metadata. ID may be a unique prefix."""
-    raise NotImplementedYet("`show` is not implemented yet")
+@catalog_backup_option
+@click.pass_obj
+def show(app: App, snapshot_id: str, backup: S3Url | None) -> None:
+    """Show one snapshot's metadata. ID may be a unique prefix, or `latest`."""
+
+    async def main() -> SnapshotMeta:
+        catalog = await app.catalog(backup)
+        meta = await catalog.resolve(snapshot_id)
+        await catalog.open_index(meta)  # verifies the index: a broken one is reported now
+        return meta
+
+    meta = app.run(main)
+    data = meta.to_json()
+    app.output.result(data, "\n".join(f"{k:>14}: {v}" for k, v in data.items()))
 
 
 @click.command(name="ls")
 @click.argument("snapshot_id", metavar="ID")
 @click.option("--prefix", default="", help="Only keys under this prefix.")
-def ls_(snapshot_id: str, prefix: str) -> None:
-    """List the keys and versions a snapshot holds."""
-    raise NotImplementedYet("`ls` is not implemented yet")
+@catalog_backup_option
+@click.pass_obj
+def ls_(app: App, snapshot_id: str, prefix: str, backup: S3Url | None) -> None:
+    """List the keys and versions a snapshot holds (in key order)."""
+
+    async def main() -> None:
+        catalog = await app.catalog(backup)
+        reader = await catalog.open_index(await catalog.resolve(snapshot_id))
+        for v in reader.rows(prefix):
+            app.output.item(
+                {
+                    "key": v.key,
+                    "version_id": v.version_id,
+                    "size": v.size,
+                    "etag": v.etag,
+                    "last_modified": format_time(v.last_modified),
+                },
+                f"{format_time(v.last_modified)}  {v.size:>12}  {v.key}",
+            )
+
+    app.run(main)
 
 
 @click.command()
 @click.argument("snapshot_id", metavar="ID")
 @click.argument("other", metavar="ID2|live")
-def diff(snapshot_id: str, other: str) -> None:
-    """Show what changed between two snapshots, or between a snapshot and the live bucket."""
-    raise NotImplementedYet("`diff` is not implemented yet")
+@catalog_backup_option
+@click.pass_obj
+def diff(app: App, snapshot_id: str, other: str, backup: S3Url | None) -> None:
+    """Show what changed between two snapshots, or between a snapshot and the live backup.
+
+    `live` is the backup bucket as it is now. Changes stream out in key order.
+    """
+
+    async def main() -> int:
+        catalog = await app.catalog(backup)
+        first = await catalog.resolve(snapshot_id)
+        old = aiter_sync((await catalog.open_index(first)).rows())
+        new: AsyncIterator[ObjectVersion]
+        if other == "live":
+            url = S3Url.parse(first.backup)
+            new = live_state(
+                await app.store("backup"),
+                url,
+                workers=app.settings.workers,
+                skip_prefix=catalog_skip_prefix(url, app.catalog_url()),
+            )
+        else:
+            new = aiter_sync((await catalog.open_index(await catalog.resolve(other))).rows())
+        count = 0
+        async for change in diff_states(old, new):
+            count += 1
+            sign = {"added": "+", "removed": "-", "changed": "~"}[change.change]
+            app.output.item(change.to_json(), f"{sign} {change.key}")
+        return count
+
+    changes = app.run(main)
+    if not app.output.json_mode:
+        app.output.info(f"{changes} change(s)")
 
 
 COMMANDS = [snapshot, snapshots, show, ls_, diff]

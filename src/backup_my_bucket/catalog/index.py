@@ -1,0 +1,244 @@
+"""The snapshot index: one key-sorted Parquet file (zstd) per snapshot, plus its manifest.
+
+Format ``1.0`` (docs/design.md, "Snapshot format"):
+- columns ``key`` (string, ascending, unique), ``version_id`` (string), ``size`` (int64),
+  ``etag`` (string), ``last_modified`` (timestamp ms, UTC), ``storage_class`` (string);
+- row groups of at most ``ROW_GROUP`` rows, with min/max statistics on ``key`` so a prefix
+  query reads only the row groups that can hold it;
+- file key-value metadata ``bmb.format`` = ``1.0`` and ``bmb.snapshot`` = the id.
+The manifest (JSON, see :class:`SnapshotMeta`) records the index's SHA-256 and size; a reader
+verifies both before it trusts a single row, and refuses a newer major format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import CorruptIndex, UnsupportedFormat
+from ..model import ObjectVersion
+from ..units import format_time
+
+FORMAT_VERSION = "1.0"
+FORMAT_MAJOR = 1
+ROW_GROUP = 65_536
+
+_FIELDS: list[Any] = [
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("version_id", pa.string(), nullable=False),
+    pa.field("size", pa.int64(), nullable=False),
+    pa.field("etag", pa.string()),
+    pa.field("last_modified", pa.timestamp("ms", tz="UTC"), nullable=False),
+    pa.field("storage_class", pa.string()),
+]
+SCHEMA = pa.schema(_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    """A snapshot's manifest: everything about it except the rows."""
+
+    id: str
+    at: datetime
+    created: datetime
+    backup: str  # s3://bucket[/prefix]
+    source: str | None
+    keys: int
+    total_bytes: int
+    index_sha256: str
+    index_size: int
+    tags: tuple[str, ...] = ()
+    tool_version: str = ""
+    format_version: str = FORMAT_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = format_time(self.at)
+        data["created"] = format_time(self.created)
+        data["tags"] = list(self.tags)
+        data["extra"] = dict(self.extra)
+        return data
+
+    def summary(self) -> dict[str, Any]:
+        """The fields `snapshot --json` and `snapshots --json` print (docs/cli.md)."""
+        return {
+            "id": self.id,
+            "at": format_time(self.at),
+            "keys": self.keys,
+            "bytes": self.total_bytes,
+            "backup": self.backup,
+            "source": self.source,
+            "tags": list(self.tags),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str) -> SnapshotMeta:
+        check_format(str(data.get("format_version", "")), where)
+        try:
+            return cls(
+                id=str(data["id"]),
+                at=datetime.fromisoformat(str(data["at"])),
+                created=datetime.fromisoformat(str(data["created"])),
+                backup=str(data["backup"]),
+                source=data.get("source"),
+                keys=int(data["keys"]),
+                total_bytes=int(data["total_bytes"]),
+                index_sha256=str(data["index_sha256"]),
+                index_size=int(data["index_size"]),
+                tags=tuple(data.get("tags") or ()),
+                tool_version=str(data.get("tool_version", "")),
+                format_version=str(data["format_version"]),
+                extra=dict(data.get("extra") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptIndex(
+                f"snapshot manifest {where} is malformed: {exc}",
+                hint="the file was edited or damaged; restore it from a copy of the catalog",
+            ) from exc
+
+    def dumps(self) -> bytes:
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False).encode()
+
+
+def check_format(version: str, where: str) -> None:
+    major, _, _ = version.partition(".")
+    if not major.isdigit():
+        raise CorruptIndex(f"{where}: no valid format version ({version!r})")
+    if int(major) > FORMAT_MAJOR:
+        raise UnsupportedFormat(
+            f"{where} is in snapshot format {version}, newer than this tool reads "
+            f"({FORMAT_VERSION})",
+            hint="upgrade backup-my-bucket to read it",
+        )
+
+
+class IndexWriter:
+    """Streams rows (in ascending key order) into a Parquet file, one row group at a time."""
+
+    def __init__(self, path: Path, snapshot_id: str) -> None:
+        self.path = path
+        schema = SCHEMA.with_metadata({"bmb.format": FORMAT_VERSION, "bmb.snapshot": snapshot_id})
+        self._writer = pq.ParquetWriter(
+            str(path), schema, compression="zstd", compression_level=3, write_statistics=["key"]
+        )
+        self._schema = schema
+        self._cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
+        self._last_key: str | None = None
+        self.rows = 0
+        self.bytes = 0
+
+    def add(self, v: ObjectVersion) -> None:
+        if self._last_key is not None and v.key <= self._last_key:
+            raise ValueError(f"index rows out of order: {v.key!r} after {self._last_key!r}")
+        self._last_key = v.key
+        for col, value in zip(
+            self._cols,
+            (v.key, v.version_id, v.size, v.etag, v.last_modified, v.storage_class),
+            strict=True,
+        ):
+            col.append(value)
+        self.rows += 1
+        self.bytes += v.size
+        if len(self._cols[0]) >= ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._cols[0]:
+            return
+        table = pa.Table.from_arrays([pa.array(c) for c in self._cols], schema=self._schema)
+        self._writer.write_table(table, row_group_size=ROW_GROUP)
+        for col in self._cols:
+            col.clear()
+
+    def close(self) -> tuple[str, int]:
+        """Finish the file; return its SHA-256 and size."""
+        self._flush()
+        self._writer.close()
+        return file_sha256(self.path), self.path.stat().st_size
+
+    def abort(self) -> None:
+        self._writer.close()
+        self.path.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class IndexReader:
+    """A verified snapshot index. Construction checks size, checksum and format first."""
+
+    def __init__(self, path: Path, meta: SnapshotMeta) -> None:
+        self.path = path
+        self.meta = meta
+        where = str(path)
+        hint = "the index file is damaged; restore it from a copy of the catalog"
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise CorruptIndex(f"snapshot index {where} cannot be read: {exc}", hint=hint) from exc
+        if size != meta.index_size:
+            raise CorruptIndex(
+                f"snapshot index {where} is {size} bytes, its manifest says "
+                f"{meta.index_size}: truncated or replaced",
+                hint=hint,
+            )
+        if file_sha256(path) != meta.index_sha256:
+            raise CorruptIndex(
+                f"snapshot index {where} does not match its checksum: corrupt or tampered",
+                hint=hint,
+            )
+        try:
+            self._file = pq.ParquetFile(str(path))
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptIndex(f"snapshot index {where} is not readable: {exc}", hint=hint) from exc
+        kv = self._file.schema_arrow.metadata or {}
+        check_format(kv.get(b"bmb.format", b"").decode(), where)
+
+    def _row_groups(self, prefix: str) -> Iterator[int]:
+        """Row groups whose key range can hold keys under ``prefix`` (statistics pruning)."""
+        md = self._file.metadata
+        for i in range(md.num_row_groups):
+            if prefix:
+                stats = md.row_group(i).column(0).statistics
+                if stats is not None and stats.has_min_max:
+                    if str(stats.max) < prefix:
+                        continue
+                    if str(stats.min) > prefix and not str(stats.min).startswith(prefix):
+                        break  # keys ascend: no later group can hold the prefix
+            yield i
+
+    def rows(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """The snapshot's versions under ``prefix``, in key order."""
+        try:
+            for i in self._row_groups(prefix):
+                table = self._file.read_row_group(i)
+                cols = [table.column(n).to_pylist() for n in SCHEMA.names]
+                for key, vid, size, etag, modified, sclass in zip(*cols, strict=True):
+                    if prefix and not key.startswith(prefix):
+                        if key > prefix:
+                            return
+                        continue
+                    yield ObjectVersion(
+                        key=key,
+                        version_id=vid,
+                        last_modified=modified,
+                        size=size,
+                        etag=etag,
+                        storage_class=sclass,
+                    )
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptIndex(f"snapshot index {self.path} cannot be read: {exc}") from exc

@@ -1,0 +1,166 @@
+"""Snapshots: a consistent cut of the backup bucket at one instant, written to the catalog.
+
+For every key under the backup prefix, the snapshot records the newest version with
+``LastModified <= T`` unless that entry is a delete marker (then the key is absent at T). The
+listing runs after T, so writes that continue during it are newer than T and are ignored:
+the result is the bucket exactly as it was at T, whatever happens while the command runs.
+
+S3 stamps ``LastModified`` in whole seconds. The default T is therefore the last whole second
+that had fully passed when the command started (start 10:00:00.7 → T = 09:59:59): every
+version stamped at or before it was written before the command began, and none after.
+
+Keys in the index are relative to the backup prefix (the object's name in the source).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from .. import __version__
+from ..catalog.catalog import Catalog, new_snapshot_id
+from ..catalog.index import IndexWriter, SnapshotMeta
+from ..clock import Clock
+from ..errors import UsageError, VersioningNotEnabled
+from ..model import ObjectVersion, S3Url, Versioning
+from ..storage.protocol import ObjectStore
+from ..units import format_time
+from .listing import ParallelListing
+from .progress import NullProgress, Progress
+from .versions import KeyHistory
+
+
+def default_cut(clock: Clock) -> datetime:
+    """The last whole second that has fully passed."""
+    return clock.now().replace(microsecond=0) - timedelta(seconds=1)
+
+
+async def require_versioning(store: ObjectStore, bucket: str) -> None:
+    """Refuse to treat an unversioned bucket as a backup: history there is not kept."""
+    if await store.get_versioning(bucket) is not Versioning.ENABLED:
+        raise VersioningNotEnabled(bucket)
+
+
+def relative(version: ObjectVersion, prefix: str) -> ObjectVersion:
+    return dataclasses.replace(version, key=version.key[len(prefix) :]) if prefix else version
+
+
+def live_at_reducer(at: datetime, prefix: str) -> Callable[[KeyHistory], ObjectVersion | None]:
+    def reduce(history: KeyHistory) -> ObjectVersion | None:
+        live = history.live_at(at)
+        return None if live is None else relative(live, prefix)
+
+    return reduce
+
+
+def current_reducer(prefix: str) -> Callable[[KeyHistory], ObjectVersion | None]:
+    def reduce(history: KeyHistory) -> ObjectVersion | None:
+        current = history.current
+        return None if current is None else relative(current, prefix)
+
+    return reduce
+
+
+def catalog_skip_prefix(backup: S3Url, catalog_url: S3Url | None) -> str | None:
+    """The catalog's own keys when it lives inside the bucket being listed."""
+    if catalog_url is None or catalog_url.bucket != backup.bucket:
+        return None
+    prefix = catalog_url.prefix
+    return prefix if prefix.endswith("/") or not prefix else prefix + "/"
+
+
+def state_at(
+    store: ObjectStore,
+    backup: S3Url,
+    at: datetime,
+    *,
+    workers: int,
+    skip_prefix: str | None = None,
+    progress: Progress | None = None,
+) -> AsyncIterator[ObjectVersion]:
+    """The backup bucket's state at ``at`` (relative keys), streamed in key order."""
+    listing = ParallelListing(
+        store,
+        backup.bucket,
+        live_at_reducer(at, backup.prefix),
+        prefix=backup.prefix,
+        workers=workers,
+        skip_prefix=skip_prefix,
+        on_page=(lambda n: progress.advance(n)) if progress else None,
+    )
+    return listing.results()
+
+
+def live_state(
+    store: ObjectStore, backup: S3Url, *, workers: int, skip_prefix: str | None = None
+) -> AsyncIterator[ObjectVersion]:
+    """The backup bucket's current state (relative keys), streamed in key order."""
+    listing = ParallelListing(
+        store,
+        backup.bucket,
+        current_reducer(backup.prefix),
+        prefix=backup.prefix,
+        workers=workers,
+        skip_prefix=skip_prefix,
+    )
+    return listing.results()
+
+
+async def take_snapshot(
+    store: ObjectStore,
+    backup: S3Url,
+    catalog: Catalog,
+    clock: Clock,
+    *,
+    at: datetime | None = None,
+    source: S3Url | None = None,
+    tags: Sequence[str] = (),
+    workers: int = 16,
+    skip_prefix: str | None = None,
+    progress: Progress | None = None,
+) -> SnapshotMeta:
+    """List the backup bucket, write the index, publish it. Runs under the catalog lock."""
+    progress = progress or NullProgress()
+    started = clock.now()
+    cut = default_cut(clock) if at is None else at
+    if cut > started:
+        raise UsageError(
+            f"--at {format_time(cut)} is in the future", hint="a snapshot can only record the past"
+        )
+    await require_versioning(store, backup.bucket)
+    snapshot_id = new_snapshot_id(cut)
+    async with catalog.lock("snapshot"):
+        with tempfile.TemporaryDirectory(prefix="bmb-snapshot-") as work:
+            path = Path(work) / f"{snapshot_id}.parquet"
+            writer = IndexWriter(path, snapshot_id)
+            progress.start(f"snapshot of {backup} at {format_time(cut)}")
+            try:
+                rows = state_at(
+                    store, backup, cut, workers=workers, skip_prefix=skip_prefix, progress=progress
+                )
+                async for version in rows:
+                    writer.add(version)
+            except BaseException:
+                writer.abort()
+                raise
+            finally:
+                progress.finish()
+            sha256, size = writer.close()
+            meta = SnapshotMeta(
+                id=snapshot_id,
+                at=cut,
+                created=started,
+                backup=str(backup),
+                source=str(source) if source else None,
+                keys=writer.rows,
+                total_bytes=writer.bytes,
+                index_sha256=sha256,
+                index_size=size,
+                tags=tuple(tags),
+                tool_version=__version__,
+            )
+            await catalog.publish(meta, path)
+    return meta

@@ -1,0 +1,205 @@
+"""Catalogs: atomic publish, id resolution, corrupt indexes, format versions, the lock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from backup_my_bucket.catalog.catalog import Catalog, LocalCatalog, S3Catalog, resolve_id
+from backup_my_bucket.catalog.index import IndexWriter, SnapshotMeta
+from backup_my_bucket.clock import ManualClock
+from backup_my_bucket.errors import (
+    CorruptIndex,
+    ExitCode,
+    Locked,
+    SnapshotNotFound,
+    UnsupportedFormat,
+    UsageError,
+)
+from backup_my_bucket.model import ObjectVersion, S3Url
+from backup_my_bucket.storage.protocol import ObjectStore
+
+from ..conftest import BucketFactory, unique_bucket
+
+T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+def write_index(path: Path, snapshot_id: str, n: int) -> tuple[str, int]:
+    writer = IndexWriter(path, snapshot_id)
+    for i in range(n):
+        writer.add(ObjectVersion(f"k/{i:06d}", f"v{i}", T0, size=i, etag=f"e{i}"))
+    return writer.close()
+
+
+def make_meta(snapshot_id: str, path: Path, n: int, at: datetime = T0) -> SnapshotMeta:
+    sha, size = write_index(path, snapshot_id, n)
+    return SnapshotMeta(
+        id=snapshot_id, at=at, created=at, backup="s3://b", source=None, keys=n,
+        total_bytes=sum(range(n)), index_sha256=sha, index_size=size,
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def make_catalog(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[], Awaitable[Catalog]]:
+    """A catalog on local disk and one in an S3 bucket (SeaweedFS)."""
+    store: ObjectStore | None = (
+        request.getfixturevalue("s3_store") if request.param == "s3" else None
+    )
+
+    async def make() -> Catalog:
+        clock = ManualClock(T0)
+        if store is None:
+            return LocalCatalog(tmp_path / "catalog", clock)
+        bucket = unique_bucket("cat")
+        await store.create_bucket(bucket)
+        return S3Catalog(store, S3Url(bucket, "bmb/catalog"), tmp_path / "cache", clock)
+
+    return make
+
+
+async def test_publish_list_resolve_remove(
+    make_catalog: Callable[[], Awaitable[Catalog]], tmp_path: Path
+) -> None:
+    catalog = await make_catalog()
+    metas = []
+    for i, n in enumerate([3, 70_000, 0]):
+        path = tmp_path / f"s{i}.parquet"
+        metas.append(make_meta(f"2026112{i}T100000Z-abc{i}", path, n, T0 + timedelta(days=i)))
+        await catalog.publish(metas[-1], path)
+    listed = await catalog.list()
+    assert [m.id for m in listed] == [m.id for m in metas]
+    assert await catalog.resolve("latest") == metas[2]
+    assert await catalog.resolve("20261121") == metas[1]
+    reader = await catalog.open_index(metas[1])
+    assert sum(1 for _ in reader.rows()) == 70_000
+    under = [v.key for v in reader.rows("k/06999")]
+    assert under == [f"k/06999{d}" for d in range(10)]
+    assert [v.key for v in reader.rows("k/069999")] == ["k/069999"]
+    assert list(reader.rows("zzz")) == []
+    await catalog.remove([metas[0].id])
+    assert [m.id for m in await catalog.list()] == [metas[1].id, metas[2].id]
+
+
+def test_resolve_id_errors() -> None:
+    metas = [
+        SnapshotMeta(
+            id=i,
+            at=T0,
+            created=T0,
+            backup="s3://b",
+            source=None,
+            keys=0,
+            total_bytes=0,
+            index_sha256="",
+            index_size=0,
+        )
+        for i in ["20261126T1-aa", "20261126T1-ab", "20261127T1-cc"]
+    ]
+    with pytest.raises(UsageError, match="ambiguous"):
+        resolve_id("20261126", metas)
+    with pytest.raises(SnapshotNotFound) as info:
+        resolve_id("2025", metas)
+    assert info.value.exit_code == ExitCode.NOT_FOUND
+    assert resolve_id("20261126T1-ab", metas).id == "20261126T1-ab"
+    with pytest.raises(SnapshotNotFound):
+        resolve_id("latest", [])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "garbage"])
+async def test_damaged_index_is_refused_naming_the_file(tmp_path: Path, damage: str) -> None:
+    catalog = LocalCatalog(tmp_path / "c", ManualClock(T0))
+    meta = make_meta("s1", tmp_path / "s1.parquet", 1000)
+    await catalog.publish(meta, tmp_path / "s1.parquet")
+    index = await catalog.index_path(meta)
+    raw = index.read_bytes()
+    if damage == "truncate":
+        index.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip":
+        index.write_bytes(raw[:100] + bytes([raw[100] ^ 1]) + raw[101:])
+    elif damage == "delete":
+        index.unlink()
+    else:
+        index.write_bytes(b"x" * len(raw))
+    with pytest.raises(CorruptIndex) as info:
+        await catalog.open_index(meta)
+    assert str(index) in info.value.message and info.value.hint
+
+
+async def test_damaged_manifest_and_newer_format(tmp_path: Path) -> None:
+    catalog = LocalCatalog(tmp_path / "c", ManualClock(T0))
+    meta = make_meta("s1", tmp_path / "s1.parquet", 10)
+    await catalog.publish(meta, tmp_path / "s1.parquet")
+    manifest = tmp_path / "c" / "snapshots" / "s1.json"
+    data = json.loads(manifest.read_text())
+    data["format_version"] = "2.0"
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(UnsupportedFormat, match="newer"):
+        await catalog.list()
+    manifest.write_text("{not json")
+    with pytest.raises(Exception, match=str(manifest)):
+        await catalog.list()
+
+
+async def test_no_half_written_snapshot_is_listed(tmp_path: Path) -> None:
+    catalog = LocalCatalog(tmp_path / "c", ManualClock(T0))
+    meta = make_meta("s1", tmp_path / "s1.parquet", 10)
+    (tmp_path / "c" / "index").mkdir(parents=True)
+    (tmp_path / "c" / "index" / "s1.parquet").write_bytes(b"partial")  # crash before the manifest
+    assert await catalog.list() == []
+    await catalog.publish(meta, tmp_path / "s1.parquet")
+    assert [m.id for m in await catalog.list()] == ["s1"]
+
+
+async def test_lock_excludes_and_expires(make_catalog: Callable[[], Awaitable[Catalog]]) -> None:
+    catalog = await make_catalog()
+    clock = catalog.clock
+    assert isinstance(clock, ManualClock)
+    async with catalog.lock("gc"):
+        with pytest.raises(Locked) as info:
+            async with catalog.lock("snapshot"):
+                pass
+        assert info.value.exit_code == ExitCode.LOCKED and "gc" in info.value.message
+    async with catalog.lock("snapshot"):  # released: free again
+        pass
+    stale = catalog.lock("gc")
+    await stale.__aenter__()  # a holder that dies without releasing
+    clock.advance(timedelta(hours=1))
+    async with catalog.lock("gc"):  # the stale lock expired
+        pass
+
+
+async def test_readonly_catalog_directory(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        target = Path("/proc/bmb-catalog")  # not writable even for root
+    else:
+        target = tmp_path / "ro"
+        target.mkdir(mode=0o500)
+    catalog = LocalCatalog(target, ManualClock(T0))
+    meta = make_meta("s1", tmp_path / "s1.parquet", 1)
+    from backup_my_bucket.errors import CatalogError
+
+    with pytest.raises(CatalogError) as info:
+        await catalog.publish(meta, tmp_path / "s1.parquet")
+    assert str(target) in info.value.message
+
+
+async def test_s3_catalog_survives_in_its_bucket(
+    store: ObjectStore, make_bucket: BucketFactory, tmp_path: Path
+) -> None:
+    bucket = await make_bucket()
+    clock = ManualClock(T0)
+    first = S3Catalog(store, S3Url(bucket, "cat"), tmp_path / "cache1", clock)
+    meta = make_meta("s1", tmp_path / "s1.parquet", 500)
+    await first.publish(meta, tmp_path / "s1.parquet")
+    # another control machine, empty cache: the catalog is all it needs
+    second = S3Catalog(store, S3Url(bucket, "cat/"), tmp_path / "cache2", clock)
+    assert [m.id for m in await second.list()] == ["s1"]
+    assert sum(1 for _ in (await second.open_index(meta)).rows()) == 500

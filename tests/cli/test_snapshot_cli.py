@@ -1,0 +1,118 @@
+"""snapshot, snapshots, show, ls and diff through the CLI, against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from backup_my_bucket.cli import main as cli_main
+from backup_my_bucket.errors import ExitCode
+from backup_my_bucket.storage.protocol import ObjectStore
+
+from ..conftest import S3Server, unique_bucket
+
+pytestmark = pytest.mark.s3
+
+
+@pytest.fixture
+def cli_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+
+
+async def bmb(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli_main.run, list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_snapshot_workflow(
+    cli_env: None, s3_store: ObjectStore, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bucket = unique_bucket("cli")
+    await s3_store.create_bucket(bucket)
+    await s3_store.set_versioning(bucket, True)
+    for key in ["photos/a.jpg", "photos/b.jpg", "docs/readme.txt", "caf\u00e9 menu.txt"]:
+        await s3_store.put(bucket, key, key.encode())
+    await asyncio.sleep(1.1)
+
+    code, out, err = await bmb(
+        capsys, "--json", "snapshot", "--backup", f"s3://{bucket}", "--tag", "first"
+    )
+    assert code == 0, err
+    first = json.loads(out)
+    assert set(first) >= {"id", "at", "keys", "bytes", "backup"}
+    assert first["keys"] == 4 and first["backup"] == f"s3://{bucket}"
+    assert first["bytes"] == sum(
+        len(k.encode())
+        for k in ["photos/a.jpg", "photos/b.jpg", "docs/readme.txt", "caf\u00e9 menu.txt"]
+    )
+
+    await s3_store.put(bucket, "photos/a.jpg", b"overwritten by a bug")
+    await s3_store.delete(bucket, "docs/readme.txt")
+    await s3_store.put(bucket, "new.txt", b"n")
+    await asyncio.sleep(1.1)
+    code, out, _ = await bmb(capsys, "--json", "snapshot", "--backup", f"s3://{bucket}")
+    second = json.loads(out)
+
+    code, out, _ = await bmb(capsys, "--json", "snapshots")  # the only catalog: found by itself
+    assert code == 0
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [first["id"], second["id"]]
+
+    code, out, _ = await bmb(
+        capsys, "--json", "show", first["id"][:17], "--backup", f"s3://{bucket}"
+    )
+    assert code == 0 and json.loads(out)["tags"] == ["first"]
+
+    code, out, _ = await bmb(capsys, "--json", "ls", first["id"], "--prefix", "photos/")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["key"] for r in rows] == ["photos/a.jpg", "photos/b.jpg"]
+    assert set(rows[0]) == {"key", "version_id", "size", "etag", "last_modified"}
+
+    code, out, _ = await bmb(capsys, "--json", "diff", first["id"], second["id"])
+    changes = {json.loads(line)["key"]: json.loads(line)["change"] for line in out.splitlines()}
+    assert changes == {"photos/a.jpg": "changed", "docs/readme.txt": "removed", "new.txt": "added"}
+
+    await s3_store.put(bucket, "later.txt", b"l")
+    code, out, _ = await bmb(capsys, "--json", "diff", "latest", "live")
+    assert [json.loads(line) for line in out.splitlines()][0]["key"] == "later.txt"
+
+    code, _, err = await bmb(capsys, "show", "nope")
+    assert code == ExitCode.NOT_FOUND and "no snapshot 'nope'" in err
+
+
+async def test_snapshot_errors(
+    cli_env: None, s3_store: ObjectStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = await bmb(capsys, "snapshot", "--backup", "s3://bmb-missing-bucket-x")
+    assert code == ExitCode.NOT_FOUND and "does not exist" in err and "Traceback" not in err
+    bucket = unique_bucket("unv")
+    await s3_store.create_bucket(bucket)
+    code, _, err = await bmb(capsys, "snapshot", "--backup", f"s3://{bucket}")
+    assert code == ExitCode.FAILURE and "versioning is not enabled" in err and "hint:" in err
+    code, _, err = await bmb(capsys, "snapshot", "--backup", f"s3://{bucket}", "--at", "yesterday")
+    assert code == ExitCode.USAGE and "not a time" in err
+
+
+async def test_catalog_in_the_backup_bucket(
+    cli_env: None, s3_store: ObjectStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = unique_bucket("incat")
+    await s3_store.create_bucket(bucket)
+    await s3_store.set_versioning(bucket, True)
+    await s3_store.put(bucket, "data/x", b"x")
+    await asyncio.sleep(1.1)
+    catalog = f"s3://{bucket}/.bmb/"
+    for _ in range(2):  # the second snapshot must not see the first one's catalog files
+        code, out, err = await bmb(
+            capsys, "--json", "--catalog", catalog, "snapshot", "--backup", f"s3://{bucket}"
+        )
+        assert code == 0, err
+        assert json.loads(out)["keys"] == 1
+        await asyncio.sleep(1.1)
+    code, out, _ = await bmb(capsys, "--json", "--catalog", catalog, "snapshots")
+    assert len(out.splitlines()) == 2

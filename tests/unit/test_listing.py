@@ -1,0 +1,94 @@
+"""The parallel listing must return exactly what a sequential listing returns, in order."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backup_my_bucket.engine import listing
+from backup_my_bucket.engine.listing import MAX_CHAR, ParallelListing, split_key
+from backup_my_bucket.engine.versions import KeyHistory
+from backup_my_bucket.storage.memory import MemoryStore
+
+
+def test_split_key() -> None:
+    assert split_key("f00999", None) == "f" + MAX_CHAR
+    assert split_key("f00999", "f" + MAX_CHAR) == "f0" + MAX_CHAR
+    assert split_key("a/b/c", "a/" + MAX_CHAR) == "a/b" + MAX_CHAR
+    assert split_key("abc", "abd") is None or "abc" < split_key("abc", "abd") < "abd"  # type: ignore[operator]
+    assert split_key("a" + MAX_CHAR, None) is None
+
+
+@given(
+    st.lists(st.text(alphabet="ab/-\u00e9\U0001f600", min_size=1, max_size=4), min_size=1),
+    st.text(alphabet="ab/-\u00e9", max_size=3),
+)
+def test_split_key_orders(keys: list[str], until_seed: str) -> None:
+    for key in keys:
+        until = key + until_seed + "z" if until_seed else None
+        cut = split_key(key, until)
+        if cut is not None:
+            assert key < cut
+            assert until is None or cut < until
+
+
+def _key(history: KeyHistory) -> tuple[str, str]:
+    return (history.key, history.versions[0].version_id)
+
+
+async def _fill(store: MemoryStore, bucket: str, keys: list[str]) -> None:
+    await store.create_bucket(bucket)
+    await store.set_versioning(bucket, True)
+    for key in keys:
+        await store.put(bucket, key, b"x")
+        if hash(key) % 3 == 0:
+            await store.put(bucket, key, b"y")
+        if hash(key) % 5 == 0:
+            await store.delete(bucket, key)
+
+
+@pytest.mark.parametrize("layout", ["flat", "tree", "unicode"])
+@pytest.mark.parametrize("workers", [1, 4, 32])
+async def test_parallel_equals_sequential(
+    layout: str, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listing, "SPILL_ROWS", 7)  # exercise spilling on small data
+    rng = random.Random(layout)
+    if layout == "flat":
+        keys = [f"f{i:05d}" for i in range(900)]
+    elif layout == "tree":
+        keys = [f"d{i}/s{j}/f{k}" for i in range(6) for j in range(5) for k in range(30)]
+    else:
+        keys = [
+            "".join(rng.choice("ab/ -\u00e9\u4e2d\U0001f600") for _ in range(6)) for _ in range(500)
+        ]
+    keys = sorted(set(keys))
+    store = MemoryStore()
+    await _fill(store, "b", keys)
+    sequential = ParallelListing(store, "b", _key, workers=1, page_size=10_000)
+    expected = [r async for r in sequential.results()]
+    parallel = ParallelListing(store, "b", _key, workers=workers, page_size=13)
+    got = [r async for r in parallel.results()]
+    assert got == expected
+    assert [k for k, _ in got] == keys
+    if workers > 1:
+        assert parallel.stats.units > 1
+
+
+async def test_prefix_and_skip_prefix() -> None:
+    store = MemoryStore()
+    await _fill(store, "b", ["a/1", "a/2", "b/1", "b/cat/x", "b/2", "c"])
+    got = ParallelListing(store, "b", _key, prefix="b/", skip_prefix="b/cat/", page_size=1)
+    assert [k async for k, _ in got.results()] == ["b/1", "b/2"]
+
+
+async def test_reduce_may_drop_keys() -> None:
+    store = MemoryStore()
+    await _fill(store, "b", [f"k{i}" for i in range(50)])
+    only_even = ParallelListing(
+        store, "b", lambda h: h.key if int(h.key[1:]) % 2 == 0 else None, page_size=3, workers=8
+    )
+    assert [k async for k in only_even.results()] == sorted(f"k{i}" for i in range(0, 50, 2))

@@ -79,7 +79,7 @@ async def test_snapshot_workflow(
 
     await s3_store.put(bucket, "later.txt", b"l")
     code, out, _ = await bmb(capsys, "--json", "diff", "latest", "live")
-    assert [json.loads(line) for line in out.splitlines()][0]["key"] == "later.txt"
+    assert [json.loads(line)["key"] for line in out.splitlines()] == ["later.txt"]
 
     code, _, err = await bmb(capsys, "show", "nope")
     assert code == ExitCode.NOT_FOUND and "no snapshot 'nope'" in err

@@ -103,3 +103,58 @@ def test_translate_connection_errors() -> None:
         translate_error(botocore.exceptions.NoCredentialsError(), "ListBucket", "b"),
         InvalidCredentials,
     )
+
+
+def _reference_parse(body: bytes) -> list[tuple[str, str, bool, str | None, int]]:
+    """A plain ElementTree parse: the slow, obvious reading of the same XML."""
+    import urllib.parse
+    import xml.etree.ElementTree as ET
+
+    ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    root = ET.fromstring(body)
+    encoded = root.findtext(f"{ns}EncodingType") == "url"
+    out = []
+    for child in root:
+        tag = child.tag[len(ns) :]
+        if tag in ("Version", "DeleteMarker"):
+            key = child.findtext(f"{ns}Key") or ""
+            out.append(
+                (
+                    urllib.parse.unquote_plus(key) if encoded else key,
+                    child.findtext(f"{ns}VersionId") or "",
+                    tag == "DeleteMarker",
+                    (child.findtext(f"{ns}ETag") or "").strip('"') or None,
+                    int(child.findtext(f"{ns}Size") or 0),
+                )
+            )
+    return out
+
+
+def test_fast_parser_agrees_with_elementtree() -> None:
+    from xml.sax.saxutils import escape
+
+    keys = ["a&b", "<tag>", "new\nline", "cr\rx", 'quote"s', "caf\u00e9 \U0001f600", "plain"]
+    parts = []
+    for i, key in enumerate(sorted(keys)):
+        text = escape(key).replace("\r", "&#xD;").replace('"', "&quot;")
+        if i % 3 == 0:
+            parts.append(
+                f"<DeleteMarker><Key>{text}</Key><VersionId>d{i}</VersionId><IsLatest>true</IsLatest>"
+                f"<LastModified>2026-11-26T10:00:0{i}.000Z</LastModified><Owner><ID>o</ID></Owner>"
+                "</DeleteMarker>"
+            )
+        parts.append(
+            f"<Version>\n  <Key>{text}</Key>\n  <VersionId>v{i}</VersionId><IsLatest>false</IsLatest>"
+            f"<LastModified>2026-11-26T10:00:0{i}Z</LastModified><ETag>&quot;e{i}&quot;</ETag>"
+            f"<Size>{i}</Size><Owner><ID>x</ID><DisplayName>y</DisplayName></Owner>"
+            "<StorageClass>STANDARD</StorageClass></Version>"
+        )
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        "<Name>b</Name><IsTruncated>false</IsTruncated>" + "".join(parts) + "</ListVersionsResult>"
+    ).encode()
+    page = parse_versions_xml(body)
+    got = [(e.key, e.version_id, e.is_delete_marker, e.etag, e.size) for e in page.entries]
+    assert got == _reference_parse(body)
+    assert not page.is_truncated and page.next_key_marker is None

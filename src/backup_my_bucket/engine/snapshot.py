@@ -125,11 +125,14 @@ async def take_snapshot(
     """List the backup bucket, write the index, publish it. Runs under the catalog lock."""
     progress = progress or NullProgress()
     started = clock.now()
-    cut = default_cut(clock) if at is None else at
-    if cut > started:
+    if at is not None and at > started:
         raise UsageError(
-            f"--at {format_time(cut)} is in the future", hint="a snapshot can only record the past"
+            f"--at {format_time(at)} is in the future", hint="a snapshot can only record the past"
         )
+    # Whole seconds, and never the current one: a write later in this second would get a
+    # LastModified <= T and change the state at T after the index was written (gc relies on
+    # an index staying equal to the listing's state at T).
+    cut = default_cut(clock) if at is None else min(at.replace(microsecond=0), default_cut(clock))
     await require_versioning(store, backup.bucket)
     snapshot_id = new_snapshot_id(cut)
     async with catalog.lock("snapshot"):

@@ -1,0 +1,142 @@
+"""Shared pieces of the benchmarks: a local server, datasets, and measured subprocess runs.
+
+Every benchmark runs our CLI and s5cmd as subprocesses against the same local SeaweedFS in
+the same run, so the ratio is fair whatever the machine is doing; each child's CPU time and
+peak RSS come from ``os.wait4`` (that child alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from backup_my_bucket.localserver import LocalS3Server
+from backup_my_bucket.storage.s3 import S3Config, S3Store
+
+ACCESS_KEY = "bmbbenchaccess"
+SECRET_KEY = "bmb-bench-secret"
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Run:
+    label: str
+    wall: float
+    cpu: float
+    max_rss_mb: float
+    returncode: int
+    stdout: bytes
+
+    def line(self, items: int, unit: str = "versions") -> str:
+        rate = items / self.wall if self.wall else 0.0
+        return (
+            f"{self.label:<28} {self.wall:8.2f} s  {rate:10,.0f} {unit}/s  "
+            f"cpu {self.cpu:7.2f} s ({1000 * self.cpu / max(items, 1):6.3f} s/1k)  "
+            f"peak RSS {self.max_rss_mb:7.1f} MB"
+        )
+
+
+def server_env(server: LocalS3Server) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=server.endpoint_url,
+    )
+    return env
+
+
+def measure(label: str, args: Sequence[str], env: dict[str, str], capture: bool = False) -> Run:
+    """Run a command; return its wall time, own CPU time and own peak RSS."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        list(args),
+        env=env,
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    out = b""
+    if capture:
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code != 0:
+        raise RuntimeError(f"{label} failed ({code}): {err.decode(errors='replace')[-2000:]}")
+    return Run(label, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code, out)
+
+
+def tree_keys(n: int) -> list[str]:
+    """A directory tree: 2 levels of directories, files only at the leaves."""
+    per_leaf = 100
+    leaves = max(1, n // per_leaf)
+    keys = [
+        f"d{i // 50:04d}/s{i % 50:02d}/f{j:05d}.bin" for i in range(leaves) for j in range(per_leaf)
+    ]
+    return keys[:n]
+
+
+def flat_keys(n: int) -> list[str]:
+    return [f"obj{i:08d}" for i in range(n)]
+
+
+async def fill(
+    server: LocalS3Server,
+    bucket: str,
+    keys: Sequence[str],
+    *,
+    overwrite: float = 0.2,
+    delete: float = 0.05,
+    size: int = 64,
+    versioned: bool = True,
+    concurrency: int = 64,
+) -> int:
+    """Create a bucket with ``keys``, some overwritten and some deleted; return version count."""
+    config = S3Config(
+        endpoint_url=server.endpoint_url,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        max_pool_connections=concurrency + 8,
+    )
+    rng = random.Random(bucket)
+    async with S3Store(config) as store:
+        await store.create_bucket(bucket)
+        if versioned:
+            await store.set_versioning(bucket, True)
+        sem = asyncio.Semaphore(concurrency)
+        payload = os.urandom(size)
+        versions = 0
+
+        async def one(key: str) -> None:
+            nonlocal versions
+            async with sem:
+                await store.put(bucket, key, payload)
+                versions += 1
+                if rng.random() < overwrite:
+                    await store.put(bucket, key, payload[::-1])
+                    versions += 1
+                if rng.random() < delete:
+                    await store.delete(bucket, key)
+                    versions += 1
+
+        for start in range(0, len(keys), 5000):
+            await asyncio.gather(*(one(k) for k in keys[start : start + 5000]))
+        return versions
+
+
+def self_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -203,6 +203,11 @@ async def test_dry_run_deletes_nothing_and_reports_the_same_plan() -> None:
     real = await run_gc(store, bucket, "", snapshots, policy, at(3600), remove_snapshots=recorder)
     assert (real.versions_deleted, real.bytes_freed) == (dry.versions_deleted, dry.bytes_freed)
     assert dry.to_json()["dry_run"] is True and real.to_json()["dry_run"] is False
+    assert dry.to_json()["decisions"] == [
+        {"id": "s2", "keep": True, "reasons": ["last"]},
+        {"id": "s1", "keep": True, "reasons": ["last"]},
+        {"id": "s0", "keep": False, "reasons": ["no keep rule matched"]},
+    ]
 
 
 async def test_locked_versions_are_skipped_and_other_failures_are_partial() -> None:

@@ -224,6 +224,10 @@ class GcResult:
             "skipped_locked": [_failure_json(f) for f in self.skipped_locked],
             "failures": [_failure_json(f) for f in self.failures],
             "warnings": list(self.warnings),
+            "decisions": [
+                {"id": d.snapshot.id, "keep": d.keep, "reasons": list(d.reasons)}
+                for d in self.decisions
+            ],
         }
 
 
@@ -263,7 +267,8 @@ async def run_gc(
 
     The caller holds the catalog lock and passes *all* the catalog's snapshots of this backup.
     ``remove_snapshots`` drops ids from the catalog; it runs before any version is deleted.
-    ``on_planned`` sees each entry planned for deletion (to list them under ``--dry-run``).
+    With ``dry_run``, nothing is removed or deleted and ``on_planned`` (if given) sees each
+    entry that would be deleted, so the CLI can list them.
     Raises UsageError for an empty policy or when nothing at all would stay restorable, and
     GcPartialFailure (exit 3, with the result) when some deletions failed.
     """

@@ -1,0 +1,337 @@
+"""Garbage collection: drop expired snapshots, then the versions no restoration point needs.
+
+The needed-version rule. Within one key's history (newest first, in listing order), entry
+``e_i`` is what :meth:`KeyHistory.live_at` returns for exactly the instants
+``T ∈ [t_i, min(t_0 … t_{i-1}))`` — its *live interval* (with the listing's usual
+non-increasing timestamps, simply ``[t_i, t_{i-1})``; a tie gives an empty interval). An entry
+is needed iff its live interval contains a kept snapshot's instant or meets the point-in-time
+window ``[now - pit_window, now]``. This holds for delete markers as much as for versions:
+a marker live at a kept T is what makes the key absent at T, and deleting it would revive the
+version below it. The newest entry of every key (the current version or delete marker) is
+never deleted.
+
+Why this is exact: for a kept T, ``live_at(T)`` is the first entry (in listing order) written
+at or before T. That entry is needed, so it stays; every entry before it was written after T
+and removing some of them cannot make one of them qualify. So after gc, ``live_at(T)`` is
+unchanged for every kept T — including "nothing live".
+
+Ordering (docs/design.md): expired snapshots leave the catalog first, versions are deleted
+second. A crash in between leaves versions that nothing references, which the next gc deletes.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ..errors import BackupError, ItemFailure, PartialFailure, UsageError
+from ..model import LifecycleRule, ObjectVersion, VersionRef
+from ..storage.iterate import iter_versions
+from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
+from .progress import NullProgress, Progress
+from .retention import Decision, RetentionPolicy, SnapshotRef, apply_policy
+from .versions import KeyHistory, histories
+from .workers import run_pool
+
+# Per-version DeleteObjects errors that mean "protected", not "broken": Object Lock retention
+# and legal holds answer AccessDenied on S3. Reported as skipped, not as failures.
+_LOCKED_MARKERS = ("accessdenied", "access denied", "object lock", "objectlock", "legal hold")
+
+
+@dataclass(frozen=True, slots=True)
+class RestorePoints:
+    """The moments gc must keep restorable: kept snapshots' instants and an optional window."""
+
+    instants: tuple[datetime, ...]  # ascending
+    window: tuple[datetime, datetime] | None = None  # [start, end], both included
+
+    @classmethod
+    def build(
+        cls, instants: Iterable[datetime], pit_window: timedelta | None, now: datetime
+    ) -> RestorePoints:
+        window = (now - pit_window, now) if pit_window is not None else None
+        return cls(tuple(sorted(instants)), window)
+
+    @property
+    def empty(self) -> bool:
+        return not self.instants and self.window is None
+
+    def needs(self, start: datetime, end: datetime | None) -> bool:
+        """Whether a point lies in ``[start, end)``; ``end`` None means unbounded."""
+        if end is not None and end <= start:
+            return False  # an empty interval: nothing was ever restored from it
+        if self.window is not None:
+            low, high = self.window
+            if start <= high and (end is None or end > low):
+                return True
+        index = bisect_left(self.instants, start)
+        return index < len(self.instants) and (end is None or self.instants[index] < end)
+
+
+def plan_key(history: KeyHistory, points: RestorePoints) -> Iterator[ObjectVersion]:
+    """The entries of one key that no restoration point needs (never the newest entry)."""
+    newer: datetime | None = None  # the earliest timestamp among entries listed before
+    for index, entry in enumerate(history.versions):
+        if index > 0 and not points.needs(entry.last_modified, newer):
+            yield entry
+        newer = entry.last_modified if newer is None else min(newer, entry.last_modified)
+
+
+async def plan_gc(
+    entries: AsyncIterable[ObjectVersion], points: RestorePoints
+) -> AsyncIterator[ObjectVersion]:
+    """Stream the versions and delete markers to delete, key by key, from a full listing."""
+    async for history in histories(entries):
+        for entry in plan_key(history, points):
+            yield entry
+
+
+@dataclass(slots=True)
+class _Tally:
+    versions: int = 0
+    delete_markers: int = 0
+    nbytes: int = 0
+    skipped_locked: list[ItemFailure] = field(default_factory=list)
+    failures: list[ItemFailure] = field(default_factory=list)
+
+    def count(self, entry: ObjectVersion) -> None:
+        self.versions += 1
+        self.delete_markers += entry.is_delete_marker
+        self.nbytes += 0 if entry.is_delete_marker else entry.size
+
+
+def is_locked_failure(reason: str) -> bool:
+    """Whether a per-version delete failure means Object Lock, a legal hold or AccessDenied."""
+    folded = reason.lower()
+    return any(marker in folded for marker in _LOCKED_MARKERS)
+
+
+async def _batches(
+    plan: AsyncIterable[ObjectVersion], size: int
+) -> AsyncIterator[list[ObjectVersion]]:
+    batch: list[ObjectVersion] = []
+    async for entry in plan:
+        batch.append(entry)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def execute_deletions(
+    store: ObjectStore,
+    bucket: str,
+    plan: AsyncIterable[ObjectVersion],
+    *,
+    workers: int,
+    progress: Progress,
+    batch_size: int = MAX_DELETE_BATCH,
+) -> _Tally:
+    """Delete the planned entries in batches of ≤ 1,000, ``workers`` batches at a time."""
+    if not 1 <= batch_size <= MAX_DELETE_BATCH:
+        raise ValueError(f"batch_size must be within 1..{MAX_DELETE_BATCH}")
+    tally = _Tally()
+
+    async def delete(batch: list[ObjectVersion]) -> list[ItemFailure]:
+        refs = [VersionRef(bucket, e.key, e.version_id) for e in batch]
+        return await store.delete_versions(bucket, refs)
+
+    async for outcome in run_pool(_batches(plan, batch_size), delete, workers=workers):
+        batch = outcome.item
+        if outcome.error is not None:  # the whole request failed: every item is a failure
+            reason = outcome.error.message
+            tally.failures += [ItemFailure(e.key, e.version_id, reason) for e in batch]
+            continue
+        failed: dict[tuple[str, str | None], ItemFailure] = {}
+        for failure in outcome.result or []:
+            failed[(failure.key, failure.version_id)] = failure
+            locked = is_locked_failure(failure.reason)
+            (tally.skipped_locked if locked else tally.failures).append(failure)
+        done = [e for e in batch if (e.key, e.version_id) not in failed]
+        for entry in done:
+            tally.count(entry)
+        progress.advance(len(done), sum(e.size for e in done if not e.is_delete_marker))
+    return tally
+
+
+async def _count_only(
+    plan: AsyncIterable[ObjectVersion],
+    on_planned: Callable[[ObjectVersion], None] | None,
+    progress: Progress,
+) -> _Tally:
+    tally = _Tally()
+    async for entry in plan:
+        tally.count(entry)
+        progress.advance(1, 0 if entry.is_delete_marker else entry.size)
+        if on_planned is not None:
+            on_planned(entry)
+    return tally
+
+
+def lifecycle_warnings(
+    rules: Sequence[LifecycleRule], prefix: str, points: RestorePoints, now: datetime
+) -> list[str]:
+    """Warn about lifecycle rules that expire noncurrent versions sooner than gc keeps them."""
+    oldest = min([*points.instants, *(points.window[:1] if points.window else ())], default=now)
+    needed_days = (now - oldest).days
+    warnings = []
+    for rule in rules:
+        overlaps = rule.prefix.startswith(prefix) or prefix.startswith(rule.prefix)
+        days = rule.noncurrent_expiration_days
+        if rule.enabled and overlaps and days is not None and days <= needed_days:
+            warnings.append(
+                f"lifecycle rule {rule.id!r} expires noncurrent versions after {days} days, "
+                f"but the oldest kept restoration point is {needed_days} days old: it may "
+                "already be incomplete"
+            )
+    return warnings
+
+
+@dataclass(frozen=True, slots=True)
+class GcResult:
+    """What gc did (or, with ``dry_run``, would do). :meth:`to_json` is the CLI's ``--json``."""
+
+    snapshots_removed: tuple[str, ...]
+    snapshots_kept: tuple[str, ...]
+    versions_deleted: int  # delete markers included
+    delete_markers_deleted: int
+    bytes_freed: int
+    dry_run: bool
+    decisions: tuple[Decision, ...] = ()  # newest first, with reasons (for --dry-run display)
+    skipped_locked: tuple[ItemFailure, ...] = ()
+    failures: tuple[ItemFailure, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "snapshots_removed": list(self.snapshots_removed),
+            "snapshots_kept": list(self.snapshots_kept),
+            "versions_deleted": self.versions_deleted,
+            "delete_markers_deleted": self.delete_markers_deleted,
+            "bytes_freed": self.bytes_freed,
+            "dry_run": self.dry_run,
+            "skipped_locked": [_failure_json(f) for f in self.skipped_locked],
+            "failures": [_failure_json(f) for f in self.failures],
+            "warnings": list(self.warnings),
+            "decisions": [
+                {"id": d.snapshot.id, "keep": d.keep, "reasons": list(d.reasons)}
+                for d in self.decisions
+            ],
+        }
+
+
+def _failure_json(failure: ItemFailure) -> dict[str, object]:
+    return {"key": failure.key, "version_id": failure.version_id, "reason": failure.reason}
+
+
+class GcPartialFailure(PartialFailure):
+    """Some deletions failed (exit 3); ``result`` says what was done all the same."""
+
+    def __init__(self, result: GcResult) -> None:
+        super().__init__(
+            f"gc could not delete {len(result.failures)} version(s); the rest is done",
+            result.failures,
+        )
+        self.result = result
+
+
+RemoveSnapshots = Callable[[Sequence[str]], Awaitable[None]]
+
+
+async def run_gc(
+    store: ObjectStore,
+    bucket: str,
+    prefix: str,
+    snapshots: Sequence[SnapshotRef],
+    policy: RetentionPolicy,
+    now: datetime,
+    *,
+    remove_snapshots: RemoveSnapshots,
+    dry_run: bool = False,
+    workers: int = 8,
+    progress: Progress | None = None,
+    on_planned: Callable[[ObjectVersion], None] | None = None,
+) -> GcResult:
+    """Apply ``policy`` to every snapshot of the backup at ``s3://bucket/prefix`` and collect.
+
+    The caller holds the catalog lock and passes *all* the catalog's snapshots of this backup.
+    ``remove_snapshots`` drops ids from the catalog; it runs before any version is deleted.
+    With ``dry_run``, nothing is removed or deleted and ``on_planned`` (if given) sees each
+    entry that would be deleted, so the CLI can list them.
+    Raises UsageError for an empty policy or when nothing at all would stay restorable, and
+    GcPartialFailure (exit 3, with the result) when some deletions failed.
+    """
+    progress = progress or NullProgress()
+    decisions = apply_policy(snapshots, policy, now)
+    kept = tuple(d.snapshot.id for d in decisions if d.keep)
+    removed = tuple(d.snapshot.id for d in decisions if not d.keep)
+    kept_at = (d.snapshot.at for d in decisions if d.keep)
+    points = RestorePoints.build(kept_at, policy.pit_window, now)
+    if not snapshots and points.empty:
+        # Nothing references history yet: deleting it all is never what a user means.
+        warning = "no snapshots yet: gc deletes no versions until a snapshot exists"
+        return GcResult((), (), 0, 0, 0, dry_run, warnings=(warning,))
+    if points.empty:
+        raise UsageError(
+            f"the policy would remove all {len(snapshots)} snapshots and every old version",
+            hint="set --min-keep 1 (or more), or widen the policy",
+        )
+    warnings = await _lifecycle_check(store, bucket, prefix, points, now)
+    if removed and not dry_run:
+        await remove_snapshots(removed)  # catalog first: see the ordering rules
+    plan = plan_gc(iter_versions(store, bucket, prefix=prefix), points)
+    tally = await _collect(store, bucket, plan, dry_run, workers, progress, on_planned)
+    result = GcResult(
+        removed,
+        kept,
+        tally.versions,
+        tally.delete_markers,
+        tally.nbytes,
+        dry_run,
+        tuple(decisions),
+        tuple(tally.skipped_locked),
+        tuple(tally.failures),
+        tuple(warnings),
+    )
+    if result.failures:
+        raise GcPartialFailure(result)
+    return result
+
+
+async def _lifecycle_check(
+    store: ObjectStore, bucket: str, prefix: str, points: RestorePoints, now: datetime
+) -> list[str]:
+    try:
+        rules = await store.get_lifecycle(bucket)
+    except BackupError as exc:
+        return [f"could not read the lifecycle rules of s3://{bucket}: {exc.message}"]
+    return lifecycle_warnings(rules, prefix, points, now)
+
+
+async def _collect(
+    store: ObjectStore,
+    bucket: str,
+    plan: AsyncIterable[ObjectVersion],
+    dry_run: bool,
+    workers: int,
+    progress: Progress,
+    on_planned: Callable[[ObjectVersion], None] | None,
+) -> _Tally:
+    progress.start("gc: planning (dry run)" if dry_run else "gc: deleting versions")
+    try:
+        if dry_run:
+            return await _count_only(plan, on_planned, progress)
+        return await execute_deletions(store, bucket, plan, workers=workers, progress=progress)
+    finally:
+        progress.finish()

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from ...errors import NotImplementedYet
-from ..options import dry_run_option
+from ...catalog.index import SnapshotMeta
+from ...engine.gc import GcPartialFailure, GcResult, run_gc
+from ...engine.retention import SnapshotRef, policy_from_options
+from ...engine.snapshot import require_versioning
+from ...errors import NotImplementedYet, UsageError
+from ...model import ObjectVersion, S3Url
+from ...units import format_size
+from ..app import App
+from ..options import S3URL, dry_run_option
 
 
 @click.command()
+@click.option(
+    "--backup",
+    type=S3URL,
+    help="The backup location (default: the one the catalog's snapshots record).",
+)
 @click.option("--keep-last", type=int, metavar="N", help="Keep the N newest snapshots.")
 @click.option("--keep-within", metavar="DURATION", help="Keep every snapshot younger than this.")
 @click.option("--keep-hourly", type=int, metavar="N", help="Keep the last snapshot of N hours.")
@@ -16,11 +30,96 @@ from ..options import dry_run_option
 @click.option("--keep-weekly", type=int, metavar="N", help="Keep the last snapshot of N weeks.")
 @click.option("--keep-monthly", type=int, metavar="N", help="Keep the last snapshot of N months.")
 @click.option("--keep-yearly", type=int, metavar="N", help="Keep the last snapshot of N years.")
-@click.option("--min-keep", type=int, metavar="N", help="Never keep fewer snapshots than this.")
+@click.option(
+    "--min-keep",
+    type=int,
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Never keep fewer snapshots than this, whatever the other rules say.",
+)
+@click.option(
+    "--pit-window",
+    metavar="DURATION",
+    help="Also keep every version needed to restore any moment of the last DURATION.",
+)
 @dry_run_option
-def gc(**_: object) -> None:
-    """Drop snapshots past the retention policy and the versions only they needed."""
-    raise NotImplementedYet("`gc` is not implemented yet")
+@click.pass_obj
+def gc(app: App, /, backup: S3Url | None, dry_run: bool, **policy_options: Any) -> None:
+    """Drop snapshots past the retention policy and the versions only they needed.
+
+    Removes expired snapshots from the catalog first, then deletes the noncurrent versions and
+    delete markers that no kept snapshot (and no --pit-window moment) needs. Current versions
+    are never deleted. Runs under the catalog lock. An empty policy is refused.
+    """
+    policy = policy_from_options(**policy_options)
+    policy.check()
+    shown: list[ObjectVersion] = []
+
+    def planned(version: ObjectVersion) -> None:
+        if len(shown) < 20:
+            shown.append(version)
+
+    async def main() -> GcResult:
+        catalog = await app.catalog(backup)
+        async with catalog.lock("gc"):
+            metas = await catalog.list()
+            url = backup or _backup_of(metas)
+            store = await app.store("backup")
+            await require_versioning(store, url.bucket)
+            return await run_gc(
+                store,
+                url.bucket,
+                url.prefix,
+                [SnapshotRef(m.id, m.at) for m in metas if m.backup == str(url)],
+                policy,
+                app.clock.now(),
+                remove_snapshots=catalog.remove,
+                dry_run=dry_run,
+                workers=app.settings.workers,
+                progress=app.progress(),
+                on_planned=planned if dry_run else None,
+            )
+
+    try:
+        result = app.run(main)
+    except GcPartialFailure as exc:
+        app.output.result(exc.result.to_json(), _gc_text(exc.result, shown))
+        raise
+    app.output.result(result.to_json(), _gc_text(result, shown))
+
+
+def _backup_of(metas: list[SnapshotMeta]) -> S3Url:
+    backups = sorted({m.backup for m in metas})
+    if len(backups) != 1:
+        raise UsageError(
+            "cannot tell which backup to collect"
+            + (f": the catalog holds snapshots of {', '.join(backups)}" if backups else ""),
+            hint="name it with --backup s3://bucket[/prefix]",
+        )
+    return S3Url.parse(backups[0])
+
+
+def _gc_text(result: GcResult, planned: list[ObjectVersion]) -> str:
+    lines = []
+    for decision in result.decisions:
+        verdict = "keep  " if decision.keep else "remove"
+        lines.append(f"{verdict} {decision.snapshot.id}  ({', '.join(decision.reasons)})")
+    verb = "would delete" if result.dry_run else "deleted"
+    lines.append(
+        f"{verb} {result.versions_deleted:,} version(s) and {result.delete_markers_deleted:,} "
+        f"delete marker(s), freeing {format_size(result.bytes_freed)}"
+    )
+    for version in planned:
+        kind = "delete marker" if version.is_delete_marker else format_size(version.size)
+        lines.append(f"  {version.key}  {version.version_id}  ({kind})")
+    if result.dry_run and result.versions_deleted + result.delete_markers_deleted > len(planned):
+        lines.append("  ...")
+    for warning in result.warnings:
+        lines.append(f"warning: {warning}")
+    for failure in result.skipped_locked:
+        lines.append(f"skipped (locked): {failure.key} {failure.version_id}")
+    return "\n".join(lines)
 
 
 @click.command()

@@ -1,0 +1,91 @@
+"""gc through the CLI against the real server: dry-run, then the real thing, under the lock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from backup_my_bucket.errors import ExitCode
+from backup_my_bucket.storage.iterate import iter_versions
+from backup_my_bucket.storage.protocol import ObjectStore
+
+from ..conftest import unique_bucket
+from .test_snapshot_cli import bmb, cli_env  # noqa: F401  # fixture
+
+pytestmark = pytest.mark.s3
+
+
+async def test_gc_frees_only_what_removed_snapshots_needed(
+    cli_env: None,
+    s3_store: ObjectStore,
+    capsys: pytest.CaptureFixture[str],  # noqa: F811
+) -> None:
+    bucket = unique_bucket("gc")
+    await s3_store.create_bucket(bucket)
+    await s3_store.set_versioning(bucket, True)
+    backup = f"s3://{bucket}"
+    ids = []
+    for round_ in range(3):
+        await s3_store.put(bucket, "a", f"a{round_}".encode())
+        if round_ == 0:
+            await s3_store.put(bucket, "gone", b"only in the first snapshot")
+        if round_ == 1:
+            await s3_store.delete(bucket, "gone")
+        await asyncio.sleep(1.1)
+        code, out, err = await bmb(capsys, "--json", "snapshot", "--backup", backup)
+        assert code == 0, err
+        ids.append(json.loads(out)["id"])
+        await asyncio.sleep(1.1)
+
+    before = [v async for v in iter_versions(s3_store, bucket)]
+    code, out, err = await bmb(
+        capsys, "--json", "gc", "--backup", backup, "--keep-last", "2", "--dry-run"
+    )
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["dry_run"] is True and plan["snapshots_removed"] == [ids[0]]
+    assert [v async for v in iter_versions(s3_store, bucket)] == before  # nothing touched
+
+    code, out, err = await bmb(capsys, "--json", "gc", "--backup", backup, "--keep-last", "2")
+    assert code == 0, err
+    done = json.loads(out)
+    # a0 and "gone" were needed only by the first snapshot; the marker on "gone" is current
+    assert (
+        done["snapshots_removed"] == [ids[0]]
+        and done["snapshots_kept"] == ids[:0:-1]
+        or set(done["snapshots_kept"]) == set(ids[1:])
+    )
+    assert done["versions_deleted"] == 2
+    assert done["bytes_freed"] == len(b"a0") + len(b"only in the first snapshot")
+    code, out, _ = await bmb(capsys, "--json", "snapshots", "--backup", backup)
+    assert [json.loads(line)["id"] for line in out.splitlines()] == ids[1:]
+    code, out, _ = await bmb(capsys, "--json", "ls", ids[1], "--backup", backup)
+    assert [json.loads(line)["key"] for line in out.splitlines()] == ["a"]
+
+    code, out, _ = await bmb(capsys, "--json", "gc", "--backup", backup, "--keep-last", "2")
+    assert json.loads(out)["versions_deleted"] == 0  # a second gc has nothing to do
+
+
+async def test_gc_refuses_empty_policy_and_respects_the_lock(
+    cli_env: None,
+    s3_store: ObjectStore,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path,  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:
+    bucket = unique_bucket("gcl")
+    await s3_store.create_bucket(bucket)
+    await s3_store.set_versioning(bucket, True)
+    code, _, err = await bmb(capsys, "gc", "--backup", f"s3://{bucket}")
+    assert code == ExitCode.USAGE and "hint:" in err
+    catalog = tmp_path / "cat"
+    (catalog).mkdir()
+    (catalog / "lock.json").write_text(
+        json.dumps({"token": "t", "purpose": "snapshot", "owner": "other:1",
+                    "acquired": "2026-01-01T00:00:00Z", "expires": "2999-01-01T00:00:00Z"})
+    )  # fmt: skip
+    code, _, err = await bmb(
+        capsys, "--catalog", str(catalog), "gc", "--backup", f"s3://{bucket}", "--keep-last", "1"
+    )
+    assert code == ExitCode.LOCKED and "locked by snapshot" in err

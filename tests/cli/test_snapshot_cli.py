@@ -8,26 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from backup_my_bucket.cli import main as cli_main
 from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.protocol import ObjectStore
 
-from ..conftest import S3Server, unique_bucket
+from ..conftest import unique_bucket
+from .conftest import bmb
 
 pytestmark = pytest.mark.s3
-
-
-@pytest.fixture
-def cli_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-
-
-async def bmb(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = await asyncio.to_thread(cli_main.run, list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def test_snapshot_workflow(

@@ -1,0 +1,26 @@
+"""CLI test helpers: run the real entry point in-process against the test server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from backup_my_bucket.cli import main as cli_main
+
+from ..conftest import S3Server
+
+
+@pytest.fixture
+def cli_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials and endpoint of the test server, as a user's environment would hold them."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+
+
+async def bmb(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI (in a thread: it runs its own event loop); return code, stdout, stderr."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli_main.run, list(args))
+    out, err = capsys.readouterr()
+    return code, out, err

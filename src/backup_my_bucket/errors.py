@@ -122,6 +122,10 @@ class UnsupportedFormat(CatalogError):
     pass
 
 
+class VerificationFailed(BackupError):
+    """`verify` found versions missing or changed in the backup bucket."""
+
+
 class Locked(BackupError):
     exit_code = ExitCode.LOCKED
 

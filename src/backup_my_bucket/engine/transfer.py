@@ -172,12 +172,14 @@ async def copy_version(
     known: None means "unknown" and costs a HEAD on the server-side path. ``same_endpoint``
     says both stores talk to one S3 service, so the bytes can stay there.
     """
+    limit = min(multipart_threshold, MAX_COPY_SIZE)
     info: ObjectInfo | None = None
-    if etag is None or storage_class is None:
+    if etag is None or storage_class is None or multipart_parts(etag) or not same_endpoint:
+        # HEAD is the authority on ETags: some servers list internal chunk ETags (SeaweedFS)
         info = await source.head(src.bucket, src.key, src.version_id)
-        etag, storage_class = info.etag, info.attrs.storage_class
+        etag, storage_class, size = info.etag, info.attrs.storage_class, info.size
     parts = multipart_parts(etag)
-    in_parts = parts is not None or size > min(multipart_threshold, MAX_COPY_SIZE)
+    in_parts = parts is not None or size > limit
     if same_endpoint and not in_parts:
         attrs: ObjectAttrs | None = None
         if not _standard(storage_class):  # COPY would reset the class: REPLACE, same attrs
@@ -213,6 +215,8 @@ async def read_range(store: ObjectStore, src: VersionRef, byte_range: Range) -> 
     """The bytes of an inclusive range, read into one preallocated buffer (no second copy)."""
     size = byte_range[1] - byte_range[0] + 1
     buffer = bytearray(size)
+    if size == 0:
+        return buffer  # "bytes=0--1" is no range at all
     filled = 0
     async for chunk in store.get(src.bucket, src.key, src.version_id, byte_range=byte_range):
         if filled + len(chunk) > size:

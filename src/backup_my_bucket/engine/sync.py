@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
 from ..errors import BackupError, ItemFailure, StorageError, VersioningNotEnabled
-from ..model import NULL_VERSION, ObjectVersion, S3Url, Versioning, VersionRef
+from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, Versioning, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
 from .progress import NullProgress, Progress
@@ -312,3 +312,24 @@ async def sync(
     return await execute_sync(
         plan, source_store, source_url, backup_store, backup_url, options, progress
     )
+
+
+def lifecycle_warnings(rules: Sequence[LifecycleRule], prefix: str) -> list[str]:
+    """Lifecycle rules on the backup bucket that would destroy history restores need."""
+    warnings: list[str] = []
+    for rule in rules:
+        overlaps = prefix.startswith(rule.prefix) or rule.prefix.startswith(prefix)
+        if not rule.enabled or not overlaps:
+            continue
+        name = f"lifecycle rule {rule.id or '(no id)'!r} on prefix {rule.prefix!r}"
+        if rule.noncurrent_expiration_days is not None:
+            warnings.append(
+                f"{name} expires noncurrent versions after {rule.noncurrent_expiration_days} "
+                "days: restoration points older than that will lose their data"
+            )
+        if rule.expiration_days is not None:
+            warnings.append(
+                f"{name} expires current objects after {rule.expiration_days} days: "
+                "backups then look deleted until the next sync copies them again"
+            )
+    return warnings

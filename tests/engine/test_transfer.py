@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import tracemalloc
 
@@ -193,14 +194,19 @@ async def test_byte_budget_bounds_what_is_held() -> None:
 
 @pytest.mark.s3
 async def test_cross_endpoint_streams_with_bounded_memory(
-    s3_store: S3Store, second_s3_store: S3Store, monkeypatch: pytest.MonkeyPatch
+    s3_store: S3Store,
+    second_s3_store: S3Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Two SeaweedFS servers: the bytes pass through us, a few parts at a time."""
+    for name in (None, "botocore", "botocore.endpoint"):  # a --debug test may have left
+        caplog.set_level(logging.WARNING, logger=name)  # these on: request logs repr bodies
     src, dst = unique_bucket("xsrc"), unique_bucket("xdst")
     await s3_store.create_bucket(src)
     await second_s3_store.create_bucket(dst)
     await second_s3_store.set_versioning(dst, True)
-    data = random.Random(5).randbytes(31 * MiB)
+    data = random.Random(5).randbytes(41 * MiB)
     await s3_store.put(src, "big", data, attrs=ATTRS, tags=TAGS)
     await s3_store.put(src, "small", b"tiny", attrs=ATTRS, tags=TAGS)
     budget = ByteBudget(12 * MiB)  # two 5 MiB parts at a time
@@ -208,7 +214,7 @@ async def test_cross_endpoint_streams_with_bounded_memory(
     del data
     tracemalloc.start()
     try:
-        for key, size in (("big", 31 * MiB), ("small", 4)):
+        for key, size in (("big", 41 * MiB), ("small", 4)):
             await copy_version(
                 s3_store, VersionRef(src, key), second_s3_store, dst, key, size=size,
                 same_endpoint=False, multipart_threshold=8 * MiB, part_size=5 * MiB,
@@ -217,7 +223,8 @@ async def test_cross_endpoint_streams_with_bounded_memory(
     finally:
         tracemalloc.stop()
     assert budget.peak <= 12 * MiB
-    assert peak < 24 * MiB, f"copying 31 MiB held {peak / MiB:.1f} MiB"
+    # each part in flight is held about twice (our buffer, the HTTP layer's): far below 41 MiB
+    assert peak < 2 * budget.limit + 4 * MiB, f"copying 41 MiB held {peak / MiB:.1f} MiB"
     for key in ("big", "small"):
         want = b"".join([c async for c in s3_store.get(src, key)])
         await assert_same(s3_store, src, second_s3_store, dst, key, want)

@@ -228,3 +228,19 @@ async def test_cross_endpoint_streams_with_bounded_memory(
     for key in ("big", "small"):
         want = b"".join([c async for c in s3_store.get(src, key)])
         await assert_same(s3_store, src, second_s3_store, dst, key, want)
+
+
+async def test_a_listing_etag_is_checked_by_head(
+    store: ObjectStore, make_bucket: BucketFactory
+) -> None:
+    """SeaweedFS lists chunk ETags (``…-3``) for single PUTs in unversioned buckets: a copy
+    decides its path from HEAD, so such an object is still one CopyObject, not parts."""
+    src, dst = await make_bucket("src", versioned=False), await make_bucket("dst")
+    await store.put(src, "big", BIG, attrs=ATTRS, tags=TAGS)
+    md5 = (await store.head(src, "big")).etag
+    await copy_version(
+        store, VersionRef(src, "big"), store, dst, "big", size=len(BIG),
+        etag="0123456789abcdef0123456789abcdef-3", same_endpoint=True, storage_class="STANDARD",
+    )  # fmt: skip
+    assert (await store.head(dst, "big")).etag == md5
+    await assert_same(store, src, store, dst, "big", BIG)

@@ -16,7 +16,7 @@ from backup_my_bucket.engine.transfer import (
     multipart_parts,
     split_ranges,
 )
-from backup_my_bucket.errors import StorageError
+from backup_my_bucket.errors import ObjectNotFound, StorageError
 from backup_my_bucket.model import CompletedPart, ObjectAttrs, VersionRef
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import MIN_PART_SIZE, ObjectStore
@@ -244,3 +244,37 @@ async def test_a_listing_etag_is_checked_by_head(
     )  # fmt: skip
     assert (await store.head(dst, "big")).etag == md5
     await assert_same(store, src, store, dst, "big", BIG)
+
+
+ODD_KEYS = [
+    "caf\u00e9/\u65e5\u672c\u8a9e/\U0001f600.txt",
+    "with space/and  two",
+    "trailing space ",
+    "new\nline",
+    "plus+and%25percent&amp<lt>",
+    "q?x=1#frag",
+    "tilde~star*quote'(paren)",
+]
+
+
+@pytest.mark.s3
+async def test_fast_copy_signs_every_odd_key(s3_store: S3Store) -> None:
+    """CopyObject's fast path (no botocore pipeline) must really be taken, odd keys and
+    versions included: a wrong signature would silently fall back to the slow path."""
+    fast = s3_store._fast_copy
+    assert fast is not None
+    src, dst = unique_bucket("fsrc"), unique_bucket("fdst")
+    for bucket in (src, dst):
+        await s3_store.create_bucket(bucket)
+        await s3_store.set_versioning(bucket, True)
+    before = fast.done
+    for key in ODD_KEYS:
+        old = await s3_store.put(src, key, b"old " + key.encode(), attrs=ATTRS, tags=TAGS)
+        await s3_store.put(src, key, b"new")
+        new = await s3_store.copy(VersionRef(src, key, old), dst, key)
+        assert new != "null"
+        assert await read(s3_store, dst, key) == b"old " + key.encode()
+        assert await s3_store.get_tags(dst, key) == TAGS
+    assert fast.done - before == len(ODD_KEYS)
+    with pytest.raises(ObjectNotFound):  # errors still come through botocore's translation
+        await s3_store.copy(VersionRef(src, "no-such-key"), dst, "x")

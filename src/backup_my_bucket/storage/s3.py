@@ -26,9 +26,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+import aiohttp
 import botocore.exceptions
+import yarl
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.utils import parse_timestamp as _botocore_parse_timestamp
 
 from ..errors import (
@@ -336,6 +340,59 @@ def _fixed_user_agent(client: Any) -> None:
     creator.to_string = lambda: rendered
 
 
+class _FastCopy:
+    """CopyObject with the COPY directives, signed by botocore's SigV4 but sent straight
+    through aiohttp: sync's hot path, at a fraction of botocore's per-request CPU.
+
+    Only on a path-style custom endpoint (``endpoint_url``). Anything but a clean 200 answers
+    None, and the caller repeats the request through botocore, which owns retries, the
+    adaptive rate limit and error translation; so this path can only be faster, never wrong.
+    """
+
+    def __init__(self, endpoint_url: str, region: str, client: Any, pool: int) -> None:
+        self._base = endpoint_url.rstrip("/")
+        self._region = region
+        self._credentials = client._request_signer._credentials
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=pool),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
+            skip_auto_headers=("User-Agent",),
+        )
+        self.done = 0
+
+    async def copy(self, source: VersionRef, bucket: str, key: str) -> str | None:
+        frozen = self._credentials.get_frozen_credentials()
+        if hasattr(frozen, "__await__"):
+            frozen = await frozen
+        path = f"/{_quote(bucket)}/{_quote(key)}"
+        copy_source = f"{_quote(source.bucket)}/{_quote(source.key)}"
+        if source.version_id:
+            copy_source += f"?versionId={_quote(source.version_id)}"
+        request = AWSRequest(
+            method="PUT", url=self._base + path, headers={"x-amz-copy-source": copy_source}
+        )
+        S3SigV4Auth(frozen, "s3", self._region).add_auth(request)
+        try:
+            async with self._session.put(
+                yarl.URL(self._base + path, encoded=True), headers=dict(request.headers.items())
+            ) as resp:
+                body = await resp.read()
+                version = resp.headers.get("x-amz-version-id")
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return None
+        if resp.status != 200 or b"<Error>" in body:  # S3 may report a failed copy in a 200
+            return None
+        self.done += 1
+        return version or "null"
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def _quote(text: str) -> str:
+    return urllib.parse.quote(text, safe="/~")
+
+
 # --- the store -------------------------------------------------------------------------------
 
 
@@ -348,6 +405,7 @@ class S3Store:
     def __init__(self, config: S3Config | None = None) -> None:
         self.config = config or S3Config()
         self._client: S3Client | None = None
+        self._fast_copy: _FastCopy | None = None
         self._exit_stack = contextlib.AsyncExitStack()
         self._scrub = _Scrubber([self.config.secret_key, self.config.access_key])
 
@@ -399,10 +457,17 @@ class S3Store:
         )
         events.register("before-parse.s3.ListObjectsV2", _make_listing_hook(parse_objects_xml))
         _fixed_user_agent(client)
+        if cfg.endpoint_url:
+            fast = _FastCopy(
+                cfg.endpoint_url, cfg.region or "us-east-1", client, cfg.max_pool_connections
+            )
+            self._exit_stack.push_async_callback(fast.close)
+            self._fast_copy = fast
         self._client = client
 
     async def close(self) -> None:
         self._client = None
+        self._fast_copy = None
         await self._exit_stack.aclose()
 
     @property
@@ -639,6 +704,10 @@ class S3Store:
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
     ) -> str:
+        if attrs is None and tags is None and self._fast_copy is not None:
+            version = await self._fast_copy.copy(source, bucket, key)
+            if version is not None:
+                return version
         src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
         if source.version_id:
             src["VersionId"] = source.version_id

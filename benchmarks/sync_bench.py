@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--size", default="1KiB", help="size of each small object")
     parser.add_argument("--large", type=int, default=8, help="large objects (0: none)")
     parser.add_argument("--large-size", default="32MiB")
-    parser.add_argument("--workers", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     size, large_size = parse_size(args.size), parse_size(args.large_size)

@@ -121,3 +121,39 @@ async def run_pool(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    error: Exception
+
+
+async def prefetch(items: AsyncIterable[T], size: int) -> AsyncIterator[T]:
+    """Iterate ``items`` in a task of its own, up to ``size`` items ahead of the consumer.
+
+    Two listings merged this way run concurrently (and ahead of the work they feed) instead
+    of taking turns; the bound keeps memory flat. An error in ``items`` reaches the consumer.
+    """
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=max(size, 1))
+
+    async def fill() -> None:
+        try:
+            async for item in items:
+                await queue.put(item)
+        except Exception as exc:  # handed to the consumer, raised there
+            await queue.put(_Raised(exc))
+            return
+        await queue.put(_DONE)
+
+    task = asyncio.create_task(fill())
+    try:
+        while True:
+            got = await queue.get()
+            if got is _DONE:
+                return
+            if isinstance(got, _Raised):
+                raise got.error
+            yield got  # type: ignore[misc]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -2,33 +2,152 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from typing import Any
+
 import click
 
-from ...errors import NotImplementedYet
-from ...model import S3Url
+from ...engine.progress import Progress
+from ...engine.sync import (
+    KeyFilter,
+    SyncOptions,
+    SyncResult,
+    lifecycle_warnings,
+)
+from ...engine.sync import (
+    sync as run_engine,
+)
+from ...engine.transfer import DEFAULT_MULTIPART_THRESHOLD
+from ...errors import NotImplementedYet, PartialFailure, UsageError
+from ...model import S3Url, Versioning
+from ...units import format_size
+from ..app import App
 from ..options import backup_option, snapshot_options, source_option, sync_options
+from ..progress import make_progress
+
+
+async def run_init(app: App, source: S3Url, backup: S3Url, *, yes: bool) -> dict[str, Any]:
+    """Check both buckets, enable versioning on the backup one, report lifecycle risks."""
+    source_store, backup_store = await app.store("source"), await app.store("backup")
+    for store, url in ((source_store, source), (backup_store, backup)):
+        await store.check_bucket(url.bucket)
+        await store.list_versions_page(url.bucket, prefix=url.prefix, max_keys=1)  # can list
+    enabled_now = False
+    if await backup_store.get_versioning(backup.bucket) is not Versioning.ENABLED:
+        _confirm_versioning(backup, yes)
+        await backup_store.set_versioning(backup.bucket, True)
+        enabled_now = True
+    warnings = lifecycle_warnings(await backup_store.get_lifecycle(backup.bucket), backup.prefix)
+    return {
+        "source": str(source),
+        "backup": str(backup),
+        "versioning": Versioning.ENABLED.value,
+        "versioning_enabled_now": enabled_now,
+        "warnings": warnings,
+    }
+
+
+def _confirm_versioning(backup: S3Url, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"versioning is not enabled on {backup}",
+            hint="pass --yes to enable it (a backup bucket keeps history through versioning)",
+        )
+    question = f"Enable versioning on s3://{backup.bucket}? It cannot be turned off, only suspended"
+    if not click.confirm(question, err=True):
+        raise UsageError("versioning was not enabled: the bucket cannot hold backups")
 
 
 @click.command()
 @source_option()
 @backup_option()
 @click.option("--yes", is_flag=True, help="Enable versioning on the backup bucket without asking.")
-def init(source: S3Url, backup: S3Url, yes: bool) -> None:
+@click.pass_obj
+def init(app: App, source: S3Url, backup: S3Url, yes: bool) -> None:
     """Check access to both buckets and enable versioning on the backup bucket.
 
     Warns when a lifecycle rule would expire the noncurrent versions restores need.
     """
-    raise NotImplementedYet("`init` is not implemented yet")
+    result = app.run(lambda: run_init(app, source, backup, yes=yes))
+    for warning in result["warnings"]:
+        app.output.warn(warning)
+    done = "enabled" if result["versioning_enabled_now"] else "already enabled"
+    app.output.result(result, f"ready: {source} → {backup} (versioning {done})")
+
+
+async def run_sync(
+    app: App,
+    source: S3Url,
+    backup: S3Url,
+    *,
+    dry_run: bool = False,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Sync ``source`` into ``backup`` with the app's stores and settings (used by `backup`)."""
+    options = SyncOptions(
+        workers=app.settings.workers,
+        dry_run=dry_run,
+        same_endpoint=app.same_endpoint(),
+        multipart_threshold=multipart_threshold,
+        key_filter=KeyFilter(tuple(include), tuple(exclude)),
+    )
+    source_store, backup_store = await app.store("source"), await app.store("backup")
+    return await run_engine(
+        source_store, source, backup_store, backup, options, progress or make_progress(app.output)
+    )
+
+
+def describe(result: SyncResult) -> str:
+    """The human summary of a sync (stdout without --json)."""
+    size = format_size(result.bytes_copied)
+    if result.dry_run:
+        return (
+            f"dry run: would copy {result.copied} objects ({size}), mark {result.deleted} "
+            f"deleted; {result.skipped} unchanged"
+        )
+    failed = f", {result.failed} failed" if result.failed else ""
+    return (
+        f"copied {result.copied} objects ({size}), marked {result.deleted} deleted, "
+        f"{result.skipped} unchanged{failed}"
+    )
+
+
+def report_sync(app: App, result: SyncResult) -> None:
+    """Print the result, then fail with exit 3 if some objects failed (the list on stderr)."""
+    app.output.result(result.to_json(), describe(result))
+    if result.failures:
+        raise PartialFailure(f"{result.failed} objects failed to sync", result.failures)
 
 
 @click.command()
 @sync_options
-def sync(**_: object) -> None:
+@click.pass_obj
+def sync(
+    app: App,
+    source: S3Url,
+    backup: S3Url,
+    dry_run: bool,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    multipart_threshold: int,
+) -> None:
     """Copy new and changed objects from the source into the backup bucket.
 
     Keys gone from the source get a delete marker in the backup: their history stays.
     """
-    raise NotImplementedYet("`sync` is not implemented yet")
+    result = app.run(
+        lambda: run_sync(
+            app, source, backup, dry_run=dry_run, include=include, exclude=exclude,
+            multipart_threshold=multipart_threshold,
+        )
+    )  # fmt: skip
+    report_sync(app, result)
 
 
 @click.command()

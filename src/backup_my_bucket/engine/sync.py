@@ -1,0 +1,335 @@
+"""Sync: make the backup's current state equal the source's, losing nothing on the way.
+
+*Plan* (pure): a merge-join of two key-sorted streams of current versions, keys relative to
+each side's prefix: the source's current objects and the backup's current versions. Each key
+becomes one :class:`SyncItem`: ``copy`` (new or changed), ``skip`` (unchanged) or ``delete``
+(gone from the source: the backup gets a delete marker, older versions stay).
+
+*Execute*: copies run first on a bounded worker pool (:func:`~.workers.run_pool`), then the
+delete markers; a failed item is retried, then reported, and never stops the rest.
+
+Both sides are listed with ListObjectVersions (key order on every server we know; SeaweedFS's
+ListObjectsV2 is not in key order) and reduced to current versions, concurrently and ahead of
+the copies (:func:`~.workers.prefetch`).
+
+"Unchanged" (see docs/design.md, "Sync"): same size and same ETag. When the ETags cannot be
+compared (a multipart ETag ``…-N`` on either side, e.g. a big object copied in parts of another
+size, a server whose part-copy ETags are not MD5s, or no ETag at all), the backup copy counts
+as current if it was written after the source version (``LastModified`` strictly later): a
+source overwritten since then is newer than its copy and is copied again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from fnmatch import fnmatchcase
+
+from ..errors import BackupError, ItemFailure, StorageError, VersioningNotEnabled
+from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, Versioning, VersionRef
+from ..storage.iterate import iter_versions
+from ..storage.protocol import ObjectStore
+from .progress import NullProgress, Progress
+from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
+from .versions import current_state
+from .workers import prefetch, run_pool
+
+PREFETCH = 5_000
+"""Listing entries each side may hold ahead of the merge (about 1 MB each side)."""
+
+
+class Action(StrEnum):
+    COPY = "copy"
+    DELETE = "delete"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncItem:
+    """One key of the plan; ``key`` is relative to the source and backup prefixes."""
+
+    action: Action
+    key: str
+    source: ObjectVersion | None = None
+    backup: ObjectVersion | None = None
+
+    @property
+    def size(self) -> int:
+        return self.source.size if self.source is not None else 0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFilter:
+    """``--include``/``--exclude`` globs over relative keys (``*`` also matches ``/``).
+
+    A key is in scope when it matches some include (or there are none) and no exclude. Keys
+    out of scope are neither copied nor marked deleted.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def __call__(self, key: str) -> bool:
+        if self.include and not any(fnmatchcase(key, glob) for glob in self.include):
+            return False
+        return not any(fnmatchcase(key, glob) for glob in self.exclude)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    workers: int = 32
+    dry_run: bool = False
+    same_endpoint: bool = True
+    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
+    part_size: int | None = None
+    key_filter: KeyFilter = field(default_factory=KeyFilter)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What a sync did (or, with ``dry_run``, would do). ``to_json`` is the CLI contract."""
+
+    copied: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes_copied: int = 0
+    dry_run: bool = False
+    failures: tuple[ItemFailure, ...] = ()
+
+    def to_json(self) -> dict[str, int | bool]:
+        return {
+            "copied": self.copied,
+            "deleted": self.deleted,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "bytes_copied": self.bytes_copied,
+            "dry_run": self.dry_run,
+        }
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def unchanged(source: ObjectVersion, backup: ObjectVersion) -> bool:
+    """Whether the backup's current version already holds the source's current content.
+
+    Same size and same ETag. Two single-part MD5 ETags that differ mean different bytes. Any
+    other pair (a multipart ``…-N`` ETag on either side, a missing one) is not comparable:
+    then a backup copy written strictly after the source version counts as current.
+    """
+    if source.size != backup.size:
+        return False
+    if source.etag and source.etag == backup.etag:
+        return True
+    if _MD5.match(source.etag or "") and _MD5.match(backup.etag or ""):
+        return False
+    return backup.last_modified > source.last_modified
+
+
+async def _ascending(
+    entries: AsyncIterable[ObjectVersion], side: str
+) -> AsyncIterator[ObjectVersion]:
+    previous: str | None = None
+    async for entry in entries:
+        if previous is not None and entry.key <= previous:
+            raise StorageError(
+                f"the {side} listing is out of order: {entry.key!r} after {previous!r}"
+            )
+        if entry.is_delete_marker:
+            raise ValueError("plan_sync takes current versions, not delete markers")
+        previous = entry.key
+        yield entry
+
+
+async def plan_sync(
+    source: AsyncIterable[ObjectVersion],
+    backup: AsyncIterable[ObjectVersion],
+    key_filter: KeyFilter | None = None,
+) -> AsyncIterator[SyncItem]:
+    """Merge-join two strictly ascending streams of current versions (relative keys)."""
+    in_scope = key_filter or KeyFilter()
+    src_it = aiter(_ascending(source, "source"))
+    bak_it = aiter(_ascending(backup, "backup"))
+    src = await anext(src_it, None)
+    bak = await anext(bak_it, None)
+    while src is not None or bak is not None:
+        if bak is None or (src is not None and src.key < bak.key):
+            assert src is not None
+            item = SyncItem(Action.COPY, src.key, src, None)
+            src = await anext(src_it, None)
+        elif src is None or bak.key < src.key:
+            item = SyncItem(Action.DELETE, bak.key, None, bak)
+            bak = await anext(bak_it, None)
+        else:
+            action = Action.SKIP if unchanged(src, bak) else Action.COPY
+            item = SyncItem(action, src.key, src, bak)
+            src, bak = await anext(src_it, None), await anext(bak_it, None)
+        if in_scope(item.key):
+            yield item
+
+
+async def current_listing(store: ObjectStore, url: S3Url) -> AsyncIterator[ObjectVersion]:
+    """The current versions under ``url``, keys relative to its prefix, ascending."""
+    cut = len(url.prefix)
+    async for version in current_state(iter_versions(store, url.bucket, prefix=url.prefix)):
+        yield dataclasses.replace(version, key=version.key[cut:]) if cut else version
+
+
+async def ensure_versioned(store: ObjectStore, bucket: str) -> None:
+    """Refuse to write to a backup bucket without versioning: history would be destroyed."""
+    if await store.get_versioning(bucket) is not Versioning.ENABLED:
+        raise VersioningNotEnabled(bucket)
+
+
+# --- execute ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Tally:
+    copied: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    bytes_copied: int = 0
+    planned: int = 0
+    planned_bytes: int = 0
+    failures: list[ItemFailure] = field(default_factory=list)
+    deletes: list[SyncItem] = field(default_factory=list)
+
+    def result(self, dry_run: bool) -> SyncResult:
+        return SyncResult(
+            copied=self.copied,
+            deleted=self.deleted,
+            skipped=self.skipped,
+            failed=len(self.failures),
+            bytes_copied=self.bytes_copied,
+            dry_run=dry_run,
+            failures=tuple(self.failures),
+        )
+
+
+async def _copies(
+    plan: AsyncIterable[SyncItem], tally: _Tally, progress: Progress
+) -> AsyncIterator[SyncItem]:
+    """The copy items of the plan; skips are counted, deletes kept for after the copies."""
+    async for item in plan:
+        if item.action is Action.SKIP:
+            tally.skipped += 1
+            progress.advance(1)
+        elif item.action is Action.DELETE:
+            tally.deletes.append(item)  # keys only: small even for a large deletion
+        else:
+            tally.planned += 1
+            tally.planned_bytes += item.size
+            yield item
+    progress.total(tally.planned + tally.skipped + len(tally.deletes), tally.planned_bytes)
+
+
+async def execute_sync(
+    plan: AsyncIterable[SyncItem],
+    source_store: ObjectStore,
+    source_url: S3Url,
+    backup_store: ObjectStore,
+    backup_url: S3Url,
+    options: SyncOptions,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Carry out a plan: copies first, then delete markers (never a version deleted)."""
+    report = progress or NullProgress()
+    tally = _Tally()
+    report.start("sync")
+    if options.dry_run:
+        async for item in _copies(plan, tally, report):
+            tally.copied += 1
+            tally.bytes_copied += item.size
+        tally.deleted = len(tally.deletes)
+        report.finish()
+        return tally.result(dry_run=True)
+
+    async def copy(item: SyncItem) -> str:
+        assert item.source is not None
+        version = item.source.version_id
+        ref = VersionRef(
+            source_url.bucket,
+            source_url.prefix + item.key,
+            None if version == NULL_VERSION else version,  # pin the listed version
+        )
+        return await copy_version(
+            source_store, ref, backup_store, backup_url.bucket, backup_url.prefix + item.key,
+            size=item.source.size, etag=item.source.etag, same_endpoint=options.same_endpoint,
+            multipart_threshold=options.multipart_threshold, part_size=options.part_size,
+            storage_class=item.source.storage_class,
+        )  # fmt: skip
+
+    async for outcome in run_pool(_copies(plan, tally, report), copy, workers=options.workers):
+        _record(outcome.item, outcome.error, tally, source_url)
+        if outcome.error is None:
+            tally.copied += 1
+            tally.bytes_copied += outcome.item.size
+        report.advance(1, outcome.item.size)
+
+    async def delete(item: SyncItem) -> str | None:
+        return await backup_store.delete(backup_url.bucket, backup_url.prefix + item.key)
+
+    async for gone in run_pool(tally.deletes, delete, workers=options.workers):
+        _record(gone.item, gone.error, tally, backup_url)
+        tally.deleted += gone.error is None
+        report.advance(1)
+    report.finish()
+    return tally.result(dry_run=False)
+
+
+def _record(item: SyncItem, error: BackupError | None, tally: _Tally, where: S3Url) -> None:
+    if error is not None:
+        version = item.source.version_id if item.source is not None else None
+        reason = f"{item.action.value}: {error.message}"
+        tally.failures.append(ItemFailure(where.prefix + item.key, version, reason))
+
+
+async def sync(
+    source_store: ObjectStore,
+    source_url: S3Url,
+    backup_store: ObjectStore,
+    backup_url: S3Url,
+    options: SyncOptions,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Check both buckets, list both sides concurrently, plan and execute a sync."""
+    await source_store.check_bucket(source_url.bucket)
+    await backup_store.check_bucket(backup_url.bucket)
+    await ensure_versioned(backup_store, backup_url.bucket)
+    plan = plan_sync(
+        prefetch(current_listing(source_store, source_url), PREFETCH),
+        prefetch(current_listing(backup_store, backup_url), PREFETCH),
+        options.key_filter,
+    )
+    return await execute_sync(
+        plan, source_store, source_url, backup_store, backup_url, options, progress
+    )
+
+
+def lifecycle_warnings(rules: Sequence[LifecycleRule], prefix: str) -> list[str]:
+    """Lifecycle rules on the backup bucket that would destroy history restores need."""
+    warnings: list[str] = []
+    for rule in rules:
+        overlaps = prefix.startswith(rule.prefix) or rule.prefix.startswith(prefix)
+        if not rule.enabled or not overlaps:
+            continue
+        name = f"lifecycle rule {rule.id or '(no id)'!r} on prefix {rule.prefix!r}"
+        if rule.noncurrent_expiration_days is not None:
+            warnings.append(
+                f"{name} expires noncurrent versions after {rule.noncurrent_expiration_days} "
+                "days: restoration points older than that will lose their data"
+            )
+        if rule.expiration_days is not None:
+            warnings.append(
+                f"{name} expires current objects after {rule.expiration_days} days: "
+                "backups then look deleted until the next sync copies them again"
+            )
+    return warnings

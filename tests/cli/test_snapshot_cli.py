@@ -103,3 +103,29 @@ async def test_catalog_in_the_backup_bucket(
         await asyncio.sleep(1.1)
     code, out, _ = await bmb(capsys, "--json", "--catalog", catalog, "snapshots")
     assert len(out.splitlines()) == 2
+
+
+async def test_backup_is_sync_then_snapshot(
+    cli_env: None, s3_store: ObjectStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, target = unique_bucket("bsrc"), unique_bucket("bdst")
+    await s3_store.create_bucket(source)
+    await s3_store.create_bucket(target)
+    await s3_store.set_versioning(target, True)
+    for i in range(5):
+        await s3_store.put(source, f"f/{i}", bytes(i))
+    args = ["--json", "backup", "--source", f"s3://{source}", "--backup", f"s3://{target}"]
+    code, out, err = await bmb(capsys, *args, "--dry-run")
+    assert code == 0, err
+    assert json.loads(out) == {"sync": json.loads(out)["sync"], "snapshot": None}
+    assert json.loads(out)["sync"]["dry_run"] is True
+    code, out, err = await bmb(capsys, *args, "--tag", "nightly")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["sync"]["copied"] == 5
+    assert result["snapshot"]["keys"] == 5 and result["snapshot"]["source"] == f"s3://{source}"
+    assert result["snapshot"]["tags"] == ["nightly"]
+    code, out, _ = await bmb(capsys, *args)
+    again = json.loads(out)
+    assert again["sync"]["copied"] == 0 and again["snapshot"]["keys"] == 5
+    assert again["snapshot"]["id"] != result["snapshot"]["id"]

@@ -12,12 +12,13 @@ import platformdirs
 
 from ..catalog.catalog import APP_NAME, Catalog, LocalCatalog, S3Catalog, default_catalog_dir
 from ..clock import SYSTEM_CLOCK, Clock
-from ..engine.progress import NullProgress, Progress
+from ..engine.progress import Progress
 from ..errors import UsageError
 from ..model import S3Url
 from ..storage.protocol import ObjectStore
 from ..storage.s3 import S3Config, S3Store
 from .output import Output
+from .progress import make_progress
 
 T = TypeVar("T")
 Side = Literal["source", "backup"]
@@ -37,6 +38,8 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     json: bool = False
     debug: bool = False
+    access_key: str | None = None  # not an option: for the embedded demo server only
+    secret_key: str | None = None
 
 
 class App:
@@ -57,6 +60,8 @@ class App:
             endpoint_url=endpoint,
             region=s.region,
             profile=s.profile,
+            access_key=s.access_key,
+            secret_key=s.secret_key,
             # listing tasks run beside the workers; the pool must never be the bottleneck
             max_pool_connections=s.workers + 16,
         )
@@ -105,7 +110,7 @@ class App:
 
     def progress(self) -> Progress:
         """Progress on stderr for people; nothing for machines (--json) or pipes."""
-        return NullProgress()
+        return make_progress(self.output)
 
     def same_endpoint(self) -> bool:
         return self.s3_config("source") == self.s3_config("backup")

@@ -38,6 +38,11 @@ def default_cut(clock: Clock) -> datetime:
     return clock.now().replace(microsecond=0) - timedelta(seconds=1)
 
 
+def seconds_to_next_second(now: datetime) -> float:
+    """How long until a new second starts: a snapshot taken then includes every earlier write."""
+    return 1.0 - now.microsecond / 1_000_000 + 0.01
+
+
 async def require_versioning(store: ObjectStore, bucket: str) -> None:
     """Refuse to treat an unversioned bucket as a backup: history there is not kept."""
     if await store.get_versioning(bucket) is not Versioning.ENABLED:

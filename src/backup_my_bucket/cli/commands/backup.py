@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from ...catalog.index import SnapshotMeta
 from ...engine.progress import Progress
+from ...engine.snapshot import catalog_skip_prefix, seconds_to_next_second, take_snapshot
 from ...engine.sync import (
     KeyFilter,
     SyncOptions,
@@ -19,9 +22,9 @@ from ...engine.sync import (
     sync as run_engine,
 )
 from ...engine.transfer import DEFAULT_MULTIPART_THRESHOLD
-from ...errors import NotImplementedYet, PartialFailure, UsageError
+from ...errors import PartialFailure, UsageError
 from ...model import S3Url, Versioning
-from ...units import format_size
+from ...units import format_size, format_time
 from ..app import App
 from ..options import backup_option, snapshot_options, source_option, sync_options
 from ..progress import make_progress
@@ -153,9 +156,63 @@ def sync(
 @click.command()
 @sync_options
 @snapshot_options
-def backup(**_: object) -> None:
-    """Sync, then take a snapshot: one restoration point in one command."""
-    raise NotImplementedYet("`backup` is not implemented yet")
+@click.pass_obj
+def backup(
+    app: App,
+    source: S3Url,
+    backup: S3Url,
+    dry_run: bool,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    multipart_threshold: int,
+    at: str | None,
+    tags: tuple[str, ...],
+) -> None:
+    """Sync, then take a snapshot: one restoration point in one command.
+
+    The snapshot is taken even when some objects failed to sync (it is a consistent cut of
+    the backup bucket all the same); the command then exits 3 with the failures listed.
+    With --dry-run, only the sync plan is shown and no snapshot is taken.
+    """
+    if at is not None:
+        raise UsageError(
+            "backup takes its snapshot after the sync: --at does not apply",
+            hint="use `snapshot --at TIME` to record an earlier instant",
+        )
+
+    async def main() -> tuple[SyncResult, SnapshotMeta | None]:
+        synced = await run_sync(
+            app, source, backup, dry_run=dry_run, include=include, exclude=exclude,
+            multipart_threshold=multipart_threshold,
+        )  # fmt: skip
+        if dry_run:
+            return synced, None
+        await asyncio.sleep(seconds_to_next_second(app.clock.now()))  # T must postdate the sync
+        meta = await take_snapshot(
+            await app.store("backup"),
+            backup,
+            await app.catalog(backup),
+            app.clock,
+            source=source,
+            tags=tags,
+            workers=app.settings.workers,
+            skip_prefix=catalog_skip_prefix(backup, app.catalog_url()),
+            progress=app.progress(),
+        )
+        return synced, meta
+
+    synced, meta = app.run(main)
+    text = describe(synced)
+    if meta is not None:
+        text += (
+            f"\nsnapshot {meta.id}: {meta.keys:,} keys, {format_size(meta.total_bytes)} "
+            f"at {format_time(meta.at)}"
+        )
+    app.output.result(
+        {"sync": synced.to_json(), "snapshot": meta.summary() if meta else None}, text
+    )
+    if synced.failures:
+        raise PartialFailure(f"{synced.failed} objects failed to sync", synced.failures)
 
 
 COMMANDS = [init, sync, backup]

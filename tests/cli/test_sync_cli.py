@@ -8,7 +8,6 @@ import random
 
 import pytest
 
-from backup_my_bucket.cli import main as cli_main
 from backup_my_bucket.engine import sync as sync_engine
 from backup_my_bucket.engine.sync import lifecycle_warnings
 from backup_my_bucket.errors import ExitCode, StorageError
@@ -17,22 +16,10 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 
 from ..conftest import S3Server, unique_bucket
+from .conftest import bmb
 
 pytestmark = pytest.mark.s3
 ATTRS = ObjectAttrs(content_type="image/png", cache_control="no-cache", metadata={"a": "1"})
-
-
-@pytest.fixture
-def cli_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-
-
-async def bmb(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = await asyncio.to_thread(cli_main.run, list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def buckets(store: ObjectStore, versioned_backup: bool = True) -> tuple[str, str]:

@@ -24,13 +24,13 @@ from .. import __version__
 from ..catalog.catalog import Catalog, new_snapshot_id
 from ..catalog.index import IndexWriter, SnapshotMeta
 from ..clock import Clock
-from ..errors import UsageError, VersioningNotEnabled
-from ..model import ObjectVersion, S3Url, Versioning
+from ..errors import UsageError
+from ..model import ObjectVersion, S3Url
 from ..storage.protocol import ObjectStore
 from ..units import format_time
 from .listing import ParallelListing
 from .progress import NullProgress, Progress
-from .versions import KeyHistory
+from .versions import KeyHistory, require_versioning
 
 
 def default_cut(clock: Clock) -> datetime:
@@ -41,12 +41,6 @@ def default_cut(clock: Clock) -> datetime:
 def seconds_to_next_second(now: datetime) -> float:
     """How long until a new second starts: a snapshot taken then includes every earlier write."""
     return 1.0 - now.microsecond / 1_000_000 + 0.01
-
-
-async def require_versioning(store: ObjectStore, bucket: str) -> None:
-    """Refuse to treat an unversioned bucket as a backup: history there is not kept."""
-    if await store.get_versioning(bucket) is not Versioning.ENABLED:
-        raise VersioningNotEnabled(bucket)
 
 
 def relative(version: ObjectVersion, prefix: str) -> ObjectVersion:

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
-from ..errors import BackupError, ItemFailure, StorageError, VersioningNotEnabled
-from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, Versioning, VersionRef
+from ..errors import BackupError, ItemFailure, StorageError
+from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
 from .progress import NullProgress, Progress
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
-from .versions import current_state
+from .versions import current_state, require_versioning
 from .workers import prefetch, run_pool
 
 PREFETCH = 5_000
@@ -182,12 +182,6 @@ async def current_listing(store: ObjectStore, url: S3Url) -> AsyncIterator[Objec
         yield dataclasses.replace(version, key=version.key[cut:]) if cut else version
 
 
-async def ensure_versioned(store: ObjectStore, bucket: str) -> None:
-    """Refuse to write to a backup bucket without versioning: history would be destroyed."""
-    if await store.get_versioning(bucket) is not Versioning.ENABLED:
-        raise VersioningNotEnabled(bucket)
-
-
 # --- execute ---------------------------------------------------------------------------------
 
 
@@ -303,7 +297,7 @@ async def sync(
     """Check both buckets, list both sides concurrently, plan and execute a sync."""
     await source_store.check_bucket(source_url.bucket)
     await backup_store.check_bucket(backup_url.bucket)
-    await ensure_versioned(backup_store, backup_url.bucket)
+    await require_versioning(backup_store, backup_url.bucket)
     plan = plan_sync(
         prefetch(current_listing(source_store, source_url), PREFETCH),
         prefetch(current_listing(backup_store, backup_url), PREFETCH),

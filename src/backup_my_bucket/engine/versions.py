@@ -7,12 +7,13 @@ so a write and a delete in the same second tie, and only the order tells which c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..errors import StorageError
-from ..model import ObjectVersion
+from ..errors import StorageError, VersioningNotEnabled
+from ..model import ObjectVersion, Versioning
+from ..storage.protocol import ObjectStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,23 +60,6 @@ async def histories(entries: AsyncIterable[ObjectVersion]) -> AsyncIterator[KeyH
         yield KeyHistory(key, tuple(group))
 
 
-def histories_sync(entries: Iterable[ObjectVersion]) -> Iterator[KeyHistory]:
-    """The same grouping over an in-memory sequence (for planners and tests)."""
-    key: str | None = None
-    previous: str | None = None
-    group: list[ObjectVersion] = []
-    for entry in entries:
-        if entry.key != key:
-            if key is not None:
-                yield KeyHistory(key, tuple(group))
-                previous = key
-            _check_order(previous, entry.key)
-            key, group = entry.key, []
-        group.append(entry)
-    if key is not None:
-        yield KeyHistory(key, tuple(group))
-
-
 async def state_at(
     entries: AsyncIterable[ObjectVersion], at: datetime
 ) -> AsyncIterator[ObjectVersion]:
@@ -91,3 +75,9 @@ async def current_state(entries: AsyncIterable[ObjectVersion]) -> AsyncIterator[
     async for history in histories(entries):
         if history.current is not None:
             yield history.current
+
+
+async def require_versioning(store: ObjectStore, bucket: str) -> None:
+    """Refuse to treat an unversioned bucket as a backup: history there would be destroyed."""
+    if await store.get_versioning(bucket) is not Versioning.ENABLED:
+        raise VersioningNotEnabled(bucket)

@@ -10,8 +10,8 @@ from ...catalog.index import SnapshotMeta
 from ...engine.diff import aiter_sync
 from ...engine.gc import GcPartialFailure, GcResult, run_gc
 from ...engine.retention import SnapshotRef, policy_from_options
-from ...engine.snapshot import require_versioning
 from ...engine.verify import VerifyResult, verify_versions
+from ...engine.versions import require_versioning
 from ...errors import NotImplementedYet, UsageError, VerificationFailed
 from ...model import ObjectVersion, S3Url
 from ...units import format_size

@@ -511,6 +511,8 @@ async def _verify(
                 problems.append(ItemFailure(have.head.key, None, "verify: not in the plan"))
             await have.advance()
         found = await have.seek(action.key)
+        if found is not None:
+            await have.advance()
         problem = _check(action, found, tally)
         if problem is not None:
             problems.append(ItemFailure(action.key, None, f"verify: {problem}"))

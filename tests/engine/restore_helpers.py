@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from backup_my_bucket.engine.restore import KeyFilter, Mode, RestoreResult, run_restore
+from backup_my_bucket.engine.restore import ALL_KEYS, KeyFilter, Mode, RestoreResult, run_restore
 from backup_my_bucket.engine.versions import current_state, state_at
 from backup_my_bucket.model import ObjectAttrs, ObjectVersion, S3Url
 from backup_my_bucket.storage.iterate import iter_versions
@@ -52,7 +52,7 @@ async def restore(
     desired: AsyncIterable[ObjectVersion],
     *,
     mode: Mode = Mode.ROLLBACK,
-    filters: KeyFilter = KeyFilter(),
+    filters: KeyFilter = ALL_KEYS,
     point: str = "test",
     journal_dir: Path | None = None,
     target_store: ObjectStore | None = None,

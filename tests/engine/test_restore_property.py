@@ -108,7 +108,7 @@ async def test_rollback_to_any_snapshot_or_moment_restores_it_exactly(
         assert result.failed == 0 and result.verified
         assert await bucket_state(store, "src") == expected(model)
 
-    points = [(START - timedelta(seconds=5), {})] + timeline
+    points = [(START - timedelta(seconds=5), {}), *timeline]
     for index, half in picks:  # restore moments, exactly at an event or between two
         at, model = points[index % len(points)]
         at += timedelta(milliseconds=500) if half else timedelta(0)

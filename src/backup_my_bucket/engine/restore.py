@@ -91,6 +91,9 @@ class KeyFilter:
         return not any(fnmatch.fnmatchcase(key, g) for g in self.exclude)
 
 
+ALL_KEYS = KeyFilter()
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     """One step of a plan for one relative key."""
@@ -207,7 +210,7 @@ async def plan_restore(
     desired: AsyncIterable[ObjectVersion],
     current: AsyncIterable[ObjectVersion],
     mode: Mode,
-    filters: KeyFilter = KeyFilter(),
+    filters: KeyFilter = ALL_KEYS,
     *,
     backup_current: AsyncIterable[ObjectVersion] | None = None,
     journal: Mapping[str, JournalEntry] | None = None,
@@ -589,7 +592,7 @@ async def run_restore(
     target: S3Url,
     point: str,
     mode: Mode = Mode.ROLLBACK,
-    filters: KeyFilter = KeyFilter(),
+    filters: KeyFilter = ALL_KEYS,
     dry_run: bool = False,
     workers: int = 32,
     journal_dir: Path | None = None,

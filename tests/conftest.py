@@ -125,3 +125,32 @@ def make_bucket(store: ObjectStore) -> BucketFactory:
 
 def is_seaweedfs(store: ObjectStore) -> bool:
     return isinstance(store, S3Store) and not os.environ.get("BMB_TEST_ENDPOINT")
+
+
+@pytest.fixture(scope="session")
+def second_s3_server(
+    s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[S3Server]:
+    """Another SeaweedFS with the same credentials: a different endpoint, for cross-endpoint
+    copies (bytes must stream through the client)."""
+    server = LocalS3Server(
+        tmp_path_factory.mktemp("seaweedfs2"),
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+    )
+    try:
+        server.start()
+    except BackupError as exc:
+        _unavailable(f"{exc.message} ({exc.hint})")
+    try:
+        yield S3Server(server.endpoint_url, s3_server.access_key, s3_server.secret_key)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def second_s3_store(second_s3_server: S3Server) -> AsyncIterator[S3Store]:
+    store = S3Store(second_s3_server.config(max_pool_connections=32))
+    await store.open()
+    yield store
+    await store.close()

@@ -359,6 +359,27 @@ async def test_multipart_upload_and_part_copy(
     assert "never" not in await keys(store, bucket)
 
 
+async def test_head_of_one_part_tells_the_layout(
+    store: ObjectStore, make_bucket: BucketFactory
+) -> None:
+    bucket = await make_bucket()
+    data = bytes(random.Random(2).randbytes(MIN_PART_SIZE + 1000))
+    upload = await store.create_multipart(bucket, "mp")
+    parts = [
+        await store.upload_part(bucket, "mp", upload, 1, data[:MIN_PART_SIZE]),
+        await store.upload_part(bucket, "mp", upload, 2, data[MIN_PART_SIZE:]),
+    ]
+    await store.complete_multipart(bucket, "mp", upload, parts)
+    first = await store.head(bucket, "mp", part_number=1)
+    second = await store.head(bucket, "mp", part_number=2)
+    assert (first.size, first.parts_count) == (MIN_PART_SIZE, 2)
+    assert (second.size, second.parts_count) == (1000, 2)
+    assert first.etag == (await store.head(bucket, "mp")).etag  # the whole object's ETag
+    await store.put(bucket, "plain", b"12345")
+    whole = await store.head(bucket, "plain", part_number=1)
+    assert (whole.size, whole.parts_count) == (5, 1)
+
+
 async def test_batch_delete_of_versions_and_markers(
     store: ObjectStore, make_bucket: BucketFactory
 ) -> None:

@@ -51,6 +51,7 @@ class _Version:
     attrs: ObjectAttrs = field(default_factory=ObjectAttrs)
     tags: dict[str, str] = field(default_factory=dict)
     parts_count: int | None = None
+    part_sizes: tuple[int, ...] = ()  # the upload's part lengths, for multipart objects
 
     @property
     def is_delete_marker(self) -> bool:
@@ -74,7 +75,7 @@ class _Bucket:
     uploads: dict[str, _Upload] = field(default_factory=dict)
 
 
-def _md5(data: bytes) -> str:
+def _md5(data: bytes | bytearray) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
@@ -300,9 +301,23 @@ class MemoryStore:
 
     # --- reads -------------------------------------------------------------------------------
 
-    async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
+    async def head(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        part_number: int | None = None,
+    ) -> ObjectInfo:
         b = self._bucket(bucket, "head")
-        return self._info(key, self._find(b, bucket, key, version_id))
+        version = self._find(b, bucket, key, version_id)
+        info = self._info(key, version)
+        if part_number is None:
+            return info
+        sizes = version.part_sizes or (len(version.data),)
+        if not 1 <= part_number <= len(sizes):
+            raise StorageError(f"InvalidPartNumber: {part_number} for s3://{bucket}/{key}")
+        return replace(info, size=sizes[part_number - 1], parts_count=len(sizes))
 
     async def get(
         self,
@@ -332,7 +347,7 @@ class MemoryStore:
         self,
         bucket: str,
         key: str,
-        data: bytes,
+        data: bytes | bytearray,
         *,
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
@@ -422,7 +437,7 @@ class MemoryStore:
         return upload
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes | bytearray
     ) -> CompletedPart:
         self._upload(bucket, key, upload_id).parts[number] = bytes(data)
         return CompletedPart(number, _md5(data))
@@ -464,6 +479,7 @@ class MemoryStore:
             attrs=upload.attrs,
             tags=upload.tags,
             parts_count=len(chunks),
+            part_sizes=tuple(len(c) for c in chunks),
         )
         self._add(b, key, version)
         return version.version_id

@@ -85,8 +85,19 @@ class ObjectStore(Protocol):
 
     # --- reads -------------------------------------------------------------------------------
 
-    async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
-        """Raise ObjectNotFound for a missing key or version, or a delete marker."""
+    async def head(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        part_number: int | None = None,
+    ) -> ObjectInfo:
+        """Raise ObjectNotFound for a missing key or version, or a delete marker.
+
+        With ``part_number``, ``size`` is that part's length and ``parts_count`` the number of
+        parts (1 for an object not uploaded in parts): how a copy learns a source's layout.
+        """
         ...
 
     def get(
@@ -111,7 +122,7 @@ class ObjectStore(Protocol):
         self,
         bucket: str,
         key: str,
-        data: bytes,
+        data: bytes | bytearray,
         *,
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
@@ -153,7 +164,7 @@ class ObjectStore(Protocol):
         ...
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes | bytearray
     ) -> CompletedPart: ...
 
     async def upload_part_copy(

@@ -524,13 +524,19 @@ class S3Store:
     def _version(self, version_id: str | None) -> dict[str, Any]:
         return {"VersionId": version_id} if version_id else {}
 
-    async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
+    async def head(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        part_number: int | None = None,
+    ) -> ObjectInfo:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, **self._version(version_id)}
+        if part_number is not None:
+            params["PartNumber"] = part_number
         head = await self._call(
-            "GetObject",
-            bucket,
-            self.client.head_object(Bucket=bucket, Key=key, **self._version(version_id)),
-            key,
-            version_id,
+            "GetObject", bucket, self.client.head_object(**params), key, version_id
         )
         if head.get("DeleteMarker"):
             raise ObjectNotFound(bucket, key, version_id)
@@ -542,7 +548,7 @@ class S3Store:
             last_modified=head["LastModified"],
             attrs=_attrs_from_head(head),
             tag_count=int(head.get("TagCount", 0) or 0),
-            parts_count=head.get("PartsCount"),
+            parts_count=head.get("PartsCount") or (1 if part_number is not None else None),
         )
 
     async def get(
@@ -590,7 +596,7 @@ class S3Store:
         self,
         bucket: str,
         key: str,
-        data: bytes,
+        data: bytes | bytearray,
         *,
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
@@ -601,7 +607,7 @@ class S3Store:
         resp = await self._call(
             "PutObject",
             bucket,
-            self.client.put_object(Bucket=bucket, Key=key, Body=data, **params),
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, **params),  # type: ignore[arg-type]  # bytes-like
             key,
         )
         return resp.get("VersionId") or "null"
@@ -678,13 +684,17 @@ class S3Store:
         return resp["UploadId"]
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes | bytearray
     ) -> CompletedPart:
         resp = await self._call(
             "PutObject",
             bucket,
             self.client.upload_part(
-                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,  # type: ignore[arg-type]  # bytes-like
             ),
             key,
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from backup_my_bucket.clock import ManualClock
+from backup_my_bucket.engine.journal import Journal, JournalEntry
 from backup_my_bucket.engine.restore import (
     ActionKind,
     ArchivedVersions,
@@ -195,6 +196,14 @@ class CrashingStore(MemoryStore):
             raise AccessDenied(f"denied: {key}")
         return await super().copy(source, bucket, key, attrs=attrs, tags=tags)
 
+    async def put(
+        self, bucket: str, key: str, data: bytes | bytearray, *, attrs: ObjectAttrs | None = None,
+        tags: Tags | None = None,
+    ) -> str:  # fmt: skip
+        if key == self.deny_key:
+            raise AccessDenied(f"denied: {key}")
+        return await super().put(bucket, key, data, attrs=attrs, tags=tags)
+
 
 async def many(store: MemoryStore, n: int) -> None:
     for bucket in ("bk", "t"):
@@ -224,24 +233,38 @@ async def test_resume_after_a_crash_mid_restore(tmp_path: Path) -> None:
     assert not os.listdir(tmp_path)  # completed and verified: journal removed
 
 
-async def test_journal_skips_multipart_copies_the_listing_cannot_prove(tmp_path: Path) -> None:
-    store = CrashingStore(clock=ManualClock(T0))
-    await many(store, 3)
-    upload = await store.create_multipart("bk", "big")
-    part = await store.upload_part("bk", "big", upload, 1, b"multipart bytes")
-    await store.complete_multipart("bk", "big", upload, [part])
+async def test_journal_skips_copies_the_listing_cannot_prove(tmp_path: Path) -> None:
+    backup_store = MemoryStore(clock=ManualClock(T0))
+    target_store = CrashingStore(clock=ManualClock(T0))
+    await many(backup_store, 3)
+    await target_store.create_bucket("t")
+    await backup_store.put("bk", "big", b"x" * (17 * 1024 * 1024))  # one part, MD5 ETag
     at, bk, target = T0 + timedelta(hours=1), S3Url("bk"), S3Url("t")
-    store.deny_key = "k0001"
-    first = await restore(store, bk, target, desired_at(store, bk, at), journal_dir=tmp_path)
+    kw = {"target_store": target_store, "same_endpoint": False, "journal_dir": tmp_path}
+    target_store.deny_key = "k0001"
+    first = await restore(backup_store, bk, target, desired_at(backup_store, bk, at), **kw)
     assert first.failed == 1 and first.copied == 3 and first.journal is not None
-    store.deny_key = None
-    second = await restore(store, bk, target, desired_at(store, bk, at), journal_dir=tmp_path)
-    # "big" has a multipart ETag in the backup and an MD5 ETag in the target: only the
-    # journal knows it is done, so it is skipped rather than copied again
-    assert second.copied == 1 and second.failed == 0
+    # across endpoints "big" was streamed in parts: the target's ETag is a multipart one,
+    # so size and ETag cannot tell that it is done; only the journal can
+    target_store.deny_key = None
+    second = await restore(backup_store, bk, target, desired_at(backup_store, bk, at), **kw)
+    assert second.copied == 1 and second.failed == 0 and second.verified
     assert second.plan.by_reason[Reason.DONE_EARLIER.value] == 1
-    third = await restore(store, bk, target, desired_at(store, bk, at), journal_dir=tmp_path)
-    assert third.copied == 1  # no journal after a complete run: documented re-copy
+    third = await restore(backup_store, bk, target, desired_at(backup_store, bk, at), **kw)
+    assert third.copied == 1  # no journal after a complete run: a documented re-copy
+
+
+def test_journal_survives_a_torn_last_line(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, "x", {"mode": "rollback"})
+    journal.open()
+    journal.copied("a", "v1", "e-2", "f", 5)
+    journal.copied("b", "v2", "e", "e", 5)
+    journal.close()
+    with open(journal.path, "a") as f:
+        f.write('{"op": "copy", "key": "c", "vers')  # the crash hit mid-line
+    again = Journal(tmp_path, "x", {})
+    again.load()
+    assert again.earlier == 2 and again.copies == {"a": JournalEntry("v1", "f", 5)}
 
 
 async def test_plan_is_one_action_per_key_in_order() -> None:

@@ -35,6 +35,7 @@ from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
 from .journal import Journal, JournalEntry, run_identity
 from .progress import NullProgress, Progress
+from .transfer import SINGLE_PUT_MAX, copy_version
 from .versions import current_state
 from .workers import run_pool
 
@@ -403,11 +404,23 @@ async def _copy_one(sides: _Sides, action: Action) -> str:
     assert action.version_id is not None
     source = VersionRef(sides.backup.bucket, sides.backup.prefix + action.key, action.version_id)
     key = sides.target.prefix + action.key
-    # TODO(issue-4): replace with engine.transfer.copy_version once issue-4-sync lands
-    version_id = await sides.target_store.copy(source, sides.target.bucket, key)
-    if _single_part(action.etag):
+    version_id = await copy_version(
+        sides.backup_store,
+        source,
+        sides.target_store,
+        sides.target.bucket,
+        key,
+        size=action.size,
+        etag=action.etag,
+        storage_class=action.storage_class,  # None (unknown) costs a HEAD
+        same_endpoint=sides.same_endpoint,
+        **({"multipart_threshold": sides.multipart_threshold} if sides.multipart_threshold else {}),
+    )
+    if _single_part(action.etag) and action.size <= SINGLE_PUT_MAX:
         assert action.etag is not None
-        return action.etag  # CopyObject keeps a single-part object's MD5 ETag
+        return action.etag  # copied in one request: the MD5 ETag is kept
+    # copied in parts: the ETag is the source's only when the part layout was kept (a
+    # multipart source on a same-endpoint copy); ask, so verification and the journal know
     info = await sides.target_store.head(
         sides.target.bucket, key, None if version_id == NULL_VERSION else version_id
     )

@@ -30,7 +30,8 @@ async def bucket_state(store: ObjectStore, bucket: str, prefix: str = "") -> Sta
     state: State = {}
     for version in await live(store, bucket, prefix):
         info = await store.head(bucket, version.key)
-        attrs = replace(info.attrs, storage_class=None)  # compared separately where it matters
+        cls = info.attrs.storage_class
+        attrs = replace(info.attrs, storage_class=None if cls in (None, "STANDARD") else cls)
         tags = await store.get_tags(bucket, version.key)
         state[version.key[len(prefix) :]] = (await read(store, bucket, version.key), attrs, tags)
     return state

@@ -41,7 +41,12 @@ def data(key: str, n: int) -> bytes:
 
 def attrs(n: int) -> ObjectAttrs:
     # metadata follows the bytes: "unchanged" is judged by size and ETag (docs/design.md)
-    return ObjectAttrs(content_type=f"text/x-{n}", metadata={"n": str(n)}, cache_control="no")
+    return ObjectAttrs(
+        content_type=f"text/x-{n}",
+        metadata={"n": str(n)},
+        cache_control="no",
+        storage_class="STANDARD_IA" if n == 3 else None,
+    )
 
 
 def tags(n: int) -> dict[str, str]:

@@ -13,7 +13,7 @@ from ...clock import Clock
 from ...engine.progress import NullProgress, Progress
 from ...engine.restore import KeyFilter, Mode, RestoreResult, run_restore
 from ...engine.versions import state_at
-from ...errors import NotImplementedYet, PartialFailure, UsageError
+from ...errors import Interrupted, NotImplementedYet, PartialFailure, UsageError
 from ...model import ObjectVersion, S3Url
 from ...storage.iterate import iter_versions
 from ...storage.protocol import ObjectStore
@@ -181,7 +181,12 @@ def restore(
             skip_archived=skip_archived,
         )
 
-    result = app.run(main)
+    try:
+        result = app.run(main)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "restore interrupted", hint="rerun the same command to continue: finished work is kept"
+        ) from None
     app.output.result(result.to_json(), _summary(result, when, target))
     if result.failed:
         raise PartialFailure(

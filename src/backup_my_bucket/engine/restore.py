@@ -175,6 +175,12 @@ class _Cursor:
                 return
         self.head = None
 
+    async def aclose(self) -> None:
+        """Close the underlying stream early (an unfinished listing holds a connection)."""
+        close = getattr(self._it, "aclose", None)
+        if close is not None:
+            await close()
+
     async def seek(self, key: str) -> ObjectVersion | None:
         """Advance to the first entry with a key ≥ ``key``; return it if its key is ``key``."""
         while self.head is not None and self.head.key < key:
@@ -229,6 +235,17 @@ async def plan_restore(
     want = _Cursor(desired, "restoration point", filters)
     have = _Cursor(current, "target listing", filters)
     backup = _Cursor(backup_current or _empty(), "backup listing", filters)
+    try:
+        async for action in _join(want, have, backup, mode, done):
+            yield action
+    finally:
+        for cursor in (want, have, backup):
+            await cursor.aclose()
+
+
+async def _join(
+    want: _Cursor, have: _Cursor, backup: _Cursor, mode: Mode, done: Mapping[str, JournalEntry]
+) -> AsyncIterator[Action]:
     await want.advance()
     await have.advance()
     await backup.advance()

@@ -51,10 +51,10 @@ def _setup_logging(debug: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    if debug:
-        # botocore's own DEBUG is a firehose of signing internals; requests are enough
-        logging.getLogger("botocore").setLevel(logging.INFO)
-        logging.getLogger("botocore.endpoint").setLevel(logging.DEBUG)
+    # botocore's own DEBUG is a firehose of signing internals; requests are enough. Without
+    # --debug, undo what an earlier in-process run set (request bodies must not be logged).
+    logging.getLogger("botocore").setLevel(logging.INFO if debug else logging.NOTSET)
+    logging.getLogger("botocore.endpoint").setLevel(logging.DEBUG if debug else logging.NOTSET)
 
 
 class _OrderedGroup(click.Group):

@@ -1,0 +1,194 @@
+"""Restore benchmark: our CLI against ``s5cmd run`` copying the same version list, same run.
+
+    python -m benchmarks.restore_bench --objects 10000
+
+Starts an embedded SeaweedFS, writes N small objects into a versioned bucket (with s5cmd,
+the fastest seeder at hand), then restores them into two empty buckets:
+- ours: ``backup-my-bucket restore --at T --backup s3://B --to s3://T`` (this includes
+  listing the backup, planning against the target, and verifying the result afterwards);
+- s5cmd: ``s5cmd run FILE`` with one ``cp --version-id ID s3://B/KEY s3://T/KEY`` per
+  version, the list computed beforehand (its listing is not timed).
+Two rounds in alternating order (ours first, then s5cmd first), each into a fresh bucket.
+Each process is reaped with ``os.wait4`` for its own CPU time; its peak RSS is polled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from backup_my_bucket.localserver import LocalS3Server
+from backup_my_bucket.model import ObjectVersion
+from backup_my_bucket.storage.iterate import iter_versions
+from backup_my_bucket.storage.s3 import S3Config, S3Store
+from backup_my_bucket.units import format_time
+
+ACCESS, SECRET = "benchaccess", "bench-secret-key-1234"
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    target: str
+    seconds: float
+    cpu: float
+    max_rss_mib: float
+    objects: int
+
+    @property
+    def rate(self) -> float:
+        return self.objects / self.seconds
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<6} -> {self.target:<15} {self.objects:>6} objects {self.seconds:6.2f} s  "
+            f"{self.rate:7.0f} objects/s  {self.cpu / self.objects * 1000:5.2f} s CPU/1,000  "
+            f"peak RSS {self.max_rss_mib:5.0f} MiB"
+        )
+
+
+def _hwm_mib(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM of its own address space, i.e. after exec)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_reaped(name: str, target: str, args: list[str], env: dict[str, str], objects: int) -> Run:
+    """Run ``args``; reap it with ``wait4`` for its own CPU time, polling its peak RSS.
+
+    (wait4's ru_maxrss would report the forked copy of this process before exec.)
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=err)
+        peak = 0.0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, _hwm_mib(proc.pid))
+            time.sleep(0.02)
+        seconds = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{name} exited {proc.returncode}: {err.read()[-2000:]!r}")
+    return Run(name, target, seconds, usage.ru_utime + usage.ru_stime, peak, objects)
+
+
+async def versions(endpoint: str, bucket: str) -> list[ObjectVersion]:
+    config = S3Config(endpoint_url=endpoint, region="us-east-1", access_key=ACCESS,
+                      secret_key=SECRET)  # fmt: skip
+    async with S3Store(config) as store:
+        await store.create_bucket(bucket)  # a no-op when it exists
+        return [v async for v in iter_versions(store, bucket)]
+
+
+def seed(endpoint: str, env: dict[str, str], objects: int, work: Path) -> None:
+    data = work / "data"
+    for i in range(objects):
+        sub = data / f"d{i // 1000:03d}"
+        if i % 1000 == 0:
+            sub.mkdir(parents=True)
+        (sub / f"obj{i:07d}").write_bytes(f"object {i} ".encode() * 10)
+    s5 = [str(BIN / "s5cmd"), "--endpoint-url", endpoint]
+    config = S3Config(endpoint_url=endpoint, region="us-east-1", access_key=ACCESS,
+                      secret_key=SECRET)  # fmt: skip
+
+    async def versioning() -> None:
+        async with S3Store(config) as store:
+            await store.create_bucket("bench-backup")
+            await store.set_versioning("bench-backup", True)
+
+    asyncio.run(versioning())
+    done = subprocess.run(
+        [*s5, "cp", f"{data}/*", "s3://bench-backup/"], env=env, capture_output=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"s5cmd cp failed: {done.stderr.decode()[-2000:]}")
+    shutil.rmtree(data)
+
+
+def restore_with(
+    tool: str, target: str, args: argparse.Namespace, endpoint: str, env: dict[str, str],
+    at: datetime, work: Path, listed: list[ObjectVersion],
+) -> Run:  # fmt: skip
+    """One timed restore of every listed version into the empty bucket ``target``."""
+    asyncio.run(versions(endpoint, target))  # creates it
+    if tool == "s5cmd":
+        commands = work / f"{target}.txt"
+        commands.write_text(
+            "".join(
+                f'cp --version-id {v.version_id} "s3://bench-backup/{v.key}" '
+                f'"s3://{target}/{v.key}"\n'
+                for v in listed
+            )
+        )
+        argv = [str(BIN / "s5cmd"), "--endpoint-url", endpoint, "--numworkers",
+                str(args.s5cmd_workers), "run", str(commands)]  # fmt: skip
+    else:
+        profile = [sys.executable, "-m", "cProfile", "-o", args.profile] if args.profile else []
+        argv = [*profile, str(BIN / "backup-my-bucket"), "--endpoint-url", endpoint,
+                "--workers", str(args.workers), "--json", "restore", "--at", format_time(at),
+                "--backup", "s3://bench-backup", "--to", f"s3://{target}", "--journal-dir",
+                str(work / "journal")]  # fmt: skip
+    return run_reaped(tool, target, argv, env, len(listed))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--objects", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=64, help="our --workers")
+    parser.add_argument("--s5cmd-workers", type=int, default=256, help="s5cmd --numworkers")
+    parser.add_argument("--profile", metavar="FILE", help="run ours under cProfile into FILE")
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory(prefix="bmb-bench-") as tmp,
+        LocalS3Server(Path(tmp) / "s3", access_key=ACCESS, secret_key=SECRET) as server,
+    ):
+        work = Path(tmp)
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
+               "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+        endpoint = server.endpoint_url
+        seed(endpoint, env, args.objects, work)
+        listed = asyncio.run(versions(endpoint, "bench-backup"))
+        assert len(listed) == args.objects, f"listed {len(listed)} versions"
+        at = datetime.now(UTC) + timedelta(seconds=1)
+        time.sleep(1.1)
+        runs: list[Run] = []
+        for round_, order in enumerate((("bmb", "s5cmd"), ("s5cmd", "bmb"))):
+            for tool in order:
+                target = f"bench-{tool}-{round_}"
+                runs.append(restore_with(tool, target, args, endpoint, env, at, work, listed))
+        for run in runs:
+            copied = asyncio.run(versions(endpoint, run.target))
+            assert len(copied) == args.objects, f"{run.target} holds {len(copied)} objects"
+    print(f"restore of {args.objects} small objects, SeaweedFS on loopback, {os.cpu_count()} cores")
+    for run in runs:
+        print(run.line())
+    ours = [r for r in runs if r.name == "bmb"]
+    theirs = [r for r in runs if r.name == "s5cmd"]
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        print(f"round {i + 1}: ratio (ours / s5cmd objects/s) {a.rate / b.rate:.2f}x")
+    total = sum(r.rate for r in ours) / sum(r.rate for r in theirs)
+    print(f"mean ratio {total:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,9 +27,9 @@ BMB = str(Path(sys.executable).parent / "backup-my-bucket")
     ("args", "code", "text"),
     [
         (["restore"], ExitCode.USAGE, "needs a snapshot ID or --at"),
-        (["restore", "snap-1"], ExitCode.FAILURE, "needs the catalog (issue 3)"),
+        (["restore", "snap-1"], ExitCode.USAGE, "no catalog found"),
         (["restore", "snap-1", "--at", "2h"], ExitCode.USAGE, "not both"),
-        (["restore", "--at", "2h", "--backup", "s3://b"], ExitCode.USAGE, "--at needs --to"),
+        (["restore", "--at", "2h", "--backup", "s3://b"], ExitCode.USAGE, "no target"),
         (
             ["restore", "--at", "2026-01-01T00:00:00", "--backup", "s3://b", "--to", "s3://t"],
             ExitCode.USAGE,

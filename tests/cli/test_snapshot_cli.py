@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from backup_my_bucket.errors import ExitCode
+from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 
 from ..conftest import unique_bucket
@@ -129,3 +130,37 @@ async def test_backup_is_sync_then_snapshot(
     again = json.loads(out)
     assert again["sync"]["copied"] == 0 and again["snapshot"]["keys"] == 5
     assert again["snapshot"]["id"] != result["snapshot"]["id"]
+
+
+async def test_restore_a_snapshot_by_id_into_its_source(
+    cli_env: None, s3_store: ObjectStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, target = unique_bucket("rsrc"), unique_bucket("rdst")
+    await s3_store.create_bucket(source)
+    await s3_store.create_bucket(target)
+    await s3_store.set_versioning(target, True)
+    original = {f"k{i}": f"v{i}".encode() for i in range(6)}
+    for key, data in original.items():
+        await s3_store.put(source, key, data)
+    args = ["--source", f"s3://{source}", "--backup", f"s3://{target}"]
+    code, out, err = await bmb(capsys, "--json", "backup", *args)
+    assert code == 0, err
+    snapshot_id = json.loads(out)["snapshot"]["id"]
+    await s3_store.put(source, "k1", b"broken")
+    await s3_store.delete(source, "k2")
+    await s3_store.put(source, "extra", b"written after the snapshot")
+
+    code, out, err = await bmb(
+        capsys, "--json", "restore", snapshot_id[:15], "--dry-run", "--backup", f"s3://{target}"
+    )
+    assert code == 0, err
+    assert json.loads(out)["dry_run"] is True and json.loads(out)["copied"] == 2
+    code, out, err = await bmb(capsys, "--json", "restore", "latest", "--backup", f"s3://{target}")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["copied"], result["deleted"], result["verified"]) == (2, 1, True)
+    state = {}
+    async for v in iter_versions(s3_store, source):
+        if v.is_latest and not v.is_delete_marker:
+            state[v.key] = b"".join([c async for c in s3_store.get(source, v.key)])
+    assert state == original

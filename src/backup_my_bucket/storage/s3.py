@@ -138,14 +138,20 @@ def _etag(raw: bytes) -> str:
     return _xml_text(raw).strip('"')
 
 
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+
 def _entry(fields: dict[bytes, bytes], marker: bool, decode: Callable[[str], str]) -> ObjectVersion:
-    etag = fields.get(b"ETag")
+    raw_etag = fields.get(b"ETag")
+    etag = None if marker or raw_etag is None else _etag(raw_etag)
+    if not marker and not etag and fields.get(b"Size", b"0") == b"0":
+        etag = EMPTY_MD5  # SeaweedFS lists empty objects without their (fixed) MD5
     return ObjectVersion(
         key=decode(_xml_text(fields[b"Key"])),
         version_id=fields.get(b"VersionId", b"").decode() or "null",
         last_modified=parse_timestamp(fields[b"LastModified"].decode()),
         size=0 if marker else int(fields.get(b"Size") or 0),
-        etag=None if marker or etag is None else _etag(etag),
+        etag=etag,
         is_latest=fields.get(b"IsLatest") == b"true",
         is_delete_marker=marker,
         storage_class=None if marker else (fields.get(b"StorageClass") or b"STANDARD").decode(),

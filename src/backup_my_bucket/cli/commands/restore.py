@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -9,61 +10,22 @@ from pathlib import Path
 import click
 import platformdirs
 
-from ...clock import Clock
-from ...engine.progress import NullProgress, Progress
+from ...catalog.catalog import Catalog
+from ...engine.diff import aiter_sync
 from ...engine.restore import KeyFilter, Mode, RestoreResult, run_restore
-from ...engine.versions import state_at
-from ...errors import Interrupted, NotImplementedYet, PartialFailure, UsageError
+from ...engine.snapshot import state_at
+from ...errors import BackupError, Interrupted, PartialFailure, UsageError
 from ...model import ObjectVersion, S3Url
-from ...storage.iterate import iter_versions
 from ...storage.protocol import ObjectStore
 from ...units import format_size, format_time, parse_time
 from ..app import App
 from ..config import APP_NAME
 from ..options import S3URL, backup_option, dry_run_option, filter_options
-from ..output import Output
 
 
 def default_journal_dir() -> Path:
     """Where restore journals live unless --journal-dir says otherwise."""
     return Path(platformdirs.user_data_dir(APP_NAME)) / "journals"
-
-
-class LineProgress:
-    """Plain progress lines on stderr, at most one per ``interval`` seconds per phase."""
-
-    def __init__(self, output: Output, clock: Clock, interval: float = 1.0) -> None:
-        self._output, self._clock, self._interval = output, clock, interval
-        self._description = ""
-        self._total: int | None = None
-        self._items = self._bytes = 0
-        self._last = 0.0
-
-    def start(
-        self, description: str, total: int | None = None, total_bytes: int | None = None
-    ) -> None:
-        self._description, self._total, self._items, self._bytes = description, total, 0, 0
-        self._last = self._clock.monotonic()
-
-    def total(self, total: int | None = None, total_bytes: int | None = None) -> None:
-        self._total = total
-
-    def advance(self, items: int = 1, nbytes: int = 0) -> None:
-        self._items += items
-        self._bytes += nbytes
-        now = self._clock.monotonic()
-        if now - self._last >= self._interval:
-            self._last = now
-            self._line()
-
-    def _line(self) -> None:
-        of = f"/{self._total}" if self._total is not None else ""
-        size = f" ({format_size(self._bytes)})" if self._bytes else ""
-        self._output.info(f"{self._description}: {self._items}{of}{size}")
-
-    def finish(self) -> None:
-        if self._items:
-            self._line()
 
 
 def _summary(result: RestoreResult, at: datetime, target: S3Url) -> str:
@@ -86,11 +48,22 @@ def _summary(result: RestoreResult, at: datetime, target: S3Url) -> str:
 
 
 async def _desired(
-    store: ObjectStore, backup: S3Url, prefix: str, at: datetime
+    store: ObjectStore, backup: S3Url, prefix: str, at: datetime, workers: int
 ) -> AsyncIterator[ObjectVersion]:
-    listing = iter_versions(store, backup.bucket, prefix=backup.prefix + prefix)
-    async for version in state_at(listing, at):
-        yield version
+    """The backup's state at ``at`` under ``prefix``, with absolute backup keys."""
+    scope = S3Url(backup.bucket, backup.prefix + prefix)
+    async for version in state_at(store, scope, at, workers=workers):
+        yield dataclasses.replace(version, key=scope.prefix + version.key)
+
+
+async def _recorded_source(catalog: Catalog, backup: S3Url) -> str | None:
+    """The source the newest snapshot of this backup recorded, if any."""
+    try:
+        metas = await catalog.list()
+    except BackupError:
+        return None
+    sources = [m.source for m in metas if m.backup == str(backup) and m.source]
+    return sources[-1] if sources else None
 
 
 @click.command()
@@ -133,50 +106,66 @@ def restore(
     skip_archived: bool,
     journal_dir: Path | None,
 ) -> None:
-    """Bring a bucket back to a snapshot (ID) or to a moment (--at TIME --backup S3URL).
+    """Bring a bucket back to a snapshot (ID, a prefix of one, or `latest`) or to a moment
+    (--at TIME --backup S3URL).
 
+    The target is the snapshot's source unless --to names another bucket/prefix.
     The plan (copy what is missing or different, delete what did not exist then, skip what
     is unchanged) is computed first; --dry-run prints it and changes nothing. Rerun the same
     command after an interruption: finished work is skipped.
     """
-    if snapshot_id is not None:
-        if at is not None:
-            raise UsageError("give a snapshot ID or --at TIME, not both")
-        raise NotImplementedYet("restore from a snapshot ID needs the catalog (issue 3)")
-    if at is None or backup is None:
+    if snapshot_id is not None and at is not None:
+        raise UsageError("give a snapshot ID or --at TIME, not both")
+    if snapshot_id is None and (at is None or backup is None):
         raise UsageError(
             "restore needs a snapshot ID or --at TIME --backup S3URL",
-            hint="e.g. restore --at 2026-11-26T10:00:00Z --backup s3://bk --to s3://src",
+            hint="e.g. restore latest, or restore --at 2026-11-26T10:00:00Z --backup s3://bk",
         )
-    if target is None:
-        raise UsageError(
-            "--at needs --to: the backup bucket does not record its source",
-            hint="name the bucket to restore into: --to s3://bucket[/prefix]",
-        )
-    when = parse_time(at, app.clock.now())
     filters = KeyFilter(prefix, include, exclude)
+    when = parse_time(at, app.clock.now()) if at is not None else None
+    chosen: dict[str, object] = {}
 
     async def main() -> RestoreResult:
+        catalog = await app.catalog(backup)
+        if snapshot_id is not None:
+            meta = await catalog.resolve(snapshot_id)
+            source, where = S3Url.parse(meta.backup), meta.source
+            reader = await catalog.open_index(meta)
+            desired: AsyncIterator[ObjectVersion] = aiter_sync(
+                dataclasses.replace(v, key=source.prefix + v.key) for v in reader.rows(prefix)
+            )
+            point, chosen["at"] = f"snapshot:{meta.id}", meta.at
+        else:
+            assert backup is not None and when is not None
+            source, where = backup, await _recorded_source(catalog, backup)
+            desired = _desired(
+                await app.store("backup"), backup, prefix, when, app.settings.workers
+            )
+            point, chosen["at"] = f"at:{format_time(when)}", when
+        into = target or (S3Url.parse(where) if where else None)
+        if into is None:
+            raise UsageError(
+                "no target: the restoration point does not record its source bucket",
+                hint="name the bucket to restore into: --to s3://bucket[/prefix]",
+            )
+        chosen["target"] = into
         backup_store = await app.store("backup")
         target_store = await app.store("source")
-        await backup_store.check_bucket(backup.bucket)
-        await target_store.check_bucket(target.bucket)
-        progress: Progress = (
-            NullProgress() if app.settings.json else LineProgress(app.output, app.clock)
-        )
+        await backup_store.check_bucket(source.bucket)
+        await target_store.check_bucket(into.bucket)
         return await run_restore(
             backup_store=backup_store,
-            backup=backup,
-            desired=_desired(backup_store, backup, prefix, when),
+            backup=source,
+            desired=desired,
             target_store=target_store,
-            target=target,
-            point=f"at:{format_time(when)}",
+            target=into,
+            point=point,
             mode=Mode(mode),
             filters=filters,
             dry_run=dry_run,
             workers=app.settings.workers,
             journal_dir=journal_dir or default_journal_dir(),
-            progress=progress,
+            progress=app.progress(),
             same_endpoint=app.same_endpoint(),
             skip_archived=skip_archived,
         )
@@ -187,7 +176,10 @@ def restore(
         raise Interrupted(
             "restore interrupted", hint="rerun the same command to continue: finished work is kept"
         ) from None
-    app.output.result(result.to_json(), _summary(result, when, target))
+    app.output.result(
+        result.to_json(),
+        _summary(result, chosen["at"], chosen["target"]),  # type: ignore[arg-type]
+    )
     if result.failed:
         raise PartialFailure(
             f"{result.failed} object(s) of the restore failed; the rest is done",

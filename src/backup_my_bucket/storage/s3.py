@@ -500,12 +500,17 @@ class S3Store:
         )
         events.register("before-parse.s3.ListObjectsV2", _make_listing_hook(parse_objects_xml))
         _fixed_user_agent(client)
-        if cfg.endpoint_url:
-            fast = _FastCopy(
-                cfg.endpoint_url, cfg.region or "us-east-1", client, cfg.max_pool_connections
-            )
-            self._exit_stack.push_async_callback(fast.close)
-            self._fast_copy = fast
+        if cfg.endpoint_url and getattr(client, "_request_signer", None) is not None:
+            # relies on botocore internals (the signer's credentials): without them, no fast path
+            try:
+                fast = _FastCopy(
+                    cfg.endpoint_url, cfg.region or "us-east-1", client, cfg.max_pool_connections
+                )
+            except AttributeError:
+                log.debug("CopyObject fast path unavailable with this botocore")
+            else:
+                self._exit_stack.push_async_callback(fast.close)
+                self._fast_copy = fast
         self._client = client
 
     async def close(self) -> None:

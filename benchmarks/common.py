@@ -104,8 +104,11 @@ async def fill(
     size: int = 64,
     versioned: bool = True,
     concurrency: int = 64,
-) -> int:
-    """Create a bucket with ``keys``, some overwritten and some deleted; return version count."""
+) -> tuple[int, int]:
+    """Create a bucket with ``keys``, some overwritten and some deleted.
+
+    Returns (versions written, keys live at the end).
+    """
     config = S3Config(
         endpoint_url=server.endpoint_url,
         access_key=ACCESS_KEY,
@@ -120,9 +123,10 @@ async def fill(
         sem = asyncio.Semaphore(concurrency)
         payload = os.urandom(size)
         versions = 0
+        deleted = 0
 
         async def one(key: str) -> None:
-            nonlocal versions
+            nonlocal versions, deleted
             async with sem:
                 await store.put(bucket, key, payload)
                 versions += 1
@@ -132,10 +136,11 @@ async def fill(
                 if rng.random() < delete:
                     await store.delete(bucket, key)
                     versions += 1
+                    deleted += 1
 
         for start in range(0, len(keys), 5000):
             await asyncio.gather(*(one(k) for k in keys[start : start + 5000]))
-        return versions
+        return versions, len(keys) - deleted
 
 
 def self_peak_rss_mb() -> float:

@@ -39,7 +39,7 @@ def main() -> None:
             keys = tree_keys(keys_wanted) if layout == "tree" else flat_keys(keys_wanted)
             bucket = f"bench-{layout}"
             t0 = time.perf_counter()
-            versions = asyncio.run(fill(server, bucket, keys))
+            versions, live = asyncio.run(fill(server, bucket, keys))
             print(
                 f"\n[{layout}] {len(keys):,} keys, {versions:,} versions (filled in {time.perf_counter() - t0:.0f} s)"
             )
@@ -85,6 +85,11 @@ def main() -> None:
             listed_by_s5cmd = len(best_theirs.stdout.splitlines())
             print(best_ours.line(versions))
             print(best_theirs.line(listed_by_s5cmd))
+            if snapshot["keys"] != live or listed_by_s5cmd != versions:
+                raise SystemExit(
+                    f"wrong listing: snapshot has {snapshot['keys']} keys (expected {live}), "
+                    f"s5cmd listed {listed_by_s5cmd} versions (expected {versions})"
+                )
             ratio = (versions / best_ours.wall) / (listed_by_s5cmd / best_theirs.wall)
             print(
                 f"ratio (ours/s5cmd, versions/s): {ratio:.2f}x; snapshot keys {snapshot['keys']:,}; "

@@ -36,6 +36,7 @@ R = TypeVar("R")
 
 MAX_CHAR = "\U0010ffff"
 SPILL_ROWS = 20_000
+MIN_PAGES_BEFORE_SPLIT = 2
 
 
 def split_key(last_key: str, until: str | None) -> str | None:
@@ -136,6 +137,7 @@ class ParallelListing(Generic[R]):
         key: str | None = None
         group: list[ObjectVersion] = []
         past_range = False
+        pages_here = 0
         while not past_range:
             page = await self.store.list_versions_page(
                 self.bucket,
@@ -168,20 +170,26 @@ class ParallelListing(Generic[R]):
                 raise StorageError(f"s3://{self.bucket}: truncated page without NextKeyMarker")
             key_marker = page.next_key_marker
             version_marker = page.next_version_id_marker or ""
-            if self._running < self.workers and key is not None:
-                self._maybe_split(unit, key)
+            pages_here += 1
+            # A unit that splits will read one page past its new bound (S3 cannot stop at a
+            # key), so only a unit that has shown some depth may split: the waste stays a
+            # fraction of the work instead of doubling it.
+            may_split = pages_here >= MIN_PAGES_BEFORE_SPLIT and self._running < self.workers
+            if may_split and key is not None and self._maybe_split(unit, key):
+                pages_here = 0
             self._wake.set()
         if key is not None:
             self._emit(unit, KeyHistory(key, tuple(group)))
 
-    def _maybe_split(self, unit: _Unit[R], last_key: str) -> None:
+    def _maybe_split(self, unit: _Unit[R], last_key: str) -> bool:
         cut = split_key(last_key, unit.until)
         if cut is None:
-            return
+            return False
         new: _Unit[R] = _Unit(after=cut, until=unit.until, next=unit.next)
         unit.until, unit.next = cut, new
         self.stats.units += 1
         self._start(new)
+        return True
 
     def _emit(self, unit: _Unit[R], history: KeyHistory) -> None:
         if self.skip_prefix is not None and history.key.startswith(self.skip_prefix):

@@ -8,7 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from backup_my_bucket.engine.restore import ALL_KEYS, KeyFilter, Mode, RestoreResult, run_restore
+from backup_my_bucket.engine.filters import ALL_KEYS, KeyFilter
+from backup_my_bucket.engine.restore import Mode, RestoreResult, run_restore
 from backup_my_bucket.engine.versions import current_state, state_at
 from backup_my_bucket.model import ObjectAttrs, ObjectVersion, S3Url
 from backup_my_bucket.storage.iterate import iter_versions

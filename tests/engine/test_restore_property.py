@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backup_my_bucket.clock import ManualClock
-from backup_my_bucket.engine.restore import KeyFilter, Mode
+from backup_my_bucket.engine.filters import KeyFilter
+from backup_my_bucket.engine.restore import Mode
 from backup_my_bucket.model import ObjectAttrs, S3Url
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from backup_my_bucket.clock import ManualClock
+from backup_my_bucket.engine.filters import KeyFilter
 from backup_my_bucket.engine.sync import (
-    KeyFilter,
     SyncOptions,
     SyncResult,
     plan_sync,

@@ -20,7 +20,6 @@ The backup bucket is only ever read.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
@@ -33,6 +32,7 @@ from ..errors import BackupError, ItemFailure, UsageError
 from ..model import NULL_VERSION, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
+from .filters import ALL_KEYS, KeyFilter
 from .journal import Journal, JournalEntry, run_identity
 from .progress import NullProgress, Progress
 from .transfer import SINGLE_PUT_MAX, copy_version
@@ -72,27 +72,6 @@ class Reason(StrEnum):
     KEPT_DIFFERENT = "differs, kept: this mode never overwrites"
     KEPT_EXTRA = "not in the restoration point, kept: this mode never deletes"
     NOT_DELETED = "missing in the target but not deleted in the backup since the point"
-
-
-@dataclass(frozen=True, slots=True)
-class KeyFilter:
-    """Which relative keys take part: under ``prefix``, matching any ``include`` glob (if
-    any are given) and no ``exclude`` glob. Globs match the whole relative key; ``*`` also
-    matches ``/``."""
-
-    prefix: str = ""
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-
-    def matches(self, key: str) -> bool:
-        if not key.startswith(self.prefix):
-            return False
-        if self.include and not any(fnmatch.fnmatchcase(key, g) for g in self.include):
-            return False
-        return not any(fnmatch.fnmatchcase(key, g) for g in self.exclude)
-
-
-ALL_KEYS = KeyFilter()
 
 
 @dataclass(frozen=True, slots=True)

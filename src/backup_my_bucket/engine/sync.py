@@ -26,12 +26,12 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from fnmatch import fnmatchcase
 
 from ..errors import BackupError, ItemFailure, StorageError
 from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
+from .filters import KeyFilter
 from .progress import NullProgress, Progress
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
 from .versions import current_state, require_versioning
@@ -59,23 +59,6 @@ class SyncItem:
     @property
     def size(self) -> int:
         return self.source.size if self.source is not None else 0
-
-
-@dataclass(frozen=True, slots=True)
-class KeyFilter:
-    """``--include``/``--exclude`` globs over relative keys (``*`` also matches ``/``).
-
-    A key is in scope when it matches some include (or there are none) and no exclude. Keys
-    out of scope are neither copied nor marked deleted.
-    """
-
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-
-    def __call__(self, key: str) -> bool:
-        if self.include and not any(fnmatchcase(key, glob) for glob in self.include):
-            return False
-        return not any(fnmatchcase(key, glob) for glob in self.exclude)
 
 
 @dataclass(frozen=True, slots=True)

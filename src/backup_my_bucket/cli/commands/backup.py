@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 from ...catalog.index import SnapshotMeta
+from ...engine.filters import KeyFilter
 from ...engine.progress import Progress
 from ...engine.snapshot import catalog_skip_prefix, seconds_to_next_second, take_snapshot
 from ...engine.sync import (
-    KeyFilter,
     SyncOptions,
     SyncResult,
     lifecycle_warnings,
@@ -98,7 +98,7 @@ async def run_sync(
         dry_run=dry_run,
         same_endpoint=app.same_endpoint(),
         multipart_threshold=multipart_threshold,
-        key_filter=KeyFilter(tuple(include), tuple(exclude)),
+        key_filter=KeyFilter(include=tuple(include), exclude=tuple(exclude)),
     )
     source_store, backup_store = await app.store("source"), await app.store("backup")
     return await run_engine(

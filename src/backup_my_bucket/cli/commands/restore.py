@@ -12,7 +12,8 @@ import platformdirs
 
 from ...catalog.catalog import Catalog
 from ...engine.diff import aiter_sync
-from ...engine.restore import KeyFilter, Mode, RestoreResult, run_restore
+from ...engine.filters import KeyFilter
+from ...engine.restore import Mode, RestoreResult, run_restore
 from ...engine.snapshot import state_at
 from ...errors import BackupError, Interrupted, PartialFailure, UsageError
 from ...model import ObjectVersion, S3Url

@@ -153,11 +153,3 @@ def test_debug_shows_the_traceback(probe, capsys: pytest.CaptureFixture[str]) ->
     probe(RuntimeError("bug"))
     got, _, err = run(["--debug", "probe"], capsys)
     assert got == ExitCode.FAILURE and "Traceback" in err
-
-
-@pytest.mark.parametrize("command", ["promote"])
-def test_unfinished_commands_say_so_and_fail(
-    command: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run([command], capsys)
-    assert code == ExitCode.FAILURE and "not implemented yet" in err and out == ""

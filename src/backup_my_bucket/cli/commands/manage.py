@@ -12,7 +12,7 @@ from ...engine.gc import GcPartialFailure, GcResult, run_gc
 from ...engine.retention import SnapshotRef, policy_from_options
 from ...engine.verify import VerifyResult, verify_versions
 from ...engine.versions import require_versioning
-from ...errors import NotImplementedYet, UsageError, VerificationFailed
+from ...errors import UsageError, VerificationFailed
 from ...model import ObjectVersion, S3Url
 from ...units import format_size
 from ..app import App
@@ -167,10 +167,4 @@ def verify(app: App, snapshot_id: str, read_data: float, backup: S3Url | None) -
         )
 
 
-@click.command()
-def promote() -> None:
-    """Fallback: make the backup the new primary and start a fresh backup relationship."""
-    raise NotImplementedYet("`promote` is not implemented yet")
-
-
-COMMANDS = [gc, verify, promote]
+COMMANDS = [gc, verify]

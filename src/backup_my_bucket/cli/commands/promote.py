@@ -1,0 +1,144 @@
+"""promote: fall back to the backup when the primary is lost (the seed's future work 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import click
+
+from ...engine.diff import aiter_sync
+from ...engine.restore import Mode, run_restore
+from ...engine.snapshot import catalog_skip_prefix, seconds_to_next_second, take_snapshot
+from ...errors import PartialFailure, UsageError
+from ...model import S3Url
+from ..app import App
+from ..options import S3URL, dry_run_option
+from .backup import run_init, run_sync
+from .restore import default_journal_dir
+
+
+@click.command()
+@click.argument("snapshot_id", metavar="ID")
+@click.option(
+    "--to",
+    "target",
+    type=S3URL,
+    required=True,
+    help="The bucket (and prefix) that becomes the primary; it must exist.",
+)
+@click.option(
+    "--new-backup",
+    type=S3URL,
+    help="Start a new backup relationship: back the new primary up into this bucket.",
+)
+@click.option("--backup", type=S3URL, help="The old backup location whose catalog to use.")
+@click.option("--yes", is_flag=True, help="Enable versioning on --new-backup without asking.")
+@dry_run_option
+@click.pass_obj
+def promote(
+    app: App,
+    snapshot_id: str,
+    target: S3Url,
+    new_backup: S3Url | None,
+    backup: S3Url | None,
+    yes: bool,
+    dry_run: bool,
+) -> None:
+    """Fallback: make a restoration point the new primary and start a fresh backup relationship.
+
+    Restores snapshot ID (rollback) into --to, the bucket the application will use from now
+    on. With --new-backup, it then enables versioning there, backs the new primary up and
+    takes a first snapshot; the old restoration points are carried into the new catalog, so
+    they stay listed next to the new ones and restorable from the old backup bucket, which is
+    never written.
+    """
+    if new_backup is not None and new_backup.bucket == target.bucket:
+        raise UsageError("--new-backup must be another bucket than --to")
+
+    async def main() -> dict[str, Any]:
+        old_catalog = await app.catalog(backup)
+        meta = await old_catalog.resolve(snapshot_id)
+        old_backup = S3Url.parse(meta.backup)
+        reader = await old_catalog.open_index(meta)
+        rows = (dataclasses.replace(v, key=old_backup.prefix + v.key) for v in reader.rows())
+        target_store = await app.store("source")
+        await target_store.check_bucket(target.bucket)
+        restored = await run_restore(
+            backup_store=await app.store("backup"),
+            backup=old_backup,
+            desired=aiter_sync(rows),
+            target_store=target_store,
+            target=target,
+            point=f"snapshot:{meta.id}",
+            mode=Mode.ROLLBACK,
+            dry_run=dry_run,
+            workers=app.settings.workers,
+            journal_dir=default_journal_dir(),
+            progress=app.progress(),
+            same_endpoint=app.same_endpoint(),
+        )
+        report: dict[str, Any] = {
+            "snapshot": meta.id,
+            "primary": str(target),
+            "restore": restored.to_json(),
+            "new_backup": None,
+            "carried_snapshots": 0,
+            "first_snapshot": None,
+            "dry_run": dry_run,
+        }
+        if restored.failed:
+            raise PartialFailure(
+                f"{restored.failed} object(s) could not be restored into {target}; "
+                "the new backup relationship was not started",
+                restored.failures,
+            )
+        if new_backup is None or dry_run:
+            return report
+        await run_init(app, target, new_backup, yes=yes)
+        synced = await run_sync(app, target, new_backup)
+        new_catalog = await app.catalog(new_backup)
+        carried = 0
+        if new_catalog.location != old_catalog.location:
+            known = {m.id for m in await new_catalog.list()}
+            for old in await old_catalog.list():
+                if old.id not in known:
+                    await new_catalog.publish(old, await old_catalog.index_path(old))
+                    carried += 1
+        await asyncio.sleep(seconds_to_next_second(app.clock.now()))
+        first = await take_snapshot(
+            await app.store("backup"),
+            new_backup,
+            new_catalog,
+            app.clock,
+            source=target,
+            tags=("promoted", f"from:{meta.id}"),
+            workers=app.settings.workers,
+            skip_prefix=catalog_skip_prefix(new_backup, app.catalog_url()),
+            progress=app.progress(),
+        )
+        report.update(
+            new_backup=str(new_backup),
+            sync=synced.to_json(),
+            carried_snapshots=carried,
+            first_snapshot=first.summary(),
+        )
+        return report
+
+    report = app.run(main)
+    lines = [
+        f"{report['primary']} now holds snapshot {report['snapshot']}"
+        + (" (dry run: nothing changed)" if dry_run else ""),
+        f"  restore: {report['restore']}",
+    ]
+    if report["new_backup"]:
+        lines.append(
+            f"  new backup {report['new_backup']}: first snapshot "
+            f"{report['first_snapshot']['id']}, {report['carried_snapshots']} old snapshot(s) "
+            "carried into its catalog"
+        )
+    app.output.result(report, "\n".join(lines))
+
+
+COMMANDS = [promote]

@@ -30,6 +30,7 @@ from typing import Generic, TypeVar
 from ..errors import StorageError
 from ..model import ObjectVersion
 from ..storage.protocol import MAX_PAGE, ObjectStore
+from ..storage.retry import retrying
 from .versions import KeyHistory
 
 R = TypeVar("R")
@@ -139,12 +140,14 @@ class ParallelListing(Generic[R]):
         past_range = False
         pages_here = 0
         while not past_range:
-            page = await self.store.list_versions_page(
-                self.bucket,
-                prefix=self.prefix,
-                key_marker=key_marker,
-                version_id_marker=version_marker,
-                max_keys=self.page_size,
+            page = await retrying(
+                lambda: self.store.list_versions_page(
+                    self.bucket,
+                    prefix=self.prefix,
+                    key_marker=key_marker,  # noqa: B023  # awaited before the loop moves on
+                    version_id_marker=version_marker,  # noqa: B023
+                    max_keys=self.page_size,
+                )
             )
             self.stats.pages += 1
             self.stats.versions += len(page.entries)

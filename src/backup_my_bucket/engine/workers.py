@@ -15,7 +15,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ..errors import AccessDenied, BackupError, InvalidCredentials, StorageError
+from ..errors import BackupError
+from ..storage.retry import retrying
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,29 +33,6 @@ class Outcome(Generic[T, R]):
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def is_transient(exc: BackupError) -> bool:
-    """Worth another try: a storage error that is not about permissions or credentials."""
-    return isinstance(exc, StorageError) and not isinstance(exc, AccessDenied | InvalidCredentials)
-
-
-async def retrying(
-    work: Callable[[], Awaitable[R]],
-    *,
-    attempts: int = 3,
-    base_delay: float = 0.25,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> R:
-    """Run ``work``; on a transient error, back off exponentially and run it again."""
-    for attempt in range(attempts):
-        try:
-            return await work()
-        except BackupError as exc:
-            if attempt == attempts - 1 or not is_transient(exc):
-                raise
-            await sleep(base_delay * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from ..errors import StorageError
 from ..model import ObjectSummary, ObjectVersion
 from .protocol import MAX_PAGE, ObjectStore
+from .retry import retrying
 
 
 async def iter_versions(
@@ -26,12 +27,14 @@ async def iter_versions(
     key_marker, version_marker = start_after, ""
     last_key = start_after
     while True:
-        page = await store.list_versions_page(
-            bucket,
-            prefix=prefix,
-            key_marker=key_marker,
-            version_id_marker=version_marker,
-            max_keys=page_size,
+        page = await retrying(
+            lambda: store.list_versions_page(
+                bucket,
+                prefix=prefix,
+                key_marker=key_marker,  # noqa: B023  # awaited before the loop moves on
+                version_id_marker=version_marker,  # noqa: B023
+                max_keys=page_size,
+            )
         )
         for entry in page.entries:
             if end_before is not None and entry.key >= end_before:
@@ -64,12 +67,14 @@ async def iter_objects(
     token: str | None = None
     last_key = start_after
     while True:
-        page = await store.list_objects_page(
-            bucket,
-            prefix=prefix,
-            start_after=start_after,
-            continuation_token=token,
-            max_keys=page_size,
+        page = await retrying(
+            lambda: store.list_objects_page(
+                bucket,
+                prefix=prefix,
+                start_after=start_after,
+                continuation_token=token,  # noqa: B023  # awaited before the loop moves on
+                max_keys=page_size,
+            )
         )
         for obj in page.objects:
             if end_before is not None and obj.key >= end_before:

@@ -1,0 +1,39 @@
+"""Retrying one unit of work (a page, a copy) on transient storage errors.
+
+botocore already retries each request (adaptive mode); this retries the whole unit, which also
+covers what botocore cannot: a multipart copy whose part failed, or a page whose connection
+dropped mid-body. Permission, credential and not-found errors are never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from ..errors import AccessDenied, BackupError, InvalidCredentials, StorageError
+
+R = TypeVar("R")
+
+
+def is_transient(exc: BackupError) -> bool:
+    """Worth another try: a storage error that is not about permissions or credentials."""
+    return isinstance(exc, StorageError) and not isinstance(exc, AccessDenied | InvalidCredentials)
+
+
+async def retrying(
+    work: Callable[[], Awaitable[R]],
+    *,
+    attempts: int = 3,
+    base_delay: float = 0.25,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> R:
+    """Run ``work``; on a transient error, back off exponentially and run it again."""
+    for attempt in range(attempts):
+        try:
+            return await work()
+        except BackupError as exc:
+            if attempt == attempts - 1 or not is_transient(exc):
+                raise
+            await sleep(base_delay * 2**attempt)
+    raise AssertionError("unreachable")

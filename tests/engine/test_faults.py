@@ -1,0 +1,83 @@
+"""With 5 % of storage calls failing (before or after they took effect), sync, snapshot and
+restore end, after reruns where a user would rerun, in the same state as a fault-free run."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from backup_my_bucket.catalog.catalog import LocalCatalog
+from backup_my_bucket.clock import ManualClock
+from backup_my_bucket.engine.diff import aiter_sync
+from backup_my_bucket.engine.restore import Mode, run_restore
+from backup_my_bucket.engine.snapshot import take_snapshot
+from backup_my_bucket.engine.sync import SyncOptions, sync
+from backup_my_bucket.errors import BackupError
+from backup_my_bucket.model import S3Url
+from backup_my_bucket.storage.faulty import FaultyStore
+from backup_my_bucket.storage.memory import MemoryStore
+
+T = TypeVar("T")
+KEYS = 2000
+
+
+async def converge(
+    run: Callable[[], Awaitable[T]], failed: Callable[[T], bool], tries: int = 8
+) -> tuple[T, int]:
+    """Run until a run ends without failures, as a user (or a cron retry) would rerun."""
+    for attempt in range(1, tries + 1):
+        try:
+            result = await run()
+        except BackupError:
+            continue
+        if not failed(result):
+            return result, attempt
+    raise AssertionError(f"no clean run in {tries} tries")
+
+
+def live(store: MemoryStore, bucket: str) -> dict[str, bytes]:
+    return dict(store.snapshot_state(bucket))
+
+
+async def test_sync_snapshot_restore_converge_under_faults(tmp_path: Path) -> None:
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC), tick=timedelta(milliseconds=1))
+    memory = MemoryStore(clock)
+    for bucket in ("src", "bak", "dst"):
+        await memory.create_bucket(bucket)
+    await memory.set_versioning("bak", True)
+    for i in range(KEYS):
+        await memory.put("src", f"d{i % 40:02d}/k{i:05d}", f"v{i}".encode())
+    faulty = FaultyStore(memory, rate=0.05, seed=5)
+    options = SyncOptions(workers=16)
+
+    await converge(
+        lambda: sync(faulty, S3Url("src"), faulty, S3Url("bak"), options),
+        lambda r: bool(r.failures),
+    )
+    assert live(memory, "bak") == live(memory, "src")
+    clock.advance(timedelta(seconds=5))
+    catalog = LocalCatalog(tmp_path / "cat", clock)
+    meta, _ = await converge(
+        lambda: take_snapshot(faulty, S3Url("bak"), catalog, clock, workers=16), lambda m: False
+    )
+    assert meta.keys == KEYS
+
+    async def restore():  # type: ignore[no-untyped-def]
+        reader = await catalog.open_index(meta)
+        return await run_restore(
+            backup_store=faulty,
+            backup=S3Url("bak"),
+            desired=aiter_sync(reader.rows()),  # backup prefix is empty: keys are absolute
+            target_store=faulty,
+            target=S3Url("dst"),
+            point=f"snapshot:{meta.id}",
+            mode=Mode.ROLLBACK,
+            workers=16,
+            journal_dir=tmp_path / "journal",
+        )
+
+    await converge(restore, lambda r: bool(r.failed) or not r.verified)
+    assert live(memory, "dst") == live(memory, "src")
+    assert faulty.injected > 100  # the runs really met faults

@@ -6,6 +6,7 @@ same order as S3's UTF-8 byte order; a key is never normalised, stripped or re-e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,6 +122,9 @@ class CompletedPart:
     etag: str
 
 
+_BUCKET_CHARS = re.compile(r"[A-Za-z0-9.\-_]{1,255}")
+
+
 @dataclass(frozen=True, slots=True)
 class S3Url:
     """``s3://bucket`` or ``s3://bucket/prefix``; the prefix is kept exactly as written."""
@@ -137,6 +141,11 @@ class S3Url:
         bucket, _, prefix = text[len("s3://") :].partition("/")
         if not bucket:
             raise UsageError(f"no bucket name in {text!r}", hint="write s3://bucket/prefix")
+        if not _BUCKET_CHARS.fullmatch(bucket):  # what any S3 client rejects before a request
+            raise UsageError(
+                f"not a bucket name: {bucket!r} in {text!r}",
+                hint="bucket names use letters, digits, '.', '-' and '_' (at most 255)",
+            )
         return cls(bucket, prefix)
 
     def __str__(self) -> str:

@@ -62,6 +62,6 @@ def test_s3_url() -> None:
     assert S3Url.parse("s3://bucket") == S3Url("bucket", "")
     assert S3Url.parse("s3://bucket/a//b/") == S3Url("bucket", "a//b/")
     assert str(S3Url("b", "p/")) == "s3://b/p/"
-    for bad in ["bucket", "s3://", "https://x/y", "s3:///key"]:
+    for bad in ["bucket", "s3://", "https://x/y", "s3:///key", "s3://Bad_Bucket!/k", "s3://a b"]:
         with pytest.raises(UsageError):
             S3Url.parse(bad)

@@ -146,9 +146,11 @@ def verify(app: App, snapshot_id: str, read_data: float, backup: S3Url | None) -
         catalog = await app.catalog(backup)
         meta = await catalog.resolve(snapshot_id)
         reader = await catalog.open_index(meta)
+        store, where = await app.store("backup"), S3Url.parse(meta.backup)
+        await store.check_bucket(where.bucket)  # a bucket that is gone: exit 10, not N "missing"
         return await verify_versions(
-            await app.store("backup"),
-            S3Url.parse(meta.backup),
+            store,
+            where,
             aiter_sync(reader.rows()),
             read_share=read_data / 100,
             salt=app.clock.now().isoformat(),

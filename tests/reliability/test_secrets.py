@@ -1,0 +1,126 @@
+"""Credentials never appear in output, logs or error messages: not the secret key, not a wrong
+secret key a user mistyped, and (in --debug request logs) not the access key id either."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backup_my_bucket.cli import main as cli_main
+from backup_my_bucket.storage.protocol import ObjectStore
+
+from ..conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Server, unique_bucket
+
+pytestmark = pytest.mark.s3
+
+WRONG_SECRET = "WRONG-secret-Xy9"
+
+
+async def _bmb(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli_main.run, list(args))
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def _assert_clean(text: str, *, debug: bool, secrets: tuple[str, ...]) -> None:
+    for secret in secrets:
+        assert secret not in text, f"{secret!r} leaked:\n{text}"
+    if debug:
+        assert TEST_ACCESS_KEY not in text, text
+
+
+@pytest.fixture
+async def buckets(
+    s3_server: S3Server, s3_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
+    if s3_server.secret_key != TEST_SECRET_KEY:
+        pytest.skip("needs the recognisable test secret (BMB_TEST_ENDPOINT uses another)")
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    src, bkp = unique_bucket("sec-src"), unique_bucket("sec-bkp")
+    await s3_store.create_bucket(src)
+    await s3_store.create_bucket(bkp)
+    for i in range(3):
+        await s3_store.put(src, f"k/{i}", b"x" * i)
+    return src, bkp
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+async def test_no_secret_in_output(
+    debug: bool,
+    buckets: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    src, bkp = buckets
+    base = ["--debug"] if debug else []
+    base += ["--catalog", str(tmp_path / "cat")]
+    pair = ["--source", f"s3://{src}", "--backup", f"s3://{bkp}"]
+    ok = [
+        ["init", *pair, "--yes"],
+        ["sync", *pair],
+        ["backup", *pair],
+        ["--json", "snapshots"],
+        ["ls", "latest"],
+        ["verify", "latest", "--read-data", "100"],
+        ["restore", "latest", "--to", f"s3://{src}/copy/", "--dry-run"],
+        ["gc", "--backup", f"s3://{bkp}", "--keep-last", "1", "--dry-run"],
+    ]
+    failing = [
+        ["sync", "--source", "s3://bmb-no-such-bucket-sec", "--backup", f"s3://{bkp}"],
+        ["restore", "nope-no-such-id", "--to", f"s3://{src}"],
+        ["snapshot", "--backup", "s3://bmb-no-such-bucket-sec"],
+        ["gc", "--backup", f"s3://{bkp}", "--keep-within", "7days"],
+    ]
+    seen_request_log = False
+    for args in ok:
+        code, text = await _bmb(capsys, *base, *args)
+        assert code == 0, (args, text)
+        _assert_clean(text, debug=debug, secrets=(TEST_SECRET_KEY,))
+        seen_request_log |= "botocore" in text
+    for args in failing:
+        code, text = await _bmb(capsys, *base, *args)
+        assert code != 0, (args, text)
+        _assert_clean(text, debug=debug, secrets=(TEST_SECRET_KEY,))
+    assert seen_request_log == debug  # --debug really logged requests: the check had teeth
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", WRONG_SECRET)
+    for args in (["sync", *pair], ["snapshot", "--backup", f"s3://{bkp}"], ["ls", "latest"]):
+        code, text = await _bmb(capsys, *base, *args)
+        if args[0] != "ls":  # ls reads the local catalog only
+            assert code == 1 and "credentials" in text, (args, text)
+        _assert_clean(text, debug=debug, secrets=(TEST_SECRET_KEY, WRONG_SECRET))
+
+
+@pytest.mark.parametrize("secret", [TEST_SECRET_KEY, WRONG_SECRET], ids=["right", "wrong"])
+def test_no_secret_from_a_subprocess(
+    secret: str, s3_server: S3Server, buckets: tuple[str, str], tmp_path: Path
+) -> None:
+    """The real process: logging goes to stderr, and nothing is captured in-process."""
+    src, bkp = buckets
+    env = {**os.environ, **s3_server.env(), "AWS_SECRET_ACCESS_KEY": secret}
+    args = ["--debug", "--catalog", str(tmp_path / "cat"), "backup"]
+    args += ["--source", f"s3://{src}", "--backup", f"s3://{bkp}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "backup_my_bucket", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    text = done.stdout + done.stderr
+    if secret == TEST_SECRET_KEY:
+        # versioning is off on the backup bucket: a failure after real, logged requests
+        assert done.returncode == 1 and "versioning" in text, text
+    else:
+        assert done.returncode == 1 and "credentials" in text, text
+    assert "botocore" in text  # request logging was on
+    _assert_clean(text, debug=True, secrets=(TEST_SECRET_KEY, WRONG_SECRET))

@@ -1,0 +1,199 @@
+"""An HTTP fault-injecting proxy for tests, in front of an S3 endpoint.
+
+Per request, with probability ``rate`` (from a seeded RNG), it injects one fault before the
+request reaches the server: a ``503 SlowDown`` or ``500 InternalError`` S3 error answer, a
+connection reset, or added latency (the request is then forwarded). Other requests are
+forwarded unchanged: method, path and raw query, headers (the original ``Host`` included,
+since SigV4 signs it and the server checks the signature against the Host it receives) and
+body. The proxy runs its own event loop in a background thread, so it serves callers on any
+loop or thread (the CLI runs its own loop).
+
+Injected errors are answered before forwarding, so the request never took effect: a fault
+never leaves a half-applied state on the server, only a client that must retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+FAULTS = ("slowdown", "internal", "reset", "latency")
+_ERRORS = {
+    "slowdown": (503, "SlowDown"),
+    "internal": (500, "InternalError"),
+}
+# hop-by-hop headers, and those aiohttp computes itself from the body it sends
+_REQUEST_SKIP = {"connection", "keep-alive", "transfer-encoding", "content-length", "te"}
+_RESPONSE_SKIP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date"}
+
+
+@dataclass
+class FaultStats:
+    requests: int = 0
+    injected: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def faults(self) -> int:
+        return sum(self.injected.values())
+
+
+class FaultProxy:
+    """Use as a context manager: ``with FaultProxy(upstream, rate=0.05, seed=1) as p: p.url``."""
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        rate: float = 0.05,
+        seed: int = 0,
+        faults: tuple[str, ...] = FAULTS,  # drawn uniformly; repeat a name to weight it
+        latency: tuple[float, float] = (0.05, 0.3),
+    ) -> None:
+        unknown = set(faults) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults: {sorted(unknown)}")
+        self.upstream = upstream.rstrip("/")
+        self.rate = rate
+        self.faults = faults
+        self.latency = latency
+        self.stats = FaultStats()
+        self._rng = random.Random(seed)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="faultproxy", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=30):
+            raise RuntimeError("fault proxy did not start")
+        if self._error is not None:
+            raise RuntimeError("fault proxy failed to start") from self._error
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None and self._stop is not None and thread is not None:
+            loop.call_soon_threadsafe(self._stop.set)
+            thread.join(timeout=30)
+        self._thread = None
+
+    def __enter__(self) -> FaultProxy:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:  # reported to start() if it happened before ready
+            self._error = exc
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        connector = aiohttp.TCPConnector(limit=256)
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False
+        ) as session:
+            self._session = session
+            app = web.Application(client_max_size=1 << 30)
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+            site = web.SockSite(runner, sock)
+            await site.start()
+            self._ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await runner.cleanup()
+
+    # -- one request -----------------------------------------------------------------------
+    def _draw(self) -> str | None:
+        self.stats.requests += 1  # only the proxy's loop thread touches the stats and RNG
+        if self._rng.random() >= self.rate:
+            return None
+        fault = self._rng.choice(self.faults)
+        self.stats.injected[fault] += 1
+        return fault
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        fault = self._draw()
+        if fault in _ERRORS:
+            status, code = _ERRORS[fault]
+            xml = f"<Error><Code>{code}</Code><Message>injected</Message></Error>"
+            return web.Response(status=status, body=xml.encode(), content_type="application/xml")
+        if fault == "reset":
+            transport = request.transport
+            if transport is not None:
+                sock = transport.get_extra_info("socket")
+                if sock is not None:  # RST rather than FIN: a connection reset by peer
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                transport.abort()
+            return web.Response(status=500)  # never sent: the connection is gone
+        if fault == "latency":
+            await asyncio.sleep(self._rng.uniform(*self.latency))
+        return await self._forward(request, body)
+
+    async def _forward(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        headers = CIMultiDict(
+            (k, v) for k, v in request.headers.items() if k.lower() not in _REQUEST_SKIP
+        )
+        url = URL(self.upstream + request.raw_path, encoded=True)
+        async with self._session.request(
+            request.method,
+            url,
+            headers=headers,
+            data=body if body else None,
+            skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+            allow_redirects=False,
+        ) as upstream:
+            payload = await upstream.read()
+            out_headers = CIMultiDict(
+                (k, v) for k, v in upstream.headers.items() if k.lower() not in _RESPONSE_SKIP
+            )
+            if request.method == "HEAD":  # no body, but the object's Content-Length
+                length = upstream.headers.get("Content-Length")
+                if length is not None:
+                    out_headers["Content-Length"] = length
+                response = web.StreamResponse(status=upstream.status, headers=out_headers)
+                await response.prepare(request)
+                await response.write_eof()
+                return response
+            return web.Response(status=upstream.status, headers=out_headers, body=payload)

@@ -18,6 +18,7 @@ from backup_my_bucket.storage.iterate import iter_objects, iter_versions
 from backup_my_bucket.storage.protocol import MIN_PART_SIZE, ObjectStore
 
 from ..conftest import BucketFactory, is_seaweedfs
+from ..samples import ATTRS, TAGS
 
 
 async def read(store: ObjectStore, bucket: str, key: str, version_id: str | None = None) -> bytes:
@@ -30,18 +31,6 @@ async def versions(store: ObjectStore, bucket: str, **kw: object) -> list[Object
 
 async def keys(store: ObjectStore, bucket: str, **kw: object) -> list[str]:
     return [o.key async for o in iter_objects(store, bucket, **kw)]  # type: ignore[arg-type]
-
-
-ATTRS = ObjectAttrs(
-    content_type="text/x-bmb; charset=utf-8",
-    content_encoding="identity",
-    cache_control="max-age=60",
-    content_disposition='attachment; filename="report.txt"',
-    content_language="es-MX",
-    expires="Thu, 01 Dec 2033 16:00:00 GMT",
-    metadata={"owner": "ops", "x-sum": "abc123"},
-)
-TAGS = {"project": "bmb", "tier": "gold"}
 
 
 # --- buckets ---------------------------------------------------------------------------------

@@ -23,18 +23,9 @@ from backup_my_bucket.storage.protocol import MIN_PART_SIZE, ObjectStore
 from backup_my_bucket.storage.s3 import S3Store
 
 from ..conftest import BucketFactory, is_seaweedfs, unique_bucket
+from ..samples import ATTRS, TAGS
 
 MiB = 1024 * 1024
-ATTRS = ObjectAttrs(
-    content_type="text/x-bmb; charset=utf-8",
-    content_encoding="identity",
-    cache_control="max-age=60",
-    content_disposition='attachment; filename="r.txt"',
-    content_language="es-MX",
-    expires="Thu, 01 Dec 2033 16:00:00 GMT",
-    metadata={"owner": "ops", "x-sum": "abc123"},
-)
-TAGS = {"project": "bmb", "tier": "gold"}
 BIG = random.Random(11).randbytes(11 * MiB)  # > 2 parts of S3's minimum 5 MiB
 
 

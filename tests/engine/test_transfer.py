@@ -252,13 +252,13 @@ ODD_KEYS = [
 async def test_fast_copy_signs_every_odd_key(s3_store: S3Store) -> None:
     """CopyObject's fast path (no botocore pipeline) must really be taken, odd keys and
     versions included: a wrong signature would silently fall back to the slow path."""
-    fast = s3_store._fast_copy
+    fast = s3_store._fast
     assert fast is not None
     src, dst = unique_bucket("fsrc"), unique_bucket("fdst")
     for bucket in (src, dst):
         await s3_store.create_bucket(bucket)
         await s3_store.set_versioning(bucket, True)
-    before = fast.done
+    before = fast.copies
     for key in ODD_KEYS:
         old = await s3_store.put(src, key, b"old " + key.encode(), attrs=ATTRS, tags=TAGS)
         await s3_store.put(src, key, b"new")
@@ -266,6 +266,37 @@ async def test_fast_copy_signs_every_odd_key(s3_store: S3Store) -> None:
         assert new != "null"
         assert await read(s3_store, dst, key) == b"old " + key.encode()
         assert await s3_store.get_tags(dst, key) == TAGS
-    assert fast.done - before == len(ODD_KEYS)
+    assert fast.copies - before == len(ODD_KEYS)
     with pytest.raises(ObjectNotFound):  # errors still come through botocore's translation
         await s3_store.copy(VersionRef(src, "no-such-key"), dst, "x")
+
+
+@pytest.mark.s3
+async def test_fast_listing_signs_every_odd_prefix_and_marker(s3_store: S3Store) -> None:
+    """ListObjectVersions' fast path must really be taken with odd prefixes and markers, and
+    answer exactly what botocore's path answers."""
+    fast = s3_store._fast
+    assert fast is not None
+    bucket = unique_bucket("flist")
+    await s3_store.create_bucket(bucket)
+    await s3_store.set_versioning(bucket, True)
+    for key in ODD_KEYS:
+        await s3_store.put(bucket, key, b"1")
+        await s3_store.put(bucket, key, b"2")
+    await s3_store.delete(bucket, ODD_KEYS[0])
+    first = await s3_store.list_versions_page(bucket, max_keys=3)
+    assert first.is_truncated and first.next_key_marker and first.next_version_id_marker
+    queries = [{"prefix": key} for key in ODD_KEYS] + [{"key_marker": key} for key in ODD_KEYS]
+    queries.append(
+        {"key_marker": first.next_key_marker, "version_id_marker": first.next_version_id_marker}
+    )
+    before = fast.listings
+    fast_pages = [await s3_store.list_versions_page(bucket, max_keys=2, **q) for q in queries]
+    assert fast.listings - before == len(queries)
+    s3_store._fast = None
+    try:
+        slow_pages = [await s3_store.list_versions_page(bucket, max_keys=2, **q) for q in queries]
+    finally:
+        s3_store._fast = fast
+    assert fast_pages == slow_pages
+    assert all(page.entries for page in fast_pages[: len(ODD_KEYS)])

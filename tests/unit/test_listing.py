@@ -20,6 +20,7 @@ def test_split_key() -> None:
     assert split_key("a/b/c", "a/" + MAX_CHAR) == "a/b" + MAX_CHAR
     assert split_key("abc", "abd") is None or "abc" < split_key("abc", "abd") < "abd"  # type: ignore[operator]
     assert split_key("a" + MAX_CHAR, None) is None
+    assert split_key("backup/f1", None, "backup/") == "backup/f" + MAX_CHAR
 
 
 @given(
@@ -74,6 +75,8 @@ async def test_parallel_equals_sequential(
     got = [r async for r in parallel.results()]
     assert got == expected
     assert [k for k, _ in got] == keys
+    # each unit lists with its trie node's Prefix, so no page reads into a neighbour's range
+    assert parallel.stats.versions == sequential.stats.versions
     if workers > 1:
         assert parallel.stats.units > 1
 

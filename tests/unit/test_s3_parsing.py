@@ -4,6 +4,8 @@ botocore's internals (the before-parse event and the parser factory defaults).""
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backup_my_bucket.errors import (
     AccessDenied,
@@ -13,6 +15,7 @@ from backup_my_bucket.errors import (
     ObjectNotFound,
     StorageError,
 )
+from backup_my_bucket.storage import s3
 from backup_my_bucket.storage.s3 import parse_timestamp, parse_versions_xml, translate_error
 
 VERSIONS_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
@@ -158,3 +161,90 @@ def test_fast_parser_agrees_with_elementtree() -> None:
     got = [(e.key, e.version_id, e.is_delete_marker, e.etag, e.size) for e in page.entries]
     assert got == _reference_parse(body)
     assert not page.is_truncated and page.next_key_marker is None
+
+
+def _go_escape(text: str) -> str:
+    """Escape text the way Go's encoding/xml does (SeaweedFS)."""
+    table = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;",
+             "\t": "&#x9;", "\n": "&#xA;", "\r": "&#xD;"}  # fmt: skip
+    return "".join(table.get(c, c) for c in text)
+
+
+def _page(entries: list[tuple[str, int, bool]], layout: str, encoded: bool) -> bytes:
+    import urllib.parse
+
+    owner = "<Owner><ID>o</ID><DisplayName>n</DisplayName></Owner>"
+    parts = []
+    for i, (key, size, marker) in enumerate(entries):
+        k = _go_escape(urllib.parse.quote_plus(key, safe="/") if encoded else key)
+        head = (
+            f"<Key>{k}</Key><VersionId>v{i}</VersionId><IsLatest>{str(i == 0).lower()}</IsLatest>"
+        )
+        when = f"<LastModified>2026-11-26T10:00:{i % 60:02d}Z</LastModified>"
+        etag, sz = f"<ETag>&#34;e{i}&#34;</ETag>", f"<Size>{size}</Size>"
+        sc = "<StorageClass>STANDARD</StorageClass>"
+        if marker:
+            body = head + owner + when if layout == "seaweedfs" else head + when + owner
+            parts.append(f"<DeleteMarker>{body}</DeleteMarker>")
+        elif layout == "seaweedfs":
+            parts.append(f"<Version>{head}{etag}{sz}{owner}{sc}{when}</Version>")
+        else:
+            checksum = "<ChecksumAlgorithm>CRC32</ChecksumAlgorithm>" if i % 2 else ""
+            parts.append(f"<Version>{head}{when}{etag}{checksum}{sz}{sc}{owner}</Version>")
+    encoding = "<EncodingType>url</EncodingType>" if encoded else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<Name>b</Name>{encoding}<IsTruncated>false</IsTruncated>"
+        + "".join(parts)
+        + "</ListVersionsResult>"
+    ).encode()
+
+
+_ODD_TEXT = st.text(
+    alphabet=st.sampled_from(list("ab/ +%&<>\"'\t\n\r\u00e9\U0001f600")), min_size=1, max_size=8
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(_ODD_TEXT, st.integers(1, 10**12), st.booleans()), max_size=12),
+    st.sampled_from(["seaweedfs", "aws"]),
+    st.booleans(),
+)
+def test_whole_entry_fast_path_agrees_with_elementtree(
+    entries: list[tuple[str, int, bool]], layout: str, encoded: bool
+) -> None:
+    body = _page(entries, layout, encoded)
+    key_text = s3._url_text if encoded else s3._xml_text
+    fast = s3._fast_entries(body, key_text)
+    assert fast is not None  # the compact layouts of both servers take the fast path
+    assert fast == s3._general_entries(body, key_text)
+    got = [(e.key, e.version_id, e.is_delete_marker, e.etag, e.size) for e in fast]
+    assert got == _reference_parse(body)
+
+
+def test_unknown_layout_takes_the_general_path() -> None:
+    body = _page([("k", 1, False), ("k", 0, True)], "seaweedfs", False)
+    odd = body.replace(b"<Size>", b"<Extra>x</Extra><Size>")
+    assert s3._fast_entries(odd, s3._xml_text) is None
+    assert parse_versions_xml(odd).entries == parse_versions_xml(body).entries
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        VERSIONS_XML[:-40],  # cut short by a dropped connection
+        b"<?xml version='1.0'?><Error><Code>InternalError</Code><Message>m</Message></Error>",
+    ],
+)
+def test_listing_hook_turns_an_incomplete_200_into_a_retry(body: bytes) -> None:
+    """botocore's own 200-error check is skipped for listings: the hook must do its job."""
+    hook = s3._make_listing_hook(parse_versions_xml, b"ListVersionsResult")
+    response: dict[str, object] = {"status_code": 200, "body": body}
+    custom: dict[str, object] = {}
+    hook(response_dict=response, customized_response_dict=custom)
+    assert response["status_code"] == 500 and not custom  # 500: botocore retries it
+    complete: dict[str, object] = {"status_code": 200, "body": VERSIONS_XML}
+    hook(response_dict=complete, customized_response_dict=custom)
+    assert complete["status_code"] == 200 and len(custom[s3._PAGE].entries) == 3  # type: ignore[attr-defined]

@@ -140,15 +140,16 @@ class IndexWriter:
         if self._last_key is not None and v.key <= self._last_key:
             raise ValueError(f"index rows out of order: {v.key!r} after {self._last_key!r}")
         self._last_key = v.key
-        for col, value in zip(
-            self._cols,
-            (v.key, v.version_id, v.size, v.etag, v.last_modified, v.storage_class),
-            strict=True,
-        ):
-            col.append(value)
+        keys, version_ids, sizes, etags, times, classes = self._cols
+        keys.append(v.key)
+        version_ids.append(v.version_id)
+        sizes.append(v.size)
+        etags.append(v.etag)
+        times.append(v.last_modified)
+        classes.append(v.storage_class)
         self.rows += 1
         self.bytes += v.size
-        if len(self._cols[0]) >= ROW_GROUP:
+        if len(keys) >= ROW_GROUP:
             self._flush()
 
     def _flush(self) -> None:

@@ -8,6 +8,11 @@ after itself. This is a breadth-first walk of the key *trie*, so it spreads work
 bucket (no ``/`` at all) as well as over a directory tree, and it costs no extra requests:
 a new unit simply starts its listing at the split key (``KeyMarker``).
 
+Every unit's range is the tail of one trie node: all keys after ``after`` that start with the
+unit's ``prefix`` (``until`` is ``prefix`` + the last code point). A unit lists with that
+``Prefix``, so its last page ends where its range ends: no unit reads into its neighbour's
+keys, and every version is listed exactly once however often the ranges split.
+
 Units form a list in key order. The consumer reads the first unit's rows as they arrive and
 moves on when it is finished; units further ahead keep listing into a buffer that spills to a
 temporary file past a threshold, so memory does not grow with the bucket.
@@ -37,31 +42,48 @@ R = TypeVar("R")
 
 MAX_CHAR = "\U0010ffff"
 SPILL_ROWS = 20_000
-MIN_PAGES_BEFORE_SPLIT = 2
 
 
-def split_key(last_key: str, until: str | None) -> str | None:
+def split_key(last_key: str, until: str | None, common: str = "") -> str | None:
     """A key m with last_key < m < until that cuts off the keys after last_key's branch.
 
     The unit keeps keys <= m: those that share ``last_key``'s prefix one character past the
-    point where it diverges from ``until``; the rest go to a new unit. None if no such cut.
+    point where it diverges from ``until`` (or past ``common``, a prefix every key of the
+    range has); the rest go to a new unit. None if no such cut.
+    """
+    cuts = split_keys(last_key, until, common)
+    return cuts[0] if cuts else None
+
+
+def split_keys(last_key: str, until: str | None, common: str = "", deepest: int = 0) -> list[str]:
+    """Cut points between last_key and until, one per trie level, shallowest (largest) first.
+
+    Level d cuts at ``last_key[:d+1] + MAX_CHAR``: everything after last_key's branch at
+    that depth. The first level is where last_key leaves ``until`` (or ``common``); levels go
+    down to ``deepest`` (the depth where the page just listed was still branching).
     """
     bound = until or ""
-    depth = 0
+    depth = len(common)
     while depth < len(last_key) and depth < len(bound) and last_key[depth] == bound[depth]:
         depth += 1
-    if depth >= len(last_key) or last_key[depth] == MAX_CHAR:
-        return None
-    cut = last_key[: depth + 1] + MAX_CHAR
-    if not last_key < cut or (until is not None and not cut < until):
-        return None
-    return cut
+    cuts: list[str] = []
+    for level in range(depth, max(depth, deepest) + 1):
+        if level >= len(last_key) or last_key[level] == MAX_CHAR:
+            break
+        cut = last_key[: level + 1] + MAX_CHAR
+        if not last_key < cut or (until is not None and not cut < until):
+            break
+        if cuts and not cut < cuts[-1]:
+            break
+        cuts.append(cut)
+    return cuts
 
 
 @dataclass(eq=False)
 class _Unit(Generic[R]):
     after: str  # exclusive lower bound (S3 KeyMarker semantics)
     until: str | None  # inclusive upper bound; None: to the end
+    prefix: str  # every key of the range starts with it; the listing's Prefix
     rows: deque[R] = field(default_factory=deque)
     spilled: list[int] = field(default_factory=list)  # offsets of pickled chunks
     spill_file: str | None = None
@@ -138,12 +160,11 @@ class ParallelListing(Generic[R]):
         key: str | None = None
         group: list[ObjectVersion] = []
         past_range = False
-        pages_here = 0
         while not past_range:
             page = await retrying(
                 lambda: self.store.list_versions_page(
                     self.bucket,
-                    prefix=self.prefix,
+                    prefix=unit.prefix,
                     key_marker=key_marker,  # noqa: B023  # awaited before the loop moves on
                     version_id_marker=version_marker,  # noqa: B023
                     max_keys=self.page_size,
@@ -153,6 +174,7 @@ class ParallelListing(Generic[R]):
             self.stats.versions += len(page.entries)
             if self.on_page is not None:
                 self.on_page(len(page.entries))
+            first_key = page.entries[0].key if page.entries else None
             for entry in page.entries:
                 if unit.until is not None and entry.key > unit.until:
                     past_range = True  # the next unit lists the rest
@@ -173,26 +195,28 @@ class ParallelListing(Generic[R]):
                 raise StorageError(f"s3://{self.bucket}: truncated page without NextKeyMarker")
             key_marker = page.next_key_marker
             version_marker = page.next_version_id_marker or ""
-            pages_here += 1
-            # A unit that splits will read one page past its new bound (S3 cannot stop at a
-            # key), so only a unit that has shown some depth may split: the waste stays a
-            # fraction of the work instead of doubling it.
-            may_split = pages_here >= MIN_PAGES_BEFORE_SPLIT and self._running < self.workers
-            if may_split and key is not None and self._maybe_split(unit, key):
-                pages_here = 0
+            if self._running < self.workers and key is not None and first_key is not None:
+                self._split(unit, first_key, key)
             self._wake.set()
         if key is not None:
             self._emit(unit, KeyHistory(key, tuple(group)))
 
-    def _maybe_split(self, unit: _Unit[R], last_key: str) -> bool:
-        cut = split_key(last_key, unit.until)
-        if cut is None:
-            return False
-        new: _Unit[R] = _Unit(after=cut, until=unit.until, next=unit.next)
-        unit.until, unit.next = cut, new
-        self.stats.units += 1
-        self._start(new)
-        return True
+    def _split(self, unit: _Unit[R], first_key: str, last_key: str) -> None:
+        """Hand what is left of the unit's range after last_key to new units, one per trie
+        level between the unit's own and the level where this page's keys still branched
+        (their common prefix): a single page spreads the work as wide as the data goes."""
+        deepest = len(os.path.commonprefix([first_key, last_key]))  # noqa: RUF071  # by character
+        cuts = split_keys(last_key, unit.until, unit.prefix, deepest)
+        cuts = cuts[-max(1, self.workers - self._running) :]  # the deepest: nearest the data
+        until, prefix, following = unit.until, unit.prefix, unit.next
+        for cut in cuts:  # shallowest first: each new unit takes (cut, the previous cut]
+            new: _Unit[R] = _Unit(after=cut, until=until, prefix=prefix, next=following)
+            following = new
+            until, prefix = cut, cut[: -len(MAX_CHAR)]
+            self.stats.units += 1
+            self._start(new)
+        # key order: unit -> the deepest new unit -> ... -> the shallowest -> the old next
+        unit.until, unit.prefix, unit.next = until, prefix, following
 
     def _emit(self, unit: _Unit[R], history: KeyHistory) -> None:
         if self.skip_prefix is not None and history.key.startswith(self.skip_prefix):
@@ -218,7 +242,7 @@ class ParallelListing(Generic[R]):
 
     async def results(self) -> AsyncIterator[R]:
         """Every reduced result, in ascending key order."""
-        head: _Unit[R] | None = _Unit(after="", until=None)
+        head: _Unit[R] | None = _Unit(after="", until=None, prefix=self.prefix)
         assert head is not None
         self._start(head)
         try:

@@ -6,14 +6,17 @@ This is the only module that imports botocore or aiobotocore. Everything it rais
 Speed notes (measured; see docs/performance.md):
 - one shared client per store, its connection pool at least as large as the concurrency;
 - botocore's adaptive retry mode (client-side rate limiting on 503 SlowDown);
-- ListObjectVersions / ListObjectsV2 bodies are parsed here with ElementTree in one pass,
-  through botocore's ``before-parse`` event, and botocore is handed an empty body. That keeps
-  the interleaved order of versions and delete markers (botocore splits them into two lists,
-  losing the order within a key when timestamps tie) and costs a fraction of botocore's
-  parse, about 60 % of which was dateutil timestamp parsing;
+- ListObjectVersions / ListObjectsV2 bodies are parsed here in one pass (a single regular
+  expression scan for versions, ElementTree for objects), through botocore's ``before-parse``
+  event, and botocore is handed an empty body. That keeps the interleaved order of versions
+  and delete markers (botocore splits them into two lists, losing the order within a key when
+  timestamps tie) and costs a fraction of botocore's parse. botocore's own check of every 200
+  for an embedded error (a full expat parse) is skipped for these two: the hook checks
+  the document is complete instead;
 - every other timestamp goes through a ``datetime.fromisoformat`` based parser;
-- CopyObject with the COPY directives (sync's hot path) skips botocore's request pipeline on
-  custom endpoints (:class:`_FastCopy`), falling back to it for anything but a clean 200;
+- CopyObject with the COPY directives (sync's and restore's hot path) and ListObjectVersions
+  (every engine's) skip botocore's request pipeline on custom endpoints (:class:`_FastPath`),
+  falling back to it for anything but a clean, complete 200;
   the User-Agent is rendered once per client instead of twice per request.
 """
 
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 import botocore.exceptions
+import botocore.handlers
 import yarl
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
@@ -122,9 +126,14 @@ _TOKEN = re.compile(
 _PREFIX = re.compile(rb"<CommonPrefixes>\s*<Prefix>([^<]*)</Prefix>", re.S)
 
 
-def _top(name: bytes, body: bytes) -> str | None:
+def _raw_top(name: bytes, body: bytes) -> bytes | None:
     match = re.search(b"<" + name + rb">([^<]*)</" + name + b">", body)
-    return None if match is None else _xml_text(match.group(1))
+    return None if match is None else match.group(1)
+
+
+def _top(name: bytes, body: bytes) -> str | None:
+    raw = _raw_top(name, body)
+    return None if raw is None else _xml_text(raw)
 
 
 def _xml_text(raw: bytes) -> str:
@@ -132,57 +141,198 @@ def _xml_text(raw: bytes) -> str:
     return html.unescape(text) if "&" in text else text
 
 
+_QUOTES = (b"&#34;", b"&quot;", b'"')  # Go servers escape quotes as &#34;, AWS as &quot;
+
+
 def _etag(raw: bytes) -> str:
-    if raw[:6] == b"&quot;" and raw[-6:] == b"&quot;":
-        raw = raw[6:-6]  # S3 quotes every ETag: skip the general unescape
+    for quote in _QUOTES:  # S3 quotes every ETag: skip the general unescape
+        n = len(quote)
+        if len(raw) >= 2 * n and raw[:n] == quote and raw[-n:] == quote:
+            raw = raw[n:-n]
+            break
     return _xml_text(raw).strip('"')
+
+
+def _url_text(raw: bytes) -> str:
+    text = _xml_text(raw)
+    return urllib.parse.unquote_plus(text) if "%" in text or "+" in text else text
+
+
+_CLASSES: dict[bytes, str] = {}  # storage class names, decoded once
+
+
+def _storage_class(raw: bytes | None) -> str:
+    if not raw:
+        return "STANDARD"
+    name = _CLASSES.get(raw)
+    if name is None:
+        name = _CLASSES[raw] = _xml_text(raw)
+    return name
 
 
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 
 
-def _entry(fields: dict[bytes, bytes], marker: bool, decode: Callable[[str], str]) -> ObjectVersion:
-    raw_etag = fields.get(b"ETag")
-    etag = None if marker or raw_etag is None else _etag(raw_etag)
-    if not marker and not etag and fields.get(b"Size", b"0") == b"0":
-        etag = EMPTY_MD5  # SeaweedFS lists empty objects without their (fixed) MD5
+def _entry(
+    fields: dict[bytes, bytes], marker: bool, key_text: Callable[[bytes], str]
+) -> ObjectVersion:
+    get = fields.get
+    if marker:
+        etag, size, storage_class = None, 0, None
+    else:
+        raw_etag, raw_size = get(b"ETag"), get(b"Size")
+        size = int(raw_size) if raw_size else 0
+        etag = _etag(raw_etag) if raw_etag else None
+        if not etag and size == 0:
+            etag = EMPTY_MD5  # SeaweedFS lists empty objects without their (fixed) MD5
+        storage_class = _storage_class(get(b"StorageClass"))
     return ObjectVersion(
-        key=decode(_xml_text(fields[b"Key"])),
-        version_id=fields.get(b"VersionId", b"").decode() or "null",
-        last_modified=parse_timestamp(fields[b"LastModified"].decode()),
-        size=0 if marker else int(fields.get(b"Size") or 0),
-        etag=etag,
-        is_latest=fields.get(b"IsLatest") == b"true",
-        is_delete_marker=marker,
-        storage_class=None if marker else (fields.get(b"StorageClass") or b"STANDARD").decode(),
+        key_text(fields[b"Key"]),
+        get(b"VersionId", b"").decode() or "null",
+        parse_timestamp(fields[b"LastModified"].decode()),
+        size,
+        etag,
+        get(b"IsLatest") == b"true",
+        marker,
+        storage_class,
     )
 
 
-def parse_versions_xml(body: bytes) -> VersionPage:
-    """Parse a ListObjectVersions body, keeping versions and delete markers interleaved."""
-    # escaped text can never hold a raw "<", so a tag name found anywhere is that element
-    decode: Callable[[str], str] = (
-        urllib.parse.unquote_plus if _top(b"EncodingType", body) == "url" else str
-    )
+def _general_entries(body: bytes, key_text: Callable[[bytes], str]) -> list[ObjectVersion]:
     entries: list[ObjectVersion] = []
+    append = entries.append
     fields: dict[bytes, bytes] | None = None
     marker = False
     for tag, value in _TOKEN.findall(body):
         if tag == b"Version" or tag == b"DeleteMarker":
             if fields is not None:
-                entries.append(_entry(fields, marker, decode))
+                append(_entry(fields, marker, key_text))
             fields, marker = {}, tag == b"DeleteMarker"
         elif fields is not None:
             fields[tag] = value
     if fields is not None:
-        entries.append(_entry(fields, marker, decode))
-    next_key = _top(b"NextKeyMarker", body)
+        append(_entry(fields, marker, key_text))
+    return entries
+
+
+# Faster still: one pattern matching a whole entry in a server's exact element order gives
+# one tuple per entry. A page is taken this way only if every entry matched (their count
+# equals the count of entry tags); any other page (another order, whitespace, extra
+# elements) goes through the general scan above, so an unknown server is slower, never wrong.
+_VERSION_FIELDS = ("Key", "VersionId", "IsLatest", "ETag", "Size", "StorageClass", "LastModified")
+_MARKER_FIELDS = ("Key", "VersionId", "IsLatest", "LastModified")
+_OWNER = rb"(?:<Owner>(?:<ID>[^<]*</ID>)?(?:<DisplayName>[^<]*</DisplayName>)?</Owner>)?"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    pattern: re.Pattern[bytes]
+    version: tuple[int, ...]  # group index of each of _VERSION_FIELDS
+    marker: tuple[int, ...]  # group index of each of _MARKER_FIELDS
+
+
+def _layout(version: Sequence[str], marker: Sequence[str]) -> _Layout:
+    """Fields in document order; "Owner" is optional, "?Name" an optional, ignored element."""
+    pieces: list[bytes] = []
+    groups: dict[tuple[str, str], int] = {}
+    for kind, fields in (("Version", version), ("DeleteMarker", marker)):
+        piece = f"<{kind}>".encode()
+        for field in fields:
+            if field == "Owner":
+                piece += _OWNER
+            elif field.startswith("?"):
+                name = field[1:].encode()
+                piece += b"(?:<" + name + rb">[^<]*</" + name + b">)*"
+            else:
+                name = field.encode()
+                piece += b"<" + name + rb">([^<]*)</" + name + b">"
+                groups[kind, field] = len(groups)
+        pieces.append(piece + f"</{kind}>".encode())
+    return _Layout(
+        re.compile(b"|".join(pieces)),
+        tuple(groups["Version", f] for f in _VERSION_FIELDS),
+        tuple(groups["DeleteMarker", f] for f in _MARKER_FIELDS),
+    )
+
+
+_LAYOUTS = [
+    _layout(  # SeaweedFS
+        ("Key", "VersionId", "IsLatest", "ETag", "Size", "Owner", "StorageClass", "LastModified"),
+        ("Key", "VersionId", "IsLatest", "Owner", "LastModified"),
+    ),
+    _layout(  # AWS
+        ("Key", "VersionId", "IsLatest", "LastModified", "ETag", "?ChecksumAlgorithm",
+         "?ChecksumType", "Size", "Owner", "StorageClass", "Owner"),
+        ("Key", "VersionId", "IsLatest", "LastModified", "Owner"),
+    ),
+]  # fmt: skip
+
+
+def _fast_key(raw: bytes, key_text: Callable[[bytes], str]) -> str:
+    return key_text(raw) if b"%" in raw or b"+" in raw or b"&" in raw else raw.decode()
+
+
+def _fast_entries(body: bytes, key_text: Callable[[bytes], str]) -> list[ObjectVersion] | None:
+    expected = body.count(b"<Version>") + body.count(b"<DeleteMarker>")
+    for layout in _LAYOUTS:
+        rows = layout.pattern.findall(body)
+        if len(rows) != expected:
+            continue
+        ik, iv, il, ie, isz, isc, ilm = layout.version
+        mk, mv, ml, mlm = layout.marker
+        entries: list[ObjectVersion] = []
+        append = entries.append
+        for row in rows:
+            modified = row[ilm]
+            if modified:  # a version (a delete marker's groups are the other ones)
+                raw_size, raw_etag = row[isz], row[ie]
+                size = int(raw_size) if raw_size else 0
+                etag = _etag(raw_etag) if raw_etag else None
+                if not etag and size == 0:
+                    etag = EMPTY_MD5
+                append(
+                    ObjectVersion(
+                        _fast_key(row[ik], key_text),
+                        row[iv].decode() or "null",
+                        parse_timestamp(modified.decode()),
+                        size,
+                        etag,
+                        row[il] == b"true",
+                        False,
+                        _storage_class(row[isc]),
+                    )
+                )
+            else:
+                append(
+                    ObjectVersion(
+                        _fast_key(row[mk], key_text),
+                        row[mv].decode() or "null",
+                        parse_timestamp(row[mlm].decode()),
+                        0,
+                        None,
+                        row[ml] == b"true",
+                        True,
+                        None,
+                    )
+                )
+        return entries
+    return None
+
+
+def parse_versions_xml(body: bytes) -> VersionPage:
+    """Parse a ListObjectVersions body, keeping versions and delete markers interleaved."""
+    # escaped text can never hold a raw "<", so a tag name found anywhere is that element
+    key_text = _url_text if _top(b"EncodingType", body) == "url" else _xml_text
+    entries = _fast_entries(body, key_text)
+    if entries is None:
+        entries = _general_entries(body, key_text)
+    next_key = _raw_top(b"NextKeyMarker", body)
     next_version = _top(b"NextVersionIdMarker", body)
     return VersionPage(
         entries=entries,
-        common_prefixes=[decode(_xml_text(p)) for p in _PREFIX.findall(body)],
+        common_prefixes=[key_text(p) for p in _PREFIX.findall(body)],
         is_truncated=_top(b"IsTruncated", body) == "true",
-        next_key_marker=decode(next_key) if next_key is not None else None,
+        next_key_marker=key_text(next_key) if next_key is not None else None,
         next_version_id_marker=next_version,
     )
 
@@ -217,18 +367,53 @@ def parse_objects_xml(body: bytes) -> ObjectPage:
     )
 
 
+# botocore checks every 200 answer for an embedded S3 error by parsing the whole body with
+# expat: on a 1,000-entry listing page that costs several times our own parse. The two listing
+# hooks make the same check themselves (a complete document, not an <Error>), so the stock
+# check is skipped for them and kept for every other operation.
+_LISTING_ROOTS = {"ListObjectVersions": b"ListVersionsResult", "ListObjectsV2": b"ListBucketResult"}
+
+
 def _make_listing_hook(
-    parse: Callable[[bytes], VersionPage] | Callable[[bytes], ObjectPage],
+    parse: Callable[[bytes], VersionPage] | Callable[[bytes], ObjectPage], root: bytes
 ) -> Callable[..., None]:
+    closing = b"</" + root + b">"
+
     def hook(
         response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
     ) -> None:
         if response_dict.get("status_code", 500) >= 300:
             return  # botocore parses errors as usual
-        customized_response_dict[_PAGE] = parse(response_dict["body"])
+        body: bytes = response_dict["body"]
+        if not body.rstrip().endswith(closing):
+            # an <Error> in a 200, or a body cut short: botocore's rule, a 500 to retry
+            response_dict["status_code"] = 500
+            return
+        customized_response_dict[_PAGE] = parse(body)
         response_dict["body"] = b""  # nothing left for botocore's slow parser to do
 
     return hook
+
+
+def _install_listing_hooks(events: Any) -> None:
+    events.register_first(
+        "before-parse.s3.ListObjectVersions",
+        _make_listing_hook(parse_versions_xml, _LISTING_ROOTS["ListObjectVersions"]),
+    )
+    events.register_first(
+        "before-parse.s3.ListObjectsV2",
+        _make_listing_hook(parse_objects_xml, _LISTING_ROOTS["ListObjectsV2"]),
+    )
+    stock: Callable[..., None] | None = getattr(botocore.handlers, "_handle_200_error", None)
+    if stock is None:
+        return  # another botocore: its own check stays, merely slower
+
+    def check_200_error_except_listings(operation_model: Any, **kwargs: Any) -> None:
+        if operation_model.name not in _LISTING_ROOTS:
+            stock(operation_model=operation_model, **kwargs)
+
+    events.unregister("before-parse.s3.*", stock)
+    events.register_first("before-parse.s3.*", check_200_error_except_listings)
 
 
 # --- configuration and error translation -----------------------------------------------------
@@ -383,13 +568,15 @@ def _fixed_user_agent(client: Any) -> None:
     creator.to_string = lambda: rendered
 
 
-class _FastCopy:
-    """CopyObject with the COPY directives, signed by botocore's SigV4 but sent straight
-    through aiohttp: sync's hot path, at a fraction of botocore's per-request CPU.
+class _FastPath:
+    """The two hot requests, CopyObject (COPY directives) and ListObjectVersions, signed by
+    botocore's SigV4 but sent straight through aiohttp: sync's, restore's and snapshot's
+    inner loops, at a fraction of botocore's per-request CPU.
 
-    Only on a path-style custom endpoint (``endpoint_url``). Anything but a clean 200 answers
-    None, and the caller repeats the request through botocore, which owns retries, the
-    adaptive rate limit and error translation; so this path can only be faster, never wrong.
+    Only on a path-style custom endpoint (``endpoint_url``). Anything but a clean, complete
+    200 answers None, and the caller repeats the request through botocore, which owns
+    retries, the adaptive rate limit and error translation; so this path can only be faster,
+    never wrong.
     """
 
     def __init__(self, endpoint_url: str, region: str, client: Any, pool: int) -> None:
@@ -401,39 +588,60 @@ class _FastCopy:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
             skip_auto_headers=("User-Agent",),
         )
-        self.done = 0
+        self.copies = 0  # requests served here (tests check the path is really taken)
+        self.listings = 0
 
-    async def copy(self, source: VersionRef, bucket: str, key: str) -> str | None:
+    async def _send(
+        self, method: str, path: str, query: str = "", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, Mapping[str, str]] | None:
         frozen = self._credentials.get_frozen_credentials()
         if hasattr(frozen, "__await__"):
             frozen = await frozen
-        path = f"/{_quote(bucket)}/{_quote(key)}"
+        url = self._base + path + (f"?{query}" if query else "")
+        request = AWSRequest(method=method, url=url, headers=headers or {})
+        S3SigV4Auth(frozen, "s3", self._region).add_auth(request)
+        try:
+            async with self._session.request(
+                method, yarl.URL(url, encoded=True), headers=dict(request.headers.items())
+            ) as resp:
+                return resp.status, await resp.read(), resp.headers
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return None
+
+    async def copy(self, source: VersionRef, bucket: str, key: str) -> str | None:
         copy_source = f"{_quote(source.bucket)}/{_quote(source.key)}"
         if source.version_id:
             copy_source += f"?versionId={_quote(source.version_id)}"
-        request = AWSRequest(
-            method="PUT", url=self._base + path, headers={"x-amz-copy-source": copy_source}
+        answer = await self._send(
+            "PUT", f"/{_quote(bucket)}/{_quote(key)}", headers={"x-amz-copy-source": copy_source}
         )
-        S3SigV4Auth(frozen, "s3", self._region).add_auth(request)
-        try:
-            async with self._session.put(
-                yarl.URL(self._base + path, encoded=True), headers=dict(request.headers.items())
-            ) as resp:
-                body = await resp.read()
-                version = resp.headers.get("x-amz-version-id")
-        except (aiohttp.ClientError, OSError, TimeoutError):
+        if answer is None:
             return None
-        if resp.status != 200 or b"<Error>" in body:  # S3 may report a failed copy in a 200
+        status, body, headers = answer
+        if status != 200 or b"<Error>" in body:  # S3 may report a failed copy in a 200
             return None
-        self.done += 1
-        return version or "null"
+        self.copies += 1
+        return headers.get("x-amz-version-id") or "null"
+
+    async def list_versions(self, bucket: str, params: Mapping[str, str]) -> VersionPage | None:
+        query = "&".join(
+            f"{name}={_quote(value, safe='-_.~')}" for name, value in sorted(params.items())
+        )
+        answer = await self._send("GET", f"/{_quote(bucket)}", query)
+        if answer is None:
+            return None
+        status, body, _ = answer
+        if status != 200 or not body.rstrip().endswith(b"</ListVersionsResult>"):
+            return None
+        self.listings += 1
+        return parse_versions_xml(body)
 
     async def close(self) -> None:
         await self._session.close()
 
 
-def _quote(text: str) -> str:
-    return urllib.parse.quote(text, safe="/~")
+def _quote(text: str, safe: str = "/~") -> str:
+    return urllib.parse.quote(text, safe=safe)
 
 
 # --- the store -------------------------------------------------------------------------------
@@ -448,7 +656,7 @@ class S3Store:
     def __init__(self, config: S3Config | None = None) -> None:
         self.config = config or S3Config()
         self._client: S3Client | None = None
-        self._fast_copy: _FastCopy | None = None
+        self._fast: _FastPath | None = None
         self._exit_stack = contextlib.AsyncExitStack()
         self._scrub = _Scrubber([self.config.secret_key, self.config.access_key])
 
@@ -494,28 +702,24 @@ class S3Store:
                 config=aio_config,
             )
         )
-        events = client.meta.events
-        events.register(
-            "before-parse.s3.ListObjectVersions", _make_listing_hook(parse_versions_xml)
-        )
-        events.register("before-parse.s3.ListObjectsV2", _make_listing_hook(parse_objects_xml))
+        _install_listing_hooks(client.meta.events)
         _fixed_user_agent(client)
         if cfg.endpoint_url and getattr(client, "_request_signer", None) is not None:
             # relies on botocore internals (the signer's credentials): without them, no fast path
             try:
-                fast = _FastCopy(
+                fast = _FastPath(
                     cfg.endpoint_url, cfg.region or "us-east-1", client, cfg.max_pool_connections
                 )
             except AttributeError:
-                log.debug("CopyObject fast path unavailable with this botocore")
+                log.debug("fast request path unavailable with this botocore")
             else:
                 self._exit_stack.push_async_callback(fast.close)
-                self._fast_copy = fast
+                self._fast = fast
         self._client = client
 
     async def close(self) -> None:
         self._client = None
-        self._fast_copy = None
+        self._fast = None
         await self._exit_stack.aclose()
 
     @property
@@ -610,6 +814,19 @@ class S3Store:
         version_id_marker: str = "",
         max_keys: int = MAX_PAGE,
     ) -> VersionPage:
+        if self._fast is not None:
+            query = {"versions": "", "max-keys": str(max_keys), "encoding-type": "url"}
+            for name, value in (
+                ("prefix", prefix),
+                ("delimiter", delimiter),
+                ("key-marker", key_marker),
+                ("version-id-marker", version_id_marker if key_marker else ""),
+            ):
+                if value:
+                    query[name] = value
+            fast_page = await self._fast.list_versions(bucket, query)
+            if fast_page is not None:
+                return fast_page
         params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": max_keys, "EncodingType": "url"}
         if prefix:
             params["Prefix"] = prefix
@@ -752,8 +969,8 @@ class S3Store:
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
     ) -> str:
-        if attrs is None and tags is None and self._fast_copy is not None:
-            version = await self._fast_copy.copy(source, bucket, key)
+        if attrs is None and tags is None and self._fast is not None:
+            version = await self._fast.copy(source, bucket, key)
             if version is not None:
                 return version
         src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}

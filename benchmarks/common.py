@@ -13,6 +13,7 @@ import random
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,40 +45,57 @@ class Run:
         )
 
 
-def server_env(server: LocalS3Server) -> dict[str, str]:
+def server_env(endpoint_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         AWS_ACCESS_KEY_ID=ACCESS_KEY,
         AWS_SECRET_ACCESS_KEY=SECRET_KEY,
         AWS_REGION="us-east-1",
         AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=server.endpoint_url,
+        AWS_ENDPOINT_URL=endpoint_url,
     )
     return env
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak RSS so far: VmHWM of its own address space (after exec)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def measure(label: str, args: Sequence[str], env: dict[str, str], capture: bool = False) -> Run:
-    """Run a command; return its wall time, own CPU time and own peak RSS."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        list(args),
-        env=env,
-        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    out = b""
-    if capture:
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code
-    if code != 0:
-        raise RuntimeError(f"{label} failed ({code}): {err.decode(errors='replace')[-2000:]}")
-    return Run(label, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code, out)
+    """Run a command; return its wall time, own CPU time and own peak RSS.
+
+    CPU comes from ``os.wait4`` (that child alone). Peak RSS is the child's VmHWM, polled:
+    wait4's ``ru_maxrss`` would report the forked copy of this process from before exec.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            list(args), env=env, stdout=out if capture else subprocess.DEVNULL, stderr=err
+        )
+        peak = 0.0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # reaps it, with its own rusage
+            if pid:
+                break
+            peak = max(peak, _peak_rss_mb(proc.pid))
+            time.sleep(0.02)
+        wall = time.perf_counter() - start
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            err.seek(0)
+            message = err.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{label} failed ({code}): {message}")
+        out.seek(0)
+        stdout = out.read() if capture else b""
+    return Run(label, wall, usage.ru_utime + usage.ru_stime, peak, code, stdout)
 
 
 def tree_keys(n: int) -> list[str]:

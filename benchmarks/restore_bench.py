@@ -32,6 +32,8 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 from backup_my_bucket.units import format_time
 
+from .common import measure
+
 ACCESS, SECRET = "benchaccess", "bench-secret-key-1234"
 BIN = Path(sys.executable).parent
 
@@ -57,39 +59,10 @@ class Run:
         )
 
 
-def _hwm_mib(pid: int) -> float:
-    """The process's peak RSS so far (VmHWM of its own address space, i.e. after exec)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def run_reaped(name: str, target: str, args: list[str], env: dict[str, str], objects: int) -> Run:
-    """Run ``args``; reap it with ``wait4`` for its own CPU time, polling its peak RSS.
-
-    (wait4's ru_maxrss would report the forked copy of this process before exec.)
-    """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.monotonic()
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=err)
-        peak = 0.0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            peak = max(peak, _hwm_mib(proc.pid))
-            time.sleep(0.02)
-        seconds = time.monotonic() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            err.seek(0)
-            raise RuntimeError(f"{name} exited {proc.returncode}: {err.read()[-2000:]!r}")
-    return Run(name, target, seconds, usage.ru_utime + usage.ru_stime, peak, objects)
+    """Run ``args``: wall time, its own CPU time and peak RSS (benchmarks/common.py)."""
+    run = measure(name, args, env)
+    return Run(name, target, run.wall, run.cpu, run.max_rss_mb, objects)
 
 
 async def versions(endpoint: str, bucket: str) -> list[ObjectVersion]:

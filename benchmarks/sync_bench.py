@@ -13,70 +13,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import subprocess
-import sys
 import tempfile
-import threading
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
 
 from backup_my_bucket.localserver import LocalS3Server
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 from backup_my_bucket.units import parse_size
 
-ACCESS_KEY = "bmbbenchaccess"
-SECRET_KEY = "bmb-bench-secret"
-BIN = Path(sys.executable).parent
+from .common import ACCESS_KEY, BIN, SECRET_KEY, Run, measure, server_env
 
 
-@dataclass(frozen=True)
-class Run:
-    label: str
-    wall: float
-    cpu: float
-    max_rss_mb: float
-
-    def line(self, items: int, nbytes: int) -> str:
-        return (
-            f"{self.label:<24} {self.wall:8.2f} s  {items / self.wall:8,.0f} obj/s  "
-            f"{nbytes / self.wall / 1e6:8.1f} MB/s  cpu {self.cpu:6.2f} s "
-            f"({1000 * self.cpu / max(items, 1):6.3f} s/1k)  peak RSS {self.max_rss_mb:6.1f} MB"
-        )
-
-
-def measure(label: str, args: Sequence[str], env: dict[str, str]) -> Run:
-    """Run a command; its wall time, its own CPU time (``os.wait4``) and peak RSS.
-
-    RSS is sampled with psutil: a forked child's ``ru_maxrss`` starts at the parent's size.
-    """
-    start = time.perf_counter()
-    proc = subprocess.Popen(list(args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()))  # type: ignore[union-attr]
-    reader.start()
-    peak = 0
-    watched = psutil.Process(proc.pid)
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # reaps it, with its own rusage
-        if pid:
-            break
-        with contextlib.suppress(psutil.Error):
-            peak = max(peak, watched.memory_info().rss)
-        time.sleep(0.02)
-    wall = time.perf_counter() - start
-    reader.join()
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        err = b"".join(errors).decode(errors="replace")
-        raise RuntimeError(f"{label} failed ({code}): {err[-2000:]}")
-    return Run(label, wall, usage.ru_utime + usage.ru_stime, peak / 2**20)
+def line(run: Run, items: int, nbytes: int) -> str:
+    return (
+        f"{run.label:<24} {run.wall:8.2f} s  {items / run.wall:8,.0f} obj/s  "
+        f"{nbytes / run.wall / 1e6:8.1f} MB/s  cpu {run.cpu:6.2f} s "
+        f"({1000 * run.cpu / max(items, 1):6.3f} s/1k)  peak RSS {run.max_rss_mb:6.1f} MB"
+    )
 
 
 def config(server: LocalS3Server, pool: int = 72) -> S3Config:
@@ -144,7 +98,7 @@ def compare(
         if got != items:
             raise RuntimeError(f"{dst} holds {got} objects, expected {items}")
     for run in (ours, s5, again):
-        print(run.line(items, nbytes))
+        print(line(run, items, nbytes))
     print(
         f"  ratio ours/s5cmd: {s5.wall / ours.wall:.2f}x   "
         f"CPU ours/s5cmd: {ours.cpu / max(s5.cpu, 1e-9):.2f}x",
@@ -169,11 +123,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bmb-sync-bench-") as work,
         LocalS3Server(Path(work) / "s3", access_key=ACCESS_KEY, secret_key=SECRET_KEY) as server,
     ):
-        env = dict(os.environ)
-        env.update(
-            AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-            AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1",
-        )  # fmt: skip
+        env = server_env(server.endpoint_url)
         asyncio.run(fill(server, "small", args.objects, size))
         if args.large:
             asyncio.run(fill(server, "large", args.large, large_size))

@@ -31,6 +31,13 @@ class ObjectVersion:
     is_delete_marker: bool = False
     storage_class: str | None = None
 
+    def __reduce__(self) -> tuple[type[ObjectVersion], tuple[object, ...]]:
+        # listings spill rows to disk with pickle: the field tuple is 2x faster than the default
+        return (ObjectVersion, (
+            self.key, self.version_id, self.last_modified, self.size, self.etag,
+            self.is_latest, self.is_delete_marker, self.storage_class,
+        ))  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectSummary:

@@ -56,7 +56,8 @@ async def _fill(store: MemoryStore, bucket: str, keys: list[str]) -> None:
 async def test_parallel_equals_sequential(
     layout: str, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(listing, "SPILL_ROWS", 7)  # exercise spilling on small data
+    monkeypatch.setattr(listing, "BUFFER_ROWS", 7)  # exercise spilling on small data
+    monkeypatch.setattr(listing, "MIN_SPILL", 3)
     rng = random.Random(layout)
     if layout == "flat":
         keys = [f"f{i:05d}" for i in range(900)]

@@ -15,7 +15,9 @@ keys, and every version is listed exactly once however often the ranges split.
 
 Units form a list in key order. The consumer reads the first unit's rows as they arrive and
 moves on when it is finished; units further ahead keep listing into a buffer that spills to a
-temporary file past a threshold, so memory does not grow with the bucket.
+temporary file when all of them together hold more than a fixed number of rows (the fullest
+unit writes out first), so memory stays bounded however large the bucket, and a bucket of
+moderate size never touches the disk.
 
 A key never spans two units (the split is on key values), so each unit groups versions into
 key histories on its own and reduces each history to a result (a snapshot row, say).
@@ -41,7 +43,8 @@ from .versions import KeyHistory
 R = TypeVar("R")
 
 MAX_CHAR = "\U0010ffff"
-SPILL_ROWS = 20_000
+BUFFER_ROWS = 100_000  # rows held in memory by all the units ahead of the consumer
+MIN_SPILL = 2_000  # rows a unit writes out at once
 
 
 def split_key(last_key: str, until: str | None, common: str = "") -> str | None:
@@ -135,6 +138,8 @@ class ParallelListing(Generic[R]):
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._error: BaseException | None = None
+        self._head: _Unit[R] = _Unit(after="", until=None, prefix=prefix)
+        self._buffered = 0  # rows in memory in units other than the head
 
     # --- workers -----------------------------------------------------------------------------
 
@@ -225,8 +230,19 @@ class ParallelListing(Generic[R]):
         if row is None:
             return
         unit.rows.append(row)
-        if not unit.is_head and len(unit.rows) >= SPILL_ROWS:
-            self._spill(unit)
+        if not unit.is_head:
+            self._buffered += 1
+            if self._buffered > BUFFER_ROWS:
+                self._spill(unit if len(unit.rows) >= MIN_SPILL else self._fullest())
+
+    def _fullest(self) -> _Unit[R]:
+        fullest, node = self._head.next, self._head.next
+        while node is not None:
+            if fullest is None or len(node.rows) > len(fullest.rows):
+                fullest = node
+            node = node.next
+        assert fullest is not None  # rows are buffered, so some unit ahead holds them
+        return fullest
 
     def _spill(self, unit: _Unit[R]) -> None:
         if unit.spill_file is None:
@@ -236,18 +252,21 @@ class ParallelListing(Generic[R]):
             unit.spilled.append(f.tell())
             pickle.dump(list(unit.rows), f, protocol=pickle.HIGHEST_PROTOCOL)
         self.stats.spilled_rows += len(unit.rows)
+        self._buffered -= len(unit.rows)
         unit.rows.clear()
 
     # --- the ordered consumer ----------------------------------------------------------------
 
     async def results(self) -> AsyncIterator[R]:
         """Every reduced result, in ascending key order."""
-        head: _Unit[R] | None = _Unit(after="", until=None, prefix=self.prefix)
+        head: _Unit[R] | None = self._head
         assert head is not None
         self._start(head)
         try:
             while head is not None:
                 head.is_head = True
+                self._head = head
+                self._buffered -= len(head.rows)
                 if head.spill_file is not None:
                     for chunk in self._read_spill(head):
                         for row in chunk:

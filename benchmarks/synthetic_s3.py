@@ -1,0 +1,188 @@
+"""A synthetic, read-only S3 endpoint that serves the version listing of a huge bucket
+without storing it: keys, versions and delete markers are computed from their index.
+
+It answers the three requests a snapshot (and `s5cmd ls --all-versions`) makes: HEAD
+bucket, GetBucketVersioning and ListObjectVersions (prefix, key and version-id markers,
+max-keys, url encoding), in SeaweedFS's element order and escaping. Signatures are not
+checked. It exists to measure the client alone at a scale the real server cannot be filled
+to on this machine (a million versions takes SeaweedFS ~50 minutes to write here): memory
+that must stay flat, and CPU per 1,000 versions without the server's share of the cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from backup_my_bucket.localserver import free_ports
+
+WHEN = "2026-01-01T00:00:00Z"
+LATER = "2026-01-01T00:00:02Z"
+ETAG = "&#34;428c9950e33338d80dd28fb02a2f3893&#34;"
+OWNER = "<Owner><ID>admin</ID><DisplayName>admin</DisplayName></Owner>"
+
+
+def tree_key(i: int) -> str:
+    return f"d{i // 5000:04d}/s{(i // 100) % 50:02d}/f{i % 100:05d}.bin"
+
+
+def flat_key(i: int) -> str:
+    return f"obj{i:08d}"
+
+
+@dataclass(frozen=True)
+class SyntheticBucket:
+    """Key i has one version; every 5th a second, newer one; every 20th a delete marker on
+    top. So ~1.25 versions per key, and 95 % of the keys are live."""
+
+    keys: int
+    key_of: Callable[[int], str]
+
+    def __len__(self) -> int:
+        return self.keys
+
+    def __getitem__(self, i: int) -> str:
+        return self.key_of(i)
+
+    @property
+    def versions(self) -> int:
+        n = self.keys
+        return n + (n + 4) // 5 + (n + 19) // 20
+
+    @property
+    def live(self) -> int:
+        return self.keys - (self.keys + 19) // 20
+
+    @staticmethod
+    def history(i: int) -> list[tuple[str, str]]:
+        """(version id, kind) newest first; kind is "v" (version) or "d" (delete marker)."""
+        entries = []
+        if i % 20 == 0:
+            entries.append((f"d{i}", "d"))
+        if i % 5 == 0:
+            entries.append((f"b{i}", "v"))
+        entries.append((f"a{i}", "v"))
+        return entries
+
+    def entries(self, prefix: str, key_marker: str, version_marker: str) -> Iterator[str]:
+        """XML of every entry after the markers, in listing order."""
+        start = bisect.bisect_left(self, prefix) if prefix else 0
+        if key_marker:
+            at = bisect.bisect_left(self, key_marker)
+            if version_marker and at < self.keys and self[at] == key_marker:
+                ids = [vid for vid, _ in self.history(at)]
+                skip = ids.index(version_marker) + 1 if version_marker in ids else len(ids)
+                yield from self._key_entries(at, skip)
+                at += 1
+            else:
+                at = bisect.bisect_right(self, key_marker)
+            start = max(start, at)
+        for i in range(start, self.keys):
+            if not self[i].startswith(prefix):
+                return
+            yield from self._key_entries(i, 0)
+
+    def _key_entries(self, i: int, skip: int) -> Iterator[str]:
+        key = self[i]
+        for n, (vid, kind) in enumerate(self.history(i)):
+            if n < skip:
+                continue
+            latest = "true" if n == 0 else "false"
+            head = f"<Key>{key}</Key><VersionId>{vid}</VersionId><IsLatest>{latest}</IsLatest>"
+            if kind == "d":
+                yield f"<DeleteMarker>{head}{OWNER}<LastModified>{LATER}</LastModified></DeleteMarker>"
+            else:
+                when = LATER if vid.startswith("b") else WHEN
+                yield (
+                    f"<Version>{head}<ETag>{ETAG}</ETag><Size>64</Size>{OWNER}"
+                    f"<StorageClass>STANDARD</StorageClass><LastModified>{when}</LastModified>"
+                    "</Version>"
+                )
+
+
+def _xml(body: str) -> web.Response:
+    return web.Response(
+        body=b'<?xml version="1.0" encoding="UTF-8"?>\n' + body.encode(),
+        content_type="application/xml",
+    )
+
+
+class SyntheticS3:
+    """``with SyntheticS3({"bench-flat": bucket}) as server:`` serves on a free loopback port."""
+
+    def __init__(self, buckets: dict[str, SyntheticBucket]) -> None:
+        self.buckets = buckets
+        self.port = free_ports(1)[0]
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        name = request.path.strip("/").split("/", 1)[0]
+        bucket = self.buckets.get(name)
+        if bucket is None:
+            return web.Response(
+                status=404,
+                body=b"<Error><Code>NoSuchBucket</Code><Message>no such bucket</Message></Error>",
+            )
+        if request.method == "HEAD":
+            return web.Response()
+        query = request.query
+        if "versioning" in query:
+            return _xml(
+                "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"
+            )
+        if "versions" not in query:
+            return web.Response(status=501, body=b"<Error><Code>NotImplemented</Code></Error>")
+        prefix = query.get("prefix", "")
+        max_keys = min(int(query.get("max-keys", "1000")), 1000)
+        encode = query.get("encoding-type") == "url"
+        page: list[str] = []
+        truncated = False
+        for entry in bucket.entries(
+            prefix, query.get("key-marker", ""), query.get("version-id-marker", "")
+        ):
+            if len(page) == max_keys:
+                truncated = True  # one more entry exists
+                break
+            page.append(entry)
+        marker = ""
+        if truncated:
+            last = page[-1]
+            key = last.split("<Key>", 1)[1].split("</Key>", 1)[0]
+            vid = last.split("<VersionId>", 1)[1].split("</VersionId>", 1)[0]
+            shown = urllib.parse.quote(key) if encode else key
+            marker = f"<NextKeyMarker>{shown}</NextKeyMarker><NextVersionIdMarker>{vid}</NextVersionIdMarker>"
+        encoding = "<EncodingType>url</EncodingType>" if encode else ""
+        return _xml(
+            '<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Name>{name}</Name><Prefix>{prefix}</Prefix>{encoding}{marker}"
+            f"<MaxKeys>{max_keys}</MaxKeys><IsTruncated>{str(truncated).lower()}</IsTruncated>"
+            + "".join(page)
+            + "</ListVersionsResult>"
+        )
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def __enter__(self) -> SyntheticS3:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

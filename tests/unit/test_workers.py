@@ -79,3 +79,19 @@ async def test_retrying_gives_up_after_attempts() -> None:
     with pytest.raises(StorageError):
         await retrying(fail, attempts=3, base_delay=1, sleep=sleep)
     assert sleeps == [1, 2]
+
+
+async def test_a_failing_item_source_stops_the_pool_with_its_error() -> None:
+    async def listing():  # type: ignore[no-untyped-def]
+        for i in range(3):
+            yield i
+        raise StorageError("listing broke")
+
+    async def work(i: int) -> int:
+        return i
+
+    got = []
+    with pytest.raises(StorageError, match="listing broke"):
+        async for outcome in run_pool(listing(), work, workers=4):
+            got.append(outcome.result)
+    assert len(got) <= 3

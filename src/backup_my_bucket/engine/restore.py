@@ -30,13 +30,13 @@ from typing import IO, Any
 
 from ..errors import BackupError, ItemFailure, UsageError
 from ..model import NULL_VERSION, ObjectVersion, S3Url, VersionRef
-from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
 from .filters import ALL_KEYS, KeyFilter
 from .journal import Journal, JournalEntry, run_identity
+from .listing import ParallelListing
 from .progress import NullProgress, Progress
+from .snapshot import current_reducer
 from .transfer import SINGLE_PUT_MAX, copy_version
-from .versions import current_state
 from .workers import run_pool
 
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
@@ -372,6 +372,7 @@ class _Sides:
     target: S3Url
     same_endpoint: bool
     multipart_threshold: int | None
+    workers: int  # concurrent requests, for the listings as for the copies
 
 
 @dataclass(slots=True)
@@ -540,12 +541,22 @@ async def _verify(
 # --- the whole restore ---------------------------------------------------------------------
 
 
-def _target_state(sides: _Sides, filters: KeyFilter) -> AsyncIterator[ObjectVersion]:
+def _current_state(
+    store: ObjectStore, url: S3Url, filters: KeyFilter, workers: int
+) -> AsyncIterator[ObjectVersion]:
+    """The current objects under ``url`` (keys relative to it) within the filter's prefix,
+    in key order, listed in parallel ranges."""
     # ListObjectVersions, not ListObjectsV2: only the version listing is in key order on
     # every server we know (SeaweedFS lists V2 in its own directory order).
-    prefix = sides.target.prefix + filters.prefix
-    listing = iter_versions(sides.target_store, sides.target.bucket, prefix=prefix)
-    return relative(current_state(listing), sides.target.prefix)
+    listing = ParallelListing(
+        store, url.bucket, current_reducer(url.prefix), prefix=url.prefix + filters.prefix,
+        workers=workers,
+    )  # fmt: skip
+    return listing.results()
+
+
+def _target_state(sides: _Sides, filters: KeyFilter) -> AsyncIterator[ObjectVersion]:
+    return _current_state(sides.target_store, sides.target, filters, sides.workers)
 
 
 def _check_sides(sides: _Sides) -> None:
@@ -568,10 +579,7 @@ async def _plan(
 ) -> _Spool:
     backup_current = None
     if mode is Mode.UNDELETE:
-        listing = iter_versions(
-            sides.backup_store, sides.backup.bucket, prefix=sides.backup.prefix + filters.prefix
-        )
-        backup_current = relative(current_state(listing), sides.backup.prefix)
+        backup_current = _current_state(sides.backup_store, sides.backup, filters, sides.workers)
     progress.start("restore: planning")
     spool = _Spool()
     try:
@@ -620,7 +628,9 @@ async def run_restore(
     version (unless ``skip_archived``). Failures are returned, not raised.
     """
     progress = progress or NullProgress()
-    sides = _Sides(backup_store, backup, target_store, target, same_endpoint, multipart_threshold)
+    sides = _Sides(
+        backup_store, backup, target_store, target, same_endpoint, multipart_threshold, workers
+    )
     _check_sides(sides)
     journal = None
     if journal_dir is not None and not dry_run:

@@ -35,6 +35,11 @@ class Outcome(Generic[T, R]):
         return self.error is None
 
 
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    error: Exception
+
+
 async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
     if isinstance(items, AsyncIterable):
         async for item in items:
@@ -55,11 +60,15 @@ async def run_pool(
     if workers < 1:
         raise ValueError("workers must be at least 1")
     todo: asyncio.Queue[object] = asyncio.Queue(maxsize=2 * workers)
-    done: asyncio.Queue[object] = asyncio.Queue()
+    done: asyncio.Queue[object] = asyncio.Queue()  # outcomes, _DONE per worker, or _Raised
 
     async def produce() -> None:
-        async for item in _aiter(items):
-            await todo.put(item)
+        try:
+            async for item in _aiter(items):
+                await todo.put(item)
+        except Exception as exc:  # the items' own failure (a listing): raised by the consumer
+            done.put_nowait(_Raised(exc))
+            return
         for _ in range(workers):
             await todo.put(_DONE)
 
@@ -67,43 +76,34 @@ async def run_pool(
         while True:
             item = await todo.get()
             if item is _DONE:
-                await done.put(_DONE)
+                done.put_nowait(_DONE)
                 return
             try:
                 result = await retrying(lambda: work(item), attempts=attempts)  # type: ignore[arg-type]  # noqa: B023
-                await done.put(Outcome(item, result))
             except BackupError as exc:
-                await done.put(Outcome(item, None, exc))
+                done.put_nowait(Outcome(item, None, exc))
+            except Exception as exc:  # a bug: surfaced by the consumer, which stops the pool
+                done.put_nowait(_Raised(exc))
+                return
+            else:
+                done.put_nowait(Outcome(item, result))
 
     tasks = [asyncio.create_task(produce())]
     tasks += [asyncio.create_task(worker()) for _ in range(workers)]
     finished = 0
     try:
         while finished < workers:
-            getter = asyncio.create_task(done.get())
-            waiting = {getter, *(t for t in tasks if not t.done())}
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    getter.cancel()
-                    raise task.exception()  # type: ignore[misc]  # a bug: surface it
-            if not getter.done():
-                getter.cancel()
-                continue
-            got = getter.result()
+            got = await done.get()
             if got is _DONE:
                 finished += 1
+            elif isinstance(got, _Raised):
+                raise got.error
             else:
                 yield got  # type: ignore[misc]
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-@dataclass(frozen=True, slots=True)
-class _Raised:
-    error: Exception
 
 
 async def prefetch(items: AsyncIterable[T], size: int) -> AsyncIterator[T]:

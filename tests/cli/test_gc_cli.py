@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 
@@ -11,6 +12,7 @@ from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 
+from ..catalog.test_catalog import dead_pid
 from ..conftest import unique_bucket
 from .conftest import bmb
 
@@ -86,3 +88,12 @@ async def test_gc_refuses_empty_policy_and_respects_the_lock(
         capsys, "--catalog", str(catalog), "gc", "--backup", f"s3://{bucket}", "--keep-last", "1"
     )
     assert code == ExitCode.LOCKED and "locked by snapshot" in err
+    # the same lock left on this host by a process that is gone (killed): taken over at once
+    lock = json.loads((catalog / "lock.json").read_text())
+    lock.update(host=socket.gethostname(), pid=dead_pid(), owner=f"{socket.gethostname()}:x")
+    (catalog / "lock.json").write_text(json.dumps(lock))
+    code, _, err = await bmb(
+        capsys, "--catalog", str(catalog), "gc", "--backup", f"s3://{bucket}", "--keep-last", "1"
+    )
+    assert code == 0 and "no longer running" in err
+    assert not (catalog / "lock.json").exists()

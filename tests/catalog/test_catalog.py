@@ -169,6 +169,33 @@ async def test_no_half_written_snapshot_is_listed(tmp_path: Path) -> None:
     assert [m.id for m in await catalog.list()] == ["s1"]
 
 
+async def test_leftovers_of_killed_runs_are_found_and_swept(
+    make_catalog: Callable[[], Awaitable[Catalog]], tmp_path: Path
+) -> None:
+    catalog = await make_catalog()
+    for name in ("s1", "s2", "s3"):
+        meta = make_meta(name, tmp_path / f"{name}.parquet", 3)
+        await catalog.publish(meta, tmp_path / f"{name}.parquet")
+    assert await catalog.leftovers() == ()
+    # a remove killed between the manifest and the index
+    if isinstance(catalog, LocalCatalog):
+        (catalog.root / "snapshots" / "s2.json").unlink()
+        (catalog.root / "index" / ".s4.parquet.ab12.tmp").write_bytes(b"half an index")
+        (catalog.root / "snapshots" / ".s4.json.cd34.tmp").write_bytes(b"{")
+        expected = ("index/.s4.parquet.ab12.tmp", "index/s2.parquet", "snapshots/.s4.json.cd34.tmp")
+    else:
+        assert isinstance(catalog, S3Catalog)
+        await catalog.store.delete(catalog.url.bucket, catalog._key("snapshots", "s2.json"))
+        expected = ("index/s2.parquet",)
+    assert [m.id for m in await catalog.list()] == ["s1", "s3"]
+    assert await catalog.leftovers() == expected
+    await catalog.sweep(expected)
+    assert await catalog.leftovers() == ()
+    assert [m.id for m in await catalog.list()] == ["s1", "s3"]
+    for meta in await catalog.list():  # the published snapshots are untouched
+        assert sum(1 for _ in (await catalog.open_index(meta)).rows()) == 3
+
+
 async def test_lock_excludes_and_expires(make_catalog: Callable[[], Awaitable[Catalog]]) -> None:
     catalog = await make_catalog()
     clock = catalog.clock

@@ -4,6 +4,8 @@ Ordering rules (docs/design.md):
 - publish writes the index first and the manifest last; a snapshot is listed only through its
   manifest, so a crash never leaves a listed snapshot without its index;
 - remove deletes the manifest first and the index after;
+- what a killed publish or remove leaves (an index without its manifest, a temporary file) is
+  listed by ``leftovers`` and removed by ``sweep``, under the lock (gc does it);
 - snapshot and gc hold the catalog lock; a lock whose holder stopped renewing it expires.
   A local lock also names its holder's host and pid: one whose holder is on this host and
   no longer running is stale at once (taken over with a warning), not after the TTL.
@@ -161,6 +163,16 @@ class Catalog(ABC):
         """Delete manifests first, then indexes."""
 
     @abstractmethod
+    async def leftovers(self) -> tuple[str, ...]:
+        """What interrupted runs left: indexes without a manifest, temporary files (names
+        relative to the catalog). Only meaningful under the lock: a snapshot being published
+        also has an index without a manifest for a moment."""
+
+    @abstractmethod
+    async def sweep(self, names: Sequence[str]) -> None:
+        """Remove ``names`` (from :meth:`leftovers`); call under the lock."""
+
+    @abstractmethod
     async def index_path(self, meta: SnapshotMeta) -> Path:
         """A local path of the index file (downloaded into a cache for remote catalogs)."""
 
@@ -285,6 +297,24 @@ class LocalCatalog(Catalog):
         for snapshot_id in ids:
             (self.root / "index" / f"{snapshot_id}.parquet").unlink(missing_ok=True)
 
+    async def leftovers(self) -> tuple[str, ...]:
+        manifests, indexes = self.root / "snapshots", self.root / "index"
+        if not indexes.is_dir():
+            return ()
+        published = {p.name.removesuffix(".json") for p in manifests.glob("*.json")}
+        found = [
+            f"index/{p.name}"
+            for p in indexes.glob("*.parquet")
+            if not p.name.startswith(".") and p.name.removesuffix(".parquet") not in published
+        ]
+        for folder in (manifests, indexes):  # _atomic_write/_atomic_copy's temporary files
+            found += [f"{folder.name}/{p.name}" for p in folder.glob(".*.tmp")]
+        return tuple(sorted(found))
+
+    async def sweep(self, names: Sequence[str]) -> None:
+        for name in names:
+            (self.root / name).unlink(missing_ok=True)
+
     async def index_path(self, meta: SnapshotMeta) -> Path:
         return self.root / "index" / f"{meta.id}.parquet"
 
@@ -387,6 +417,30 @@ class S3Catalog(Catalog):
             await self.store.delete(self.url.bucket, self._key("snapshots", f"{snapshot_id}.json"))
         for snapshot_id in ids:
             await self.store.delete(self.url.bucket, self._key("index", f"{snapshot_id}.parquet"))
+
+    async def leftovers(self) -> tuple[str, ...]:
+        from ..storage.iterate import iter_versions
+
+        current: dict[str, set[str]] = {"snapshots/": set(), "index/": set()}
+        for folder, names in current.items():
+            async for v in iter_versions(self.store, self.url.bucket, prefix=self._key(folder)):
+                if v.is_latest and not v.is_delete_marker:
+                    names.add(v.key.removeprefix(self.prefix))
+        published = {
+            n.removeprefix("snapshots/").removesuffix(".json") for n in current["snapshots/"]
+        }
+        return tuple(
+            sorted(
+                n
+                for n in current["index/"]
+                if n.endswith(".parquet")
+                and n.removeprefix("index/").removesuffix(".parquet") not in published
+            )
+        )
+
+    async def sweep(self, names: Sequence[str]) -> None:
+        for name in names:
+            await self.store.delete(self.url.bucket, self._key(name))
 
     async def index_path(self, meta: SnapshotMeta) -> Path:
         path = self.cache_dir / f"{meta.id}.parquet"

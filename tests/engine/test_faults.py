@@ -17,7 +17,10 @@ from backup_my_bucket.engine.sync import SyncOptions, sync
 from backup_my_bucket.errors import BackupError
 from backup_my_bucket.model import S3Url
 from backup_my_bucket.storage.faulty import FaultyStore
+from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.memory import MemoryStore
+
+from .. import figures
 
 T = TypeVar("T")
 KEYS = 2000
@@ -56,11 +59,22 @@ async def test_sync_snapshot_restore_converge_under_faults(tmp_path: Path) -> No
         lambda: sync(faulty, S3Url("src"), faulty, S3Url("bak"), options),
         lambda r: bool(r.failures),
     )
+    figures.objects(live(memory, "src"), live(memory, "bak"), what="sync under storage faults")
     assert live(memory, "bak") == live(memory, "src")
     clock.advance(timedelta(seconds=5))
     catalog = LocalCatalog(tmp_path / "cat", clock)
     meta, _ = await converge(
         lambda: take_snapshot(faulty, S3Url("bak"), catalog, clock, workers=16), lambda m: False
+    )
+    reader = await catalog.open_index(meta)
+    figures.objects(
+        {
+            v.key: v.version_id
+            async for v in iter_versions(memory, "bak")
+            if v.is_latest and not v.is_delete_marker
+        },
+        {v.key: v.version_id for v in reader.rows()},
+        what="snapshot under storage faults",
     )
     assert meta.keys == KEYS
 
@@ -79,5 +93,13 @@ async def test_sync_snapshot_restore_converge_under_faults(tmp_path: Path) -> No
         )
 
     await converge(restore, lambda r: bool(r.failed) or not r.verified)
+    figures.objects(live(memory, "src"), live(memory, "dst"), what="restore under storage faults")
     assert live(memory, "dst") == live(memory, "src")
     assert faulty.injected > 100  # the runs really met faults
+    figures.record(
+        "faults",
+        layer="storage",
+        requests=faulty.calls,
+        kinds={"before the call": faulty.injected_before, "after the call (answer lost)":
+               faulty.injected_after},
+    )  # fmt: skip

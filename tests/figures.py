@@ -69,6 +69,7 @@ class Summary:
     histories: Counter[str] = field(default_factory=Counter)  # property → examples
     faults: dict[str, Counter[str]] = field(default_factory=dict)  # layer → kind → count
     calls: Counter[str] = field(default_factory=Counter)  # layer → calls/requests seen
+    reruns: int = 0  # commands a user would have had to rerun because of the faults
     kills: dict[str, Counter[str]] = field(default_factory=dict)  # command → runs, killed, ...
     bad_inputs: int = 0
     checks: int = 0
@@ -88,6 +89,7 @@ class Summary:
             elif kind == "faults":
                 summary.faults.setdefault(rec["layer"], Counter()).update(rec["kinds"])
                 summary.calls[rec["layer"]] += rec["requests"]
+                summary.reruns += rec.get("reruns", 0)
             elif kind == "kills":
                 counts = summary.kills.setdefault(rec["command"], Counter())
                 counts.update({k: rec[k] for k in ("runs", "killed", "mid_way", "partial")})
@@ -124,7 +126,8 @@ class Summary:
             ("faults injected", n(faults),
              " · ".join(f"{layer} ({n(self.calls[layer])} calls): "
                         + ", ".join(f"{kind} {n(c)}" for kind, c in sorted(kinds.items()))
-                        for layer, kinds in sorted(self.faults.items()))),
+                        for layer, kinds in sorted(self.faults.items()))
+             + f" · reruns needed: {n(self.reruns)}"),
             ("kills survived", n(sum(k["killed"] for k in self.kills.values())),
              " · ".join(f"{cmd} {n(k['killed'])}/{n(k['runs'])} ({n(k['mid_way'])} mid-way)"
                         for cmd in KILL_COMMANDS if (k := self.kills.get(cmd)))),
@@ -141,6 +144,7 @@ class Summary:
             "histories": dict(self.histories),
             "faults": {layer: dict(kinds) for layer, kinds in self.faults.items()},
             "calls": dict(self.calls),
+            "reruns": self.reruns,
             "kills": {cmd: dict(k) for cmd, k in self.kills.items()},
             "bad_inputs": self.bad_inputs,
             "checks": self.checks,

@@ -27,7 +27,7 @@ def test_records_add_up_to_the_summary(monkeypatch: pytest.MonkeyPatch, tmp_path
     figures.history("gc")
     figures.history("restore")
     figures.record("faults", layer="http", requests=100, kinds={"reset": 2, "latency": 3})
-    figures.record("faults", layer="http", requests=50, kinds={"reset": 1})
+    figures.record("faults", layer="http", requests=50, kinds={"reset": 1}, reruns=2)
     for command in figures.KILL_COMMANDS:
         figures.record("kills", command=command, runs=20, killed=19, mid_way=15, partial=9)
     figures.record("bad_input", case="x", exit=2)
@@ -45,7 +45,7 @@ def test_records_add_up_to_the_summary(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert summary.problems() == ["2 object(s) lost"]
     table = summary.table()
     assert "histories tried" in table and "gc 2 · restore 1" in table
-    assert "http (150 calls): latency 3, reset 3" in table
+    assert "http (150 calls): latency 3, reset 3 · reruns needed: 2" in table
     assert "kills survived    76  sync 19/20 (15 mid-way) · snapshot" in table
     assert "objects lost       2  of 3 checked in 1 end-state checks" in table
     assert json.loads(json.dumps(summary.to_json()))["objects_lost"] == 2

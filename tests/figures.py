@@ -119,25 +119,40 @@ class Summary:
         def n(value: int) -> str:
             return f"{value:,}"
 
-        faults = sum(sum(kinds.values()) for kinds in self.faults.values())
+        def kinds(counts: Counter[str]) -> str:
+            return ", ".join(f"{kind} {n(c)}" for kind, c in sorted(counts.items()))
+
+        order = {"snapshot": 0, "restore": 1, "gc": 2}
+        histories = sorted(self.histories.items(), key=lambda item: order.get(item[0], 9))
+        faults = [f"{layer} ({n(self.calls[layer])} calls): {kinds(counts)}"
+                  for layer, counts in sorted(self.faults.items())]  # fmt: skip
+        kills = [f"{cmd}: {n(k['killed'])} of {n(k['runs'])} runs killed, {n(k['mid_way'])} "
+                 f"mid-way, {n(k['partial'])} leaving partial work"
+                 for cmd in KILL_COMMANDS if (k := self.kills.get(cmd))]  # fmt: skip
         rows = [
-            ("histories tried", n(sum(self.histories.values())),
-             " · ".join(f"{p} {n(c)}" for p, c in sorted(self.histories.items()))),
-            ("faults injected", n(faults),
-             " · ".join(f"{layer} ({n(self.calls[layer])} calls): "
-                        + ", ".join(f"{kind} {n(c)}" for kind, c in sorted(kinds.items()))
-                        for layer, kinds in sorted(self.faults.items()))
-             + f" · reruns needed: {n(self.reruns)}"),
-            ("kills survived", n(sum(k["killed"] for k in self.kills.values())),
-             " · ".join(f"{cmd} {n(k['killed'])}/{n(k['runs'])} ({n(k['mid_way'])} mid-way)"
-                        for cmd in KILL_COMMANDS if (k := self.kills.get(cmd)))),
-            ("bad inputs tried", n(self.bad_inputs), "cases: exit code, message, no change"),
-            ("objects lost", n(self.objects_lost),
-             f"of {n(self.objects_checked)} checked in {n(self.checks)} end-state checks"),
+            ("histories tried", sum(self.histories.values()),
+             [" · ".join(f"{p} {n(c)}" for p, c in histories)]),
+            ("faults injected", sum(map(sum, (c.values() for c in self.faults.values()))),
+             [*faults, f"reruns needed: {n(self.reruns)}"]),
+            ("kills survived", sum(k["killed"] for k in self.kills.values()), kills),
+            ("bad inputs tried", self.bad_inputs,
+             ["cases: exit code, message, no traceback, no bucket changed"]),
+            ("objects lost", self.objects_lost,
+             [f"of {n(self.objects_checked)} objects checked in {n(self.checks)} end-state "
+              "checks"]),
         ]  # fmt: skip
-        width = max(len(r[0]) for r in rows)
-        count = max(len(r[1]) for r in rows)
-        return "\n".join(f"{a:<{width}}  {b:>{count}}  {c}" for a, b, c in rows)
+        width = max(len(label) for label, _, _ in rows)
+        count = max(len(n(value)) for _, value, _ in rows)
+        lines = []
+        for label, value, details in rows:
+            for i, detail in enumerate(details or [""]):
+                head = (
+                    f"{label:<{width}}  {n(value):>{count}}"
+                    if i == 0
+                    else " " * (width + count + 2)
+                )
+                lines.append(f"{head}  {detail}".rstrip())
+        return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -141,7 +141,7 @@ async def test_sync_snapshot_restore_gc_converge_under_faults(tmp_path: Path) ->
         "faults",
         layer="storage",
         requests=faulty.calls + gc_faulty.calls,
-        kinds={"before the call": faulty.injected_before + gc_faulty.injected_before,
-               "after the call (answer lost)": faulty.injected_after + gc_faulty.injected_after},
+        kinds={"failed before taking effect": faulty.injected_before + gc_faulty.injected_before,
+               "took effect, answer lost": faulty.injected_after + gc_faulty.injected_after},
         reruns=sync_runs + snapshot_runs + restore_runs + gc_runs - 6,
     )  # fmt: skip

@@ -43,11 +43,15 @@ def test_records_add_up_to_the_summary(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert (summary.bad_inputs, summary.checks, summary.objects_checked) == (1, 1, 3)
     assert summary.objects_lost == 2
     assert summary.problems() == ["2 object(s) lost"]
-    table = summary.table()
-    assert "histories tried" in table and "gc 2 · restore 1" in table
-    assert "http (150 calls): latency 3, reset 3 · reruns needed: 2" in table
-    assert "kills survived    76  sync 19/20 (15 mid-way) · snapshot" in table
-    assert "objects lost       2  of 3 checked in 1 end-state checks" in table
+    table = summary.table().splitlines()
+    assert table[0] == "histories tried    3  restore 1 · gc 2"
+    assert table[1] == "faults injected    6  http (150 calls): latency 3, reset 3"
+    assert table[2] == "                      reruns needed: 2"
+    assert table[3] == (
+        "kills survived    76  sync: 19 of 20 runs killed, 15 mid-way, 9 leaving partial work"
+    )
+    assert table[6].strip().startswith("gc: 19 of 20")
+    assert table[-1] == "objects lost       2  of 3 objects checked in 1 end-state checks"
     assert json.loads(json.dumps(summary.to_json()))["objects_lost"] == 2
 
 

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from backup_my_bucket.catalog.catalog import Catalog, LocalCatalog, S3Catalog, resolve_id
+from backup_my_bucket.catalog.catalog import (
+    Catalog,
+    LocalCatalog,
+    LockInfo,
+    S3Catalog,
+    pid_alive,
+    resolve_id,
+)
 from backup_my_bucket.catalog.index import IndexWriter, SnapshotMeta
 from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.errors import (
@@ -156,6 +169,33 @@ async def test_no_half_written_snapshot_is_listed(tmp_path: Path) -> None:
     assert [m.id for m in await catalog.list()] == ["s1"]
 
 
+async def test_leftovers_of_killed_runs_are_found_and_swept(
+    make_catalog: Callable[[], Awaitable[Catalog]], tmp_path: Path
+) -> None:
+    catalog = await make_catalog()
+    for name in ("s1", "s2", "s3"):
+        meta = make_meta(name, tmp_path / f"{name}.parquet", 3)
+        await catalog.publish(meta, tmp_path / f"{name}.parquet")
+    assert await catalog.leftovers() == ()
+    # a remove killed between the manifest and the index
+    if isinstance(catalog, LocalCatalog):
+        (catalog.root / "snapshots" / "s2.json").unlink()
+        (catalog.root / "index" / ".s4.parquet.ab12.tmp").write_bytes(b"half an index")
+        (catalog.root / "snapshots" / ".s4.json.cd34.tmp").write_bytes(b"{")
+        expected = ("index/.s4.parquet.ab12.tmp", "index/s2.parquet", "snapshots/.s4.json.cd34.tmp")
+    else:
+        assert isinstance(catalog, S3Catalog)
+        await catalog.store.delete(catalog.url.bucket, catalog._key("snapshots", "s2.json"))
+        expected = ("index/s2.parquet",)
+    assert [m.id for m in await catalog.list()] == ["s1", "s3"]
+    assert await catalog.leftovers() == expected
+    await catalog.sweep(expected)
+    assert await catalog.leftovers() == ()
+    assert [m.id for m in await catalog.list()] == ["s1", "s3"]
+    for meta in await catalog.list():  # the published snapshots are untouched
+        assert sum(1 for _ in (await catalog.open_index(meta)).rows()) == 3
+
+
 async def test_lock_excludes_and_expires(make_catalog: Callable[[], Awaitable[Catalog]]) -> None:
     catalog = await make_catalog()
     clock = catalog.clock
@@ -174,9 +214,126 @@ async def test_lock_excludes_and_expires(make_catalog: Callable[[], Awaitable[Ca
         pass
 
 
-async def test_readonly_catalog_directory(tmp_path: Path) -> None:
-    import os
+def foreign_lock(
+    purpose: str = "snapshot", *, pid: int | None, host: str | None = None, hours: int = 1
+) -> bytes:
+    """A lock.json as another process (``pid`` on ``host``, default this host) left it."""
+    host = socket.gethostname() if host is None else host
+    return LockInfo(
+        "foreign", purpose, f"{host}:{pid}", T0, T0 + timedelta(hours=hours), host, pid
+    ).dumps()
 
+
+def dead_pid() -> int:
+    """The pid of a process that ran on this host and has ended (and was reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process liveness is probed on POSIX only")
+async def test_local_lock_of_a_dead_holder_is_taken_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A killed snapshot/gc on this host leaves lock.json; the next run must not wait 10 min."""
+    catalog = LocalCatalog(tmp_path / "c", ManualClock(T0))
+    catalog.root.mkdir()
+    lock = catalog.root / "lock.json"
+    pid = dead_pid()
+    lock.write_bytes(foreign_lock(pid=pid))
+    with caplog.at_level(logging.WARNING, "backup_my_bucket.catalog"):
+        async with catalog.lock("gc"):
+            held = json.loads(lock.read_bytes())
+            assert (held["purpose"], held["pid"]) == ("gc", os.getpid())
+            assert held["host"] == socket.gethostname()
+    assert not lock.exists()  # released as usual
+    assert f":{pid}" in caplog.text and "no longer running" in caplog.text
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process liveness is probed on POSIX only")
+async def test_local_lock_of_a_live_holder_still_excludes(tmp_path: Path) -> None:
+    catalog = LocalCatalog(tmp_path / "c", ManualClock(T0))
+    catalog.root.mkdir()
+    lock = catalog.root / "lock.json"
+    # another holder in this very process, then one in a running child process
+    lock.write_bytes(foreign_lock(pid=os.getpid()))
+    with pytest.raises(Locked) as info:
+        async with catalog.lock("gc"):
+            pass
+    assert info.value.exit_code == ExitCode.LOCKED and "snapshot" in info.value.message
+    child = sleeper()
+    try:
+        lock.write_bytes(foreign_lock(pid=child.pid))
+        with pytest.raises(Locked):
+            async with catalog.lock("gc"):
+                pass
+        child.kill()  # killed but not reaped yet: a zombie holds nothing
+        for _ in range(100):
+            if not pid_alive(child.pid):
+                break
+            await asyncio.sleep(0.05)
+        async with catalog.lock("gc"):
+            pass
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        pytest.param({"host": "another-host.example"}, id="dead-pid-on-another-host"),
+        pytest.param({"pid": None}, id="no-pid-older-lock"),
+    ],
+)
+async def test_local_lock_without_proof_of_death_waits_for_its_ttl(
+    tmp_path: Path, holder: dict[str, object]
+) -> None:
+    clock = ManualClock(T0)
+    catalog = LocalCatalog(tmp_path / "c", clock)
+    catalog.root.mkdir()
+    fields: dict[str, object] = {"pid": dead_pid(), **holder}
+    (catalog.root / "lock.json").write_bytes(foreign_lock(**fields))  # type: ignore[arg-type]
+    with pytest.raises(Locked):
+        async with catalog.lock("gc"):
+            pass
+    clock.advance(timedelta(hours=2))  # the TTL rule still applies
+    async with catalog.lock("gc"):
+        pass
+
+
+@pytest.mark.s3
+async def test_s3_lock_of_a_dead_holder_keeps_the_ttl_rule(
+    s3_store: ObjectStore, tmp_path: Path
+) -> None:
+    """A shared S3 catalog cannot tell that a pid is dead on *its* host: TTL only."""
+    bucket = unique_bucket("cat")
+    await s3_store.create_bucket(bucket)
+    clock = ManualClock(T0)
+    catalog = S3Catalog(s3_store, S3Url(bucket, "cat"), tmp_path / "cache", clock)
+    await s3_store.put(bucket, "cat/lock.json", foreign_lock(pid=dead_pid()))
+    with pytest.raises(Locked):
+        async with catalog.lock("gc"):
+            pass
+    clock.advance(timedelta(hours=2))
+    async with catalog.lock("gc"):
+        pass
+
+
+async def test_unreadable_local_lock_is_replaced(tmp_path: Path) -> None:
+    catalog = LocalCatalog(tmp_path / "c", ManualClock(T0))
+    catalog.root.mkdir()
+    (catalog.root / "lock.json").write_bytes(b"")  # e.g. a crash of an older version mid-write
+    async with catalog.lock("gc"):
+        assert json.loads((catalog.root / "lock.json").read_bytes())["purpose"] == "gc"
+    assert sorted(p.name for p in catalog.root.iterdir()) == ["index", "snapshots"]  # no tmp
+
+
+async def test_readonly_catalog_directory(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         target = Path("/proc/bmb-catalog")  # not writable even for root
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 
@@ -11,6 +12,7 @@ from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 
+from ..catalog.test_catalog import dead_pid
 from ..conftest import unique_bucket
 from .conftest import bmb
 
@@ -86,3 +88,50 @@ async def test_gc_refuses_empty_policy_and_respects_the_lock(
         capsys, "--catalog", str(catalog), "gc", "--backup", f"s3://{bucket}", "--keep-last", "1"
     )
     assert code == ExitCode.LOCKED and "locked by snapshot" in err
+    # the same lock left on this host by a process that is gone (killed): taken over at once
+    lock = json.loads((catalog / "lock.json").read_text())
+    lock.update(host=socket.gethostname(), pid=dead_pid(), owner=f"{socket.gethostname()}:x")
+    (catalog / "lock.json").write_text(json.dumps(lock))
+    code, _, err = await bmb(
+        capsys, "--catalog", str(catalog), "gc", "--backup", f"s3://{bucket}", "--keep-last", "1"
+    )
+    assert code == 0 and "no longer running" in err
+    assert not (catalog / "lock.json").exists()
+
+
+async def test_gc_sweeps_what_killed_runs_left_in_the_catalog(
+    cli_env: None,
+    s3_store: ObjectStore,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """A snapshot killed before its manifest, or a gc killed between a manifest and its index,
+    leaves an index that no manifest lists (and maybe a temporary file): the next gc removes
+    them, under the lock, before it deletes versions; --dry-run only names them."""
+    bucket = unique_bucket("gcs")
+    await s3_store.create_bucket(bucket)
+    await s3_store.set_versioning(bucket, True)
+    await s3_store.put(bucket, "a", b"a")
+    await asyncio.sleep(1.1)
+    catalog = tmp_path / "cat"
+    args = ["--json", "--catalog", str(catalog)]
+    code, out, err = await bmb(capsys, *args, "snapshot", "--backup", f"s3://{bucket}")
+    assert code == 0, err
+    snap = json.loads(out)["id"]
+    orphan = catalog / "index" / "20200101T000000Z-dead00.parquet"
+    orphan.write_bytes((catalog / "index" / f"{snap}.parquet").read_bytes())
+    partial = catalog / "snapshots" / ".20200101T000000Z-dead01.json.x1y2.tmp"
+    partial.write_text("{")
+    gc = [*args, "gc", "--backup", f"s3://{bucket}", "--keep-last", "1"]
+    code, out, err = await bmb(capsys, *gc, "--dry-run")
+    assert code == 0, err
+    leftovers = ["index/" + orphan.name, "snapshots/" + partial.name]
+    assert json.loads(out)["catalog_leftovers_removed"] == leftovers
+    assert orphan.exists() and partial.exists()
+    code, out, err = await bmb(capsys, *gc)
+    assert code == 0, err
+    assert json.loads(out)["catalog_leftovers_removed"] == leftovers
+    assert not orphan.exists() and not partial.exists()
+    assert (catalog / "index" / f"{snap}.parquet").exists()
+    code, out, err = await bmb(capsys, *gc[1:])  # the text output names them too
+    assert code == 0 and "interrupted runs" not in out

@@ -24,6 +24,8 @@ from backup_my_bucket.errors import UsageError
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.memory import MemoryStore
 
+from .. import figures
+
 START = datetime(2026, 2, 27, 22, 0, 0, 400_000, tzinfo=UTC)  # across days, weeks, a month
 GAPS = [timedelta(0), timedelta(milliseconds=300), timedelta(seconds=1), timedelta(hours=1),
         timedelta(days=1)]  # fmt: skip
@@ -122,6 +124,7 @@ async def scenario(
     policy: RetentionPolicy,
     tail: timedelta,
 ) -> None:
+    figures.history("gc")
     clock = ManualClock(START)
     store = MemoryStore(clock)
     await store.create_bucket(BUCKET)
@@ -177,7 +180,9 @@ async def check_result(
     assert survivors == needed | {v[0] for v in before.values()}
     assert result.versions_deleted == sum(map(len, before.values())) - len(survivors)
     for point in points:  # and each of them restores exactly
-        assert await restored(store, point) == expected(log, point)
+        state, want = await restored(store, point), expected(log, point)
+        figures.objects(want, state, what="restore of a kept point after gc")
+        assert state == want
     kept = [by_id[i] for i in result.snapshots_kept]
     again = await run_gc(store, BUCKET, "", kept, policy, now, remove_snapshots=_refuse)
     assert again.versions_deleted == 0 and again.snapshots_removed == ()

@@ -21,6 +21,7 @@ from backup_my_bucket.model import ObjectAttrs, S3Url
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
 
+from .. import figures
 from .restore_helpers import State, aiter_list, bucket_state, desired_at, live, restore
 
 KEYS = ["a", "b", "d/x", "d/y", "e/f/g", "z", "ñ"]
@@ -56,6 +57,12 @@ def tags(n: int) -> dict[str, str]:
 
 def expected(model: dict[str, int]) -> State:
     return {k: (data(k, n), attrs(n), tags(n)) for k, n in model.items()}
+
+
+async def check_state(store: ObjectStore, bucket: str, want: State) -> None:
+    state = await bucket_state(store, bucket)
+    figures.objects(want, state, what="rollback of a random history")
+    assert state == want
 
 
 async def write_history(
@@ -100,6 +107,7 @@ async def test_rollback_to_any_snapshot_or_moment_restores_it_exactly(
     source_versioned: bool,
     backup_prefix: str,
 ) -> None:
+    figures.history("restore")
     clock = ManualClock(START)
     store = MemoryStore(clock=clock)
     for bucket in ("src", "bk"):
@@ -112,7 +120,7 @@ async def test_rollback_to_any_snapshot_or_moment_restores_it_exactly(
     for versions, model in snaps:  # restore each snapshot (recorded live state)
         result = await restore(store, backup, source, aiter_list(versions))  # type: ignore[arg-type]
         assert result.failed == 0 and result.verified
-        assert await bucket_state(store, "src") == expected(model)
+        await check_state(store, "src", expected(model))
 
     points = [(START - timedelta(seconds=5), {}), *timeline]
     for index, half in picks:  # restore moments, exactly at an event or between two
@@ -120,7 +128,7 @@ async def test_rollback_to_any_snapshot_or_moment_restores_it_exactly(
         at += timedelta(milliseconds=500) if half else timedelta(0)
         result = await restore(store, backup, source, desired_at(store, backup, at))
         assert result.failed == 0 and result.verified
-        assert await bucket_state(store, "src") == expected(model)
+        await check_state(store, "src", expected(model))
         again = await restore(store, backup, source, desired_at(store, backup, at))
         assert (again.copied, again.deleted) == (0, 0)
 
@@ -137,6 +145,7 @@ async def test_modes_and_subsets_keep_their_promises(
 ) -> None:
     """Against a random target: outside the subset nothing changes; safe/undelete never
     overwrite or delete; rollback makes the subset equal to the point."""
+    figures.history("restore")
     clock = ManualClock(START)
     store = MemoryStore(clock=clock)
     for bucket in ("src", "bk", "other"):
@@ -155,6 +164,10 @@ async def test_modes_and_subsets_keep_their_promises(
     assert result.failed == 0 and result.verified
     after = await bucket_state(store, "other", target_prefix)
     want = expected(point)
+    kept = {k: v for k, v in before.items() if not subset.matches(k) or mode is not Mode.ROLLBACK}
+    if mode is not Mode.UNDELETE:  # rollback and safe bring back what the point had
+        kept.update((k, v) for k, v in want.items() if subset.matches(k) and k not in kept)
+    figures.objects(kept, after, what="restore (mode, subset) of a random history")
     for key in set(before) | set(after) | set(want):
         if not subset.matches(key):
             assert after.get(key) == before.get(key)

@@ -17,9 +17,10 @@ from backup_my_bucket.engine.restore import Mode
 from backup_my_bucket.model import S3Url
 from backup_my_bucket.storage.s3 import S3Store
 
+from .. import figures
 from ..conftest import unique_bucket
 from .restore_helpers import aiter_list, bucket_state, live, restore
-from .test_restore_property import expected, write_history
+from .test_restore_property import check_state, expected, write_history
 
 pytestmark = pytest.mark.s3
 
@@ -53,6 +54,7 @@ S3_OPS = st.lists(
 async def test_rollback_to_each_snapshot_on_seaweedfs(
     s3_store: S3Store, ops: list[tuple[str, str, int]], backup_prefix: str
 ) -> None:
+    figures.history("restore")
     src, bk = unique_bucket("src"), unique_bucket("bk")
     for bucket in (src, bk):
         await s3_store.create_bucket(bucket)
@@ -62,7 +64,7 @@ async def test_rollback_to_each_snapshot_on_seaweedfs(
     for versions, model in reversed(snaps):  # newest first: the oldest ends the test
         result = await restore(s3_store, backup, source, aiter_list(versions))  # type: ignore[arg-type]
         assert result.failed == 0 and result.verified, result.failures
-        assert await bucket_state(s3_store, src) == expected(model)
+        await check_state(s3_store, src, expected(model))
 
 
 async def test_safe_into_another_prefix_on_seaweedfs(s3_store: S3Store) -> None:

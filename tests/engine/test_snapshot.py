@@ -20,6 +20,7 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
 
+from .. import figures
 from ..conftest import BucketFactory, unique_bucket
 
 KEYS = ["a", "b/1", "b/2", "c d", "\u00e9t\u00e9", "z/z/z"]
@@ -71,6 +72,19 @@ async def snapshot_state(
     return state
 
 
+async def check_snapshot(
+    store: ObjectStore,
+    catalog: LocalCatalog,
+    backup: S3Url,
+    clock: ManualClock,
+    at: datetime,
+    history: list[tuple[datetime, Op]],
+) -> None:
+    state, want = await snapshot_state(store, catalog, backup, clock, at), model_at(history, at)
+    figures.objects(want, state, what="snapshot of a random history")
+    assert state == want
+
+
 ops_strategy = st.lists(
     st.tuples(
         st.sampled_from(KEYS),
@@ -105,6 +119,7 @@ async def run_history(
 async def test_snapshot_equals_model_on_memory(
     ops: list[tuple[str, bytes | None, int]], prefix: str, tmp_path: Path
 ) -> None:
+    figures.history("snapshot")
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     store = MemoryStore(clock)
     await store.create_bucket("bkp")
@@ -118,7 +133,7 @@ async def test_snapshot_equals_model_on_memory(
     clock.advance(timedelta(seconds=10))
     backup = S3Url("bkp", prefix)
     for at in sorted(probes):
-        assert await snapshot_state(store, catalog, backup, clock, at) == model_at(history, at)
+        await check_snapshot(store, catalog, backup, clock, at, history)
 
 
 @pytest.mark.s3
@@ -129,6 +144,7 @@ async def test_snapshot_equals_model_on_memory(
 async def test_snapshot_equals_model_on_seaweedfs(
     ops: list[tuple[str, bytes | None, int]], s3_store: ObjectStore, tmp_path: Path
 ) -> None:
+    figures.history("snapshot")
     bucket = unique_bucket("snap")
     await s3_store.create_bucket(bucket)
     await s3_store.set_versioning(bucket, True)
@@ -141,9 +157,7 @@ async def test_snapshot_equals_model_on_seaweedfs(
     clock = ManualClock(max(t for t, _ in history) + timedelta(seconds=3))
     catalog = LocalCatalog(tmp_path / f"cat-{bucket}", clock)
     for at in sorted({t for t, _ in history} | {max(t for t, _ in history) + timedelta(seconds=1)}):
-        assert await snapshot_state(s3_store, catalog, S3Url(bucket), clock, at) == model_at(
-            history, at
-        )
+        await check_snapshot(s3_store, catalog, S3Url(bucket), clock, at, history)
 
 
 async def test_writes_during_the_listing_are_not_in_the_snapshot(tmp_path: Path) -> None:

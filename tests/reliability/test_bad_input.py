@@ -17,6 +17,7 @@ from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 
+from .. import figures
 from ..cli.conftest import bmb
 from ..conftest import S3Server, unique_bucket
 
@@ -75,6 +76,15 @@ async def world(
 def cli_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
+
+
+def by_version(listing: dict[str, list[object]]) -> dict[tuple[str, object], object]:
+    """Every version and delete marker of every bucket, keyed by bucket, key and version id."""
+    return {
+        (bucket, entry[:2]): entry  # type: ignore[index]
+        for bucket, entries in listing.items()
+        for entry in entries
+    }
 
 
 async def all_versions(store: ObjectStore, buckets: list[str]) -> dict[str, list[object]]:
@@ -479,7 +489,9 @@ async def _run_case(
     assert "Traceback" not in err and "Traceback" not in out
     if case.stdout_empty:
         assert out == "", out
+    figures.objects(by_version(before), by_version(after), what="versions after a bad input")
     assert after == before
+    figures.record("bad_input", case=case.id, exit=code)
     return out, err
 
 
@@ -553,9 +565,13 @@ async def test_odd_keys_survive_sync_backup_restore(
     code, out, err = await bmb(capsys, *cat, "restore", snap)
     assert code == 0, err
     assert json.loads(out)["verified"] is True
-    assert await live(s3_store, src) == original
+    rolled_back = await live(s3_store, src)
+    figures.objects(original, rolled_back, what="odd keys after an in-place rollback")
+    assert rolled_back == original
     code, out, err = await bmb(capsys, *cat, "restore", snap, "--to", f"s3://{into}")
     assert code == 0, err
-    assert await live(s3_store, into) == original
+    restored = await live(s3_store, into)
+    figures.objects(original, restored, what="odd keys restored into a new bucket")
+    assert restored == original
     for key, body in ODD_KEYS.items():
         assert b"".join([chunk async for chunk in s3_store.get(into, key)]) == body

@@ -16,6 +16,7 @@ from backup_my_bucket.model import ObjectVersion
 from backup_my_bucket.storage.iterate import iter_objects, iter_versions
 from backup_my_bucket.storage.s3 import S3Store
 
+from .. import figures
 from ..cli.conftest import bmb
 from ..conftest import S3Server, unique_bucket
 from .faultproxy import FaultProxy
@@ -108,7 +109,9 @@ async def test_cli_converges_under_http_faults(
 
     # sync: the backup's current state is the source
     await run("sync", "--source", f"s3://{src}", "--backup", f"s3://{bak}")
-    assert await current(s3_store, bak) == original
+    synced = await current(s3_store, bak)
+    figures.objects(original, synced, what="sync under HTTP faults")
+    assert synced == original
     assert len(await versions(s3_store, bak)) == keys  # no duplicate copies from reruns
 
     # snapshot, then rollback-restore it into a fresh bucket
@@ -121,7 +124,9 @@ async def test_cli_converges_under_http_faults(
         *catalog, "restore", first["id"], "--to", f"s3://{dst}", "--mode", "rollback",
         "--journal-dir", str(tmp_path / "journal"),
     )  # fmt: skip
-    assert await current(s3_store, dst) == original
+    restored = await current(s3_store, dst)
+    figures.objects(original, restored, what="restore under HTTP faults")
+    assert restored == original
 
     # change the source, back it up again, snapshot, and gc down to the newest snapshot
     names = sorted(original)
@@ -130,7 +135,9 @@ async def test_cli_converges_under_http_faults(
         await s3_store.delete(src, key)
     changed = await current(s3_store, src)
     await run("sync", "--source", f"s3://{src}", "--backup", f"s3://{bak}")
-    assert await current(s3_store, bak) == changed
+    synced = await current(s3_store, bak)
+    figures.objects(changed, synced, what="sync under HTTP faults")
+    assert synced == changed
     await asyncio.sleep(1.1)
     second = json.loads(
         await run(*catalog, "snapshot", "--backup", f"s3://{bak}", "--source", f"s3://{src}")
@@ -143,6 +150,11 @@ async def test_cli_converges_under_http_faults(
     # the first snapshot's own versions (old contents of changed and deleted keys) are gone;
     # every current version and delete marker is still there; the kept snapshot verifies
     after = await versions(s3_store, bak)
+    figures.objects(
+        {(v.key, v.version_id): v.etag for v in before if v.is_latest},
+        {(v.key, v.version_id): v.etag for v in after},
+        what="gc under HTTP faults (current versions and delete markers)",
+    )
     assert sorted(after, key=lambda v: v.key) == sorted(
         (v for v in before if v.is_latest), key=lambda v: v.key
     )
@@ -155,3 +167,7 @@ async def test_cli_converges_under_http_faults(
     print(f"\nfaults injected: {stats.faults} of {stats.requests} requests "
           f"{dict(stats.injected)}; reruns: {run.reruns}; seconds: {run.seconds}")  # fmt: skip
     assert stats.faults > 0.03 * stats.requests  # the faults were really there
+    figures.record(
+        "faults", layer="http", requests=stats.requests, kinds=dict(stats.injected),
+        reruns=sum(run.reruns.values()),
+    )  # fmt: skip

@@ -4,14 +4,20 @@ Ordering rules (docs/design.md):
 - publish writes the index first and the manifest last; a snapshot is listed only through its
   manifest, so a crash never leaves a listed snapshot without its index;
 - remove deletes the manifest first and the index after;
+- what a killed publish or remove leaves (an index without its manifest, a temporary file) is
+  listed by ``leftovers`` and removed by ``sweep``, under the lock (gc does it);
 - snapshot and gc hold the catalog lock; a lock whose holder stopped renewing it expires.
+  A local lock also names its holder's host and pid: one whose holder is on this host and
+  no longer running is stale at once (taken over with a warning), not after the TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 import os
 import re
 import secrets
@@ -44,6 +50,7 @@ from .index import IndexReader, SnapshotMeta, file_sha256
 APP_NAME = "backup-my-bucket"
 LOCK_TTL = timedelta(minutes=10)
 _ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")
+log = logging.getLogger(__name__)
 
 
 def new_snapshot_id(at: datetime) -> str:
@@ -81,6 +88,8 @@ class LockInfo:
     owner: str
     acquired: datetime
     expires: datetime
+    host: str | None = None  # the holder's hostname and pid (None in locks of older versions)
+    pid: int | None = None
 
     def dumps(self) -> bytes:
         return json.dumps(
@@ -90,6 +99,8 @@ class LockInfo:
                 "owner": self.owner,
                 "acquired": format_time(self.acquired),
                 "expires": format_time(self.expires),
+                "host": self.host,
+                "pid": self.pid,
             }
         ).encode()
 
@@ -103,13 +114,32 @@ class LockInfo:
                 owner=data["owner"],
                 acquired=datetime.fromisoformat(data["acquired"]),
                 expires=datetime.fromisoformat(data["expires"]),
+                host=data.get("host") if isinstance(data.get("host"), str) else None,
+                pid=data.get("pid") if type(data.get("pid")) is int else None,
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None  # an unreadable lock is treated as stale
 
 
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is running. When it cannot be told: True."""
+    if os.name != "posix" or pid <= 0:
+        return True  # (os.kill on Windows would terminate the process, not probe it)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: it exists, under another user
+    try:  # a zombie (killed, not yet reaped by its parent) holds nothing any more
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2 :][:1] != "Z"
 
 
 class Catalog(ABC):
@@ -133,6 +163,16 @@ class Catalog(ABC):
         """Delete manifests first, then indexes."""
 
     @abstractmethod
+    async def leftovers(self) -> tuple[str, ...]:
+        """What interrupted runs left: indexes without a manifest, temporary files (names
+        relative to the catalog). Only meaningful under the lock: a snapshot being published
+        also has an index without a manifest for a moment."""
+
+    @abstractmethod
+    async def sweep(self, names: Sequence[str]) -> None:
+        """Remove ``names`` (from :meth:`leftovers`); call under the lock."""
+
+    @abstractmethod
     async def index_path(self, meta: SnapshotMeta) -> Path:
         """A local path of the index file (downloaded into a cache for remote catalogs)."""
 
@@ -146,6 +186,10 @@ class Catalog(ABC):
     @abstractmethod
     async def _delete_lock(self, info: LockInfo) -> None: ...
 
+    def _holder_gone(self, lock: LockInfo) -> bool:
+        """Whether a lock that has not expired is known to be held by nobody (see LocalCatalog)."""
+        return False
+
     async def resolve(self, ref: str) -> SnapshotMeta:
         return resolve_id(ref, await self.list())
 
@@ -156,9 +200,24 @@ class Catalog(ABC):
     async def lock(self, purpose: str, ttl: timedelta = LOCK_TTL) -> AsyncIterator[None]:
         """Hold the catalog lock; renew it in the background; release it at the end."""
         now = self.clock.now()
-        info = LockInfo(secrets.token_hex(8), purpose, _owner(), now, now + ttl)
+        info = LockInfo(
+            secrets.token_hex(8),
+            purpose,
+            _owner(),
+            now,
+            now + ttl,
+            socket.gethostname(),
+            os.getpid(),
+        )
         current = await self._read_lock()
-        if current is not None and current.expires > now:
+        if current is not None and current.expires > now and self._holder_gone(current):
+            log.warning(
+                "taking over the catalog lock of %s: its holder, %s (%s), is no longer running",
+                self.location,
+                current.purpose,
+                current.owner,
+            )
+        elif current is not None and current.expires > now:
             raise Locked(
                 f"the catalog {self.location} is locked by {current.purpose} "
                 f"({current.owner}, since {format_time(current.acquired)})",
@@ -183,9 +242,7 @@ class Catalog(ABC):
     async def _renew(self, info: LockInfo, ttl: timedelta) -> None:
         while True:
             await asyncio.sleep(ttl.total_seconds() / 3)
-            renewed = LockInfo(
-                info.token, info.purpose, info.owner, info.acquired, self.clock.now() + ttl
-            )
+            renewed = dataclasses.replace(info, expires=self.clock.now() + ttl)
             with contextlib.suppress(BackupError, OSError):
                 await self._create_lock(renewed, info)
 
@@ -240,6 +297,24 @@ class LocalCatalog(Catalog):
         for snapshot_id in ids:
             (self.root / "index" / f"{snapshot_id}.parquet").unlink(missing_ok=True)
 
+    async def leftovers(self) -> tuple[str, ...]:
+        manifests, indexes = self.root / "snapshots", self.root / "index"
+        if not indexes.is_dir():
+            return ()
+        published = {p.name.removesuffix(".json") for p in manifests.glob("*.json")}
+        found = [
+            f"index/{p.name}"
+            for p in indexes.glob("*.parquet")
+            if not p.name.startswith(".") and p.name.removesuffix(".parquet") not in published
+        ]
+        for folder in (manifests, indexes):  # _atomic_write/_atomic_copy's temporary files
+            found += [f"{folder.name}/{p.name}" for p in folder.glob(".*.tmp")]
+        return tuple(sorted(found))
+
+    async def sweep(self, names: Sequence[str]) -> None:
+        for name in names:
+            (self.root / name).unlink(missing_ok=True)
+
     async def index_path(self, meta: SnapshotMeta) -> Path:
         return self.root / "index" / f"{meta.id}.parquet"
 
@@ -249,21 +324,46 @@ class LocalCatalog(Catalog):
         except FileNotFoundError:
             return None
 
+    def _holder_gone(self, lock: LockInfo) -> bool:
+        """A holder on this host whose process is gone (killed, crashed) holds nothing."""
+        return (
+            lock.host == socket.gethostname()
+            and lock.pid is not None
+            and lock.pid != os.getpid()
+            and not pid_alive(lock.pid)
+        )
+
     async def _create_lock(self, info: LockInfo, replace: LockInfo | None) -> bool:
         self._dirs()
         path = self.root / "lock.json"
-        if replace is not None:
-            current = await self._read_lock()
-            if current is not None and current.token != replace.token:
-                return False
-            path.unlink(missing_ok=True)
+        # The whole lock is written to a temporary file first, so a reader never sees an empty
+        # or partial lock.json: link() creates it only if absent, replace() swaps it at once.
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".lock.", suffix=".tmp")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(info.dumps())
-        return True
+            with os.fdopen(fd, "wb") as f:
+                f.write(info.dumps())
+            if replace is None:
+                try:
+                    _create_from(tmp, path)
+                    return True
+                except FileExistsError:
+                    if await self._read_lock() is not None:
+                        return False
+                    # an unreadable lock.json (damaged) holds nothing, as on S3: replace it
+            else:
+                current = await self._read_lock()
+                if current is not None and current.token != replace.token:
+                    return False
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        if replace is not None and replace.token == info.token:
+            return True  # a renewal of our own lock
+        # Taking over a stale lock: another process may be doing the same. Keep the lock
+        # only if our token survives a pause (as on S3).
+        await asyncio.sleep(0.05)
+        after = await self._read_lock()
+        return after is not None and after.token == info.token
 
     async def _delete_lock(self, info: LockInfo) -> None:
         current = await self._read_lock()
@@ -317,6 +417,30 @@ class S3Catalog(Catalog):
             await self.store.delete(self.url.bucket, self._key("snapshots", f"{snapshot_id}.json"))
         for snapshot_id in ids:
             await self.store.delete(self.url.bucket, self._key("index", f"{snapshot_id}.parquet"))
+
+    async def leftovers(self) -> tuple[str, ...]:
+        from ..storage.iterate import iter_versions
+
+        current: dict[str, set[str]] = {"snapshots/": set(), "index/": set()}
+        for folder, names in current.items():
+            async for v in iter_versions(self.store, self.url.bucket, prefix=self._key(folder)):
+                if v.is_latest and not v.is_delete_marker:
+                    names.add(v.key.removeprefix(self.prefix))
+        published = {
+            n.removeprefix("snapshots/").removesuffix(".json") for n in current["snapshots/"]
+        }
+        return tuple(
+            sorted(
+                n
+                for n in current["index/"]
+                if n.endswith(".parquet")
+                and n.removeprefix("index/").removesuffix(".parquet") not in published
+            )
+        )
+
+    async def sweep(self, names: Sequence[str]) -> None:
+        for name in names:
+            await self.store.delete(self.url.bucket, self._key(name))
 
     async def index_path(self, meta: SnapshotMeta) -> Path:
         path = self.cache_dir / f"{meta.id}.parquet"
@@ -381,6 +505,19 @@ async def upload_file(store: ObjectStore, bucket: str, key: str, path: Path) -> 
         with contextlib.suppress(BackupError):
             await store.abort_multipart(bucket, key, upload)
         raise
+
+
+def _create_from(tmp: str, path: Path) -> None:
+    """Create ``path`` with ``tmp``'s content, atomically, only if it does not exist
+    (FileExistsError otherwise). On a file system without hard links: O_EXCL, then write."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(Path(tmp).read_bytes())
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -15,8 +15,10 @@ at or before T. That entry is needed, so it stays; every entry before it was wri
 and removing some of them cannot make one of them qualify. So after gc, ``live_at(T)`` is
 unchanged for every kept T — including "nothing live".
 
-Ordering (docs/design.md): expired snapshots leave the catalog first, versions are deleted
-second. A crash in between leaves versions that nothing references, which the next gc deletes.
+Ordering (docs/design.md): expired snapshots leave the catalog first (with what killed runs
+left in it), versions are deleted second. A crash in between leaves versions that nothing
+references, which the next gc deletes: it plans from the listing and the remaining snapshots,
+whatever an earlier run already did.
 """
 
 from __future__ import annotations
@@ -212,11 +214,13 @@ class GcResult:
     skipped_locked: tuple[ItemFailure, ...] = ()
     failures: tuple[ItemFailure, ...] = ()
     warnings: tuple[str, ...] = ()
+    catalog_leftovers: tuple[str, ...] = ()  # files of interrupted runs swept from the catalog
 
     def to_json(self) -> dict[str, object]:
         return {
             "snapshots_removed": list(self.snapshots_removed),
             "snapshots_kept": list(self.snapshots_kept),
+            "catalog_leftovers_removed": list(self.catalog_leftovers),
             "versions_deleted": self.versions_deleted,
             "delete_markers_deleted": self.delete_markers_deleted,
             "bytes_freed": self.bytes_freed,
@@ -247,6 +251,8 @@ class GcPartialFailure(PartialFailure):
 
 
 RemoveSnapshots = Callable[[Sequence[str]], Awaitable[None]]
+Leftovers = Callable[[], Awaitable[Sequence[str]]]
+Sweep = Callable[[Sequence[str]], Awaitable[None]]
 
 
 async def run_gc(
@@ -258,6 +264,8 @@ async def run_gc(
     now: datetime,
     *,
     remove_snapshots: RemoveSnapshots,
+    leftovers: Leftovers | None = None,
+    sweep: Sweep | None = None,
     dry_run: bool = False,
     workers: int = 8,
     progress: Progress | None = None,
@@ -267,6 +275,9 @@ async def run_gc(
 
     The caller holds the catalog lock and passes *all* the catalog's snapshots of this backup.
     ``remove_snapshots`` drops ids from the catalog; it runs before any version is deleted.
+    ``leftovers`` lists what killed runs left in the catalog (an index without its manifest, a
+    temporary file) and ``sweep`` removes it, right after ``remove_snapshots``: a gc killed
+    between a manifest and its index leaves such an index, and its rerun removes it.
     With ``dry_run``, nothing is removed or deleted and ``on_planned`` (if given) sees each
     entry that would be deleted, so the CLI can list them.
     Raises UsageError for an empty policy or when nothing at all would stay restorable, and
@@ -278,18 +289,21 @@ async def run_gc(
     removed = tuple(d.snapshot.id for d in decisions if not d.keep)
     kept_at = (d.snapshot.at for d in decisions if d.keep)
     points = RestorePoints.build(kept_at, policy.pit_window, now)
-    if not snapshots and points.empty:
-        # Nothing references history yet: deleting it all is never what a user means.
-        warning = "no snapshots yet: gc deletes no versions until a snapshot exists"
-        return GcResult((), (), 0, 0, 0, dry_run, warnings=(warning,))
-    if points.empty:
+    if points.empty and snapshots:
         raise UsageError(
             f"the policy would remove all {len(snapshots)} snapshots and every old version",
             hint="set --min-keep 1 (or more), or widen the policy",
         )
-    warnings = await _lifecycle_check(store, bucket, prefix, points, now)
     if removed and not dry_run:
         await remove_snapshots(removed)  # catalog first: see the ordering rules
+    swept = tuple(await leftovers()) if leftovers is not None else ()
+    if swept and sweep is not None and not dry_run:
+        await sweep(swept)
+    if points.empty:
+        # Nothing references history yet: deleting it all is never what a user means.
+        warning = "no snapshots yet: gc deletes no versions until a snapshot exists"
+        return GcResult((), (), 0, 0, 0, dry_run, warnings=(warning,), catalog_leftovers=swept)
+    warnings = await _lifecycle_check(store, bucket, prefix, points, now)
     plan = plan_gc(iter_versions(store, bucket, prefix=prefix), points)
     tally = await _collect(store, bucket, plan, dry_run, workers, progress, on_planned)
     result = GcResult(
@@ -303,6 +317,7 @@ async def run_gc(
         tuple(tally.skipped_locked),
         tuple(tally.failures),
         tuple(warnings),
+        swept,
     )
     if result.failures:
         raise GcPartialFailure(result)

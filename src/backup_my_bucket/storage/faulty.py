@@ -30,13 +30,16 @@ T = TypeVar("T")
 
 
 class FaultyStore:
-    """Wraps ``inner``; counts what it injected in :attr:`injected`."""
+    """Wraps ``inner``; counts what it injected in :attr:`injected` (``before`` the call took
+    effect, and ``after``: the answer lost) and the calls it saw in :attr:`calls`."""
 
     def __init__(self, inner: ObjectStore, rate: float, *, seed: int = 0) -> None:
         self.inner = inner
         self.rate = rate
         self.rng = random.Random(seed)
         self.injected = 0
+        self.injected_before = 0
+        self.injected_after = 0
         self.calls = 0
 
     async def _call(self, name: str, make: Callable[[], Awaitable[T]]) -> T:
@@ -44,10 +47,12 @@ class FaultyStore:
         roll = self.rng.random()
         if roll < self.rate / 2:
             self.injected += 1
+            self.injected_before += 1
             raise StorageError(f"injected fault before {name}: 503 SlowDown")
         result = await make()
         if roll < self.rate:
             self.injected += 1
+            self.injected_after += 1
             raise StorageError(f"injected fault after {name}: connection reset")
         return result
 

@@ -77,6 +77,8 @@ def gc(app: App, /, backup: S3Url | None, dry_run: bool, **policy_options: Any) 
                 policy,
                 app.clock.now(),
                 remove_snapshots=catalog.remove,
+                leftovers=catalog.leftovers,
+                sweep=catalog.sweep,
                 dry_run=dry_run,
                 workers=app.settings.workers,
                 progress=app.progress(),
@@ -117,6 +119,13 @@ def _gc_text(result: GcResult, planned: list[ObjectVersion]) -> str:
         lines.append(f"  {version.key}  {version.version_id}  ({kind})")
     if result.dry_run and result.versions_deleted + result.delete_markers_deleted > len(planned):
         lines.append("  ...")
+    if result.catalog_leftovers:
+        verb = "would remove" if result.dry_run else "removed"
+        lines.append(
+            f"{verb} {len(result.catalog_leftovers)} file(s) that interrupted runs left in the "
+            f"catalog: {', '.join(result.catalog_leftovers[:5])}"
+            + (", ..." if len(result.catalog_leftovers) > 5 else "")
+        )
     for warning in result.warnings:
         lines.append(f"warning: {warning}")
     for failure in result.skipped_locked:

@@ -90,8 +90,12 @@ async def test_a_failing_item_source_stops_the_pool_with_its_error() -> None:
     async def work(i: int) -> int:
         return i
 
-    got = []
-    with pytest.raises(StorageError, match="listing broke"):
+    got: list[int | None] = []
+
+    async def drain() -> None:
         async for outcome in run_pool(listing(), work, workers=4):
             got.append(outcome.result)
+
+    with pytest.raises(StorageError, match="listing broke"):
+        await drain()
     assert len(got) <= 3

@@ -4,8 +4,11 @@
 
 Starts an embedded SeaweedFS, writes N small objects into a versioned bucket (with s5cmd,
 the fastest seeder at hand), then restores them into two empty buckets:
-- ours: ``backup-my-bucket restore --at T --backup s3://B --to s3://T`` (this includes
-  listing the backup, planning against the target, and verifying the result afterwards);
+- ours, by default (``--point snapshot``): ``backup-my-bucket restore ID --to s3://T``, from a
+  snapshot taken beforehand (untimed, like s5cmd's version list): listing the target,
+  planning, the copies, and verifying the result with a second listing of the target;
+- ours with ``--point at``: ``restore --at T --backup s3://B --to s3://T``, which also lists
+  the backup's versions to compute the point in time;
 - s5cmd: ``s5cmd run FILE`` with one ``cp --version-id ID s3://B/KEY s3://T/KEY`` per
   version, the list computed beforehand (its listing is not timed).
 Two rounds in alternating order (ours first, then s5cmd first), each into a fresh bucket.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -117,9 +121,11 @@ def restore_with(
                 str(args.s5cmd_workers), "run", str(commands)]  # fmt: skip
     else:
         profile = [sys.executable, "-m", "cProfile", "-o", args.profile] if args.profile else []
+        point = (["--at", format_time(at), "--backup", "s3://bench-backup"]
+                 if args.point == "at" else [args.snapshot_id])  # fmt: skip
         argv = [*profile, str(BIN / "backup-my-bucket"), "--endpoint-url", endpoint,
-                "--workers", str(args.workers), "--json", "restore", "--at", format_time(at),
-                "--backup", "s3://bench-backup", "--to", f"s3://{target}", "--journal-dir",
+                "--catalog", str(work / "catalog"), "--workers", str(args.workers), "--json",
+                "restore", *point, "--to", f"s3://{target}", "--journal-dir",
                 str(work / "journal")]  # fmt: skip
     return run_reaped(tool, target, argv, env, len(listed))
 
@@ -127,9 +133,13 @@ def restore_with(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--objects", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=64, help="our --workers")
+    parser.add_argument("--workers", type=int, default=128, help="our --workers")
     parser.add_argument("--s5cmd-workers", type=int, default=256, help="s5cmd --numworkers")
     parser.add_argument("--profile", metavar="FILE", help="run ours under cProfile into FILE")
+    parser.add_argument(
+        "--point", choices=["snapshot", "at"], default="snapshot",
+        help="restore a snapshot taken beforehand, or --at a time (lists the backup too)",
+    )  # fmt: skip
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="bmb-bench-") as tmp,
@@ -144,6 +154,12 @@ def main() -> None:
         assert len(listed) == args.objects, f"listed {len(listed)} versions"
         at = datetime.now(UTC) + timedelta(seconds=1)
         time.sleep(1.1)
+        snapshot = subprocess.run(
+            [str(BIN / "backup-my-bucket"), "--endpoint-url", endpoint, "--catalog",
+             str(work / "catalog"), "--json", "snapshot", "--backup", "s3://bench-backup"],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        args.snapshot_id = json.loads(snapshot.stdout)["id"]
         runs: list[Run] = []
         for round_, order in enumerate((("bmb", "s5cmd"), ("s5cmd", "bmb"))):
             for tool in order:
@@ -152,7 +168,10 @@ def main() -> None:
         for run in runs:
             copied = asyncio.run(versions(endpoint, run.target))
             assert len(copied) == args.objects, f"{run.target} holds {len(copied)} objects"
-    print(f"restore of {args.objects} small objects, SeaweedFS on loopback, {os.cpu_count()} cores")
+    print(
+        f"restore ({args.point}) of {args.objects} small objects, SeaweedFS on loopback, "
+        f"{os.cpu_count()} cores, our --workers {args.workers}"
+    )
     for run in runs:
         print(run.line())
     ours = [r for r in runs if r.name == "bmb"]

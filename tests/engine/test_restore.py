@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from backup_my_bucket.clock import ManualClock
+from backup_my_bucket.engine.actions import ActionKind
 from backup_my_bucket.engine.filters import KeyFilter
 from backup_my_bucket.engine.journal import Journal, JournalEntry
 from backup_my_bucket.engine.restore import (
-    ActionKind,
     ArchivedVersions,
     Mode,
     Reason,

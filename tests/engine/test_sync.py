@@ -25,19 +25,10 @@ from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
 
 from ..conftest import BucketFactory, is_seaweedfs
+from ..samples import ATTRS, TAGS
 
 MiB = 1024 * 1024
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-ATTRS = ObjectAttrs(
-    content_type="text/x-bmb; charset=utf-8",
-    content_encoding="identity",
-    cache_control="max-age=60",
-    content_disposition='attachment; filename="r.txt"',
-    content_language="es-MX",
-    expires="Thu, 01 Dec 2033 16:00:00 GMT",
-    metadata={"owner": "ops"},
-)
-TAGS = {"project": "bmb"}
 ODD_KEYS = [
     "caf\u00e9/\u65e5\u672c\u8a9e/\U0001f600.txt",
     "with space/and  two",

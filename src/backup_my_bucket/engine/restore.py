@@ -31,6 +31,7 @@ from typing import IO, Any
 from ..errors import BackupError, ItemFailure, UsageError
 from ..model import NULL_VERSION, ObjectVersion, S3Url, VersionRef
 from ..storage.protocol import ObjectStore
+from .actions import ActionKind
 from .filters import ALL_KEYS, KeyFilter
 from .journal import Journal, JournalEntry, run_identity
 from .listing import ParallelListing
@@ -54,12 +55,6 @@ class Mode(StrEnum):
     UNDELETE = "undelete"
     """Only keys deleted since the point (the backup's latest entry is a delete marker, or
     the key is gone from it) that the target is missing; never overwrite or delete."""
-
-
-class ActionKind(StrEnum):
-    COPY = "copy"
-    DELETE = "delete"
-    SKIP = "skip"
 
 
 class Reason(StrEnum):

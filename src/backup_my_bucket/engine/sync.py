@@ -25,12 +25,12 @@ import dataclasses
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from ..errors import BackupError, ItemFailure, StorageError
 from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
+from .actions import ActionKind
 from .filters import KeyFilter
 from .progress import NullProgress, Progress
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
@@ -41,17 +41,11 @@ PREFETCH = 5_000
 """Listing entries each side may hold ahead of the merge (about 1 MB each side)."""
 
 
-class Action(StrEnum):
-    COPY = "copy"
-    DELETE = "delete"
-    SKIP = "skip"
-
-
 @dataclass(frozen=True, slots=True)
 class SyncItem:
     """One key of the plan; ``key`` is relative to the source and backup prefixes."""
 
-    action: Action
+    action: ActionKind
     key: str
     source: ObjectVersion | None = None
     backup: ObjectVersion | None = None
@@ -145,13 +139,13 @@ async def plan_sync(
     while src is not None or bak is not None:
         if bak is None or (src is not None and src.key < bak.key):
             assert src is not None
-            item = SyncItem(Action.COPY, src.key, src, None)
+            item = SyncItem(ActionKind.COPY, src.key, src, None)
             src = await anext(src_it, None)
         elif src is None or bak.key < src.key:
-            item = SyncItem(Action.DELETE, bak.key, None, bak)
+            item = SyncItem(ActionKind.DELETE, bak.key, None, bak)
             bak = await anext(bak_it, None)
         else:
-            action = Action.SKIP if unchanged(src, bak) else Action.COPY
+            action = ActionKind.SKIP if unchanged(src, bak) else ActionKind.COPY
             item = SyncItem(action, src.key, src, bak)
             src, bak = await anext(src_it, None), await anext(bak_it, None)
         if in_scope(item.key):
@@ -196,10 +190,10 @@ async def _copies(
 ) -> AsyncIterator[SyncItem]:
     """The copy items of the plan; skips are counted, deletes kept for after the copies."""
     async for item in plan:
-        if item.action is Action.SKIP:
+        if item.action is ActionKind.SKIP:
             tally.skipped += 1
             progress.advance(1)
-        elif item.action is Action.DELETE:
+        elif item.action is ActionKind.DELETE:
             tally.deletes.append(item)  # keys only: small even for a large deletion
         else:
             tally.planned += 1

@@ -148,10 +148,12 @@ _QUOTES = (b"&#34;", b"&quot;", b'"')  # Go servers escape quotes as &#34;, AWS 
 def _etag(raw: bytes) -> str:
     for quote in _QUOTES:  # S3 quotes every ETag: skip the general unescape
         n = len(quote)
-        if len(raw) >= 2 * n and raw[:n] == quote and raw[-n:] == quote:
+        if raw[:n] == quote and raw[-n:] == quote and len(raw) >= 2 * n:
             raw = raw[n:-n]
             break
-    return _xml_text(raw).strip('"')
+    if b"&" in raw or b'"' in raw:
+        return _xml_text(raw).strip('"')
+    return raw.decode()
 
 
 def _url_text(raw: bytes) -> str:
@@ -269,10 +271,6 @@ _LAYOUTS = [
 ]  # fmt: skip
 
 
-def _fast_key(raw: bytes, key_text: Callable[[bytes], str]) -> str:
-    return key_text(raw) if b"%" in raw or b"+" in raw or b"&" in raw else raw.decode()
-
-
 def _fast_entries(body: bytes, key_text: Callable[[bytes], str]) -> list[ObjectVersion] | None:
     expected = body.count(b"<Version>") + body.count(b"<DeleteMarker>")
     for layout in _LAYOUTS:
@@ -282,7 +280,7 @@ def _fast_entries(body: bytes, key_text: Callable[[bytes], str]) -> list[ObjectV
         ik, iv, il, ie, isz, isc, ilm = layout.version
         mk, mv, ml, mlm = layout.marker
         entries: list[ObjectVersion] = []
-        append = entries.append
+        append, classes = entries.append, _CLASSES
         for row in rows:
             modified = row[ilm]
             if modified:  # a version (a delete marker's groups are the other ones)
@@ -293,20 +291,24 @@ def _fast_entries(body: bytes, key_text: Callable[[bytes], str]) -> list[ObjectV
                     etag = EMPTY_MD5
                 append(
                     ObjectVersion(
-                        _fast_key(row[ik], key_text),
+                        key_text(k)
+                        if b"%" in (k := row[ik]) or b"+" in k or b"&" in k
+                        else k.decode(),
                         row[iv].decode() or "null",
                         parse_timestamp(modified.decode()),
                         size,
                         etag,
                         row[il] == b"true",
                         False,
-                        _storage_class(row[isc]),
+                        classes.get(row[isc]) or _storage_class(row[isc]),
                     )
                 )
             else:
                 append(
                     ObjectVersion(
-                        _fast_key(row[mk], key_text),
+                        key_text(k)
+                        if b"%" in (k := row[mk]) or b"+" in k or b"&" in k
+                        else k.decode(),
                         row[mv].decode() or "null",
                         parse_timestamp(row[mlm].decode()),
                         0,

@@ -22,6 +22,8 @@ from pathlib import Path
 from backup_my_bucket.localserver import LocalS3Server
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 
+from .synthetic_s3 import flat_key, tree_key
+
 ACCESS_KEY = "bmbbenchaccess"
 SECRET_KEY = "bmb-bench-secret"
 BIN = Path(sys.executable).parent
@@ -99,17 +101,12 @@ def measure(label: str, args: Sequence[str], env: dict[str, str], capture: bool 
 
 
 def tree_keys(n: int) -> list[str]:
-    """A directory tree: 2 levels of directories, files only at the leaves."""
-    per_leaf = 100
-    leaves = max(1, n // per_leaf)
-    keys = [
-        f"d{i // 50:04d}/s{i % 50:02d}/f{j:05d}.bin" for i in range(leaves) for j in range(per_leaf)
-    ]
-    return keys[:n]
+    """A directory tree: 2 levels of directories, 100 files per leaf."""
+    return [tree_key(i) for i in range(n)]
 
 
 def flat_keys(n: int) -> list[str]:
-    return [f"obj{i:08d}" for i in range(n)]
+    return [flat_key(i) for i in range(n)]
 
 
 async def fill(

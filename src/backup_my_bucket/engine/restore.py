@@ -34,9 +34,8 @@ from ..storage.protocol import ObjectStore
 from .actions import ActionKind
 from .filters import ALL_KEYS, KeyFilter
 from .journal import Journal, JournalEntry, run_identity
-from .listing import ParallelListing
 from .progress import NullProgress, Progress
-from .snapshot import current_reducer
+from .snapshot import live_state
 from .transfer import SINGLE_PUT_MAX, copy_version
 from .workers import run_pool
 
@@ -536,22 +535,10 @@ async def _verify(
 # --- the whole restore ---------------------------------------------------------------------
 
 
-def _current_state(
-    store: ObjectStore, url: S3Url, filters: KeyFilter, workers: int
-) -> AsyncIterator[ObjectVersion]:
-    """The current objects under ``url`` (keys relative to it) within the filter's prefix,
-    in key order, listed in parallel ranges."""
-    # ListObjectVersions, not ListObjectsV2: only the version listing is in key order on
-    # every server we know (SeaweedFS lists V2 in its own directory order).
-    listing = ParallelListing(
-        store, url.bucket, current_reducer(url.prefix), prefix=url.prefix + filters.prefix,
-        workers=workers,
-    )  # fmt: skip
-    return listing.results()
-
-
 def _target_state(sides: _Sides, filters: KeyFilter) -> AsyncIterator[ObjectVersion]:
-    return _current_state(sides.target_store, sides.target, filters, sides.workers)
+    return live_state(
+        sides.target_store, sides.target, workers=sides.workers, within=filters.prefix
+    )
 
 
 def _check_sides(sides: _Sides) -> None:
@@ -574,7 +561,9 @@ async def _plan(
 ) -> _Spool:
     backup_current = None
     if mode is Mode.UNDELETE:
-        backup_current = _current_state(sides.backup_store, sides.backup, filters, sides.workers)
+        backup_current = live_state(
+            sides.backup_store, sides.backup, workers=sides.workers, within=filters.prefix
+        )
     progress.start("restore: planning")
     spool = _Spool()
     try:

@@ -94,14 +94,22 @@ def state_at(
 
 
 def live_state(
-    store: ObjectStore, backup: S3Url, *, workers: int, skip_prefix: str | None = None
+    store: ObjectStore,
+    backup: S3Url,
+    *,
+    workers: int,
+    skip_prefix: str | None = None,
+    within: str = "",
 ) -> AsyncIterator[ObjectVersion]:
-    """The backup bucket's current state (relative keys), streamed in key order."""
+    """The bucket's current state under ``backup`` (keys relative to it), streamed in key
+    order; ``within``: only relative keys starting with it."""
+    # ListObjectVersions, not ListObjectsV2: only the version listing is in key order on
+    # every server we know (SeaweedFS lists V2 in its own directory order).
     listing = ParallelListing(
         store,
         backup.bucket,
         current_reducer(backup.prefix),
-        prefix=backup.prefix,
+        prefix=backup.prefix + within,
         workers=workers,
         skip_prefix=skip_prefix,
     )

@@ -15,8 +15,8 @@ from backup_my_bucket.errors import (
     ObjectNotFound,
     StorageError,
 )
-from backup_my_bucket.storage import s3
 from backup_my_bucket.storage.s3 import parse_timestamp, parse_versions_xml, translate_error
+from backup_my_bucket.storage.s3 import store as s3
 
 VERSIONS_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
 <ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">

@@ -46,7 +46,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.utils import parse_timestamp as _botocore_parse_timestamp
 
-from ..errors import (
+from ...errors import (
     AccessDenied,
     BackupError,
     BucketNotFound,
@@ -57,7 +57,7 @@ from ..errors import (
     PreconditionFailed,
     StorageError,
 )
-from ..model import (
+from ...model import (
     CompletedPart,
     LifecycleRule,
     ObjectAttrs,
@@ -69,7 +69,7 @@ from ..model import (
     VersionPage,
     VersionRef,
 )
-from .protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
+from ..protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

@@ -15,8 +15,13 @@ from backup_my_bucket.errors import (
     ObjectNotFound,
     StorageError,
 )
-from backup_my_bucket.storage.s3 import parse_timestamp, parse_versions_xml, translate_error
-from backup_my_bucket.storage.s3 import store as s3
+from backup_my_bucket.storage.s3 import (
+    hooks,
+    parse,
+    parse_timestamp,
+    parse_versions_xml,
+    translate_error,
+)
 
 VERSIONS_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
 <ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
@@ -216,10 +221,10 @@ def test_whole_entry_fast_path_agrees_with_elementtree(
     entries: list[tuple[str, int, bool]], layout: str, encoded: bool
 ) -> None:
     body = _page(entries, layout, encoded)
-    key_text = s3._url_text if encoded else s3._xml_text
-    fast = s3._fast_entries(body, key_text)
+    key_text = parse._url_text if encoded else parse._xml_text
+    fast = parse._fast_entries(body, key_text)
     assert fast is not None  # the compact layouts of both servers take the fast path
-    assert fast == s3._general_entries(body, key_text)
+    assert fast == parse._general_entries(body, key_text)
     got = [(e.key, e.version_id, e.is_delete_marker, e.etag, e.size) for e in fast]
     assert got == _reference_parse(body)
 
@@ -227,7 +232,7 @@ def test_whole_entry_fast_path_agrees_with_elementtree(
 def test_unknown_layout_takes_the_general_path() -> None:
     body = _page([("k", 1, False), ("k", 0, True)], "seaweedfs", False)
     odd = body.replace(b"<Size>", b"<Extra>x</Extra><Size>")
-    assert s3._fast_entries(odd, s3._xml_text) is None
+    assert parse._fast_entries(odd, parse._xml_text) is None
     assert parse_versions_xml(odd).entries == parse_versions_xml(body).entries
 
 
@@ -240,11 +245,11 @@ def test_unknown_layout_takes_the_general_path() -> None:
 )
 def test_listing_hook_turns_an_incomplete_200_into_a_retry(body: bytes) -> None:
     """botocore's own 200-error check is skipped for listings: the hook must do its job."""
-    hook = s3._make_listing_hook(parse_versions_xml, b"ListVersionsResult")
+    hook = hooks._make_listing_hook(parse_versions_xml, b"ListVersionsResult")
     response: dict[str, object] = {"status_code": 200, "body": body}
     custom: dict[str, object] = {}
     hook(response_dict=response, customized_response_dict=custom)
     assert response["status_code"] == 500 and not custom  # 500: botocore retries it
     complete: dict[str, object] = {"status_code": 200, "body": VERSIONS_XML}
     hook(response_dict=complete, customized_response_dict=custom)
-    assert complete["status_code"] == 200 and len(custom[s3._PAGE].entries) == 3  # type: ignore[attr-defined]
+    assert complete["status_code"] == 200 and len(custom[hooks._PAGE].entries) == 3  # type: ignore[attr-defined]

@@ -1,0 +1,100 @@
+"""botocore's exceptions translated into the project's exception tree, credentials scrubbed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import botocore.exceptions
+
+from ...errors import (
+    AccessDenied,
+    BackupError,
+    BucketNotFound,
+    EndpointUnreachable,
+    InvalidCredentials,
+    ObjectNotFound,
+    PreconditionFailed,
+    StorageError,
+)
+
+_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "MethodNotAllowed"}
+_DENIED_CODES = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+}
+
+
+class _Scrubber:
+    """Removes credentials from any text that may reach a user."""
+
+    def __init__(self, secrets: Sequence[str | None]) -> None:
+        self._secrets = [s for s in secrets if s and len(s) >= 8]  # shorter ones are no secret
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _where(bucket: str, key: str | None, version_id: str | None) -> str:
+    where = f"s3://{bucket}/{key}" if key is not None else f"s3://{bucket}"
+    return where + (f" (version {version_id})" if version_id else "")
+
+
+def translate_error(
+    exc: Exception,
+    op: str,
+    bucket: str,
+    key: str | None = None,
+    version_id: str | None = None,
+    scrub: Callable[[str], str] = str,
+) -> BackupError:
+    """Map a botocore exception to the project's exception tree."""
+    where = _where(bucket, key, version_id)
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = scrub(str(error.get("Message", "") or code))
+        if code == "NoSuchBucket":
+            return BucketNotFound(bucket)
+        if code in _NOT_FOUND_CODES:
+            if key is None:
+                return BucketNotFound(bucket)
+            return ObjectNotFound(bucket, key, version_id)
+        if code in _DENIED_CODES:
+            return AccessDenied(
+                f"access denied: {op} on {where}",
+                hint=f"the credentials in use need permission for s3:{op} on this bucket",
+            )
+        if code in _CREDENTIAL_CODES:
+            return InvalidCredentials(
+                f"the S3 server refused the credentials ({code}) for {op} on {where}",
+                hint="check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, --profile and the clock",
+            )
+        if code in {"PreconditionFailed", "ConditionalRequestConflict"}:
+            return PreconditionFailed(f"{op} on {where}: the object changed ({code})")
+        return StorageError(f"{op} on {where} failed: {code}: {message}")
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return InvalidCredentials(
+            "no AWS credentials found",
+            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile",
+        )
+    if isinstance(exc, botocore.exceptions.ProfileNotFound):
+        return InvalidCredentials(scrub(str(exc)), hint="check --profile and ~/.aws/config")
+    if isinstance(
+        exc,
+        botocore.exceptions.EndpointConnectionError
+        | botocore.exceptions.ConnectionClosedError
+        | botocore.exceptions.ConnectTimeoutError,
+    ):
+        return EndpointUnreachable(
+            f"cannot reach the S3 endpoint for {op} on {where}: {scrub(str(exc))}",
+            hint="check --endpoint-url and the network",
+        )
+    if isinstance(exc, botocore.exceptions.BotoCoreError | OSError):
+        return StorageError(f"{op} on {where} failed: {scrub(str(exc))}")
+    raise exc  # a bug, not an S3 condition: let it surface

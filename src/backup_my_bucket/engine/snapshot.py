@@ -43,6 +43,12 @@ def seconds_to_next_second(now: datetime) -> float:
     return 1.0 - now.microsecond / 1_000_000 + 0.01
 
 
+async def wait_for_next_second(clock: Clock) -> None:
+    """Wait until a new second starts: a snapshot taken after this includes every earlier write
+    (``backup`` syncs, waits, then snapshots)."""
+    await clock.sleep(seconds_to_next_second(clock.now()))
+
+
 def relative(version: ObjectVersion, prefix: str) -> ObjectVersion:
     return dataclasses.replace(version, key=version.key[len(prefix) :]) if prefix else version
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +11,7 @@ import click
 from ...catalog.index import SnapshotMeta
 from ...engine.filters import KeyFilter
 from ...engine.progress import Progress
-from ...engine.snapshot import catalog_skip_prefix, seconds_to_next_second, take_snapshot
+from ...engine.snapshot import catalog_skip_prefix, take_snapshot, wait_for_next_second
 from ...engine.sync import (
     SyncOptions,
     SyncResult,
@@ -187,7 +186,7 @@ def backup(
         )  # fmt: skip
         if dry_run:
             return synced, None
-        await asyncio.sleep(seconds_to_next_second(app.clock.now()))  # T must postdate the sync
+        await wait_for_next_second(app.clock)  # T must postdate the sync
         meta = await take_snapshot(
             await app.store("backup"),
             backup,

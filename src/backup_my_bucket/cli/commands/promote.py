@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Any
 
@@ -10,7 +9,7 @@ import click
 
 from ...engine.diff import aiter_sync
 from ...engine.restore import Mode, run_restore
-from ...engine.snapshot import catalog_skip_prefix, seconds_to_next_second, take_snapshot
+from ...engine.snapshot import catalog_skip_prefix, take_snapshot, wait_for_next_second
 from ...errors import PartialFailure, UsageError
 from ...model import S3Url
 from ..app import App
@@ -106,7 +105,7 @@ def promote(
                 if old.id not in known:
                     await new_catalog.publish(old, await old_catalog.index_path(old))
                     carried += 1
-        await asyncio.sleep(seconds_to_next_second(app.clock.now()))
+        await wait_for_next_second(app.clock)
         first = await take_snapshot(
             await app.store("backup"),
             new_backup,

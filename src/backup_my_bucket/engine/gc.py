@@ -36,13 +36,15 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ..catalog.catalog import Catalog
+from ..catalog.index import SnapshotMeta
 from ..errors import BackupError, ItemFailure, PartialFailure, UsageError
-from ..model import LifecycleRule, ObjectVersion, VersionRef
+from ..model import LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
 from .progress import NullProgress, Progress
 from .retention import Decision, RetentionPolicy, SnapshotRef, apply_policy
-from .versions import KeyHistory, histories
+from .versions import KeyHistory, histories, require_versioning
 from .workers import run_pool
 
 # Per-version DeleteObjects errors that mean "protected", not "broken": Object Lock retention
@@ -322,6 +324,53 @@ async def run_gc(
     if result.failures:
         raise GcPartialFailure(result)
     return result
+
+
+async def gc_catalog(
+    store: ObjectStore,
+    catalog: Catalog,
+    backup: S3Url | None,
+    policy: RetentionPolicy,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    workers: int = 8,
+    progress: Progress | None = None,
+    on_planned: Callable[[ObjectVersion], None] | None = None,
+) -> GcResult:
+    """The whole `gc` command: under the catalog lock, collect the backup at ``backup``
+    (default: the one location the catalog's snapshots record) with :func:`run_gc`."""
+    async with catalog.lock("gc"):
+        metas = await catalog.list()
+        url = backup or backup_of(metas)
+        await require_versioning(store, url.bucket)
+        return await run_gc(
+            store,
+            url.bucket,
+            url.prefix,
+            [SnapshotRef(m.id, m.at) for m in metas if m.backup == str(url)],
+            policy,
+            now,
+            remove_snapshots=catalog.remove,
+            leftovers=catalog.leftovers,
+            sweep=catalog.sweep,
+            dry_run=dry_run,
+            workers=workers,
+            progress=progress,
+            on_planned=on_planned,
+        )
+
+
+def backup_of(metas: Sequence[SnapshotMeta]) -> S3Url:
+    """The one backup location a catalog's snapshots record (else a usage error)."""
+    backups = sorted({m.backup for m in metas})
+    if len(backups) != 1:
+        raise UsageError(
+            "cannot tell which backup to collect"
+            + (f": the catalog holds snapshots of {', '.join(backups)}" if backups else ""),
+            hint="name it with --backup s3://bucket[/prefix]",
+        )
+    return S3Url.parse(backups[0])
 
 
 async def _lifecycle_check(

@@ -14,9 +14,12 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..catalog.catalog import Catalog
+from ..catalog.index import SnapshotMeta
 from ..errors import NotFoundError, ObjectNotFound
 from ..model import ObjectVersion, S3Url
 from ..storage.protocol import ObjectStore
+from .diff import aiter_sync
 from .progress import NullProgress, Progress
 from .workers import run_pool
 
@@ -127,3 +130,31 @@ async def verify_versions(
             result.problems.append(problem)
     result.problems.sort(key=lambda p: p.key)
     return result
+
+
+async def verify_snapshot(
+    store: ObjectStore,
+    catalog: Catalog,
+    ref: str,
+    *,
+    read_share: float = 0.0,
+    salt: str = "",
+    workers: int = 16,
+    progress: Progress | None = None,
+) -> tuple[SnapshotMeta, VerifyResult]:
+    """The whole `verify` command: snapshot ``ref`` (an id, a prefix, ``latest``) checked
+    against the backup bucket it records."""
+    meta = await catalog.resolve(ref)
+    reader = await catalog.open_index(meta)
+    where = S3Url.parse(meta.backup)
+    await store.check_bucket(where.bucket)  # a bucket that is gone: exit 10, not N "missing"
+    result = await verify_versions(
+        store,
+        where,
+        aiter_sync(reader.rows()),
+        read_share=read_share,
+        salt=salt,
+        workers=workers,
+        progress=progress,
+    )
+    return meta, result

@@ -6,13 +6,10 @@ from typing import Any
 
 import click
 
-from ...catalog.index import SnapshotMeta
-from ...engine.diff import aiter_sync
-from ...engine.gc import GcPartialFailure, GcResult, run_gc
-from ...engine.retention import SnapshotRef, policy_from_options
-from ...engine.verify import VerifyResult, verify_versions
-from ...engine.versions import require_versioning
-from ...errors import UsageError, VerificationFailed
+from ...engine.gc import GcPartialFailure, GcResult, gc_catalog
+from ...engine.retention import policy_from_options
+from ...engine.verify import VerifyResult, verify_snapshot
+from ...errors import VerificationFailed
 from ...model import ObjectVersion, S3Url
 from ...units import format_size
 from ..app import App
@@ -64,26 +61,17 @@ def gc(app: App, /, backup: S3Url | None, dry_run: bool, **policy_options: Any) 
 
     async def main() -> GcResult:
         catalog = await app.catalog(backup)
-        async with catalog.lock("gc"):
-            metas = await catalog.list()
-            url = backup or _backup_of(metas)
-            store = await app.store("backup")
-            await require_versioning(store, url.bucket)
-            return await run_gc(
-                store,
-                url.bucket,
-                url.prefix,
-                [SnapshotRef(m.id, m.at) for m in metas if m.backup == str(url)],
-                policy,
-                app.clock.now(),
-                remove_snapshots=catalog.remove,
-                leftovers=catalog.leftovers,
-                sweep=catalog.sweep,
-                dry_run=dry_run,
-                workers=app.settings.workers,
-                progress=app.progress(),
-                on_planned=planned if dry_run else None,
-            )
+        return await gc_catalog(
+            await app.store("backup"),
+            catalog,
+            backup,
+            policy,
+            app.clock.now(),
+            dry_run=dry_run,
+            workers=app.settings.workers,
+            progress=app.progress(),
+            on_planned=planned if dry_run else None,
+        )
 
     try:
         result = app.run(main)
@@ -91,17 +79,6 @@ def gc(app: App, /, backup: S3Url | None, dry_run: bool, **policy_options: Any) 
         app.output.result(exc.result.to_json(), _gc_text(exc.result, shown))
         raise
     app.output.result(result.to_json(), _gc_text(result, shown))
-
-
-def _backup_of(metas: list[SnapshotMeta]) -> S3Url:
-    backups = sorted({m.backup for m in metas})
-    if len(backups) != 1:
-        raise UsageError(
-            "cannot tell which backup to collect"
-            + (f": the catalog holds snapshots of {', '.join(backups)}" if backups else ""),
-            hint="name it with --backup s3://bucket[/prefix]",
-        )
-    return S3Url.parse(backups[0])
 
 
 def _gc_text(result: GcResult, planned: list[ObjectVersion]) -> str:
@@ -152,20 +129,16 @@ def verify(app: App, snapshot_id: str, read_data: float, backup: S3Url | None) -
     """
 
     async def main() -> VerifyResult:
-        catalog = await app.catalog(backup)
-        meta = await catalog.resolve(snapshot_id)
-        reader = await catalog.open_index(meta)
-        store, where = await app.store("backup"), S3Url.parse(meta.backup)
-        await store.check_bucket(where.bucket)  # a bucket that is gone: exit 10, not N "missing"
-        return await verify_versions(
-            store,
-            where,
-            aiter_sync(reader.rows()),
+        _, result = await verify_snapshot(
+            await app.store("backup"),
+            await app.catalog(backup),
+            snapshot_id,
             read_share=read_data / 100,
             salt=app.clock.now().isoformat(),
             workers=app.settings.workers,
             progress=app.progress(),
         )
+        return result
 
     result = app.run(main)
     lines = [f"checked {result.checked:,} version(s), read {result.read:,}"]

@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 10
     LOCKED = 11
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class BackupError(Exception):
@@ -43,6 +44,10 @@ class UsageError(BackupError):
 
 class NotImplementedYet(BackupError):
     """A command the CLI contract names but this version does not do yet."""
+
+
+class MissingDependency(BackupError):
+    """An optional library (an extra such as ``ops``) that a command needs is not installed."""
 
 
 # --- not found (exit 10) -------------------------------------------------------------------
@@ -154,3 +159,9 @@ class PartialFailure(BackupError):
 
 class Interrupted(BackupError):
     exit_code = ExitCode.INTERRUPTED
+
+
+class Terminated(Interrupted):
+    """Stopped by SIGTERM (systemd, Kubernetes); a rerun continues."""
+
+    exit_code = ExitCode.TERMINATED

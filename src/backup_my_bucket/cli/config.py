@@ -6,6 +6,9 @@
     [gc]
     keep-daily = 7
     min-keep = 3
+    [plans.assets]                      # a backup plan (ops/plans.py): `bmb plan run assets`
+    source = "s3://assets"
+    backup = "s3://assets-backup"
 
 Precedence, highest first: command-line flags, environment (``BMB_<OPTION>`` for global
 options, ``BMB_<COMMAND>_<OPTION>`` for command options, AWS_ENDPOINT_URL for the endpoint),
@@ -14,6 +17,7 @@ the config file, built-in defaults.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +27,7 @@ import click
 import platformdirs
 
 from ..errors import UsageError
+from ..ops.plans import parse_plans
 
 APP_NAME = "backup-my-bucket"
 LOCAL_CONFIG = Path(f"{APP_NAME}.toml")
@@ -44,18 +49,21 @@ def find_config_arg(argv: Sequence[str]) -> str | None:
     return None
 
 
-def load_config(explicit: str | None) -> tuple[Path | None, dict[str, Any]]:
-    """Read the config file: the explicit one (which must exist) or the first default found."""
+def config_in_use(explicit: str | None) -> Path | None:
+    """The config file: the explicit one (which must exist) or the first default found."""
     if explicit is not None:
         path = Path(explicit)
         if not path.is_file():
             raise UsageError(f"config file not found: {path}")
-        candidates = [path]
-    else:
-        candidates = [p for p in default_config_paths() if p.is_file()]
-    if not candidates:
+        return path
+    return next((p for p in default_config_paths() if p.is_file()), None)
+
+
+def load_config(explicit: str | None) -> tuple[Path | None, dict[str, Any]]:
+    """Read the config file (:func:`config_in_use`); none at all is an empty config."""
+    path = config_in_use(explicit)
+    if path is None:
         return None, {}
-    path = candidates[0]
     try:
         with path.open("rb") as f:
             raw = tomllib.load(f)
@@ -64,30 +72,62 @@ def load_config(explicit: str | None) -> tuple[Path | None, dict[str, Any]]:
     return path, _normalise(raw)
 
 
-def _normalise(raw: Mapping[str, Any]) -> dict[str, Any]:
+def _normalise(raw: Mapping[str, Any], top: bool = True) -> dict[str, Any]:
+    """Keys with underscores (dashes work too); plan names stay as written."""
     out: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
-        out[name] = _normalise(value) if isinstance(value, Mapping) else value
+        if top and name == "plans" and isinstance(value, Mapping):
+            out[name] = {
+                plan: _normalise(table, False) if isinstance(table, Mapping) else table
+                for plan, table in value.items()
+            }
+        else:
+            out[name] = _normalise(value, False) if isinstance(value, Mapping) else value
     return out
 
 
+def _nearest(name: str, known: Sequence[str]) -> str | None:
+    near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean {near[0].replace('_', '-')!r}?" if near else None
+
+
+def _check_table(path: Path | None, where: str, table: Mapping[str, Any], command: Any) -> None:
+    names = [p.name for p in command.params if p.name]
+    subcommands = command.commands if isinstance(command, click.Group) else {}
+    for option, value in table.items():
+        sub = subcommands.get(option.replace("_", "-"))
+        if sub is not None and isinstance(value, Mapping):
+            _check_table(path, f"{where}.{option}", value, sub)
+        elif option not in names:
+            raise UsageError(
+                f"{path}: [{where}] has unknown option {option!r}",
+                hint=_nearest(option, names) or f"see `backup-my-bucket {where} --help`",
+            )
+
+
 def check_config(path: Path | None, config: Mapping[str, Any], group: click.Group) -> None:
-    """Refuse unknown keys: a misspelt retention option must not be silently ignored."""
-    global_names = {p.name for p in group.params if p.name}
+    """Refuse unknown keys: a misspelt retention option must not be silently ignored.
+
+    Tables are commands (``[gc]``; ``[plan.run]`` for a subcommand), except ``[plans.NAME]``:
+    backup plans, checked key by key (ops/plans.py)."""
+    global_names = [p.name for p in group.params if p.name and p.name != "config"]
     for key, value in config.items():
-        if isinstance(value, Mapping):
+        if key == "plans":
+            try:
+                parse_plans(value)
+            except UsageError as exc:
+                raise UsageError(f"{path}: {exc.message}", hint=exc.hint) from None
+        elif isinstance(value, Mapping):
             command = group.commands.get(key.replace("_", "-")) or group.commands.get(key)
             if command is None:
-                raise UsageError(f"{path}: unknown command table [{key}]")
-            names = {p.name for p in command.params if p.name}
-            for option in value:
-                if option not in names:
-                    raise UsageError(
-                        f"{path}: [{key}] has unknown option {option!r}",
-                        hint=f"see `backup-my-bucket {key} --help`",
-                    )
-        elif key not in global_names or key == "config":
+                raise UsageError(
+                    f"{path}: unknown command table [{key}]",
+                    hint=_nearest(key, [*group.commands, "plans"]),
+                )
+            _check_table(path, key, value, command)
+        elif key not in global_names:
             raise UsageError(
-                f"{path}: unknown global option {key!r}", hint="see `backup-my-bucket --help`"
+                f"{path}: unknown global option {key!r}",
+                hint=_nearest(key, global_names) or "see `backup-my-bucket --help`",
             )

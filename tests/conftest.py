@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from aiohttp import web
 
 from backup_my_bucket.errors import BackupError
 from backup_my_bucket.localserver import LocalS3Server
@@ -166,3 +167,46 @@ async def second_s3_store(second_s3_server: S3Server) -> AsyncIterator[S3Store]:
     await store.open()
     yield store
     await store.close()
+
+
+@dataclass
+class Received:
+    """One request the receiver got."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: str
+
+
+@dataclass
+class Receiver:
+    """A local HTTP server standing in for healthchecks and a JSON webhook (apprise json://)."""
+
+    url: str
+    requests: list[Received]
+
+    def paths(self) -> list[str]:
+        return [r.path for r in self.requests]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    requests: list[Received] = []
+
+    async def record(request: web.Request) -> web.Response:
+        body = await request.text()
+        requests.append(Received(request.method, request.path, dict(request.query), body))
+        return web.Response(text="OK")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield Receiver(f"http://{host}:{port}", requests)
+    finally:
+        await runner.cleanup()

@@ -21,7 +21,7 @@ from backup_my_bucket.errors import (
 
 CONTRACT_COMMANDS = [
     "init", "sync", "backup", "snapshot", "snapshots", "show", "ls", "diff",
-    "restore", "gc", "verify", "promote", "demo",
+    "restore", "gc", "verify", "promote", "plan", "daemon", "demo",
 ]  # fmt: skip
 
 

@@ -103,7 +103,11 @@ def test_config_file_plans_are_checked_for_every_command(
     err = capsys.readouterr().err
     assert code == ExitCode.USAGE
     assert "[plans.site-a] has unknown key 'keep-dayly'" in err  # the plan's name as written
-    config.write_text('[plnas.x]\nsource = "s3://a"\n')
+    config.write_text('[plan]\nstate-dri = "/x"\n')
+    code = cli_main.run(["--config", str(config), "snapshots"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE and "did you mean 'state-dir'?" in err
+    config.write_text('[plan.run]\ntextfile = "/x/bmb.prom"\n[plnas.x]\nsource = "s3://a"\n')
     code = cli_main.run(["--config", str(config), "snapshots"])
     err = capsys.readouterr().err
     assert code == ExitCode.USAGE and "[plnas]" in err and "did you mean 'plans'?" in err

@@ -122,11 +122,15 @@ class App:
             try:
                 return await main()
             finally:
-                for store in self._stores.values():
-                    await store.close()
-                self._stores.clear()
+                await self.aclose()
 
         return asyncio.run(wrapper())
+
+    async def aclose(self) -> None:
+        """Close the clients this app opened (``run`` does it; long-lived callers too)."""
+        for store in self._stores.values():
+            await store.close()
+        self._stores.clear()
 
 
 def known_catalogs() -> list[Path]:

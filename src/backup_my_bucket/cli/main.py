@@ -13,7 +13,7 @@ import click
 from .. import __version__
 from ..errors import BackupError, ExitCode, PartialFailure
 from .app import DEFAULT_WORKERS, App, Settings
-from .commands import backup, demo, manage, promote, restore, snapshots
+from .commands import backup, daemon, demo, manage, plan, promote, restore, snapshots
 from .config import check_config, find_config_arg, load_config
 from .output import Output
 
@@ -134,7 +134,8 @@ def cli(
     ctx.obj = App(settings, output)
 
 
-for module in (backup, snapshots, restore, manage, promote, demo):  # the workflow's order
+# the workflow's order
+for module in (backup, snapshots, restore, manage, promote, plan, daemon, demo):
     for command in module.COMMANDS:
         cli.add_command(command)
 

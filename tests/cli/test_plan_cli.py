@@ -249,6 +249,32 @@ healthchecks = "{receiver.url}/ping/abc"
     assert interrupted["failed_step"] == "sync" and interrupted["exit_code"] == 130
     assert receiver.paths() == ["/ping/abc/start"]  # no end ping for an interrupted run
 
+    # `plan run` (a systemd oneshot, say) gets SIGTERM mid-sync too: exit 143, recorded
+    async def backed_up() -> int:
+        page = await s3_store.list_versions_page(backup, max_keys=1000)
+        return sum(1 for v in page.entries if v.is_latest and not v.is_delete_marker)
+
+    copied_by_daemon = await backed_up()
+    run = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "backup_my_bucket", "--config", str(config), "plan",
+        "--state-dir", str(state), "run", "site",
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(400):
+            if await backed_up() >= copied_by_daemon + 5:
+                break
+            await asyncio.sleep(0.02)
+        run.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(run.wait(), 60) == ExitCode.TERMINATED
+    finally:
+        if run.returncode is None:
+            run.kill()
+            await run.wait()
+    assert run.stderr is not None
+    assert "interrupted by SIGTERM" in (await run.stderr.read()).decode()
+    assert copied_by_daemon + 5 <= await backed_up() < len(keys) + 1
+
     config.write_text(config.read_text().replace("workers = 1\n", ""))  # the rerun: faster
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
     for name, value in s3_server.env().items():
@@ -271,4 +297,5 @@ healthchecks = "{receiver.url}/ping/abc"
         "history",
         "site",
     )
-    assert [json.loads(line)["status"] for line in out.splitlines()] == ["interrupted", "ok"]
+    statuses = [json.loads(line)["status"] for line in out.splitlines()]
+    assert statuses == ["interrupted", "interrupted", "ok"]

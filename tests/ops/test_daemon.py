@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -25,7 +26,7 @@ H = timedelta(hours=1)
 class Running:
     """A daemon running in a task of the test's loop."""
 
-    def __init__(self, world: World, plans: list[Plan]) -> None:
+    def __init__(self, world: World, plans: list[Plan], textfile: Path | None = None) -> None:
         self.world = world
         self.runner = world.runner(plans)
         self.daemon = Daemon(
@@ -35,6 +36,7 @@ class Running:
             world.clock,
             events=self.runner.events,
             metrics=self.runner.metrics,
+            textfile=textfile,
         )
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -80,12 +82,17 @@ async def test_two_plans_run_on_their_schedules(world: World, running: list[Runn
     await world.fill("src", 10)
     hourly = world.plan("hourly", schedule="every 1h", backup="s3://bak/hourly")
     nightly = world.plan("nightly", schedule="30 2 * * *", backup="s3://bak/nightly")
-    d = Running(world, [hourly, nightly])
+    textfile = world.tmp / "bmb.prom"
+    d = Running(world, [hourly, nightly], textfile)
     running.append(d)
     d.start()
     await d.idle()
     assert runs(world.history, "hourly") == [("ok", "first", T0)]  # an interval runs at once
     assert runs(world.history, "nightly") == []  # a cron plan waits for its moment
+    written = parse(textfile.read_text())  # after each run, when asked
+    assert written[("bmb_plan_last_run_success", "hourly")] == 1
+    assert ("bmb_plan_last_run_success", "nightly") not in written
+    assert written[("bmb_plan_next_run_timestamp_seconds", "nightly")] == (T0 + 2.5 * H).timestamp()
 
     await d.at(T0 + H)
     await d.at(T0 + 2 * H + timedelta(minutes=30))

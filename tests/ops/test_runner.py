@@ -101,6 +101,27 @@ async def test_failed_run_moves_failure_metrics_and_keeps_last_success(world: Wo
     assert parse(textfile.read_text()) == again
 
 
+async def test_push_to_a_pushgateway(world: World, receiver: Receiver) -> None:
+    await world.fill("src", 2)
+    site, other = world.plan("site"), world.plan("other", backup="s3://bak/other")
+    runner = world.runner([site, other])
+    assert runner.metrics is not None
+    await runner.run(site)
+    await runner.metrics.push(receiver.url, "site")
+    (push,) = receiver.requests
+    assert push.method == "PUT" and push.path == "/metrics/job/backup-my-bucket/plan/site"
+    pushed = parse(push.body)
+    assert pushed[("bmb_plan_last_run_success", "site")] == 1
+    assert {plan for _, plan in pushed} == {
+        "site",
+        "site/ok",
+        "site/partial",
+        "site/failed",
+        "site/interrupted",
+        "site/skipped",
+    }  # only this plan
+
+
 async def test_failing_pre_hook_skips_the_run_and_calls_for_help(
     world: World, receiver: Receiver, tmp_path: Path
 ) -> None:

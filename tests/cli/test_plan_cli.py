@@ -134,8 +134,11 @@ async def test_plan_usage_errors(
     assert code == ExitCode.USAGE and "did you mean 'a'?" in err
     code, _, err = await bmb(capsys, "--config", str(config), "daemon")
     assert code == ExitCode.USAGE and "no plan has a schedule" in err
-    code, _, err = await bmb(capsys, "--config", str(config), "daemon", "--metrics-listen", "9")
-    assert code == ExitCode.USAGE and "not HOST:PORT" in err
+    code, _, err = await bmb(capsys, "--config", str(config), "plan", "history", "../etc")
+    assert code == ExitCode.USAGE and "'../etc' is not a plan name" in err
+    config.write_text(config.read_text() + '[daemon]\nmetrics-listen = "9"\n')
+    code, _, err = await bmb(capsys, "--config", str(config), "daemon")
+    assert code == ExitCode.USAGE and "not HOST:PORT" in err  # the [daemon] table is read
 
 
 async def test_without_the_ops_extra(

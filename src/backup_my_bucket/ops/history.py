@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 import platformdirs
 
-from ..errors import Locked
+from ..errors import Locked, UsageError
 from ..units import format_time
+from .plans import PLAN_NAME
 
 APP_NAME = "backup-my-bucket"
 MAX_BYTES = 4 * 2**20
@@ -113,6 +114,8 @@ class History:
         self.root = root or default_state_dir()
 
     def _dir(self, plan: str) -> Path:
+        if not PLAN_NAME.match(plan):  # a name that is not a plan's must not reach the disk
+            raise UsageError(f"{plan!r} is not a plan name")
         return self.root / plan
 
     def append(self, record: RunRecord) -> None:

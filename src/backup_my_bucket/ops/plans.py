@@ -54,7 +54,7 @@ CONNECTION_KEYS = (
     "catalog",
     "workers",
 )
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+PLAN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_LOCK_TIMEOUT = timedelta(minutes=15)
 DEFAULT_HOOK_TIMEOUT = timedelta(minutes=10)
 
@@ -292,7 +292,7 @@ def _check_table(where: str, table: Any, schema: Mapping[str, Convert]) -> dict[
 def parse_plan(name: str, table: Any) -> Plan:
     """One ``[plans.NAME]`` table (keys already with underscores) as a :class:`Plan`."""
     where = f"[plans.{name}]"
-    if not _NAME.match(name):
+    if not PLAN_NAME.match(name):
         raise UsageError(
             f"plan name {name!r} is not allowed",
             hint="use letters, digits, '.', '_' and '-' (it names files and systemd units)",

@@ -14,7 +14,7 @@ from ...ops.history import History, default_state_dir
 from ...ops.plans import select
 from ...ops.signals import stop_on_signals
 from ..app import App
-from .plan import configured_plans, connector, see_more, state_dir_option, textfile_option
+from .plan import configured_plans, plan_runner, state_dir_option, textfile_option
 
 DEFAULT_LISTEN = "127.0.0.1:9898"
 
@@ -71,9 +71,6 @@ def daemon(
     require_extra()
     from ...ops.daemon import Daemon, MetricsServer
     from ...ops.events import EventLog
-    from ...ops.metrics import PlanMetrics
-    from ...ops.notify import Notifier
-    from ...ops.runner import PlanRunner
 
     app: App = ctx.obj
     listen = None if no_metrics else _listen(metrics_listen)
@@ -86,15 +83,9 @@ def daemon(
     plans = [p for p in plans if p.schedule]
     history = History(state_dir or default_state_dir())
     events = EventLog(sys.stderr, app.clock, json_lines=log_format == "json")
-    metrics = PlanMetrics(plans, history)
-    runner = PlanRunner(
-        connector(app),
-        history,
-        app.clock,
-        notifier=Notifier(app.clock, see_more=see_more(ctx)),
-        metrics=metrics,
-        events=events,
-    )
+    runner = plan_runner(ctx, history, plans, events=events)
+    metrics = runner.metrics
+    assert metrics is not None
     scheduler = Daemon(
         plans, runner, history, app.clock, events=events, metrics=metrics, textfile=textfile
     )

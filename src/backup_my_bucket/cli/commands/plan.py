@@ -31,7 +31,9 @@ from ..app import App
 from ..config import config_in_use
 
 if TYPE_CHECKING:
-    from ...ops.runner import Connection, Connector
+    from ...engine.progress import Progress
+    from ...ops.events import EventLog
+    from ...ops.runner import Connection, Connector, PlanRunner
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,6 +86,31 @@ def connector(app: App) -> Connector:
             await plan_app.aclose()
 
     return connect
+
+
+def plan_runner(
+    ctx: click.Context,
+    history: History,
+    plans: Sequence[Plan],
+    *,
+    events: EventLog | None = None,
+    progress: Callable[[], Progress] | None = None,
+) -> PlanRunner:
+    """The runner the plan and daemon commands share, with metrics of ``plans``."""
+    from ...ops.metrics import PlanMetrics
+    from ...ops.notify import Notifier
+    from ...ops.runner import PlanRunner
+
+    app: App = ctx.obj
+    return PlanRunner(
+        connector(app),
+        history,
+        app.clock,
+        notifier=Notifier(app.clock, see_more=see_more(ctx)),
+        metrics=PlanMetrics(plans, history),
+        events=events,
+        progress=progress,
+    )
 
 
 def exit_code_of(records: Sequence[RunRecord]) -> int:
@@ -194,23 +221,12 @@ def run_plans(
     if bool(names) == run_all:
         raise UsageError("name the plans to run, or pass --all", hint="see `bmb plan list`")
     require_extra()
-    from ...ops.metrics import PlanMetrics
-    from ...ops.notify import Notifier
-    from ...ops.runner import PlanRunner
-
     app: App = ctx.obj
     everything = configured_plans(ctx)
     plans = select(everything, names)
-    history = _history(ctx)
-    metrics = PlanMetrics(list(everything.values()), history)
-    runner = PlanRunner(
-        connector(app),
-        history,
-        app.clock,
-        notifier=Notifier(app.clock, see_more=see_more(ctx)),
-        metrics=metrics,
-        progress=app.progress,
-    )
+    runner = plan_runner(ctx, _history(ctx), list(everything.values()), progress=app.progress)
+    metrics = runner.metrics
+    assert metrics is not None
     records: list[RunRecord] = []
     terminated: list[str] = []
 

@@ -5,14 +5,16 @@ once per client. Relies on botocore internals; each piece turns itself off witho
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import botocore.handlers
 
 from ...model import ObjectPage, VersionPage
-from .parse import parse_objects_xml, parse_versions_xml
+from .parse import ListingParseError, parse_objects_xml, parse_versions_xml
 
+log = logging.getLogger(__name__)
 _PAGE = "BmbPage"  # where the before-parse hook leaves its parse in the response dict
 
 
@@ -38,7 +40,12 @@ def _make_listing_hook(
             # an <Error> in a 200, or a body cut short: botocore's rule, a 500 to retry
             response_dict["status_code"] = 500
             return
-        customized_response_dict[_PAGE] = parse(body)
+        try:
+            customized_response_dict[_PAGE] = parse(body)
+        except ListingParseError as exc:  # retried like a page cut short
+            log.debug("listing page unparsable, retried: %s", exc)
+            response_dict["status_code"] = 500
+            return
         response_dict["body"] = b""  # nothing left for botocore's slow parser to do
 
     return hook

@@ -211,7 +211,10 @@ def test_plain_pages_of_known_servers_take_the_whole_entry_scan(
     entries: list[tuple[str, str, int, bool, bool, str, bool, int]], layout: str
 ) -> None:
     """The fast scan really serves SeaweedFS's and AWS's pages (speed), with equal results."""
-    entries = [(k, v, size, m, latest, "STANDARD", True, sec) for k, v, size, m, latest, _, _, sec in entries]
+    entries = [
+        (k, v, size, m, latest, "STANDARD", True, sec)
+        for k, v, size, m, latest, _, _, sec in entries
+    ]
     body = _page(entries, [], (False, None, None), layout, "go", False, "none")
     root = parse._ROOT.match(body)
     assert root is not None

@@ -4,8 +4,6 @@ botocore's internals (the before-parse event and the parser factory defaults).""
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from backup_my_bucket.errors import (
     AccessDenied,
@@ -17,7 +15,6 @@ from backup_my_bucket.errors import (
 )
 from backup_my_bucket.storage.s3 import (
     hooks,
-    parse,
     parse_timestamp,
     parse_versions_xml,
     translate_error,

@@ -62,6 +62,7 @@ def _install_listing_hooks(events: Any) -> None:
     )
     stock: Callable[..., None] | None = getattr(botocore.handlers, "_handle_200_error", None)
     if stock is None:
+        log.debug("botocore's check of every 200 stays for listings (its internals moved)")
         return  # another botocore: its own check stays, merely slower
 
     def check_200_error_except_listings(operation_model: Any, **kwargs: Any) -> None:
@@ -80,10 +81,10 @@ def _fixed_user_agent(client: Any) -> None:
     flags that are fixed for our client, so the first rendering is kept.
     """
     creator = getattr(client, "_user_agent_creator", None)
-    if creator is None:  # a botocore without it: nothing to save
+    rebuild = getattr(creator, "rebuild_and_replace_user_agent_handler", None)
+    if creator is None or rebuild is None:  # a botocore without them: nothing to save
+        log.debug("botocore renders the User-Agent per request (its internals moved)")
         return
     rendered = creator.to_string()
-    client.meta.events.unregister(
-        "request-created.s3", creator.rebuild_and_replace_user_agent_handler
-    )
+    client.meta.events.unregister("request-created.s3", rebuild)
     creator.to_string = lambda: rendered

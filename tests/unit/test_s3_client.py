@@ -13,6 +13,7 @@ import pytest
 from aiobotocore.session import AioSession
 
 from backup_my_bucket.errors import InvalidCredentials
+from backup_my_bucket.model import VersionRef
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 from backup_my_bucket.storage.s3.fastpath import Network, network
 
@@ -32,9 +33,12 @@ def no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("no_aws_env")
 async def test_no_credentials_with_an_endpoint_is_a_credentials_error() -> None:
-    with pytest.raises(InvalidCredentials) as raised:
-        await S3Store(S3Config(endpoint_url=ENDPOINT)).open()
-    assert raised.value.hint and "AWS_ACCESS_KEY_ID" in raised.value.hint
+    async with S3Store(S3Config(endpoint_url=ENDPOINT)) as store:  # a command checks first
+        assert store._fast is None
+        for call in (store.list_versions_page("b"), store.copy(VersionRef("b", "k"), "b", "c")):
+            with pytest.raises(InvalidCredentials) as raised:
+                await call
+            assert raised.value.hint and "AWS_ACCESS_KEY_ID" in raised.value.hint
     with pytest.raises(InvalidCredentials, match="incomplete"):
         await S3Store(S3Config(endpoint_url=ENDPOINT, access_key="AKIDONLY")).open()
 

@@ -55,7 +55,8 @@ def _track(credentials: Any) -> None:
 
 async def _credentials(session: AioSession, cfg: S3Config) -> Any:
     """Explicit keys as given (no credential chain, no instance-metadata probe); otherwise
-    botocore's chain, which must find some."""
+    botocore's chain (None if it found none: the first request fails with our credentials
+    error, after what a command checks first)."""
     if cfg.access_key is not None or cfg.secret_key is not None:
         if not (cfg.access_key and cfg.secret_key):
             raise botocore.exceptions.PartialCredentialsError(
@@ -66,7 +67,7 @@ async def _credentials(session: AioSession, cfg: S3Config) -> Any:
         return AioCredentials(cfg.access_key, cfg.secret_key, method="explicit")
     credentials = await session.get_credentials()
     if credentials is None:
-        raise botocore.exceptions.NoCredentialsError()
+        return None
     _track(credentials)
     remember_credentials(await credentials.get_frozen_credentials())
     return credentials
@@ -123,6 +124,9 @@ async def _fast_path(cfg: S3Config, session: AioSession, credentials: Any) -> _F
         return None  # AWS itself: virtual-hosted addressing, botocore's endpoint rules
     if not cfg.fast_path:
         log.debug("fast request path off: turned off by the settings")
+        return None
+    if credentials is None:
+        log.debug("fast request path off: no credentials (botocore's requests will say so)")
         return None
     path = urllib.parse.urlsplit(cfg.endpoint_url).path
     if quote(path) != path:

@@ -171,33 +171,35 @@ def _assert_no_values(text: str, values: list[str]) -> None:
         assert value not in text, f"{value!r} leaked"
 
 
+def _success_and_error_paths(
+    env: dict[str, str], s3_server: S3Server, proxy: FaultProxy, pair: list[str], tmp: Path
+) -> str:
+    """init and backup through the re-signing proxy; a missing bucket through it; a sync
+    straight to SeaweedFS, which refuses the credentials. The whole output of all four."""
+    ok = env | {"AWS_ENDPOINT_URL": proxy.url}
+    text = ""
+    for args in (["init", *pair, "--yes"], ["backup", *pair]):
+        code, more = _cli(ok, "--catalog", str(tmp / "c"), *args)
+        assert code == 0, more
+        text += more
+    assert "x-amz-security-token" in text.lower()  # it was sent (and its value redacted)
+    code, more = _cli(ok, "snapshot", "--backup", "s3://bmb-no-such-bucket-x")
+    assert code != 0, more
+    direct = env | {"AWS_ENDPOINT_URL": s3_server.endpoint_url}
+    code, last = _cli(direct, "--catalog", str(tmp / "d"), "sync", *pair)
+    assert code == 1 and "credentials" in last and "Traceback" in last, last
+    return text + more + last
+
+
 def test_session_token_never_printed(
     s3_server: S3Server, buckets: tuple[str, str], resigning: FaultProxy, tmp_path: Path
 ) -> None:
     src, bkp = buckets
     values = ["AKIDSTATICSESSION1", "static-secret-Vb7/+x", "IQoJstaticToken/+abc=="]
-    env = _clean_env() | {"AWS_DEFAULT_REGION": "us-east-1"}
-    env |= dict(
-        zip(
-            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), values, strict=True
-        )
-    )
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    env = _clean_env() | {"AWS_DEFAULT_REGION": "us-east-1"} | dict(zip(names, values, strict=True))
     pair = ["--source", f"s3://{src}", "--backup", f"s3://{bkp}"]
-    ok = env | {"AWS_ENDPOINT_URL": resigning.url}
-    code, text = _cli(ok, "--catalog", str(tmp_path / "c"), "init", *pair, "--yes")
-    assert code == 0, text
-    code, more = _cli(ok, "--catalog", str(tmp_path / "c"), "backup", *pair)
-    assert code == 0, more
-    text += more
-    assert "X-Amz-Security-Token" in text or "x-amz-security-token" in text  # it was sent
-    # error paths: a missing bucket through the proxy; SeaweedFS refusing the token
-    code, more = _cli(ok, "snapshot", "--backup", "s3://bmb-no-such-bucket-tok")
-    assert code != 0, more
-    text += more
-    direct = env | {"AWS_ENDPOINT_URL": s3_server.endpoint_url}
-    code, more = _cli(direct, "--catalog", str(tmp_path / "d"), "sync", *pair)
-    assert code == 1 and "credentials" in more and "Traceback" in more, more
-    _assert_no_values(text + more, values)
+    _assert_no_values(_success_and_error_paths(env, s3_server, resigning, pair, tmp_path), values)
 
 
 def test_refreshed_credentials_never_printed(
@@ -214,19 +216,7 @@ def test_refreshed_credentials_never_printed(
     env = _clean_env() | {"AWS_CONFIG_FILE": str(config), "AWS_DEFAULT_REGION": "us-east-1"}
     env |= {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_PROFILE": "rotating"}
     pair = ["--source", f"s3://{src}", "--backup", f"s3://{bkp}"]
-    ok = env | {"AWS_ENDPOINT_URL": resigning.url}
-    code, text = _cli(ok, "--catalog", str(tmp_path / "c"), "init", *pair, "--yes")
-    assert code == 0, text
-    code, more = _cli(ok, "--catalog", str(tmp_path / "c"), "backup", *pair)
-    assert code == 0, more
-    text += more
-    code, more = _cli(ok, "snapshot", "--backup", "s3://bmb-no-such-bucket-rot")
-    assert code != 0, more
-    text += more
-    direct = env | {"AWS_ENDPOINT_URL": s3_server.endpoint_url}
-    code, more = _cli(direct, "--catalog", str(tmp_path / "d"), "sync", *pair)
-    assert code == 1 and "credentials" in more, more
-    text += more
+    text = _success_and_error_paths(env, s3_server, resigning, pair, tmp_path)
     values = produced.read_text().split()
     assert len(values) >= 3 * 4  # refreshed: several sets in one run
     _assert_no_values(text, values)

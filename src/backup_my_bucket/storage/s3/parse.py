@@ -14,10 +14,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from botocore.utils import parse_timestamp as _botocore_parse_timestamp
 
 from ...model import ObjectPage, ObjectSummary, ObjectVersion, VersionPage
+
+T = TypeVar("T")
 
 
 class ListingParseError(ValueError):
@@ -367,40 +370,52 @@ def _scan_versions(body: bytes) -> VersionPage:
     )
 
 
-def _tree_versions(body: bytes) -> VersionPage:
-    """ElementTree's reading of any page the scan does not take."""
-    root = _tree(body, "ListVersionsResult")
+def _tree_listing(
+    body: bytes, root_name: str, entry_tags: tuple[str, ...], make: Callable[..., T]
+) -> tuple[ET.Element, list[T], list[str], Callable[[str], str]]:
+    """ElementTree's reading of a listing: ``make(tag, fields, decode)`` for each entry, the
+    common prefixes, and the key decoder (URL decoding when the listing says so)."""
+    root = _tree(body, root_name)
     url = _child_text(root, "EncodingType") == "url"
 
     def decode(text: str) -> str:
         return urllib.parse.unquote_plus(text) if url else text
 
-    entries: list[ObjectVersion] = []
+    entries: list[T] = []
     prefixes: list[str] = []
     try:
         for child in root:
             tag = _local(child.tag)
             if tag == "CommonPrefixes":
                 prefixes += [decode(p.text or "") for p in child if _local(p.tag) == "Prefix"]
-            elif tag in ("Version", "DeleteMarker"):
-                fields = {_local(c.tag): c.text or "" for c in child}
-                marker = tag == "DeleteMarker"
-                size = 0 if marker else int(fields.get("Size") or 0)
-                etag = None if marker else fields.get("ETag", "").strip('"') or None
-                entries.append(
-                    ObjectVersion(
-                        decode(fields["Key"]),
-                        fields.get("VersionId") or "null",
-                        parse_timestamp(fields["LastModified"]),
-                        size,
-                        None if marker else _listed_etag(etag, size),
-                        fields.get("IsLatest") == "true",
-                        marker,
-                        None if marker else fields.get("StorageClass") or "STANDARD",
-                    )
-                )
+            elif tag in entry_tags:
+                entries.append(make(tag, {_local(c.tag): c.text or "" for c in child}, decode))
     except (KeyError, ValueError, TypeError) as exc:
         raise ListingParseError(f"an entry without a valid {exc}") from exc
+    return root, entries, prefixes, decode
+
+
+def _tree_version(tag: str, fields: dict[str, str], decode: Callable[[str], str]) -> ObjectVersion:
+    marker = tag == "DeleteMarker"
+    size = 0 if marker else int(fields.get("Size") or 0)
+    etag = None if marker else fields.get("ETag", "").strip('"') or None
+    return ObjectVersion(
+        decode(fields["Key"]),
+        fields.get("VersionId") or "null",
+        parse_timestamp(fields["LastModified"]),
+        size,
+        None if marker else _listed_etag(etag, size),
+        fields.get("IsLatest") == "true",
+        marker,
+        None if marker else fields.get("StorageClass") or "STANDARD",
+    )
+
+
+def _tree_versions(body: bytes) -> VersionPage:
+    """ElementTree's reading of any page the scan does not take."""
+    root, entries, prefixes, decode = _tree_listing(
+        body, "ListVersionsResult", ("Version", "DeleteMarker"), _tree_version
+    )
     next_key = _child_text(root, "NextKeyMarker")
     return VersionPage(
         entries=entries,
@@ -422,34 +437,21 @@ def parse_versions_xml(body: bytes) -> VersionPage:
         return _tree_versions(body)  # (UnicodeDecodeError is a ValueError)
 
 
+def _tree_object(tag: str, fields: dict[str, str], decode: Callable[[str], str]) -> ObjectSummary:
+    return ObjectSummary(
+        key=decode(fields["Key"]),
+        last_modified=parse_timestamp(fields["LastModified"]),
+        size=int(fields.get("Size") or 0),
+        etag=fields.get("ETag", "").strip('"'),
+        storage_class=fields.get("StorageClass") or "STANDARD",
+    )
+
+
 def parse_objects_xml(body: bytes) -> ObjectPage:
     """Parse a ListObjectsV2 body (raises :class:`ListingParseError` if it is not one)."""
-    root = _tree(body, "ListBucketResult")
-    url = _child_text(root, "EncodingType") == "url"
-
-    def decode(text: str) -> str:
-        return urllib.parse.unquote_plus(text) if url else text
-
-    objects: list[ObjectSummary] = []
-    prefixes: list[str] = []
-    try:
-        for child in root:
-            tag = _local(child.tag)
-            if tag == "Contents":
-                fields = {_local(c.tag): c.text or "" for c in child}
-                objects.append(
-                    ObjectSummary(
-                        key=decode(fields["Key"]),
-                        last_modified=parse_timestamp(fields["LastModified"]),
-                        size=int(fields.get("Size") or 0),
-                        etag=fields.get("ETag", "").strip('"'),
-                        storage_class=fields.get("StorageClass") or "STANDARD",
-                    )
-                )
-            elif tag == "CommonPrefixes":
-                prefixes += [decode(p.text or "") for p in child if _local(p.tag) == "Prefix"]
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ListingParseError(f"an entry without a valid {exc}") from exc
+    root, objects, prefixes, _ = _tree_listing(
+        body, "ListBucketResult", ("Contents",), _tree_object
+    )
     return ObjectPage(
         objects=objects,
         common_prefixes=prefixes,

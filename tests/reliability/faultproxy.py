@@ -10,6 +10,13 @@ loop or thread (the CLI runs its own loop).
 
 Injected errors are answered before forwarding, so the request never took effect: a fault
 never leaves a half-applied state on the server, only a client that must retry.
+
+It also serves as a plain HTTP forward proxy (``HTTP_PROXY=proxy.url``: requests in absolute
+form go to the same upstream), over TLS (``tls``: an SSL context), and can re-sign every
+request with the upstream's real keys (``resign``), so a client may sign with any
+credentials (a session token, refreshed keys) that the upstream does not know. Every
+request is logged in ``stats.log`` (method, path and query, User-Agent,
+Proxy-Authorization).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import ssl
 import struct
 import threading
 from collections import Counter
@@ -24,6 +32,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import aiohttp
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
@@ -34,7 +45,11 @@ _ERRORS = {
     "internal": (500, "InternalError"),
 }
 # hop-by-hop headers, and those aiohttp computes itself from the body it sends
-_REQUEST_SKIP = {"connection", "keep-alive", "transfer-encoding", "content-length", "te"}
+_REQUEST_SKIP = {
+    "connection", "keep-alive", "transfer-encoding", "content-length", "te",
+    "proxy-authorization", "proxy-connection",
+}  # fmt: skip
+_SIGNATURE = {"authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"}
 _RESPONSE_SKIP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date"}
 
 
@@ -42,6 +57,8 @@ _RESPONSE_SKIP = {"connection", "keep-alive", "transfer-encoding", "content-leng
 class FaultStats:
     requests: int = 0
     injected: Counter[str] = field(default_factory=Counter)
+    # method, path and query, User-Agent, Proxy-Authorization
+    log: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def faults(self) -> int:
@@ -59,6 +76,8 @@ class FaultProxy:
         seed: int = 0,
         faults: tuple[str, ...] = FAULTS,  # drawn uniformly; repeat a name to weight it
         latency: tuple[float, float] = (0.05, 0.3),
+        tls: ssl.SSLContext | None = None,
+        resign: tuple[str, str] | None = None,  # the upstream's (access key, secret key)
     ) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown:
@@ -67,6 +86,8 @@ class FaultProxy:
         self.rate = rate
         self.faults = faults
         self.latency = latency
+        self.tls = tls
+        self.resign = resign
         self.stats = FaultStats()
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -78,7 +99,7 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -135,7 +156,7 @@ class FaultProxy:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
-            site = web.SockSite(runner, sock)
+            site = web.SockSite(runner, sock, ssl_context=self.tls)
             await site.start()
             self._ready.set()
             try:
@@ -154,6 +175,11 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        path = _origin_form(request.raw_path)
+        self.stats.log.append((
+            request.method, path, request.headers.get("User-Agent", ""),
+            request.headers.get("Proxy-Authorization", ""),
+        ))  # fmt: skip
         fault = self._draw()
         if fault in _ERRORS:
             status, code = _ERRORS[fault]
@@ -175,7 +201,10 @@ class FaultProxy:
         headers = CIMultiDict(
             (k, v) for k, v in request.headers.items() if k.lower() not in _REQUEST_SKIP
         )
-        url = URL(self.upstream + request.raw_path, encoded=True)
+        path = _origin_form(request.raw_path)
+        if self.resign is not None:
+            headers = self._resigned(request, path, headers, body)
+        url = URL(self.upstream + path, encoded=True)
         async with self._session.request(
             request.method,
             url,
@@ -197,3 +226,23 @@ class FaultProxy:
                 await response.write_eof()
                 return response
             return web.Response(status=upstream.status, headers=out_headers, body=payload)
+
+    def _resigned(
+        self, request: web.Request, path: str, headers: CIMultiDict[str], body: bytes
+    ) -> CIMultiDict[str]:
+        assert self.resign is not None
+        scope = headers.get("Authorization", "").split("Credential=")[-1].split("/")
+        region = scope[2] if len(scope) > 2 else "us-east-1"
+        kept = {k: v for k, v in headers.items() if k.lower() not in _SIGNATURE}
+        url = f"http://{headers.get('Host', '')}{path}"
+        signed = botocore.awsrequest.AWSRequest(request.method, url, kept, body)
+        credentials = botocore.credentials.Credentials(*self.resign)
+        botocore.auth.S3SigV4Auth(credentials, "s3", region).add_auth(signed)
+        return CIMultiDict(signed.headers.items())
+
+
+def _origin_form(target: str) -> str:
+    """The path and query of a request target, also when a client sent it to us as a proxy."""
+    if target.startswith(("http://", "https://")):
+        return URL(target, encoded=True).raw_path_qs
+    return target

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backup_my_bucket.engine import listing
+from backup_my_bucket.engine import listing, scratch
 from backup_my_bucket.engine.listing import MAX_CHAR, ParallelListing, split_key
 from backup_my_bucket.engine.versions import KeyHistory
 from backup_my_bucket.storage.memory import MemoryStore
@@ -96,3 +100,37 @@ async def test_reduce_may_drop_keys() -> None:
         store, "b", lambda h: h.key if int(h.key[1:]) % 2 == 0 else None, page_size=3, workers=8
     )
     assert [k async for k in only_even.results()] == sorted(f"k{i}" for i in range(0, 50, 2))
+
+
+async def test_a_listing_that_stops_early_leaves_no_spill_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(listing, "BUFFER_ROWS", 7)
+    monkeypatch.setattr(listing, "MIN_SPILL", 3)
+    store = MemoryStore()
+    await _fill(store, "b", [f"f{i:05d}" for i in range(900)])
+    spills = tmp_path / "spill"
+    spills.mkdir()
+    stopped = ParallelListing(store, "b", _key, workers=16, page_size=13, spill_dir=str(spills))
+    results = stopped.results()
+    async for _ in results:
+        if stopped.stats.spilled_rows and len(list(spills.iterdir())) > 2:
+            break  # the consumer stops while units ahead hold spilled rows
+    assert len(list(spills.iterdir())) > 2
+    await results.aclose()
+    assert list(spills.iterdir()) == []
+
+
+def test_scratch_of_dead_processes_is_swept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    mine = scratch.scratch_prefix("list")
+    theirs = mine.replace(f"-{os.getpid()}-", f"-{int(dead.stdout)}-")
+    other_host = "bmb-list-00000000-" + dead.stdout.strip() + "-x"
+    for name in (mine + "a", theirs + "b", other_host):
+        (tmp_path / name).write_bytes(b"rows")
+    (tmp_path / (theirs + "dir")).mkdir()
+    (tmp_path / (theirs + "dir") / "index.parquet").write_bytes(b"x")
+    swept = scratch.sweep_stale("list", str(tmp_path))
+    assert sorted(p.name for p in swept) == sorted([theirs + "b", theirs + "dir"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine + "a", other_host])

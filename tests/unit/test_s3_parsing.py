@@ -4,8 +4,6 @@ botocore's internals (the before-parse event and the parser factory defaults).""
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from backup_my_bucket.errors import (
     AccessDenied,
@@ -17,7 +15,6 @@ from backup_my_bucket.errors import (
 )
 from backup_my_bucket.storage.s3 import (
     hooks,
-    parse,
     parse_timestamp,
     parse_versions_xml,
     translate_error,
@@ -111,129 +108,6 @@ def test_translate_connection_errors() -> None:
         translate_error(botocore.exceptions.NoCredentialsError(), "ListBucket", "b"),
         InvalidCredentials,
     )
-
-
-def _reference_parse(body: bytes) -> list[tuple[str, str, bool, str | None, int]]:
-    """A plain ElementTree parse: the slow, obvious reading of the same XML."""
-    import urllib.parse
-    import xml.etree.ElementTree as ET
-
-    ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-    root = ET.fromstring(body)
-    encoded = root.findtext(f"{ns}EncodingType") == "url"
-    out = []
-    for child in root:
-        tag = child.tag[len(ns) :]
-        if tag in ("Version", "DeleteMarker"):
-            key = child.findtext(f"{ns}Key") or ""
-            out.append(
-                (
-                    urllib.parse.unquote_plus(key) if encoded else key,
-                    child.findtext(f"{ns}VersionId") or "",
-                    tag == "DeleteMarker",
-                    (child.findtext(f"{ns}ETag") or "").strip('"') or None,
-                    int(child.findtext(f"{ns}Size") or 0),
-                )
-            )
-    return out
-
-
-def test_fast_parser_agrees_with_elementtree() -> None:
-    from xml.sax.saxutils import escape
-
-    keys = ["a&b", "<tag>", "new\nline", "cr\rx", 'quote"s', "caf\u00e9 \U0001f600", "plain"]
-    parts = []
-    for i, key in enumerate(sorted(keys)):
-        text = escape(key).replace("\r", "&#xD;").replace('"', "&quot;")
-        if i % 3 == 0:
-            parts.append(
-                f"<DeleteMarker><Key>{text}</Key><VersionId>d{i}</VersionId><IsLatest>true</IsLatest>"
-                f"<LastModified>2026-11-26T10:00:0{i}.000Z</LastModified><Owner><ID>o</ID></Owner>"
-                "</DeleteMarker>"
-            )
-        parts.append(
-            f"<Version>\n  <Key>{text}</Key>\n  <VersionId>v{i}</VersionId><IsLatest>false</IsLatest>"
-            f"<LastModified>2026-11-26T10:00:0{i}Z</LastModified><ETag>&quot;e{i}&quot;</ETag>"
-            f"<Size>{i}</Size><Owner><ID>x</ID><DisplayName>y</DisplayName></Owner>"
-            "<StorageClass>STANDARD</StorageClass></Version>"
-        )
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-        "<Name>b</Name><IsTruncated>false</IsTruncated>" + "".join(parts) + "</ListVersionsResult>"
-    ).encode()
-    page = parse_versions_xml(body)
-    got = [(e.key, e.version_id, e.is_delete_marker, e.etag, e.size) for e in page.entries]
-    assert got == _reference_parse(body)
-    assert not page.is_truncated and page.next_key_marker is None
-
-
-def _go_escape(text: str) -> str:
-    """Escape text the way Go's encoding/xml does (SeaweedFS)."""
-    table = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;",
-             "\t": "&#x9;", "\n": "&#xA;", "\r": "&#xD;"}  # fmt: skip
-    return "".join(table.get(c, c) for c in text)
-
-
-def _page(entries: list[tuple[str, int, bool]], layout: str, encoded: bool) -> bytes:
-    import urllib.parse
-
-    owner = "<Owner><ID>o</ID><DisplayName>n</DisplayName></Owner>"
-    parts = []
-    for i, (key, size, marker) in enumerate(entries):
-        k = _go_escape(urllib.parse.quote_plus(key, safe="/") if encoded else key)
-        head = (
-            f"<Key>{k}</Key><VersionId>v{i}</VersionId><IsLatest>{str(i == 0).lower()}</IsLatest>"
-        )
-        when = f"<LastModified>2026-11-26T10:00:{i % 60:02d}Z</LastModified>"
-        etag, sz = f"<ETag>&#34;e{i}&#34;</ETag>", f"<Size>{size}</Size>"
-        sc = "<StorageClass>STANDARD</StorageClass>"
-        if marker:
-            body = head + owner + when if layout == "seaweedfs" else head + when + owner
-            parts.append(f"<DeleteMarker>{body}</DeleteMarker>")
-        elif layout == "seaweedfs":
-            parts.append(f"<Version>{head}{etag}{sz}{owner}{sc}{when}</Version>")
-        else:
-            checksum = "<ChecksumAlgorithm>CRC32</ChecksumAlgorithm>" if i % 2 else ""
-            parts.append(f"<Version>{head}{when}{etag}{checksum}{sz}{sc}{owner}</Version>")
-    encoding = "<EncodingType>url</EncodingType>" if encoded else ""
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-        f"<Name>b</Name>{encoding}<IsTruncated>false</IsTruncated>"
-        + "".join(parts)
-        + "</ListVersionsResult>"
-    ).encode()
-
-
-_ODD_TEXT = st.text(
-    alphabet=st.sampled_from(list("ab/ +%&<>\"'\t\n\r\u00e9\U0001f600")), min_size=1, max_size=8
-)
-
-
-@settings(max_examples=300)
-@given(
-    st.lists(st.tuples(_ODD_TEXT, st.integers(1, 10**12), st.booleans()), max_size=12),
-    st.sampled_from(["seaweedfs", "aws"]),
-    st.booleans(),
-)
-def test_whole_entry_fast_path_agrees_with_elementtree(
-    entries: list[tuple[str, int, bool]], layout: str, encoded: bool
-) -> None:
-    body = _page(entries, layout, encoded)
-    key_text = parse._url_text if encoded else parse._xml_text
-    fast = parse._fast_entries(body, key_text)
-    assert fast is not None  # the compact layouts of both servers take the fast path
-    assert fast == parse._general_entries(body, key_text)
-    got = [(e.key, e.version_id, e.is_delete_marker, e.etag, e.size) for e in fast]
-    assert got == _reference_parse(body)
-
-
-def test_unknown_layout_takes_the_general_path() -> None:
-    body = _page([("k", 1, False), ("k", 0, True)], "seaweedfs", False)
-    odd = body.replace(b"<Size>", b"<Extra>x</Extra><Size>")
-    assert parse._fast_entries(odd, parse._xml_text) is None
-    assert parse_versions_xml(odd).entries == parse_versions_xml(body).entries
 
 
 @pytest.mark.parametrize(

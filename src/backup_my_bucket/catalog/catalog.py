@@ -45,11 +45,10 @@ from ..errors import (
 from ..model import S3Url
 from ..storage.protocol import ObjectStore
 from ..units import format_time
-from .index import IndexReader, SnapshotMeta, file_sha256
+from .index import IndexReader, SnapshotMeta, check_snapshot_id, file_sha256
 
 APP_NAME = "backup-my-bucket"
 LOCK_TTL = timedelta(minutes=10)
-_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")
 log = logging.getLogger(__name__)
 
 
@@ -60,6 +59,8 @@ def new_snapshot_id(at: datetime) -> str:
 
 def resolve_id(ref: str, metas: Sequence[SnapshotMeta]) -> SnapshotMeta:
     """``latest``, a full id, or a unique prefix of one."""
+    if ref != "latest":
+        check_snapshot_id(ref, "snapshot", UsageError)
     if not metas:
         raise SnapshotNotFound("the catalog holds no snapshots", hint="take one with `snapshot`")
     if ref == "latest":
@@ -284,6 +285,7 @@ class LocalCatalog(Catalog):
         return sorted(metas, key=lambda m: (m.at, m.id))
 
     async def publish(self, meta: SnapshotMeta, index: Path) -> None:
+        check_snapshot_id(meta.id, "publish")
         manifests, indexes = self._dirs()
         try:
             _atomic_copy(index, indexes / f"{meta.id}.parquet")
@@ -292,6 +294,8 @@ class LocalCatalog(Catalog):
             raise CatalogError(f"cannot write to catalog {self.root}: {exc.strerror}") from exc
 
     async def remove(self, ids: Sequence[str]) -> None:
+        for snapshot_id in ids:
+            check_snapshot_id(snapshot_id, "remove")
         for snapshot_id in ids:
             (self.root / "snapshots" / f"{snapshot_id}.json").unlink(missing_ok=True)
         for snapshot_id in ids:
@@ -316,7 +320,7 @@ class LocalCatalog(Catalog):
             (self.root / name).unlink(missing_ok=True)
 
     async def index_path(self, meta: SnapshotMeta) -> Path:
-        return self.root / "index" / f"{meta.id}.parquet"
+        return self.root / "index" / f"{check_snapshot_id(meta.id, 'index')}.parquet"
 
     async def _read_lock(self) -> LockInfo | None:
         try:
@@ -405,6 +409,7 @@ class S3Catalog(Catalog):
         return sorted(metas, key=lambda m: (m.at, m.id))
 
     async def publish(self, meta: SnapshotMeta, index: Path) -> None:
+        check_snapshot_id(meta.id, "publish")
         await upload_file(
             self.store, self.url.bucket, self._key("index", f"{meta.id}.parquet"), index
         )
@@ -413,6 +418,8 @@ class S3Catalog(Catalog):
         )
 
     async def remove(self, ids: Sequence[str]) -> None:
+        for snapshot_id in ids:
+            check_snapshot_id(snapshot_id, "remove")
         for snapshot_id in ids:
             await self.store.delete(self.url.bucket, self._key("snapshots", f"{snapshot_id}.json"))
         for snapshot_id in ids:
@@ -443,17 +450,21 @@ class S3Catalog(Catalog):
             await self.store.delete(self.url.bucket, self._key(name))
 
     async def index_path(self, meta: SnapshotMeta) -> Path:
-        path = self.cache_dir / f"{meta.id}.parquet"
+        path = self.cache_dir / f"{check_snapshot_id(meta.id, 'index')}.parquet"
         if path.is_file() and file_sha256(path) == meta.index_sha256:
             return path
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            async for chunk in self.store.get(
-                self.url.bucket, self._key("index", f"{meta.id}.parquet")
-            ):
-                f.write(chunk)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in self.store.get(
+                    self.url.bucket, self._key("index", f"{meta.id}.parquet")
+                ):
+                    f.write(chunk)
+            os.replace(tmp, path)
+        except BaseException:  # a failed or interrupted download leaves nothing behind
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     async def _read_lock(self) -> LockInfo | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -23,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import CorruptIndex, UnsupportedFormat
+from ..errors import BackupError, CorruptIndex, UnsupportedFormat
 from ..model import ObjectVersion
 from ..units import format_time
 
@@ -40,6 +41,24 @@ _FIELDS: list[Any] = [
     pa.field("storage_class", pa.string()),
 ]
 SCHEMA = pa.schema(_FIELDS)
+
+
+_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+
+
+def check_snapshot_id(value: str, where: str, error: type[BackupError] = CorruptIndex) -> str:
+    """``value`` if it can be a snapshot id: letters, digits, ``.``, ``_``, ``-``, no ``..``.
+
+    Ids name files (``index/<id>.parquet``): one read from a manifest, a catalog listing or
+    the command line is checked here before any path is built from it, so that no id can
+    point outside the catalog (``/``, ``..``, NUL).
+    """
+    if not _ID.fullmatch(value) or ".." in value:
+        raise error(
+            f"{where}: {value!r} is not a valid snapshot id",
+            hint="snapshot ids hold letters, digits, '.', '_' and '-' only",
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +104,7 @@ class SnapshotMeta:
         check_format(str(data.get("format_version", "")), where)
         try:
             return cls(
-                id=str(data["id"]),
+                id=check_snapshot_id(str(data["id"]), f"snapshot manifest {where}"),
                 at=datetime.fromisoformat(str(data["at"])),
                 created=datetime.fromisoformat(str(data["created"])),
                 backup=str(data["backup"]),

@@ -38,6 +38,7 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     json: bool = False
     debug: bool = False
+    fast_path: bool = True
     access_key: str | None = None  # not an option: for the embedded demo server only
     secret_key: str | None = None
 
@@ -64,6 +65,7 @@ class App:
             secret_key=s.secret_key,
             # listing tasks run beside the workers; the pool must never be the bottleneck
             max_pool_connections=s.workers + 16,
+            fast_path=s.fast_path,
         )
 
     async def store(self, side: Side) -> ObjectStore:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import re
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -12,6 +12,7 @@ import click
 
 from .. import __version__
 from ..errors import BackupError, ExitCode, PartialFailure
+from ..storage.s3.redact import RedactingFormatter, redact, remember
 from .app import DEFAULT_WORKERS, App, Settings
 from .commands import backup, daemon, demo, manage, plan, promote, restore, snapshots
 from .config import check_config, find_config_arg, load_config
@@ -21,33 +22,10 @@ PROG = "backup-my-bucket"
 _state: dict[str, object] = {"debug": False, "output": None}
 
 
-class _Redact(logging.Filter):
-    """Request logs under --debug: no signature, key id or token ever reaches a log line."""
-
-    _PATTERNS = (
-        (re.compile(r"(Credential=)[^/,\s]+"), r"\1***"),
-        (re.compile(r"(Signature=)[0-9a-f]+"), r"\1***"),
-        (
-            re.compile(
-                r"((?:X-Amz-Security-Token|x-amz-security-token)['\"]?[:=]\s*['\"]?)[^'\",\s]+"
-            ),
-            r"\1***",
-        ),
-        (re.compile(r"(aws_secret_access_key['\"]?[:=]\s*['\"]?)[^'\",\s]+", re.I), r"\1***"),
-    )
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        for pattern, repl in self._PATTERNS:
-            message = pattern.sub(repl, message)
-        record.msg, record.args = message, None
-        return True
-
-
 def _setup_logging(debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_Redact())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    # every line, tracebacks included, without a credential (by name and by every value held)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -96,6 +74,13 @@ class _OrderedGroup(click.Group):
     help="Concurrent S3 requests.",
 )
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
+@click.option(
+    "--fast-path/--no-fast-path",
+    default=True,
+    show_default=True,
+    help="Send copies and version listings on custom endpoints through the lean request path "
+    "(docs/design.md); --no-fast-path sends every request through botocore.",
+)
 @click.option("--debug", is_flag=True, help="Tracebacks and request logs (never credentials).")
 @click.pass_context
 def cli(
@@ -109,6 +94,7 @@ def cli(
     catalog: str | None,
     workers: int,
     json_mode: bool,
+    fast_path: bool,
     debug: bool,
 ) -> None:
     """backup-my-bucket: backups, restoration points and point-in-time restore for S3 buckets.
@@ -127,6 +113,7 @@ def cli(
         workers=workers,
         json=json_mode,
         debug=debug,
+        fast_path=fast_path,
     )
     output = Output(json_mode)
     _state.update(debug=debug, output=output)
@@ -140,13 +127,17 @@ for module in (backup, snapshots, restore, manage, promote, plan, daemon, demo):
         cli.add_command(command)
 
 
+def _traceback() -> None:
+    click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+
+
 def _report(exc: BackupError, output: Output) -> None:
-    output.error(exc.message, exc.hint)
+    output.error(redact(exc.message), redact(exc.hint) if exc.hint else None)
     if isinstance(exc, PartialFailure):
         shown = exc.failures[:20]
         for failure in shown:
             version = f" ({failure.version_id})" if failure.version_id else ""
-            output.info(f"  failed: {failure.key!r}{version}: {failure.reason}")
+            output.info(redact(f"  failed: {failure.key!r}{version}: {failure.reason}"))
         if len(exc.failures) > len(shown):
             output.info(f"  ... and {len(exc.failures) - len(shown)} more")
 
@@ -155,6 +146,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code; every error is turned into one here."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state.update(debug="--debug" in args, output=None)
+    # what the environment holds is redacted from the start, before any store registers more
+    remember(*(os.environ.get(f"AWS_{n}") for n in ("SECRET_ACCESS_KEY", "SESSION_TOKEN")))
     try:
         path, config = load_config(find_config_arg(args))
         check_config(path, config, cli)
@@ -178,15 +171,15 @@ def run(argv: Sequence[str] | None = None) -> int:
         output = _state["output"]
         _report(exc, output if isinstance(output, Output) else Output(False))
         if _state["debug"]:
-            traceback.print_exc()
+            _traceback()
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted: rerun the same command to continue", err=True)
         return ExitCode.INTERRUPTED
     except Exception as exc:
-        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo(redact(f"internal error: {type(exc).__name__}: {exc}"), err=True)
         if _state["debug"]:
-            traceback.print_exc()
+            _traceback()
         else:
             click.echo("hint: rerun with --debug for a traceback, and report it", err=True)
         return ExitCode.FAILURE

@@ -26,6 +26,7 @@ key histories on its own and reduces each history to a result (a snapshot row, s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pickle
 import tempfile
@@ -38,6 +39,7 @@ from ..errors import StorageError
 from ..model import ObjectVersion
 from ..storage.protocol import MAX_PAGE, ObjectStore
 from ..storage.retry import retrying
+from .scratch import scratch_prefix, sweep_stale
 from .versions import KeyHistory
 
 R = TypeVar("R")
@@ -140,6 +142,7 @@ class ParallelListing(Generic[R]):
         self._error: BaseException | None = None
         self._head: _Unit[R] = _Unit(after="", until=None, prefix=prefix)
         self._buffered = 0  # rows in memory in units other than the head
+        sweep_stale("list", spill_dir)  # what killed runs left
 
     # --- workers -----------------------------------------------------------------------------
 
@@ -246,7 +249,8 @@ class ParallelListing(Generic[R]):
 
     def _spill(self, unit: _Unit[R]) -> None:
         if unit.spill_file is None:
-            fd, unit.spill_file = tempfile.mkstemp(prefix="bmb-list-", dir=self.spill_dir)
+            prefix = scratch_prefix("list")
+            fd, unit.spill_file = tempfile.mkstemp(prefix=prefix, dir=self.spill_dir)
             os.close(fd)
         with open(unit.spill_file, "ab") as f:
             unit.spilled.append(f.tell())
@@ -287,6 +291,17 @@ class ParallelListing(Generic[R]):
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._remove_spills()
+
+    def _remove_spills(self) -> None:
+        """A listing that stops early (an error, a consumer that stopped) leaves no file."""
+        unit: _Unit[R] | None = self._head
+        while unit is not None:
+            if unit.spill_file is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(unit.spill_file)
+                unit.spill_file, unit.spilled = None, []
+            unit = unit.next
 
     def _read_spill(self, unit: _Unit[R]) -> Iterator[list[R]]:
         assert unit.spill_file is not None

@@ -30,6 +30,7 @@ from ..storage.protocol import ObjectStore
 from ..units import format_time
 from .listing import ParallelListing
 from .progress import NullProgress, Progress
+from .scratch import scratch_prefix, sweep_stale
 from .versions import KeyHistory, require_versioning
 
 
@@ -149,7 +150,8 @@ async def take_snapshot(
     await require_versioning(store, backup.bucket)
     snapshot_id = new_snapshot_id(cut)
     async with catalog.lock("snapshot"):
-        with tempfile.TemporaryDirectory(prefix="bmb-snapshot-") as work:
+        sweep_stale("snapshot")  # the working directories of killed snapshots
+        with tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot")) as work:
             path = Path(work) / f"{snapshot_id}.parquet"
             writer = IndexWriter(path, snapshot_id)
             progress.start(f"snapshot of {backup} at {format_time(cut)}")

@@ -3,12 +3,15 @@
 This package is the only place that imports botocore or aiobotocore. Everything it raises is
 a :mod:`backup_my_bucket.errors` exception; botocore's types never leave it. Its modules:
 
-- :mod:`.store`: :class:`S3Store` and :class:`S3Config`;
-- :mod:`.fastpath`: the fast request path (``_SigV4`` signer, ``_FastPath`` aiohttp client);
+- :mod:`.store`: :class:`S3Store`;
+- :mod:`.client`: :class:`S3Config` and the opening of the botocore client (credentials,
+  retries, hooks, the fast path);
+- :mod:`.fastpath`: the fast request path (``_FastPath``, an aiohttp client with botocore's
+  network settings, retries and backoff) and :mod:`.sigv4`, its signer;
 - :mod:`.parse`: the timestamp parser and the listing XML parsers;
 - :mod:`.hooks`: botocore event surgery (listing ``before-parse`` hooks, 200-error check,
   User-Agent);
-- :mod:`.errors`: error translation and credential scrubbing;
+- :mod:`.errors`: error translation; :mod:`.redact`: credentials kept out of every text;
 - :mod:`.attrs`: object attributes and tags to and from S3's fields.
 
 Speed notes (measured; see docs/performance.md):
@@ -23,14 +26,14 @@ Speed notes (measured; see docs/performance.md):
   the document is complete instead;
 - every other timestamp goes through a ``datetime.fromisoformat`` based parser;
 - CopyObject with the COPY directives (sync's and restore's hot path) and ListObjectVersions
-  (every engine's) skip botocore's request pipeline on custom endpoints (:class:`_FastPath`),
-  falling back to it for anything but a clean, complete 200;
+  (every engine's) skip botocore's request pipeline on custom endpoints (:mod:`.fastpath`);
   the User-Agent is rendered once per client instead of twice per request.
 """
 
+from .client import S3Config
 from .errors import translate_error
 from .parse import EMPTY_MD5, parse_objects_xml, parse_timestamp, parse_versions_xml
-from .store import S3Config, S3Store
+from .store import S3Store
 
 __all__ = [
     "EMPTY_MD5",

@@ -1,8 +1,8 @@
-"""botocore's exceptions translated into the project's exception tree, credentials scrubbed."""
+"""botocore's exceptions translated into the project's exception tree, credentials redacted."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import botocore.exceptions
 
@@ -16,6 +16,7 @@ from ...errors import (
     PreconditionFailed,
     StorageError,
 )
+from .redact import redact
 
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "MethodNotAllowed"}
 _DENIED_CODES = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
@@ -26,18 +27,6 @@ _CREDENTIAL_CODES = {
     "InvalidToken",
     "TokenRefreshRequired",
 }
-
-
-class _Scrubber:
-    """Removes credentials from any text that may reach a user."""
-
-    def __init__(self, secrets: Sequence[str | None]) -> None:
-        self._secrets = [s for s in secrets if s and len(s) >= 8]  # shorter ones are no secret
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
 
 
 def _where(bucket: str, key: str | None, version_id: str | None) -> str:
@@ -51,7 +40,7 @@ def translate_error(
     bucket: str,
     key: str | None = None,
     version_id: str | None = None,
-    scrub: Callable[[str], str] = str,
+    scrub: Callable[[str], str] = redact,
 ) -> BackupError:
     """Map a botocore exception to the project's exception tree."""
     where = _where(bucket, key, version_id)
@@ -78,10 +67,16 @@ def translate_error(
         if code in {"PreconditionFailed", "ConditionalRequestConflict"}:
             return PreconditionFailed(f"{op} on {where}: the object changed ({code})")
         return StorageError(f"{op} on {where} failed: {code}: {message}")
+    if isinstance(exc, botocore.exceptions.PartialCredentialsError):
+        return InvalidCredentials(
+            f"incomplete AWS credentials: {scrub(str(exc))}",
+            hint="give both the access key id and the secret access key",
+        )
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return InvalidCredentials(
             "no AWS credentials found",
-            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile",
+            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile "
+            "(a custom --endpoint-url needs credentials too)",
         )
     if isinstance(exc, botocore.exceptions.ProfileNotFound):
         return InvalidCredentials(scrub(str(exc)), hint="check --profile and ~/.aws/config")

@@ -1,146 +1,324 @@
-"""The fast request path: our own SigV4 signer and an aiohttp client for the two hot
-requests, falling back to botocore for anything but a clean, complete 200.
+"""The fast request path: the two hot requests signed by :mod:`.sigv4` and sent through aiohttp.
+
+CopyObject with the COPY directives (sync's and restore's inner loop) and ListObjectVersions
+(every engine's) skip botocore's per-request pipeline (endpoint rules, user agent, request
+objects, signing, parsing, retry hooks) on custom endpoints. What it keeps of botocore's
+behaviour, and how:
+
+- network settings: the proxy botocore would take for the endpoint (``HTTP(S)_PROXY``,
+  ``NO_PROXY``) and the CA bundle it would trust (``AWS_CA_BUNDLE``, ``ca_bundle`` in the
+  profile, ``REQUESTS_CA_BUNDLE``), resolved by botocore's own functions (:func:`network`);
+  a proxy it cannot use the same way (TLS to the proxy) turns the fast path off;
+- retries: at most ``max_attempts`` requests per operation, with botocore's backoff (full
+  jitter, doubling, capped at 20 s) on throttling, 5xx and dropped connections; a throttled
+  answer also pauses every other fast request of the store for that delay. When the last
+  attempt fails, the error is raised as botocore's (``ClientError``), translated by the store;
+- anything else it was not written for (a 3xx, 400, 403, 404, an unknown answer, a TLS or
+  proxy failure) falls back to botocore: the caller repeats the request there (one debug
+  line says why). After :data:`GIVE_UP` suspicious fallbacks in a row the fast path turns
+  itself off for the store (a systematic 403 would otherwise only show as slowness).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
+import asyncio
+import logging
+import os
+import random
+import re
+import ssl
 import urllib.parse
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import aiohttp
+import botocore.exceptions
+import botocore.httpsession
+import botocore.utils
 import yarl
 
+from ... import __version__
 from ...model import VersionPage, VersionRef
-from .parse import parse_versions_xml
+from .parse import ListingParseError, parse_versions_xml
+from .sigv4 import SigV4, canonical_host, canonical_query, quote
 
-_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+GIVE_UP = 16  # suspicious fallbacks in a row before the fast path turns itself off
+MAX_BACKOFF = 20.0  # botocore's standard retry mode: full jitter, base 2, capped at 20 s
+BACKOFF_BASE = 1.0
+_USER_AGENT = f"backup-my-bucket/{__version__} (fast path)"
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_THROTTLE_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestLimitExceeded", "TooManyRequests", "TooManyRequestsException",
+    "BandwidthLimitExceeded", "RequestThrottledException", "ProvisionedThroughputExceededException",
+})  # fmt: skip
+_TRANSIENT_CODES = frozenset({
+    "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException",
+    "PriorRequestNotComplete",
+})  # fmt: skip
+# definitive answers about the request's object: they say nothing about the fast path itself
+_DEFINITIVE_STATUS = frozenset({404, 409, 412})
+_CODE = re.compile(rb"<Code>([^<]*)</Code>")
+_MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
 
 
-class _SigV4:
-    """AWS Signature Version 4 for S3 requests without a body, signed in the headers.
+@dataclass(frozen=True)
+class Network:
+    """How botocore reaches the endpoint: its proxy and the TLS trust it verifies against."""
 
-    botocore's signer builds an ``AWSRequest`` with e-mail style headers and spends about a
-    millisecond of CPU per request; this one is a few dozen microseconds. The signing key is
-    derived once a day. Paths and queries come already URI-encoded in S3's canonical form
-    (RFC 3986 unreserved characters kept, the query sorted), so they are signed as sent.
-    """
+    proxy: str | None = None
+    proxy_headers: Mapping[str, str] = field(default_factory=dict)
+    ssl: ssl.SSLContext | bool = True
 
-    def __init__(self, region: str, host: str) -> None:
-        self.region = region
-        self.host = host
-        self._key: tuple[str, str, bytes] | None = None  # (secret, day, key)
 
-    def _signing_key(self, secret: str, day: str) -> bytes:
-        if self._key is None or self._key[:2] != (secret, day):
-            key = f"AWS4{secret}".encode()
-            for part in (day, self.region, "s3", "aws4_request"):
-                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._key = (secret, day, key)
-        return self._key[2]
+def network(endpoint_url: str, ca_bundle: str | None) -> Network | str:
+    """The settings botocore would use for ``endpoint_url``, or why the fast path cannot
+    follow them. ``ca_bundle``: the session's (``AWS_CA_BUNDLE`` or the profile's)."""
+    proxies = botocore.httpsession.ProxyConfiguration(
+        proxies=botocore.utils.get_environ_proxies(endpoint_url)
+    )
+    proxy = proxies.proxy_url_for(endpoint_url)
+    if proxy and not proxy.startswith("http:"):
+        scheme = urllib.parse.urlsplit(proxy).scheme
+        return f"the endpoint's proxy is {scheme}://, not plain HTTP (botocore takes it alone)"
+    context: ssl.SSLContext | bool = True
+    if endpoint_url.startswith("https:"):
+        # as botocore's endpoint does: the session's bundle, else REQUESTS_CA_BUNDLE, else its own
+        verify: Any = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or True
+        tls = botocore.httpsession.create_urllib3_context()
+        tls.verify_mode = ssl.CERT_REQUIRED
+        tls.check_hostname = True
+        cafile = botocore.httpsession.get_cert_path(verify)
+        if cafile:
+            tls.load_verify_locations(cafile)
+        context = tls
+    return Network(proxy or None, dict(proxies.proxy_headers_for(endpoint_url)), context)
 
-    def headers(
-        self, credentials: Any, method: str, path: str, query: str, extra: Mapping[str, str]
-    ) -> dict[str, str]:
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        day = amz_date[:8]
-        headers = {"host": self.host, "x-amz-content-sha256": _EMPTY_SHA256, "x-amz-date": amz_date}
-        if credentials.token:
-            headers["x-amz-security-token"] = credentials.token
-        headers.update((name.lower(), value.strip()) for name, value in extra.items())
-        names = sorted(headers)
-        signed = ";".join(names)
-        canonical = "\n".join((
-            method, path, query, "".join(f"{n}:{headers[n]}\n" for n in names), signed,
-            _EMPTY_SHA256,
-        ))  # fmt: skip
-        scope = f"{day}/{self.region}/s3/aws4_request"
-        digest = hashlib.sha256(canonical.encode()).hexdigest()
-        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
-        key = self._signing_key(credentials.secret_key, day)
-        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers["authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-            f"SignedHeaders={signed}, Signature={signature}"
-        )
-        return headers
+
+def copy_request(source: VersionRef, bucket: str, key: str) -> tuple[str, dict[str, str]]:
+    """CopyObject's path and headers, encoded as botocore encodes them: the source's bucket
+    and key URI-encoded, its version id as is."""
+    copy_source = quote(f"{source.bucket}/{source.key}", "/~")
+    if source.version_id:
+        copy_source += f"?versionId={source.version_id}"
+    return f"/{quote(bucket)}/{quote(key)}", {"x-amz-copy-source": copy_source}
+
+
+def list_versions_request(bucket: str, params: Mapping[str, str]) -> tuple[str, str]:
+    """ListObjectVersions' path and (canonical) query."""
+    return f"/{quote(bucket)}", canonical_query(params)
+
+
+def signed_request(
+    signer: SigV4,
+    endpoint_url: str,
+    credentials: Any,
+    method: str,
+    path: str,
+    query: str,
+    extra: Mapping[str, str],
+    amz_date: str | None = None,
+) -> tuple[str, dict[str, str]]:
+    """The URL and the signed headers of a request to a path-style endpoint."""
+    base = endpoint_url.rstrip("/")
+    full_path = urllib.parse.urlsplit(base).path + path
+    headers = signer.headers(
+        credentials, method, canonical_host(base), full_path, query, extra, amz_date
+    )
+    return base + path + (f"?{query}" if query else ""), headers
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth another (throttling, 5xx, a dropped connection)."""
+
+    def __init__(self, reason: str, error: Exception, throttled: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.error, self.throttled = reason, error, throttled
+
+
+class _Fallback(Exception):
+    """An answer the fast path was not written for: botocore repeats the request."""
+
+    def __init__(self, reason: str, suspicious: bool = True) -> None:
+        super().__init__(reason)
+        self.reason, self.suspicious = reason, suspicious
 
 
 class _FastPath:
-    """The two hot requests, CopyObject (COPY directives) and ListObjectVersions, signed by
-    :class:`_SigV4` and sent straight through aiohttp: sync's, restore's and snapshot's
-    inner loops, at a fraction of botocore's per-request CPU.
+    """CopyObject (COPY directives) and ListObjectVersions on a path-style custom endpoint.
 
-    Only on a path-style custom endpoint (``endpoint_url``). Anything but a clean, complete
-    200 answers None, and the caller repeats the request through botocore, which owns
-    retries, the adaptive rate limit and error translation; so this path can only be faster,
-    never wrong. Credentials come from botocore's signer (refreshed by botocore).
+    ``credentials``: botocore's credentials object of the client (refreshed by botocore).
+    Each method answers the result, None when the caller must repeat the request through
+    botocore, or raises botocore's ``ClientError``/``EndpointConnectionError`` when every
+    attempt failed.
     """
 
-    def __init__(self, endpoint_url: str, region: str, client: Any, pool: int) -> None:
+    def __init__(
+        self,
+        endpoint_url: str,
+        region: str,
+        credentials: Any,
+        *,
+        pool: int,
+        max_attempts: int,
+        net: Network,
+    ) -> None:
         self._base = endpoint_url.rstrip("/")
-        parts = urllib.parse.urlsplit(self._base)
-        self._base_path = parts.path
-        self._signer = _SigV4(region, parts.netloc)
-        self._credentials = client._request_signer._credentials
+        self._signer = SigV4(region)
+        self._credentials = credentials
+        self._net = net
+        self._max_attempts = max(1, max_attempts)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=pool),
+            connector=aiohttp.TCPConnector(limit=pool, ssl=net.ssl),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
             skip_auto_headers=("User-Agent",),
         )
+        self._calm_until = 0.0  # loop time before which no fast request is sent (throttled)
+        self._suspicious_in_a_row = 0
+        self.enabled = True
         self.copies = 0  # requests served here (tests check the path is really taken)
         self.listings = 0
 
-    async def _send(
-        self, method: str, path: str, query: str = "", headers: Mapping[str, str] | None = None
-    ) -> tuple[int, bytes, Mapping[str, str]] | None:
-        frozen = self._credentials.get_frozen_credentials()
-        if hasattr(frozen, "__await__"):
-            frozen = await frozen
-        signed = self._signer.headers(frozen, method, self._base_path + path, query, headers or {})
-        url = self._base + path + (f"?{query}" if query else "")
+    async def _credentials_now(self) -> Any:
+        try:
+            frozen = self._credentials.get_frozen_credentials()
+            if hasattr(frozen, "__await__"):
+                frozen = await frozen
+        except Exception as exc:  # botocore reports a refresh failure in its own terms
+            raise _Fallback(f"credentials unavailable ({type(exc).__name__})") from exc
+        return frozen
+
+    async def _attempt(
+        self, method: str, path: str, query: str, extra: Mapping[str, str]
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        url, signed = signed_request(
+            self._signer, self._base, await self._credentials_now(), method, path, query, extra
+        )
+        signed["user-agent"] = _USER_AGENT
         try:
             async with self._session.request(
-                method, yarl.URL(url, encoded=True), headers=signed
+                method,
+                yarl.URL(url, encoded=True),
+                headers=signed,
+                proxy=self._net.proxy,
+                proxy_headers=self._net.proxy_headers or None,
+                allow_redirects=False,
             ) as resp:
                 return resp.status, await resp.read(), resp.headers
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            return None
+        except (aiohttp.ClientSSLError, aiohttp.ClientProxyConnectionError) as exc:
+            raise _Fallback(f"{type(exc).__name__}: {exc}") from exc
+        except aiohttp.ClientHttpProxyError as exc:
+            raise _Fallback(f"proxy answered {exc.status}") from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            error = botocore.exceptions.EndpointConnectionError(endpoint_url=url, error=exc)
+            raise _Retry(f"{type(exc).__name__}: {exc}", error) from exc
+
+    async def _request(
+        self,
+        op: str,
+        method: str,
+        path: str,
+        read: Callable[[bytes, Mapping[str, str]], T],
+        query: str = "",
+        extra: Mapping[str, str] | None = None,
+    ) -> T | None:
+        """Up to ``max_attempts`` attempts; ``read`` turns a 200 into the result or raises
+        :class:`_Retry` (a body cut short, an error inside a 200)."""
+        loop = asyncio.get_running_loop()
+        for attempt in range(1, self._max_attempts + 1):
+            if (pause := self._calm_until - loop.time()) > 0:
+                await asyncio.sleep(pause)
+            try:
+                status, body, headers = await self._attempt(method, path, query, extra or {})
+                if status == 200:
+                    result = read(body, headers)
+                    self._suspicious_in_a_row = 0
+                    return result
+                raise _judge(op, status, body)
+            except _Fallback as fallback:
+                self._fell_back(op, path, fallback)
+                return None
+            except _Retry as retry:
+                if attempt == self._max_attempts:
+                    log.debug("fast path: %s %s: %s, attempts exhausted", op, path, retry.reason)
+                    raise retry.error from None
+                delay = random.uniform(0, min(MAX_BACKOFF, BACKOFF_BASE * 2 ** (attempt - 1)))
+                if retry.throttled:
+                    self._calm_until = max(self._calm_until, loop.time() + delay)
+                log.debug(
+                    "fast path: %s %s: %s; attempt %d of %d, next in %.2f s",
+                    op, path, retry.reason, attempt, self._max_attempts, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _fell_back(self, op: str, path: str, fallback: _Fallback) -> None:
+        log.debug("fast path: %s %s falls back to botocore: %s", op, path, fallback.reason)
+        self._suspicious_in_a_row = self._suspicious_in_a_row + 1 if fallback.suspicious else 0
+        if self._suspicious_in_a_row >= GIVE_UP and self.enabled:
+            self.enabled = False
+            log.debug(
+                "fast path off for %s: %d requests in a row fell back (last: %s)",
+                self._base, self._suspicious_in_a_row, fallback.reason,
+            )  # fmt: skip
 
     async def copy(self, source: VersionRef, bucket: str, key: str) -> str | None:
-        copy_source = f"{_quote(source.bucket)}/{_quote(source.key)}"
-        if source.version_id:
-            copy_source += f"?versionId={_quote(source.version_id)}"
-        answer = await self._send(
-            "PUT", f"/{_quote(bucket)}/{_quote(key)}", headers={"x-amz-copy-source": copy_source}
-        )
-        if answer is None:
-            return None
-        status, body, headers = answer
-        if status != 200 or b"<Error>" in body:  # S3 may report a failed copy in a 200
-            return None
-        self.copies += 1
-        return headers.get("x-amz-version-id") or "null"
+
+        def read(body: bytes, headers: Mapping[str, str]) -> str:
+            if b"<Error>" in body or b"</CopyObjectResult>" not in body:
+                # S3 may report a failed copy in a 200; botocore retries it as a 500
+                raise _judge("CopyObject", 500, body)
+            return headers.get("x-amz-version-id") or "null"
+
+        path, extra = copy_request(source, bucket, key)
+        version = await self._request("CopyObject", "PUT", path, read, extra=extra)
+        if version is not None:
+            self.copies += 1
+        return version
 
     async def list_versions(self, bucket: str, params: Mapping[str, str]) -> VersionPage | None:
-        query = "&".join(
-            f"{name}={_quote(value, safe='-_.~')}" for name, value in sorted(params.items())
-        )
-        answer = await self._send("GET", f"/{_quote(bucket)}", query)
-        if answer is None:
-            return None
-        status, body, _ = answer
-        if status != 200 or not body.rstrip().endswith(b"</ListVersionsResult>"):
-            return None
-        self.listings += 1
-        return parse_versions_xml(body)
+        def read(body: bytes, headers: Mapping[str, str]) -> VersionPage:
+            if not body.rstrip().endswith(b"</ListVersionsResult>"):
+                raise _judge("ListObjectVersions", 500, body)  # cut short, or an <Error>
+            try:
+                return parse_versions_xml(body)
+            except ListingParseError as exc:
+                error = botocore.exceptions.ClientError(
+                    {"Error": {"Code": "BadListing", "Message": str(exc)}}, "ListObjectVersions"
+                )
+                raise _Retry(f"unparsable page ({exc})", error) from exc
+
+        path, query = list_versions_request(bucket, params)
+        page = await self._request("ListObjectVersions", "GET", path, read, query)
+        if page is not None:
+            self.listings += 1
+        return page
 
     async def close(self) -> None:
         await self._session.close()
 
 
-def _quote(text: str, safe: str = "/~") -> str:
-    return urllib.parse.quote(text, safe=safe)
+def _judge(op: str, status: int, body: bytes) -> _Retry | _Fallback:
+    """What a non-200 answer (or a 200 holding an error, as 500) means for the fast path."""
+    found = _CODE.search(body)
+    code = found.group(1).decode(errors="replace") if found else str(status)
+    reason = f"HTTP {status} {code}"
+    throttled = code in _THROTTLE_CODES or status in (429, 503)
+    if status in _RETRY_STATUS or throttled or code in _TRANSIENT_CODES:
+        message = _MESSAGE.search(body)
+        error = botocore.exceptions.ClientError(
+            {
+                "Error": {
+                    "Code": code,
+                    "Message": message.group(1).decode(errors="replace") if message else code,
+                },
+                "ResponseMetadata": {"HTTPStatusCode": status},  # type: ignore[typeddict-item]
+            },
+            op,
+        )
+        return _Retry(reason, error, throttled)
+    return _Fallback(reason, suspicious=status not in _DEFINITIVE_STATUS)

@@ -5,14 +5,16 @@ once per client. Relies on botocore internals; each piece turns itself off witho
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import botocore.handlers
 
 from ...model import ObjectPage, VersionPage
-from .parse import parse_objects_xml, parse_versions_xml
+from .parse import ListingParseError, parse_objects_xml, parse_versions_xml
 
+log = logging.getLogger(__name__)
 _PAGE = "BmbPage"  # where the before-parse hook leaves its parse in the response dict
 
 
@@ -38,7 +40,12 @@ def _make_listing_hook(
             # an <Error> in a 200, or a body cut short: botocore's rule, a 500 to retry
             response_dict["status_code"] = 500
             return
-        customized_response_dict[_PAGE] = parse(body)
+        try:
+            customized_response_dict[_PAGE] = parse(body)
+        except ListingParseError as exc:  # retried like a page cut short
+            log.debug("listing page unparsable, retried: %s", exc)
+            response_dict["status_code"] = 500
+            return
         response_dict["body"] = b""  # nothing left for botocore's slow parser to do
 
     return hook
@@ -55,6 +62,7 @@ def _install_listing_hooks(events: Any) -> None:
     )
     stock: Callable[..., None] | None = getattr(botocore.handlers, "_handle_200_error", None)
     if stock is None:
+        log.debug("botocore's check of every 200 stays for listings (its internals moved)")
         return  # another botocore: its own check stays, merely slower
 
     def check_200_error_except_listings(operation_model: Any, **kwargs: Any) -> None:
@@ -73,10 +81,10 @@ def _fixed_user_agent(client: Any) -> None:
     flags that are fixed for our client, so the first rendering is kept.
     """
     creator = getattr(client, "_user_agent_creator", None)
-    if creator is None:  # a botocore without it: nothing to save
+    rebuild = getattr(creator, "rebuild_and_replace_user_agent_handler", None)
+    if creator is None or rebuild is None:  # a botocore without them: nothing to save
+        log.debug("botocore renders the User-Agent per request (its internals moved)")
         return
     rendered = creator.to_string()
-    client.meta.events.unregister(
-        "request-created.s3", creator.rebuild_and_replace_user_agent_handler
-    )
+    client.meta.events.unregister("request-created.s3", rebuild)
     creator.to_string = lambda: rendered

@@ -5,12 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import botocore.exceptions
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession
 
 from ...errors import ItemFailure, ObjectNotFound, StorageError
 from ...model import (
@@ -25,29 +22,17 @@ from ...model import (
 )
 from ..protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
 from .attrs import _attrs_from_head, _attrs_params, _tagging
-from .errors import _Scrubber, translate_error
+from .client import S3Config, open_client
+from .errors import translate_error
 from .fastpath import _FastPath
-from .hooks import _PAGE, _fixed_user_agent, _install_listing_hooks
-from .parse import parse_timestamp
+from .hooks import _PAGE
+from .redact import redact
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class S3Config:
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    access_key: str | None = None
-    secret_key: str | None = None
-    max_pool_connections: int = 64
-    max_attempts: int = 8
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
 
 
 class S3Store:
@@ -61,7 +46,6 @@ class S3Store:
         self._client: S3Client | None = None
         self._fast: _FastPath | None = None
         self._exit_stack = contextlib.AsyncExitStack()
-        self._scrub = _Scrubber([self.config.secret_key, self.config.access_key])
 
     async def __aenter__(self) -> S3Store:
         await self.open()
@@ -71,54 +55,8 @@ class S3Store:
         await self.close()
 
     async def open(self) -> None:
-        if self._client is not None:
-            return
-        cfg = self.config
-        try:
-            session = AioSession(profile=cfg.profile)
-            session.get_component("response_parser_factory").set_parser_defaults(
-                timestamp_parser=parse_timestamp
-            )
-            credentials = await session.get_credentials()
-            if credentials is not None:
-                frozen = await credentials.get_frozen_credentials()
-                self._scrub = _Scrubber([cfg.secret_key, frozen.secret_key, frozen.token])
-        except botocore.exceptions.BotoCoreError as exc:
-            raise translate_error(exc, "configure", "-", scrub=self._scrub) from exc
-        aio_config = AioConfig(
-            max_pool_connections=cfg.max_pool_connections,
-            retries={"mode": "adaptive", "max_attempts": cfg.max_attempts},
-            connect_timeout=cfg.connect_timeout,
-            read_timeout=cfg.read_timeout,
-            s3={"addressing_style": "path" if cfg.endpoint_url else "auto"},
-            signature_version="s3v4",
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        client = await self._exit_stack.enter_async_context(
-            session.create_client(
-                "s3",
-                endpoint_url=cfg.endpoint_url,
-                region_name=cfg.region or "us-east-1",
-                aws_access_key_id=cfg.access_key,
-                aws_secret_access_key=cfg.secret_key,
-                config=aio_config,
-            )
-        )
-        _install_listing_hooks(client.meta.events)
-        _fixed_user_agent(client)
-        if cfg.endpoint_url and getattr(client, "_request_signer", None) is not None:
-            # relies on botocore internals (the signer's credentials): without them, no fast path
-            try:
-                fast = _FastPath(
-                    cfg.endpoint_url, cfg.region or "us-east-1", client, cfg.max_pool_connections
-                )
-            except AttributeError:
-                log.debug("fast request path unavailable with this botocore")
-            else:
-                self._exit_stack.push_async_callback(fast.close)
-                self._fast = fast
-        self._client = client
+        if self._client is None:
+            self._client, self._fast = await open_client(self.config, self._exit_stack)
 
     async def close(self) -> None:
         self._client = None
@@ -142,7 +80,7 @@ class S3Store:
         try:
             return await call
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
-            raise translate_error(exc, op, bucket, key, version_id, self._scrub) from exc
+            raise translate_error(exc, op, bucket, key, version_id) from exc
 
     # --- buckets -----------------------------------------------------------------------------
 
@@ -217,7 +155,7 @@ class S3Store:
         version_id_marker: str = "",
         max_keys: int = MAX_PAGE,
     ) -> VersionPage:
-        if self._fast is not None:
+        if self._fast is not None and self._fast.enabled:
             query = {"versions": "", "max-keys": str(max_keys), "encoding-type": "url"}
             for name, value in (
                 ("prefix", prefix),
@@ -227,7 +165,9 @@ class S3Store:
             ):
                 if value:
                     query[name] = value
-            fast_page = await self._fast.list_versions(bucket, query)
+            fast_page = await self._call(
+                "ListBucketVersions", bucket, self._fast.list_versions(bucket, query)
+            )
             if fast_page is not None:
                 return fast_page
         params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": max_keys, "EncodingType": "url"}
@@ -372,8 +312,9 @@ class S3Store:
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
     ) -> str:
-        if attrs is None and tags is None and self._fast is not None:
-            version = await self._fast.copy(source, bucket, key)
+        if attrs is None and tags is None and self._fast is not None and self._fast.enabled:
+            fast = self._fast.copy(source, bucket, key)
+            version = await self._call("PutObject", bucket, fast, key)
             if version is not None:
                 return version
         src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
@@ -417,7 +358,7 @@ class S3Store:
             ItemFailure(
                 key=err.get("Key", ""),
                 version_id=err.get("VersionId"),
-                reason=f"{err.get('Code', '')}: {self._scrub(err.get('Message', ''))}",
+                reason=f"{err.get('Code', '')}: {redact(err.get('Message', ''))}",
             )
             for err in resp.get("Errors", [])
         ]

@@ -1,0 +1,274 @@
+"""The ListObjectVersions parser against an independent ElementTree reading: every field of
+every entry and every page marker, on pages written the way SeaweedFS (Go) and AWS write them
+and on pages with what the fast scan was not written for (CDATA, comments, namespace
+prefixes, attributes, white space, raw carriage returns, numeric character references)."""
+
+from __future__ import annotations
+
+import urllib.parse
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backup_my_bucket.storage.s3 import hooks, parse, parse_versions_xml
+from backup_my_bucket.storage.s3.parse import ListingParseError
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+# --- the reference: ElementTree, and the model's rules written out again -------------------
+
+
+def _reference(body: bytes) -> tuple[object, ...]:
+    root = ET.fromstring(body)
+
+    def local(el: ET.Element) -> str:
+        return el.tag.split("}")[-1]
+
+    def text(parent: ET.Element, name: str) -> str | None:
+        found = [c for c in parent if local(c) == name]
+        return (found[0].text or "") if found else None
+
+    url = text(root, "EncodingType") == "url"
+
+    def decode(value: str) -> str:
+        return urllib.parse.unquote_plus(value) if url else value
+
+    entries = []
+    prefixes = []
+    for child in root:
+        if local(child) == "CommonPrefixes":
+            prefixes.append(decode(text(child, "Prefix") or ""))
+        if local(child) not in ("Version", "DeleteMarker"):
+            continue
+        marker = local(child) == "DeleteMarker"
+        modified = datetime.fromisoformat(text(child, "LastModified") or "").astimezone(UTC)
+        size = 0 if marker else int(text(child, "Size") or 0)
+        etag = None if marker else (text(child, "ETag") or "").strip('"') or None
+        if not marker and not etag and size == 0:
+            etag = EMPTY_MD5
+        entries.append((
+            decode(text(child, "Key") or ""), text(child, "VersionId") or "null", modified,
+            size, etag, text(child, "IsLatest") == "true", marker,
+            None if marker else text(child, "StorageClass") or "STANDARD",
+        ))  # fmt: skip
+    next_key = text(root, "NextKeyMarker")
+    return (
+        entries,
+        prefixes,
+        text(root, "IsTruncated") == "true",
+        decode(next_key) if next_key is not None else None,
+        text(root, "NextVersionIdMarker"),
+    )
+
+
+def _ours(body: bytes) -> tuple[object, ...]:
+    page = parse_versions_xml(body)
+    entries = [
+        (e.key, e.version_id, e.last_modified, e.size, e.etag, e.is_latest,
+         e.is_delete_marker, e.storage_class)
+        for e in page.entries
+    ]  # fmt: skip
+    return (
+        entries,
+        page.common_prefixes,
+        page.is_truncated,
+        page.next_key_marker,
+        page.next_version_id_marker,
+    )
+
+
+# --- writing pages -------------------------------------------------------------------------
+
+
+def _go(text: str) -> str:
+    """Go's encoding/xml (SeaweedFS)."""
+    table = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;",
+             "\t": "&#x9;", "\n": "&#xA;", "\r": "&#xD;"}  # fmt: skip
+    return "".join(table.get(c, c) for c in text)
+
+
+def _aws(text: str) -> str:
+    table = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;"}
+    return "".join(table.get(c, c) for c in text)
+
+
+def _numeric(text: str) -> str:
+    """Every character outside printable ASCII as a character reference (&#x80; is U+0080)."""
+    return "".join(
+        f"&#x{ord(c):X};" if not (32 <= ord(c) < 127) or c in "&<>\"'" else c for c in text
+    )
+
+
+def _raw(text: str) -> str:
+    """Only what must be escaped: carriage returns stay raw (XML reads them as line feeds)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
+def _cdata(text: str) -> str:
+    if "]]>" in text or "\r" in text:
+        return _go(text)
+    return f"<![CDATA[{text}]]>"
+
+
+ESCAPES = {"go": _go, "aws": _aws, "numeric": _numeric, "raw": _raw, "cdata": _cdata}
+ODD = "ab/ +%&<>\"'\t\n\r\u0080\u0085\u00e9\u20ac\u2028\U0001f600=~."
+_TEXT = st.text(alphabet=st.sampled_from(list(ODD)), min_size=1, max_size=10)
+_VERSION_ID = st.text(alphabet=st.sampled_from(list("aZ09+/=&<._-")), min_size=0, max_size=12)
+_ENTRY = st.tuples(
+    _TEXT, _VERSION_ID, st.integers(0, 10**12), st.booleans(), st.booleans(),
+    st.sampled_from(["STANDARD", "GLACIER", ""]), st.booleans(), st.integers(0, 59),
+)  # fmt: skip
+
+
+def _page(
+    entries: list[tuple[str, str, int, bool, bool, str, bool, int]],
+    prefixes: list[str],
+    markers: tuple[bool, str | None, str | None],
+    layout: str,
+    escape: str,
+    encoded: bool,
+    oddity: str,
+) -> bytes:
+    esc = ESCAPES[escape]
+
+    def key(value: str) -> str:
+        return esc(urllib.parse.quote_plus(value, safe="/") if encoded else value)
+
+    p = "s3:" if oddity == "prefix" else ""
+
+    def el(name: str, value: str, attr: str = "") -> str:
+        return f"<{p}{name}{attr}>{value}</{p}{name}>"
+
+    sep = "\n  " if layout == "spaced" else ""
+    owner = el("Owner", el("ID", "o") + el("DisplayName", "n"))
+    parts = []
+    for i, (k, vid, size, marker, latest, sclass, has_etag, sec) in enumerate(entries):
+        head = [
+            el("Key", key(k), ' xml:space="preserve"' if oddity == "attribute" and i == 0 else ""),
+            el("VersionId", esc(vid)),
+            el("IsLatest", str(latest).lower()),
+        ]
+        when = el("LastModified", f"2026-11-26T10:00:{sec:02d}.{i % 1000:03d}Z")
+        etag = el("ETag", esc(f'"e{i}"')) if has_etag else ""
+        fields = [el("Size", str(size)), el("StorageClass", sclass) if sclass else ""]
+        if oddity == "comment" and i == 0:
+            head.insert(1, "<!-- a comment -->")
+        if marker:
+            body = [*head, owner, when] if layout == "seaweedfs" else [*head, when, owner]
+            parts.append(el("DeleteMarker", sep.join(body)))
+        elif layout == "seaweedfs":
+            parts.append(el("Version", sep.join([*head, etag, fields[0], owner, fields[1], when])))
+        else:
+            parts.append(el("Version", sep.join([*head, when, etag, fields[0], fields[1], owner])))
+    truncated, next_key, next_vid = markers
+    top = [el("Name", "b"), el("IsTruncated", str(truncated).lower())]
+    if encoded:
+        top.append(el("EncodingType", "url"))
+    if next_key is not None:
+        top.append(el("NextKeyMarker", key(next_key)))
+    if next_vid is not None:
+        top.append(el("NextVersionIdMarker", esc(next_vid)))
+    tail = [el("CommonPrefixes", el("Prefix", key(prefix))) for prefix in prefixes]
+    xmlns = f'xmlns:s3="{NS}"' if oddity == "prefix" else f'xmlns="{NS}"'
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<{p}ListVersionsResult {xmlns}>'
+        + sep.join(top + parts + tail)
+        + f"</{p}ListVersionsResult>"
+    ).encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(_ENTRY, max_size=8),
+    st.lists(_TEXT, max_size=3),
+    st.tuples(st.booleans(), st.none() | _TEXT, st.none() | _VERSION_ID),
+    st.sampled_from(["seaweedfs", "aws", "spaced"]),
+    st.sampled_from(sorted(ESCAPES)),
+    st.booleans(),
+    st.sampled_from(["none", "none", "comment", "prefix", "attribute"]),
+)
+def test_parser_agrees_with_elementtree(
+    entries: list[tuple[str, str, int, bool, bool, str, bool, int]],
+    prefixes: list[str],
+    markers: tuple[bool, str | None, str | None],
+    layout: str,
+    escape: str,
+    encoded: bool,
+    oddity: str,
+) -> None:
+    body = _page(entries, prefixes, markers, layout, escape, encoded, oddity)
+    assert _ours(body) == _reference(body)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_ENTRY, min_size=1, max_size=8), st.sampled_from(["seaweedfs", "aws"]))
+def test_plain_pages_of_known_servers_take_the_whole_entry_scan(
+    entries: list[tuple[str, str, int, bool, bool, str, bool, int]], layout: str
+) -> None:
+    """The fast scan really serves SeaweedFS's and AWS's pages (speed), with equal results."""
+    entries = [
+        (k, v, size, m, latest, "STANDARD", True, sec)
+        for k, v, size, m, latest, _, _, sec in entries
+    ]
+    body = _page(entries, [], (False, None, None), layout, "go", False, "none")
+    root = parse._ROOT.match(body)
+    assert root is not None
+    scanned = parse._fast_entries(body, parse._xml_text, root.end())
+    assert scanned is not None
+    assert scanned == parse._tree_versions(body).entries
+
+
+def test_character_references_follow_xml_not_html() -> None:
+    body = _page([("k", "v", 1, False, True, "", True, 0)], [], (False, None, None),
+                 "seaweedfs", "go", False, "none")  # fmt: skip
+    body = body.replace(b"<Key>k</Key>", b"<Key>&#x80;&#128;&#x85;</Key>")
+    assert parse_versions_xml(body).entries[0].key == "\u0080\u0080\u0085"  # not "€€…"
+
+
+def test_escaped_version_ids_are_unescaped() -> None:
+    body = _page([("k", "a+b/c&d", 1, False, True, "", True, 0)], [], (True, "k", "x&y"),
+                 "seaweedfs", "go", False, "none")  # fmt: skip
+    page = parse_versions_xml(body)
+    assert page.entries[0].version_id == "a+b/c&d" and page.next_version_id_marker == "x&y"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<ListVersionsResult><Version><VersionId>v</VersionId></Version></ListVersionsResult>",
+        b"<ListVersionsResult><Version><Key>k</Key></Version></ListVersionsResult>",  # no date
+        b"<ListVersionsResult><Version><Key>&nbsp;</Key></Version></ListVersionsResult>",
+        b"<ListVersionsResult><Version><Key>k</Key>",
+        b"<Error><Code>InternalError</Code></Error>",
+        b"\xff\xfe not xml",
+    ],
+)
+def test_a_broken_page_is_a_parse_error_and_the_hook_retries_it(body: bytes) -> None:
+    with pytest.raises(ListingParseError):
+        parse_versions_xml(body)
+    hook = hooks._make_listing_hook(parse_versions_xml, b"ListVersionsResult")
+    response: dict[str, object] = {"status_code": 200, "body": body + b"</ListVersionsResult>"}
+    custom: dict[str, object] = {}
+    hook(response_dict=response, customized_response_dict=custom)  # never raises
+    assert response["status_code"] == 500 and not custom
+
+
+def test_objects_parser_errors_and_documents_without_namespace() -> None:
+    body = (
+        b"<ListBucketResult><IsTruncated>true</IsTruncated>"
+        b"<NextContinuationToken>t&amp;1</NextContinuationToken>"
+        b"<Contents><Key>a&#x80;</Key><LastModified>2026-11-26T10:00:00Z</LastModified>"
+        b"<ETag>&quot;e&quot;</ETag><Size>3</Size></Contents></ListBucketResult>"
+    )
+    page = parse.parse_objects_xml(body)
+    assert [o.key for o in page.objects] == ["a\u0080"] and page.objects[0].etag == "e"
+    assert page.is_truncated and page.next_token == "t&1"
+    with pytest.raises(ListingParseError):
+        parse.parse_objects_xml(body.replace(b"<Key>a&#x80;</Key>", b""))
+    with pytest.raises(ListingParseError):
+        parse.parse_objects_xml(b"<ListBucketResult>")

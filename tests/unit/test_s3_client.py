@@ -1,0 +1,100 @@
+"""Opening an S3Store without a server: credentials (clean errors, no chain for explicit keys),
+the fast path's settings and the network settings it takes from botocore."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import ssl
+from pathlib import Path
+
+import pytest
+from aiobotocore.session import AioSession
+
+from backup_my_bucket.errors import InvalidCredentials
+from backup_my_bucket.model import VersionRef
+from backup_my_bucket.storage.s3 import S3Config, S3Store
+from backup_my_bucket.storage.s3.fastpath import Network, network
+
+CERT = Path(__file__).parents[1] / "reliability" / "data" / "test-tls-cert.pem"
+ENDPOINT = "http://127.0.0.1:9"  # nothing is sent while opening
+
+
+@pytest.fixture
+def no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("AWS_") or name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.usefixtures("no_aws_env")
+async def test_no_credentials_with_an_endpoint_is_a_credentials_error() -> None:
+    async with S3Store(S3Config(endpoint_url=ENDPOINT)) as store:  # a command checks first
+        assert store._fast is None
+        for call in (store.list_versions_page("b"), store.copy(VersionRef("b", "k"), "b", "c")):
+            with pytest.raises(InvalidCredentials) as raised:
+                await call
+            assert raised.value.hint and "AWS_ACCESS_KEY_ID" in raised.value.hint
+    with pytest.raises(InvalidCredentials, match="incomplete"):
+        await S3Store(S3Config(endpoint_url=ENDPOINT, access_key="AKIDONLY")).open()
+
+
+@pytest.mark.usefixtures("no_aws_env")
+async def test_explicit_keys_do_not_run_the_credential_chain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def chain(self: AioSession) -> None:
+        raise AssertionError("the credential chain ran (instance metadata would be probed)")
+
+    monkeypatch.setattr(AioSession, "get_credentials", chain)
+    async with S3Store(
+        S3Config(endpoint_url=ENDPOINT, access_key="AKIDEXPLICIT", secret_key="explicit-secret")
+    ) as store:
+        assert store._fast is not None
+
+
+@pytest.mark.usefixtures("no_aws_env")
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        (S3Config(endpoint_url=ENDPOINT, fast_path=False), "turned off by the settings"),
+        (S3Config(endpoint_url="http://127.0.0.1:9/a b"), "needs encoding"),
+        (S3Config(region="eu-west-1"), None),  # AWS itself
+    ],
+)
+async def test_when_the_fast_path_is_off(
+    config: S3Config, reason: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="backup_my_bucket")
+    config = dataclasses.replace(config, access_key="AKIDEXPLICIT", secret_key="explicit-secret")
+    async with S3Store(config) as store:
+        assert store._fast is None
+    if reason:
+        assert reason in caplog.text
+
+
+@pytest.mark.usefixtures("no_aws_env")
+def test_network_settings_are_botocores(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert network("http://s3.internal:8333", None) == Network(None, {}, True)
+    monkeypatch.setenv("HTTP_PROXY", "http://user:pw@proxy.corp:3128")
+    net = network("http://s3.internal:8333", None)
+    assert isinstance(net, Network) and net.proxy == "http://user:pw@proxy.corp:3128"
+    # (aiohttp sends the proxy URL's user info as Proxy-Authorization, for botocore's requests
+    # too: tests/reliability/test_request_path.py checks both at the proxy)
+    monkeypatch.setenv("NO_PROXY", "s3.internal")
+    assert network("http://s3.internal:8333", None) == Network(None, {}, True)
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.corp:3129")
+    assert isinstance(network("https://other.example:443", None), str)  # TLS to the proxy: off
+
+    trusted = network("https://s3.internal", str(CERT))
+    assert isinstance(trusted, Network) and isinstance(trusted.ssl, ssl.SSLContext)
+    subjects = [c["subject"] for c in trusted.ssl.get_ca_certs()]
+    assert any("bmb test server" in str(s) for s in subjects)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(CERT))  # botocore's fallback, as it reads it
+    again = network("https://s3.internal", None)
+    assert isinstance(again, Network) and isinstance(again.ssl, ssl.SSLContext)
+    assert len(again.ssl.get_ca_certs()) == 1

@@ -42,6 +42,11 @@ class UsageError(BackupError):
     exit_code = ExitCode.USAGE
 
 
+class NotConfirmed(UsageError):
+    """A destructive step was not confirmed (no terminal and no --yes, or the answer was no);
+    nothing was changed."""
+
+
 class NotImplementedYet(BackupError):
     """A command the CLI contract names but this version does not do yet."""
 

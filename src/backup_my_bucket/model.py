@@ -132,12 +132,39 @@ class CompletedPart:
 _BUCKET_CHARS = re.compile(r"[A-Za-z0-9.\-_]{1,255}")
 
 
+def folder(prefix: str) -> str:
+    """The folder a prefix names: ``""`` (the whole bucket) or the prefix ending in ``/``.
+
+    The one rule for every prefix a user gives (``s3://bucket/app1``, ``--prefix docs``):
+    ``app1`` means the folder ``app1/``, so ``app1-old/``, ``app10`` and ``app1.txt`` are never
+    part of it. Only a trailing ``/`` is added: the prefix itself is never otherwise changed
+    (``a//b`` stays ``a//b/``), like keys (docs/design.md, ordering rule 1).
+    """
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def in_folder(key: str, prefix: str) -> bool:
+    """Whether ``key`` is content of the folder ``prefix`` (already a :func:`folder`).
+
+    The key equal to the folder itself (``p/``, a "folder marker") is not content: its name
+    relative to the folder would be empty. A key ``p`` beside the folder ``p/`` is outside.
+    """
+    return key.startswith(prefix) and len(key) > len(prefix)
+
+
 @dataclass(frozen=True, slots=True)
 class S3Url:
-    """``s3://bucket`` or ``s3://bucket/prefix``; the prefix is kept exactly as written."""
+    """``s3://bucket`` or ``s3://bucket/prefix``; the prefix is always a :func:`folder`.
+
+    Keys under it are joined and cut only here (:meth:`key`, :meth:`relative`), always at the
+    folder's ``/``: a relative key is never glued to a prefix that lacks one.
+    """
 
     bucket: str
     prefix: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", folder(self.prefix))
 
     @classmethod
     def parse(cls, text: str) -> S3Url:
@@ -154,6 +181,24 @@ class S3Url:
                 hint="bucket names use letters, digits, '.', '-' and '_' (at most 255)",
             )
         return cls(bucket, prefix)
+
+    def key(self, relative: str) -> str:
+        """The absolute key of a key relative to this folder."""
+        return self.prefix + relative
+
+    def relative(self, key: str) -> str | None:
+        """The key relative to this folder, or None when ``key`` is not its content."""
+        return key[len(self.prefix) :] if in_folder(key, self.prefix) else None
+
+    def child(self, relative_folder: str) -> S3Url:
+        """The sub-folder ``relative_folder`` (itself read as a folder) of this one."""
+        return S3Url(self.bucket, self.prefix + folder(relative_folder))
+
+    def overlaps(self, other: S3Url) -> bool:
+        """Same bucket, and one folder is inside the other (or they are the same)."""
+        return self.bucket == other.bucket and (
+            self.prefix.startswith(other.prefix) or other.prefix.startswith(self.prefix)
+        )
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"

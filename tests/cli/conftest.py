@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
 
@@ -24,3 +26,11 @@ async def bmb(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str,
     code = await asyncio.to_thread(cli_main.run, list(args))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def dry_run_lines(out: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``--dry-run --json`` output: one object per planned action, then the summary object."""
+    *actions, summary = (json.loads(line) for line in out.splitlines())
+    assert all(set(a) == {"action", "key", "version_id", "size", "reason"} for a in actions)
+    assert "action" not in summary
+    return actions, summary

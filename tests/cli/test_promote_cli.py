@@ -6,21 +6,14 @@ import json
 
 import pytest
 
-from backup_my_bucket.storage.iterate import iter_versions
+from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.protocol import ObjectStore
 
 from ..conftest import unique_bucket
-from .conftest import bmb
+from ..engine.restore_helpers import contents as live
+from .conftest import bmb, dry_run_lines
 
 pytestmark = pytest.mark.s3
-
-
-async def live(store: ObjectStore, bucket: str) -> dict[str, bytes]:
-    state = {}
-    async for v in iter_versions(store, bucket):
-        if v.is_latest and not v.is_delete_marker:
-            state[v.key] = b"".join([c async for c in store.get(bucket, v.key)])
-    return state
 
 
 async def test_promote_a_snapshot_and_start_a_new_backup(
@@ -45,7 +38,15 @@ async def test_promote_a_snapshot_and_start_a_new_backup(
     args = ["promote", old_id, "--backup", f"s3://{old_backup}", "--to", f"s3://{new_primary}"]
     code, out, err = await bmb(capsys, "--json", *args, "--dry-run")
     assert code == 0, err
-    assert json.loads(out)["restore"]["copied"] == 8 and await live(s3_store, new_primary) == {}
+    actions, report = dry_run_lines(out)
+    assert [(a["action"], a["key"]) for a in actions] == [("copy", k) for k in sorted(files)]
+    assert report["restore"]["copied"] == 8 and await live(s3_store, new_primary) == {}
+    # promoting into a bucket that holds something: named, and not without --yes (no TTY here)
+    await s3_store.put(new_primary, "left-over.txt", b"from an earlier attempt")
+    code, out, err = await bmb(capsys, "--json", *args, "--new-backup", f"s3://{new_backup}")
+    assert code == ExitCode.USAGE and out == "", err
+    assert "promote would delete 1 and overwrite 0" in err and "left-over.txt" in err
+    assert set(await live(s3_store, new_primary)) == {"left-over.txt"}
 
     code, out, err = await bmb(
         capsys, "--json", *args, "--new-backup", f"s3://{new_backup}", "--yes"

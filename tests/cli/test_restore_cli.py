@@ -19,6 +19,7 @@ from backup_my_bucket.units import format_time
 
 from ..conftest import S3Server, unique_bucket
 from ..engine.restore_helpers import bucket_state, live
+from .conftest import dry_run_lines
 
 BMB = str(Path(sys.executable).parent / "backup-my-bucket")
 
@@ -97,15 +98,20 @@ async def test_dry_run_then_resume_after_ctrl_c_and_kill(
     journal = tmp_path / "journal"
     args = [
         "--workers", "1", "restore", "--at", format_time(at), "--backup", f"s3://{bk}",
-        "--to", f"s3://{src}", "--journal-dir", str(journal),
+        "--to", f"s3://{src}", "--journal-dir", str(journal), "--yes",
     ]  # fmt: skip
 
     code, out, _ = await bmb(s3_server, "--json", *args, "--dry-run")
     assert code == 0, out
-    assert json.loads(out) == {
+    actions, summary = dry_run_lines(out)
+    assert summary == {
         "copied": 300, "deleted": 10, "skipped": 0, "failed": 0, "bytes_copied": 300 * 12,
         "dry_run": True, "verified": False, "archived": 0, "resumed": 0,
     }  # fmt: skip
+    assert [(a["action"], a["key"]) for a in actions] == sorted(
+        [("copy", k) for k in keys] + [("delete", f"extra/{i}") for i in range(10)],
+        key=lambda pair: pair[1],
+    )
     assert await count(s3_store, src) == 10  # the dry run changed nothing
 
     code, err = await interrupt_when(s3_server, s3_store, src, args, 40, signal.SIGINT)

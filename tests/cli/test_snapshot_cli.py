@@ -13,7 +13,7 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 
 from ..conftest import unique_bucket
-from .conftest import bmb
+from .conftest import bmb, dry_run_lines
 
 pytestmark = pytest.mark.s3
 
@@ -118,8 +118,10 @@ async def test_backup_is_sync_then_snapshot(
     args = ["--json", "backup", "--source", f"s3://{source}", "--backup", f"s3://{target}"]
     code, out, err = await bmb(capsys, *args, "--dry-run")
     assert code == 0, err
-    assert json.loads(out) == {"sync": json.loads(out)["sync"], "snapshot": None}
-    assert json.loads(out)["sync"]["dry_run"] is True
+    actions, summary = dry_run_lines(out)
+    assert [(a["action"], a["key"]) for a in actions] == [("copy", f"f/{i}") for i in range(5)]
+    assert summary == {"sync": summary["sync"], "snapshot": None}
+    assert summary["sync"]["dry_run"] is True
     code, out, err = await bmb(capsys, *args, "--tag", "nightly")
     assert code == 0, err
     result = json.loads(out)
@@ -154,8 +156,19 @@ async def test_restore_a_snapshot_by_id_into_its_source(
         capsys, "--json", "restore", snapshot_id[:15], "--dry-run", "--backup", f"s3://{target}"
     )
     assert code == 0, err
-    assert json.loads(out)["dry_run"] is True and json.loads(out)["copied"] == 2
+    actions, summary = dry_run_lines(out)
+    assert summary["dry_run"] is True and summary["copied"] == 2
+    assert [(a["action"], a["key"], a["reason"]) for a in actions] == [
+        ("delete", "extra", "not in the restoration point"),
+        ("copy", "k1", "differs from the restoration point"),
+        ("copy", "k2", "missing in the target"),
+    ]
     code, out, err = await bmb(capsys, "--json", "restore", "latest", "--backup", f"s3://{target}")
+    assert code == ExitCode.USAGE and out == "", err  # deletes and overwrites: --yes, or a TTY
+    assert "would delete 1 and overwrite 1 object(s)" in err and "--yes" in err
+    code, out, err = await bmb(
+        capsys, "--json", "restore", "latest", "--backup", f"s3://{target}", "--yes"
+    )
     assert code == 0, err
     result = json.loads(out)
     assert (result["copied"], result["deleted"], result["verified"]) == (2, 1, True)

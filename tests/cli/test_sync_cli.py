@@ -16,7 +16,8 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 
 from ..conftest import S3Server, unique_bucket
-from .conftest import bmb
+from ..engine.restore_helpers import live
+from .conftest import bmb, dry_run_lines
 
 pytestmark = pytest.mark.s3
 ATTRS = ObjectAttrs(content_type="image/png", cache_control="no-cache", metadata={"a": "1"})
@@ -77,10 +78,28 @@ async def test_sync_json_dry_run_filters_and_rerun(
     urls = ["--source", f"s3://{src}", "--backup", f"s3://{bak}"]
     code, out, _ = await bmb(capsys, "--json", "sync", *urls, "--dry-run")
     assert code == 0
-    assert json.loads(out) == {
+    actions, summary = dry_run_lines(out)
+    assert summary == {
         "copied": 5, "deleted": 1, "skipped": 0, "failed": 0,
         "bytes_copied": sum(len(n.encode()) for n in names), "dry_run": True,
     }  # fmt: skip
+    sources = {v.key: v for v in await live(s3_store, src)}
+    (stale,) = await live(s3_store, bak)
+    assert actions == sorted(
+        [
+            {"action": "copy", "key": n, "version_id": sources[n].version_id,
+             "size": len(n.encode()), "reason": "missing in the backup"}
+            for n in names
+        ]
+        + [{"action": "delete", "key": "stale", "version_id": stale.version_id, "size": 3,
+            "reason": "gone from the source"}],
+        key=lambda a: a["key"],
+    )  # fmt: skip
+    code, out, _ = await bmb(capsys, "sync", *urls, "--dry-run")
+    assert out.splitlines()[:2] == ["copy    a.txt  5 B  (missing in the backup)",
+                                    "copy    dir/b.txt  9 B  (missing in the backup)"]  # fmt: skip
+    assert "delete  stale  3 B  (gone from the source)" in out.splitlines()
+    assert out.splitlines()[-1].startswith("dry run: would copy 5 objects")
     assert [v.key async for v in iter_versions(s3_store, bak)] == ["stale"]
 
     code, out, _ = await bmb(capsys, "sync", *urls, "--exclude", "*.tmp")

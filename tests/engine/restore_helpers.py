@@ -26,6 +26,11 @@ async def live(store: ObjectStore, bucket: str, prefix: str = "") -> list[Object
     return [v async for v in current_state(iter_versions(store, bucket, prefix=prefix))]
 
 
+async def contents(store: ObjectStore, bucket: str) -> dict[str, bytes]:
+    """Every live key of the bucket → its bytes."""
+    return {v.key: await read(store, bucket, v.key) for v in await live(store, bucket)}
+
+
 async def bucket_state(store: ObjectStore, bucket: str, prefix: str = "") -> State:
     """Every live key under ``prefix`` (relative) → bytes, attributes, tags."""
     state: State = {}

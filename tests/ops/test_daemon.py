@@ -109,7 +109,7 @@ async def test_two_plans_run_on_their_schedules(world: World, running: list[Runn
     assert [e["event"] for e in world.events][-1] == "daemon.stopped"
     assert len(await world.current("bak")) == 20  # both plans backed the source up
     catalog = await world.catalog().list()
-    assert sorted(m.backup for m in catalog).count("s3://bak/hourly") == 3
+    assert sorted(m.backup for m in catalog).count("s3://bak/hourly/") == 3  # a folder
 
 
 async def test_a_moment_that_comes_while_the_plan_runs_is_skipped(

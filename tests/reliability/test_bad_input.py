@@ -562,7 +562,7 @@ async def test_odd_keys_survive_sync_backup_restore(
     for key in list(ODD_KEYS)[1::2]:
         await s3_store.put(src, key, b"overwritten")
     await s3_store.put(src, "stray\tkey", b"not in the snapshot")
-    code, out, err = await bmb(capsys, *cat, "restore", snap)
+    code, out, err = await bmb(capsys, *cat, "restore", snap, "--yes")
     assert code == 0, err
     assert json.loads(out)["verified"] is True
     rolled_back = await live(s3_store, src)

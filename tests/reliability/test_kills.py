@@ -156,7 +156,7 @@ def copied(store: S3Store, bucket: str, name: str) -> Armed:
 
 async def cli_json(server: S3Server, *args: str) -> tuple[float, Any]:
     """Run the CLI with ``--json`` to the end; return its duration and its result (a listing's
-    lines as a list)."""
+    lines as a list; a dry run's summary, which follows its planned actions)."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "backup_my_bucket", "--workers", "16", "--json", *args,
@@ -166,7 +166,7 @@ async def cli_json(server: S3Server, *args: str) -> tuple[float, Any]:
     out, err = await proc.communicate()
     assert proc.returncode == 0, (args, proc.returncode, err.decode()[-2000:])
     lines = [json.loads(line) for line in out.decode().splitlines()]
-    return time.monotonic() - started, lines[0] if "snapshots" not in args else lines
+    return time.monotonic() - started, lines[-1] if "snapshots" not in args else lines
 
 
 @dataclass
@@ -369,7 +369,7 @@ async def test_restore_survives_kill_9(
     await fill(s3_store, dst, damaged)
     journal = tmp_path / "journal"
     restore = ("--catalog", str(catalog), "restore", snap["id"], "--to", f"s3://{dst}",
-               "--mode", "rollback", "--journal-dir", str(journal))  # fmt: skip
+               "--mode", "rollback", "--journal-dir", str(journal), "--yes")  # fmt: skip
     plan_seconds, plan = await cli_json(s3_server, *restore, "--dry-run")
     assert (plan["copied"], plan["deleted"]) == (1204, 600)
 

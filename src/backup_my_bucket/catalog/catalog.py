@@ -382,7 +382,7 @@ class S3Catalog(Catalog):
         super().__init__(clock)
         self.store = store
         self.url = url
-        self.prefix = url.prefix if not url.prefix or url.prefix.endswith("/") else url.prefix + "/"
+        self.prefix = url.prefix  # a folder: S3Url makes it one
         self.cache_dir = cache_dir
         self.location = str(url)
 

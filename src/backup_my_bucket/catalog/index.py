@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import BackupError, CorruptIndex, UnsupportedFormat
-from ..model import ObjectVersion
+from ..model import ObjectVersion, S3Url
 from ..units import format_time
 
 FORMAT_VERSION = "1.0"
@@ -86,6 +86,11 @@ class SnapshotMeta:
         data["tags"] = list(self.tags)
         data["extra"] = dict(self.extra)
         return data
+
+    def of(self, backup: S3Url) -> bool:
+        """Whether this is a snapshot of the folder ``backup`` (compared as folders: a manifest
+        that recorded ``s3://bk/site`` is one of ``s3://bk/site/``)."""
+        return S3Url.parse(self.backup) == backup
 
     def summary(self) -> dict[str, Any]:
         """The fields `snapshot --json` and `snapshots --json` print (docs/cli.md)."""

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import UsageError
-from ..model import S3Url
+from ..model import S3Url, folder
 from ..units import parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,8 +38,18 @@ class SizeType(click.ParamType):  # type: ignore[type-arg]
             self.fail(exc.message, param, ctx)
 
 
+class FolderType(click.ParamType):  # type: ignore[type-arg]
+    """A relative prefix, read as a folder: ``docs`` means ``docs/`` (model.folder)."""
+
+    name = "PREFIX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return folder(str(value))
+
+
 S3URL = S3UrlType()
 SIZE = SizeType()
+FOLDER = FolderType()
 
 
 def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
@@ -56,7 +66,7 @@ def source_option(required: bool = True) -> Callable[[F], F]:
         "--source",
         type=S3URL,
         required=required,
-        help="The bucket to back up: s3://bucket[/prefix].",
+        help="The bucket to back up: s3://bucket[/folder] (s3://b/app1 means app1/).",
     )
 
 
@@ -65,13 +75,24 @@ def backup_option(required: bool = True) -> Callable[[F], F]:
         "--backup",
         type=S3URL,
         required=required,
-        help="The versioned backup bucket: s3://bucket[/prefix].",
+        help="The versioned backup bucket: s3://bucket[/folder].",
     )
 
 
 dry_run_option = click.option(
-    "--dry-run", is_flag=True, help="Print the plan (counts and bytes) and change nothing."
+    "--dry-run",
+    is_flag=True,
+    help="Print every planned copy and delete, then the totals; change nothing.",
 )
+
+
+def prefix_option(text: str) -> Callable[[F], F]:
+    return click.option("--prefix", type=FOLDER, default="", help=text)
+
+
+def yes_option(text: str) -> Callable[[F], F]:
+    return click.option("--yes", is_flag=True, help=text)
+
 
 filter_options = _compose(
     click.option(

@@ -9,6 +9,13 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
+from ..units import format_size
+
+
+def printable(key: str) -> str:
+    """A key on one line of text: as it is, or quoted when it holds control characters."""
+    return key if key.isprintable() else repr(key)
+
 
 def _default(value: object) -> object:
     if hasattr(value, "isoformat"):
@@ -47,6 +54,15 @@ class Output:
             self.stdout.write(json.dumps(data, default=_default, ensure_ascii=False) + "\n")
         else:
             self.stdout.write(human + "\n")
+
+    def planned(self, action: Mapping[str, Any]) -> None:
+        """One planned action of a dry run (``{"action", "key", "version_id", "size",
+        "reason"}``): a JSON line, else ``copy    key  1.2 KiB  (reason)``."""
+        self.item(
+            action,
+            f"{action['action']:<6}  {printable(action['key'])}  "
+            f"{format_size(action['size'])}  ({action['reason']})",
+        )
 
     def info(self, text: str) -> None:
         self.console.print(text, markup=False)

@@ -275,6 +275,8 @@ async def run_gc(
 ) -> GcResult:
     """Apply ``policy`` to every snapshot of the backup at ``s3://bucket/prefix`` and collect.
 
+    ``prefix`` is a folder (``site`` means ``site/``): no key outside it is ever deleted.
+
     The caller holds the catalog lock and passes *all* the catalog's snapshots of this backup.
     ``remove_snapshots`` drops ids from the catalog; it runs before any version is deleted.
     ``leftovers`` lists what killed runs left in the catalog (an index without its manifest, a
@@ -305,8 +307,9 @@ async def run_gc(
         # Nothing references history yet: deleting it all is never what a user means.
         warning = "no snapshots yet: gc deletes no versions until a snapshot exists"
         return GcResult((), (), 0, 0, 0, dry_run, warnings=(warning,), catalog_leftovers=swept)
-    warnings = await _lifecycle_check(store, bucket, prefix, points, now)
-    plan = plan_gc(iter_versions(store, bucket, prefix=prefix), points)
+    backup = S3Url(bucket, prefix)
+    warnings = await _lifecycle_check(store, bucket, backup.prefix, points, now)
+    plan = plan_gc(_content(iter_versions(store, bucket, prefix=backup.prefix), backup), points)
     tally = await _collect(store, bucket, plan, dry_run, workers, progress, on_planned)
     result = GcResult(
         removed,
@@ -348,7 +351,7 @@ async def gc_catalog(
             store,
             url.bucket,
             url.prefix,
-            [SnapshotRef(m.id, m.at) for m in metas if m.backup == str(url)],
+            [SnapshotRef(m.id, m.at) for m in metas if m.of(url)],
             policy,
             now,
             remove_snapshots=catalog.remove,
@@ -363,7 +366,7 @@ async def gc_catalog(
 
 def backup_of(metas: Sequence[SnapshotMeta]) -> S3Url:
     """The one backup location a catalog's snapshots record (else a usage error)."""
-    backups = sorted({m.backup for m in metas})
+    backups = sorted({str(S3Url.parse(m.backup)) for m in metas})
     if len(backups) != 1:
         raise UsageError(
             "cannot tell which backup to collect"
@@ -371,6 +374,15 @@ def backup_of(metas: Sequence[SnapshotMeta]) -> S3Url:
             hint="name it with --backup s3://bucket[/prefix]",
         )
     return S3Url.parse(backups[0])
+
+
+async def _content(
+    entries: AsyncIterable[ObjectVersion], backup: S3Url
+) -> AsyncIterator[ObjectVersion]:
+    """The entries that are the folder's content (not its own marker key)."""
+    async for entry in entries:
+        if backup.relative(entry.key) is not None:
+            yield entry
 
 
 async def _lifecycle_check(

@@ -2,15 +2,16 @@
 
 The restoration point is an abstract *desired state*: a key-sorted stream of
 :class:`ObjectVersion`, one per key, whose keys are **absolute keys in the backup bucket**
-(they start with ``backup.prefix``), exactly what ``state_at(iter_versions(...), T)`` or a
-snapshot index yields. A key's *relative key* is the part after ``backup.prefix``; the
-restore writes ``target.prefix + relative key``.
+(in the folder ``backup``), exactly what ``state_at(iter_versions(...), T)`` or a snapshot
+index yields. A key's *relative key* is the part after the backup's folder; the restore
+writes ``target.key(relative key)``: joined at the folder's ``/``, never glued.
 
 Three steps, each its own function:
 1. :func:`plan_restore` (pure): a merge-join of the desired state with the target's current
    state, both ascending, producing one :class:`Action` per key (copy, delete or skip, with a
    reason). The whole plan is spooled to a temporary file so its totals (and the archived
-   versions) are known before anything changes, while memory stays flat.
+   versions) are known before anything changes, while memory stays flat. A plan that would
+   delete or overwrite objects in the target is shown to ``confirm`` first.
 2. execution: copies first, then deletes (rollback only), each with bounded concurrency;
    copies are server-side copies of the exact version ids. A journal records finished work.
 3. verification: the target is listed again and checked against the plan (existence, size,
@@ -28,11 +29,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import BackupError, ItemFailure, UsageError
-from ..model import NULL_VERSION, ObjectVersion, S3Url, VersionRef
+from ..errors import BackupError, ItemFailure
+from ..model import NULL_VERSION, ObjectVersion, S3Url, Versioning, VersionRef
 from ..storage.protocol import ObjectStore
 from .actions import ActionKind
-from .filters import ALL_KEYS, KeyFilter
+from .filters import ALL_KEYS, KeyFilter, refuse_overlap
 from .journal import Journal, JournalEntry, run_identity
 from .progress import NullProgress, Progress
 from .snapshot import live_state
@@ -44,6 +45,9 @@ ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 (GLACIER_IR is instant retrieval: copyable like STANDARD.)"""
 
 MAX_LISTED_FAILURES = 1000
+NAMED_DESTROYED = 10
+"""How many of the keys a restore would delete or overwrite its confirmation names."""
+ARCHIVED_REASON = "not copyable until restored from the archive"
 
 
 class Mode(StrEnum):
@@ -86,6 +90,29 @@ class Action:
     def archived(self) -> bool:
         return self.kind is ActionKind.COPY and self.storage_class in ARCHIVE_CLASSES
 
+    @property
+    def destroys(self) -> bool:
+        """Whether it deletes or overwrites an object the target holds now."""
+        return self.kind is ActionKind.DELETE or (
+            self.kind is ActionKind.COPY and self.target_size is not None and not self.archived
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """One planned action (``--dry-run --json``, docs/cli.md). ``size``: the bytes a copy
+        writes, or those a delete removes; ``version_id``: the version a copy restores."""
+        if self.archived:
+            kind, reason = ActionKind.SKIP.value, f"in {self.storage_class}: {ARCHIVED_REASON}"
+        else:
+            kind, reason = self.kind.value, self.reason.value
+        deleted = self.kind is ActionKind.DELETE
+        return {
+            "action": kind,
+            "key": self.key,
+            "version_id": self.version_id,
+            "size": (self.target_size or 0) if deleted else self.size,
+            "reason": reason,
+        }
+
     def to_row(self) -> list[Any]:
         return [
             self.kind.value,
@@ -103,6 +130,23 @@ class Action:
     def from_row(cls, row: list[Any]) -> Action:
         kind, key, reason, *rest = row
         return cls(ActionKind(kind), key, Reason(reason), *rest)
+
+
+@dataclass(frozen=True, slots=True)
+class Destruction:
+    """What a restore plan would delete or overwrite in its target, shown to ``confirm``
+    before anything changes."""
+
+    target: S3Url
+    deletes: int
+    overwrites: int
+    nbytes: int  # what the target holds now under those keys
+    first: tuple[Action, ...]  # the first of them, in key order (relative keys)
+    versioned: bool | None  # the target keeps what is replaced as old versions (None: unknown)
+
+
+Confirm = Callable[[Destruction], None]
+"""Asks whether a destructive plan may run; returns to go on, raises to stop (nothing done)."""
 
 
 class ArchivedVersions(BackupError):
@@ -261,13 +305,17 @@ async def _empty() -> AsyncIterator[ObjectVersion]:
 
 
 async def relative(
-    entries: AsyncIterable[ObjectVersion], prefix: str
+    entries: AsyncIterable[ObjectVersion], url: S3Url
 ) -> AsyncIterator[ObjectVersion]:
-    """The same entries with ``prefix`` cut from their keys (which must all start with it)."""
+    """The same entries with keys relative to the folder ``url`` (they must all be in it; the
+    folder's own marker key ``p/`` is not its content and is left out)."""
     async for entry in entries:
-        if not entry.key.startswith(prefix):
-            raise BackupError(f"key {entry.key!r} is not under the prefix {prefix!r}")
-        yield replace(entry, key=entry.key[len(prefix) :]) if prefix else entry
+        key = url.relative(entry.key)
+        if key is None:
+            if entry.key == url.prefix:
+                continue
+            raise BackupError(f"key {entry.key!r} is not in the folder {url}")
+        yield replace(entry, key=key) if url.prefix else entry
 
 
 # --- the spooled plan ----------------------------------------------------------------------
@@ -284,9 +332,17 @@ class PlanSummary:
     archived: int = 0
     archived_sample: list[Action] = field(default_factory=list)
     by_reason: dict[str, int] = field(default_factory=dict)
+    overwrites: int = 0
+    destroyed_bytes: int = 0  # what the target holds now under the keys deleted or overwritten
+    destroyed_sample: list[Action] = field(default_factory=list)  # the first ones, in key order
 
     def add(self, action: Action) -> None:
         self.by_reason[action.reason.value] = self.by_reason.get(action.reason.value, 0) + 1
+        if action.destroys:
+            self.overwrites += action.kind is ActionKind.COPY
+            self.destroyed_bytes += action.target_size or 0
+            if len(self.destroyed_sample) < NAMED_DESTROYED:
+                self.destroyed_sample.append(action)
         if action.archived:
             self.archived += 1
             if len(self.archived_sample) < MAX_LISTED_FAILURES:
@@ -393,8 +449,8 @@ def _single_part(etag: str | None) -> bool:
 async def _copy_one(sides: _Sides, action: Action) -> str:
     """Server-side copy of the exact version; return the ETag the target now has."""
     assert action.version_id is not None
-    source = VersionRef(sides.backup.bucket, sides.backup.prefix + action.key, action.version_id)
-    key = sides.target.prefix + action.key
+    source = VersionRef(sides.backup.bucket, sides.backup.key(action.key), action.version_id)
+    key = sides.target.key(action.key)
     version_id = await copy_version(
         sides.backup_store,
         source,
@@ -459,7 +515,7 @@ async def _delete_all(
     progress.start("restore: deleting", total=spool.summary.deletes)
 
     async def delete(action: Action) -> None:
-        await sides.target_store.delete(sides.target.bucket, sides.target.prefix + action.key)
+        await sides.target_store.delete(sides.target.bucket, sides.target.key(action.key))
 
     todo = spool.read(lambda a: a.kind is ActionKind.DELETE)
     async for outcome in run_pool(todo, delete, workers=workers):
@@ -542,12 +598,12 @@ def _target_state(sides: _Sides, filters: KeyFilter) -> AsyncIterator[ObjectVers
 
 
 def _check_sides(sides: _Sides) -> None:
-    b, t = sides.backup, sides.target
-    overlap = t.prefix.startswith(b.prefix) or b.prefix.startswith(t.prefix)
-    if sides.same_endpoint and b.bucket == t.bucket and overlap:
-        raise UsageError(
-            f"the restore target {t} overlaps the backup {b}: a restore never writes there",
-            hint="restore into the source bucket or another bucket/prefix with --to",
+    if sides.same_endpoint:
+        refuse_overlap(
+            ("the backup", sides.backup),
+            ("the restore target", sides.target),
+            hint="a restore never writes into its backup: restore into the source bucket or "
+            "another bucket/folder with --to",
         )
 
 
@@ -568,7 +624,7 @@ async def _plan(
     spool = _Spool()
     try:
         async for action in plan_restore(
-            relative(desired, sides.backup.prefix),
+            relative(desired, sides.backup),
             _target_state(sides, filters),
             mode,
             filters,
@@ -601,15 +657,21 @@ async def run_restore(
     same_endpoint: bool = True,
     skip_archived: bool = False,
     multipart_threshold: int | None = None,
+    confirm: Confirm | None = None,
+    on_planned: Callable[[Action], None] | None = None,
 ) -> RestoreResult:
     """Plan, execute and verify one restore; see the module docstring.
 
-    ``desired``: the restoration point, absolute backup keys (under ``backup.prefix``),
+    ``desired``: the restoration point, absolute backup keys (in the folder ``backup``),
     strictly ascending, one live version per key. ``point`` names it for the journal
     (``"at:2026-11-26T10:00:00Z"`` or ``"snapshot:ID"``): the same command must give the
     same ``point`` so a rerun finds the journal. ``journal_dir`` None: no journal.
     Raises :class:`ArchivedVersions` before any change when a copy needs an archived
     version (unless ``skip_archived``). Failures are returned, not raised.
+    A plan that deletes or overwrites objects in the target goes to ``confirm`` before the
+    first change (docs/design.md, ordering rule 15); whatever it raises stops the restore.
+    With ``dry_run``, ``on_planned`` sees every planned copy and delete in key order, read
+    back from the spooled plan.
     """
     progress = progress or NullProgress()
     sides = _Sides(
@@ -633,6 +695,9 @@ async def run_restore(
         if summary.archived and not skip_archived:
             raise ArchivedVersions(summary.archived, summary.archived_sample)
         if dry_run:
+            if on_planned is not None:
+                for action in spool.read(lambda a: a.kind is not ActionKind.SKIP):
+                    on_planned(action)
             return RestoreResult(
                 copied=summary.copies,
                 deleted=summary.deletes,
@@ -644,11 +709,29 @@ async def run_restore(
                 archived=summary.archived,
                 plan=summary,
             )
+        if confirm is not None and (summary.deletes or summary.overwrites):
+            confirm(await _destruction(sides, summary))
         return await _execute(sides, spool, journal, mode, filters, workers, progress)
     finally:
         spool.close()
         if journal is not None:
             journal.close()
+
+
+async def _destruction(sides: _Sides, summary: PlanSummary) -> Destruction:
+    try:
+        versioning = await sides.target_store.get_versioning(sides.target.bucket)
+        versioned: bool | None = versioning is Versioning.ENABLED
+    except BackupError:  # not allowed to ask: the question says so
+        versioned = None
+    return Destruction(
+        sides.target,
+        summary.deletes,
+        summary.overwrites,
+        summary.destroyed_bytes,
+        tuple(summary.destroyed_sample),
+        versioned,
+    )
 
 
 async def _execute(

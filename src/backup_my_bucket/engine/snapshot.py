@@ -50,22 +50,27 @@ async def wait_for_next_second(clock: Clock) -> None:
     await clock.sleep(seconds_to_next_second(clock.now()))
 
 
-def relative(version: ObjectVersion, prefix: str) -> ObjectVersion:
-    return dataclasses.replace(version, key=version.key[len(prefix) :]) if prefix else version
+def relative(version: ObjectVersion, url: S3Url) -> ObjectVersion | None:
+    """The version with its key relative to ``url``'s folder; None when it is not the folder's
+    content (the folder's own marker key ``p/``)."""
+    key = url.relative(version.key)
+    if key is None:
+        return None
+    return dataclasses.replace(version, key=key) if url.prefix else version
 
 
-def live_at_reducer(at: datetime, prefix: str) -> Callable[[KeyHistory], ObjectVersion | None]:
+def live_at_reducer(at: datetime, url: S3Url) -> Callable[[KeyHistory], ObjectVersion | None]:
     def reduce(history: KeyHistory) -> ObjectVersion | None:
         live = history.live_at(at)
-        return None if live is None else relative(live, prefix)
+        return None if live is None else relative(live, url)
 
     return reduce
 
 
-def current_reducer(prefix: str) -> Callable[[KeyHistory], ObjectVersion | None]:
+def current_reducer(url: S3Url) -> Callable[[KeyHistory], ObjectVersion | None]:
     def reduce(history: KeyHistory) -> ObjectVersion | None:
         current = history.current
-        return None if current is None else relative(current, prefix)
+        return None if current is None else relative(current, url)
 
     return reduce
 
@@ -74,8 +79,7 @@ def catalog_skip_prefix(backup: S3Url, catalog_url: S3Url | None) -> str | None:
     """The catalog's own keys when it lives inside the bucket being listed."""
     if catalog_url is None or catalog_url.bucket != backup.bucket:
         return None
-    prefix = catalog_url.prefix
-    return prefix if prefix.endswith("/") or not prefix else prefix + "/"
+    return catalog_url.prefix
 
 
 def state_at(
@@ -91,7 +95,7 @@ def state_at(
     listing = ParallelListing(
         store,
         backup.bucket,
-        live_at_reducer(at, backup.prefix),
+        live_at_reducer(at, backup),
         prefix=backup.prefix,
         workers=workers,
         skip_prefix=skip_prefix,
@@ -108,15 +112,15 @@ def live_state(
     skip_prefix: str | None = None,
     within: str = "",
 ) -> AsyncIterator[ObjectVersion]:
-    """The bucket's current state under ``backup`` (keys relative to it), streamed in key
-    order; ``within``: only relative keys starting with it."""
+    """The bucket's current state in the folder ``backup`` (keys relative to it), streamed in
+    key order; ``within``: only relative keys in that sub-folder (a :func:`folder`)."""
     # ListObjectVersions, not ListObjectsV2: only the version listing is in key order on
     # every server we know (SeaweedFS lists V2 in its own directory order).
     listing = ParallelListing(
         store,
         backup.bucket,
-        current_reducer(backup.prefix),
-        prefix=backup.prefix + within,
+        current_reducer(backup),
+        prefix=backup.child(within).prefix,
         workers=workers,
         skip_prefix=skip_prefix,
     )

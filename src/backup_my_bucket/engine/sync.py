@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import BackupError, ItemFailure, StorageError
@@ -31,12 +31,16 @@ from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, VersionRe
 from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
 from .actions import ActionKind
-from .filters import KeyFilter
+from .filters import KeyFilter, refuse_overlap
 from .progress import NullProgress, Progress
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
 from .versions import current_state, require_versioning
 from .workers import prefetch, run_pool
 
+OVERLAP_HINT = (
+    "back up into another bucket, or into a folder beside the source's "
+    "(s3://bucket/app1 -> s3://backups/app1)"
+)
 PREFETCH = 5_000
 """Listing entries each side may hold ahead of the merge (about 1 MB each side)."""
 
@@ -53,6 +57,24 @@ class SyncItem:
     @property
     def size(self) -> int:
         return self.source.size if self.source is not None else 0
+
+    @property
+    def reason(self) -> str:
+        if self.action is ActionKind.COPY:
+            return "missing in the backup" if self.backup is None else "changed"
+        return "gone from the source" if self.action is ActionKind.DELETE else "unchanged"
+
+    def to_json(self) -> dict[str, str | int | None]:
+        """One planned action (``--dry-run --json``, docs/cli.md): the source version a copy
+        reads, or the backup version a delete marker will hide."""
+        version = self.source if self.source is not None else self.backup
+        return {
+            "action": self.action.value,
+            "key": self.key,
+            "version_id": version.version_id if version is not None else None,
+            "size": version.size if version is not None else 0,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +175,11 @@ async def plan_sync(
 
 
 async def current_listing(store: ObjectStore, url: S3Url) -> AsyncIterator[ObjectVersion]:
-    """The current versions under ``url``, keys relative to its prefix, ascending."""
-    cut = len(url.prefix)
+    """The current versions in the folder ``url``, keys relative to it, ascending."""
     async for version in current_state(iter_versions(store, url.bucket, prefix=url.prefix)):
-        yield dataclasses.replace(version, key=version.key[cut:]) if cut else version
+        key = url.relative(version.key)
+        if key is not None:  # not the folder's own marker key
+            yield dataclasses.replace(version, key=key) if url.prefix else version
 
 
 # --- execute ---------------------------------------------------------------------------------
@@ -210,16 +233,27 @@ async def execute_sync(
     backup_url: S3Url,
     options: SyncOptions,
     progress: Progress | None = None,
+    on_planned: Callable[[SyncItem], None] | None = None,
 ) -> SyncResult:
-    """Carry out a plan: copies first, then delete markers (never a version deleted)."""
+    """Carry out a plan: copies first, then delete markers (never a version deleted).
+
+    With ``options.dry_run`` nothing changes: ``on_planned`` sees each copy and delete of
+    the plan, in key order, as it is planned (the CLI prints them).
+    """
     report = progress or NullProgress()
     tally = _Tally()
     report.start("sync")
     if options.dry_run:
-        async for item in _copies(plan, tally, report):
-            tally.copied += 1
-            tally.bytes_copied += item.size
-        tally.deleted = len(tally.deletes)
+        async for item in plan:
+            if item.action is ActionKind.SKIP:
+                tally.skipped += 1
+            else:
+                tally.copied += item.action is ActionKind.COPY
+                tally.deleted += item.action is ActionKind.DELETE
+                tally.bytes_copied += item.size
+                if on_planned is not None:
+                    on_planned(item)
+            report.advance(1)
         report.finish()
         return tally.result(dry_run=True)
 
@@ -228,11 +262,11 @@ async def execute_sync(
         version = item.source.version_id
         ref = VersionRef(
             source_url.bucket,
-            source_url.prefix + item.key,
+            source_url.key(item.key),
             None if version == NULL_VERSION else version,  # pin the listed version
         )
         return await copy_version(
-            source_store, ref, backup_store, backup_url.bucket, backup_url.prefix + item.key,
+            source_store, ref, backup_store, backup_url.bucket, backup_url.key(item.key),
             size=item.source.size, etag=item.source.etag, same_endpoint=options.same_endpoint,
             multipart_threshold=options.multipart_threshold, part_size=options.part_size,
             storage_class=item.source.storage_class,
@@ -246,7 +280,7 @@ async def execute_sync(
         report.advance(1, outcome.item.size)
 
     async def delete(item: SyncItem) -> str | None:
-        return await backup_store.delete(backup_url.bucket, backup_url.prefix + item.key)
+        return await backup_store.delete(backup_url.bucket, backup_url.key(item.key))
 
     async for gone in run_pool(tally.deletes, delete, workers=options.workers):
         _record(gone.item, gone.error, tally, backup_url)
@@ -260,7 +294,7 @@ def _record(item: SyncItem, error: BackupError | None, tally: _Tally, where: S3U
     if error is not None:
         version = item.source.version_id if item.source is not None else None
         reason = f"{item.action.value}: {error.message}"
-        tally.failures.append(ItemFailure(where.prefix + item.key, version, reason))
+        tally.failures.append(ItemFailure(where.key(item.key), version, reason))
 
 
 async def sync(
@@ -270,8 +304,15 @@ async def sync(
     backup_url: S3Url,
     options: SyncOptions,
     progress: Progress | None = None,
+    on_planned: Callable[[SyncItem], None] | None = None,
 ) -> SyncResult:
     """Check both buckets, list both sides concurrently, plan and execute a sync."""
+    if options.same_endpoint:
+        refuse_overlap(
+            ("the source", source_url),
+            ("the backup", backup_url),
+            hint=OVERLAP_HINT,
+        )
     await source_store.check_bucket(source_url.bucket)
     await backup_store.check_bucket(backup_url.bucket)
     await require_versioning(backup_store, backup_url.bucket)
@@ -281,7 +322,7 @@ async def sync(
         options.key_filter,
     )
     return await execute_sync(
-        plan, source_store, source_url, backup_store, backup_url, options, progress
+        plan, source_store, source_url, backup_store, backup_url, options, progress, on_planned
     )
 
 

@@ -77,7 +77,7 @@ async def _check(
     store: ObjectStore, backup: S3Url, v: ObjectVersion, share: float, salt: str
 ) -> tuple[Problem | None, bool, bool]:
     """One version: (problem, was read, read could not be checked)."""
-    key = backup.prefix + v.key
+    key = backup.key(v.key)
     try:
         info = await store.head(backup.bucket, key, v.version_id)
     except (ObjectNotFound, NotFoundError):

@@ -297,7 +297,7 @@ class PlanRunner:
             )
 
     async def _newest(self, plan: Plan, conn: Connection) -> str:
-        metas = [m for m in await conn.catalog.list() if m.backup == str(plan.backup)]
+        metas = [m for m in await conn.catalog.list() if m.of(plan.backup)]
         if not metas:
             raise SnapshotNotFound(
                 f"no snapshot of {plan.backup} to verify",
@@ -308,7 +308,7 @@ class PlanRunner:
     async def _catalog_status(self, plan: Plan, record: RunRecord, conn: Connection) -> None:
         """How many snapshots the backup has now, and the span they cover (for the metrics)."""
         try:
-            metas = [m for m in await conn.catalog.list() if m.backup == str(plan.backup)]
+            metas = [m for m in await conn.catalog.list() if m.of(plan.backup)]
         except BackupError as exc:
             self.events.emit("run.status_unknown", "warning", plan=plan.name, error=exc.message)
             return

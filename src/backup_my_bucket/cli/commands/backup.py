@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from ...catalog.index import SnapshotMeta
-from ...engine.filters import KeyFilter
+from ...engine.filters import KeyFilter, refuse_overlap
 from ...engine.progress import Progress
 from ...engine.snapshot import catalog_skip_prefix, take_snapshot, wait_for_next_second
 from ...engine.sync import (
+    OVERLAP_HINT,
     SyncOptions,
     SyncResult,
     lifecycle_warnings,
@@ -25,19 +25,29 @@ from ...errors import PartialFailure, UsageError
 from ...model import S3Url, Versioning
 from ...units import format_size, format_time
 from ..app import App
+from ..confirm import confirm
 from ..options import backup_option, snapshot_options, source_option, sync_options
 from ..progress import make_progress
 
 
 async def run_init(app: App, source: S3Url, backup: S3Url, *, yes: bool) -> dict[str, Any]:
     """Check both buckets, enable versioning on the backup one, report lifecycle risks."""
+    if app.same_endpoint():
+        refuse_overlap(("the source", source), ("the backup", backup), hint=OVERLAP_HINT)
     source_store, backup_store = await app.store("source"), await app.store("backup")
     for store, url in ((source_store, source), (backup_store, backup)):
         await store.check_bucket(url.bucket)
         await store.list_versions_page(url.bucket, prefix=url.prefix, max_keys=1)  # can list
     enabled_now = False
     if await backup_store.get_versioning(backup.bucket) is not Versioning.ENABLED:
-        _confirm_versioning(backup, yes)
+        confirm(
+            app.output,
+            yes=yes,
+            question=f"Enable versioning on s3://{backup.bucket}? "
+            "It cannot be turned off, only suspended",
+            refused=f"versioning is not enabled on {backup}",
+            hint="pass --yes to enable it (a backup bucket keeps history through versioning)",
+        )
         await backup_store.set_versioning(backup.bucket, True)
         enabled_now = True
     warnings = lifecycle_warnings(await backup_store.get_lifecycle(backup.bucket), backup.prefix)
@@ -48,19 +58,6 @@ async def run_init(app: App, source: S3Url, backup: S3Url, *, yes: bool) -> dict
         "versioning_enabled_now": enabled_now,
         "warnings": warnings,
     }
-
-
-def _confirm_versioning(backup: S3Url, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(
-            f"versioning is not enabled on {backup}",
-            hint="pass --yes to enable it (a backup bucket keeps history through versioning)",
-        )
-    question = f"Enable versioning on s3://{backup.bucket}? It cannot be turned off, only suspended"
-    if not click.confirm(question, err=True):
-        raise UsageError("versioning was not enabled: the bucket cannot hold backups")
 
 
 @click.command()
@@ -101,7 +98,13 @@ async def run_sync(
     )
     source_store, backup_store = await app.store("source"), await app.store("backup")
     return await run_engine(
-        source_store, source, backup_store, backup, options, progress or make_progress(app.output)
+        source_store,
+        source,
+        backup_store,
+        backup,
+        options,
+        progress or make_progress(app.output),
+        on_planned=lambda item: app.output.planned(item.to_json()),
     )
 
 
@@ -141,7 +144,8 @@ def sync(
 ) -> None:
     """Copy new and changed objects from the source into the backup bucket.
 
-    Keys gone from the source get a delete marker in the backup: their history stays.
+    Keys gone from the source get a delete marker in the backup: their history stays, so a
+    sync never asks for confirmation. --dry-run prints every planned copy and delete.
     """
     result = app.run(
         lambda: run_sync(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import secrets
 import tempfile
@@ -24,6 +23,7 @@ from ...storage.protocol import ObjectStore
 from ...units import format_size
 from ..app import App, Settings
 from .backup import run_init, run_sync
+from .restore import snapshot_point
 
 SOURCE = S3Url("demo-website")
 BACKUP = S3Url("demo-website-backup")
@@ -96,7 +96,7 @@ async def _story(app: App, objects: int, say: Any) -> dict[str, Any]:
 
     say(f"5. restore {meta.id} in rollback mode: copy back what changed, server-side.")
     reader = await catalog.open_index(meta)
-    desired = aiter_sync(dataclasses.replace(v, key=BACKUP.prefix + v.key) for v in reader.rows())
+    desired = snapshot_point(reader, BACKUP)
     restored = await run_restore(
         backup_store=store,
         backup=BACKUP,

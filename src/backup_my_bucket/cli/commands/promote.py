@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import click
 
-from ...engine.diff import aiter_sync
 from ...engine.restore import Mode, run_restore
 from ...engine.snapshot import catalog_skip_prefix, take_snapshot, wait_for_next_second
 from ...errors import PartialFailure, UsageError
 from ...model import S3Url
 from ..app import App
-from ..options import S3URL, dry_run_option
+from ..confirm import confirm_restore
+from ..options import S3URL, dry_run_option, yes_option
 from .backup import run_init, run_sync
-from .restore import default_journal_dir
+from .restore import default_journal_dir, snapshot_point
 
 
 @click.command()
@@ -33,7 +32,10 @@ from .restore import default_journal_dir
     help="Start a new backup relationship: back the new primary up into this bucket.",
 )
 @click.option("--backup", type=S3URL, help="The old backup location whose catalog to use.")
-@click.option("--yes", is_flag=True, help="Enable versioning on --new-backup without asking.")
+@yes_option(
+    "Answer yes to every question: overwrite or delete objects already in --to, enable "
+    "versioning on --new-backup."
+)
 @dry_run_option
 @click.pass_obj
 def promote(
@@ -51,7 +53,8 @@ def promote(
     on. With --new-backup, it then enables versioning there, backs the new primary up and
     takes a first snapshot; the old restoration points are carried into the new catalog, so
     they stay listed next to the new ones and restorable from the old backup bucket, which is
-    never written.
+    never written. Objects already in --to that the restore would delete or overwrite are
+    named first and need a "y" on a terminal, or --yes.
     """
     if new_backup is not None and new_backup.bucket == target.bucket:
         raise UsageError("--new-backup must be another bucket than --to")
@@ -61,13 +64,12 @@ def promote(
         meta = await old_catalog.resolve(snapshot_id)
         old_backup = S3Url.parse(meta.backup)
         reader = await old_catalog.open_index(meta)
-        rows = (dataclasses.replace(v, key=old_backup.prefix + v.key) for v in reader.rows())
         target_store = await app.store("source")
         await target_store.check_bucket(target.bucket)
         restored = await run_restore(
             backup_store=await app.store("backup"),
             backup=old_backup,
-            desired=aiter_sync(rows),
+            desired=snapshot_point(reader, old_backup),
             target_store=target_store,
             target=target,
             point=f"snapshot:{meta.id}",
@@ -77,6 +79,8 @@ def promote(
             journal_dir=default_journal_dir(),
             progress=app.progress(),
             same_endpoint=app.same_endpoint(),
+            confirm=confirm_restore(app.output, yes, "promote"),
+            on_planned=lambda action: app.output.planned(action.to_json()),
         )
         report: dict[str, Any] = {
             "snapshot": meta.id,

@@ -11,6 +11,7 @@ import click
 import platformdirs
 
 from ...catalog.catalog import Catalog
+from ...catalog.index import IndexReader
 from ...engine.diff import aiter_sync
 from ...engine.filters import KeyFilter
 from ...engine.restore import Mode, RestoreResult, run_restore
@@ -21,7 +22,15 @@ from ...storage.protocol import ObjectStore
 from ...units import format_size, format_time, parse_time
 from ..app import App
 from ..config import APP_NAME
-from ..options import S3URL, backup_option, dry_run_option, filter_options
+from ..confirm import confirm_restore
+from ..options import (
+    S3URL,
+    backup_option,
+    dry_run_option,
+    filter_options,
+    prefix_option,
+    yes_option,
+)
 
 
 def default_journal_dir() -> Path:
@@ -51,10 +60,18 @@ def _summary(result: RestoreResult, at: datetime, target: S3Url) -> str:
 async def _desired(
     store: ObjectStore, backup: S3Url, prefix: str, at: datetime, workers: int
 ) -> AsyncIterator[ObjectVersion]:
-    """The backup's state at ``at`` under ``prefix``, with absolute backup keys."""
-    scope = S3Url(backup.bucket, backup.prefix + prefix)
+    """The backup's state at ``at`` in the folder ``prefix``, with absolute backup keys."""
+    scope = backup.child(prefix)
     async for version in state_at(store, scope, at, workers=workers):
-        yield dataclasses.replace(version, key=scope.prefix + version.key)
+        yield dataclasses.replace(version, key=scope.key(version.key))
+
+
+def snapshot_point(
+    reader: IndexReader, backup: S3Url, prefix: str = ""
+) -> AsyncIterator[ObjectVersion]:
+    """A snapshot's rows in the folder ``prefix``, with absolute backup keys (a restore's
+    desired state)."""
+    return aiter_sync(dataclasses.replace(v, key=backup.key(v.key)) for v in reader.rows(prefix))
 
 
 async def _recorded_source(catalog: Catalog, backup: S3Url) -> str | None:
@@ -63,7 +80,7 @@ async def _recorded_source(catalog: Catalog, backup: S3Url) -> str | None:
         metas = await catalog.list()
     except BackupError:
         return None
-    sources = [m.source for m in metas if m.backup == str(backup) and m.source]
+    sources = [m.source for m in metas if m.of(backup) and m.source]
     return sources[-1] if sources else None
 
 
@@ -71,8 +88,8 @@ async def _recorded_source(catalog: Catalog, backup: S3Url) -> str | None:
 @click.argument("snapshot_id", metavar="ID", required=False)
 @click.option("--at", metavar="TIME", help="Restore to this moment (no snapshot needed).")
 @backup_option(required=False)
-@click.option("--to", "target", type=S3URL, help="Restore into this bucket/prefix instead.")
-@click.option("--prefix", default="", help="Only keys under this prefix (relative keys).")
+@click.option("--to", "target", type=S3URL, help="Restore into this bucket/folder instead.")
+@prefix_option("Only keys in this folder (relative keys; docs means docs/).")
 @filter_options
 @click.option(
     "--mode",
@@ -92,6 +109,7 @@ async def _recorded_source(catalog: Catalog, backup: S3Url) -> str | None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the resume journal lives (default: the user data dir).",
 )
+@yes_option("Delete and overwrite objects in the target without asking (needed off a terminal).")
 @click.pass_obj
 def restore(
     app: App,
@@ -106,14 +124,16 @@ def restore(
     dry_run: bool,
     skip_archived: bool,
     journal_dir: Path | None,
+    yes: bool,
 ) -> None:
     """Bring a bucket back to a snapshot (ID, a prefix of one, or `latest`) or to a moment
     (--at TIME --backup S3URL).
 
-    The target is the snapshot's source unless --to names another bucket/prefix.
+    The target is the snapshot's source unless --to names another bucket/folder.
     The plan (copy what is missing or different, delete what did not exist then, skip what
-    is unchanged) is computed first; --dry-run prints it and changes nothing. Rerun the same
-    command after an interruption: finished work is skipped.
+    is unchanged) is computed first; --dry-run prints every copy and delete and changes
+    nothing. A plan that deletes or overwrites objects asks first (on a terminal) or needs
+    --yes. Rerun the same command after an interruption: finished work is skipped.
     """
     if snapshot_id is not None and at is not None:
         raise UsageError("give a snapshot ID or --at TIME, not both")
@@ -132,9 +152,7 @@ def restore(
             meta = await catalog.resolve(snapshot_id)
             source, where = S3Url.parse(meta.backup), meta.source
             reader = await catalog.open_index(meta)
-            desired: AsyncIterator[ObjectVersion] = aiter_sync(
-                dataclasses.replace(v, key=source.prefix + v.key) for v in reader.rows(prefix)
-            )
+            desired = snapshot_point(reader, source, prefix)
             point, chosen["at"] = f"snapshot:{meta.id}", meta.at
         else:
             assert backup is not None and when is not None
@@ -169,6 +187,8 @@ def restore(
             progress=app.progress(),
             same_endpoint=app.same_endpoint(),
             skip_archived=skip_archived,
+            confirm=confirm_restore(app.output, yes),
+            on_planned=lambda action: app.output.planned(action.to_json()),
         )
 
     try:

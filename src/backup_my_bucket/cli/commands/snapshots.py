@@ -8,11 +8,12 @@ import click
 
 from ...catalog.index import SnapshotMeta
 from ...engine.diff import aiter_sync, diff_states
+from ...engine.filters import KeyFilter
 from ...engine.snapshot import catalog_skip_prefix, live_state, take_snapshot
 from ...model import ObjectVersion, S3Url
 from ...units import format_size, format_time, parse_time
 from ..app import App
-from ..options import S3URL, backup_option, snapshot_options, source_option
+from ..options import S3URL, backup_option, prefix_option, snapshot_options, source_option
 
 catalog_backup_option = click.option(
     "--backup",
@@ -101,7 +102,7 @@ def show(app: App, snapshot_id: str, backup: S3Url | None) -> None:
 
 @click.command(name="ls")
 @click.argument("snapshot_id", metavar="ID")
-@click.option("--prefix", default="", help="Only keys under this prefix.")
+@prefix_option("Only keys in this folder (docs means docs/).")
 @catalog_backup_option
 @click.pass_obj
 def ls_(app: App, snapshot_id: str, prefix: str, backup: S3Url | None) -> None:
@@ -110,7 +111,8 @@ def ls_(app: App, snapshot_id: str, prefix: str, backup: S3Url | None) -> None:
     async def main() -> None:
         catalog = await app.catalog(backup)
         reader = await catalog.open_index(await catalog.resolve(snapshot_id))
-        for v in reader.rows(prefix):
+        in_scope = KeyFilter(prefix)
+        for v in filter(lambda v: in_scope(v.key), reader.rows(prefix)):
             app.output.item(
                 {
                     "key": v.key,

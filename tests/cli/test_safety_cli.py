@@ -179,14 +179,15 @@ async def test_folders_confirmation_and_dry_runs_through_the_cli(
     # --prefix is a folder of relative keys: `sub` is sub/, never sub2/ or suba.txt
     await put_all(s3_store, tgt, {"inspect/sub/b.txt": b"broken", "inspect/a.txt": b"broken"})
     await put_all(s3_store, tgt, {"inspect/sub2/c": b"kept", "inspect/suba.txt": b"kept"})
-    code, out, err = await asyncio.to_thread(
-        run_cli, s3_server, "--json", *restore, "--prefix", "sub", "--yes"
-    )
-    assert code == 0, err
-    assert (json.loads(out)["copied"], json.loads(out)["deleted"]) == (1, 0)
-    now = await current(s3_store, tgt)
-    assert now["inspect/sub/b.txt"] == b"bb v1" and now["inspect/a.txt"] == b"broken"
-    assert now["inspect/sub2/c"] == now["inspect/suba.txt"] == b"kept"
+    for point in ((snap["id"],), ("--at", snap["at"], "--backup", f"s3://{bk}/site")):
+        args = (*cat, "restore", *point, "--to", f"s3://{tgt}/inspect", "--prefix", "sub")
+        code, out, err = await asyncio.to_thread(run_cli, s3_server, "--json", *args, "--yes")
+        assert code == 0, err
+        assert (json.loads(out)["copied"], json.loads(out)["deleted"]) == (1, 0)
+        now = await current(s3_store, tgt)
+        assert now["inspect/sub/b.txt"] == b"bb v1" and now["inspect/a.txt"] == b"broken"
+        assert now["inspect/sub2/c"] == now["inspect/suba.txt"] == b"kept"
+        await put_all(s3_store, tgt, {"inspect/sub/b.txt": b"broken"})
 
     # overlapping locations are refused before anything is read or written
     for args in (

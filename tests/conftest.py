@@ -8,17 +8,18 @@ never skipped into a green build.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
 
-from backup_my_bucket.errors import BackupError
+from backup_my_bucket.errors import BackupError, BucketNotFound
 from backup_my_bucket.localserver import LocalS3Server
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
@@ -33,6 +34,7 @@ class S3Server:
     endpoint_url: str
     access_key: str
     secret_key: str
+    local: LocalS3Server | None = field(default=None, compare=False)  # when we started it
 
     def config(self, **overrides: object) -> S3Config:
         base = S3Config(
@@ -91,9 +93,41 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     except BackupError as exc:
         _unavailable(f"{exc.message} ({exc.hint})")
     try:
-        yield S3Server(server.endpoint_url, TEST_ACCESS_KEY, TEST_SECRET_KEY)
+        yield S3Server(server.endpoint_url, TEST_ACCESS_KEY, TEST_SECRET_KEY, server)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+async def readonly_s3_server(s3_server: S3Server) -> S3Server:
+    """Credentials on the test server that may read and list, but not write or delete:
+    ``BMB_TEST_READONLY_ACCESS_KEY``/``..._SECRET_KEY`` for another server."""
+    if os.environ.get("BMB_TEST_READONLY_ACCESS_KEY"):
+        return dataclasses.replace(
+            s3_server,
+            access_key=os.environ["BMB_TEST_READONLY_ACCESS_KEY"],
+            secret_key=os.environ.get("BMB_TEST_READONLY_SECRET_KEY", ""),
+        )
+    if s3_server.local is None:
+        _unavailable("read-only credentials: set BMB_TEST_READONLY_ACCESS_KEY/_SECRET_KEY")
+    assert s3_server.local is not None
+    server = dataclasses.replace(
+        s3_server, access_key="bmbtestreader", secret_key="bmb-test-reader-Kd2w"
+    )
+    s3_server.local.add_identity("reader", server.access_key, server.secret_key, ["Read", "List"])
+    store = S3Store(server.config())
+    await store.open()
+    try:
+        for _ in range(100):  # the S3 server reloads its identities within a second or two
+            try:
+                await store.list_objects_page("bmb-readonly-probe")
+            except BucketNotFound:
+                return server
+            except BackupError:
+                await asyncio.sleep(0.1)
+        raise AssertionError("the read-only identity never became valid")
+    finally:
+        await store.close()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -98,6 +99,7 @@ class LocalS3Server:
         self.log_path = Path(log_file) if log_file else self.data_dir / "weed.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.s3_port = 0
+        self.master_port = 0
 
     @property
     def endpoint_url(self) -> str:
@@ -106,7 +108,7 @@ class LocalS3Server:
     def start(self, timeout: float = READY_TIMEOUT) -> None:
         weed = find_weed()
         s3, master, volume, filer = free_ports(4)
-        self.s3_port = s3
+        self.s3_port, self.master_port = s3, master
         args = [
             weed,
             "server",
@@ -166,6 +168,29 @@ class LocalS3Server:
             f"SeaweedFS did not answer on {self.endpoint_url} within {timeout:.0f}s",
             hint=f"see its log: {self.log_path}",
         )
+
+    def add_identity(
+        self, name: str, access_key: str, secret_key: str, actions: Sequence[str]
+    ) -> None:
+        """Add S3 credentials allowed only ``actions`` (SeaweedFS's: Read, List, Write,
+        Tagging, Admin) on every bucket, e.g. read-only ones for permission tests. The S3
+        server picks the change up within a second or two."""
+        command = (
+            f"s3.configure -user {name} -access_key {access_key} -secret_key {secret_key} "
+            f"-actions {','.join(actions)} -apply\n"
+        )
+        done = subprocess.run(
+            [find_weed(), "shell", f"-master=127.0.0.1:{self.master_port}"],
+            input=command.encode(),
+            capture_output=True,
+            timeout=READY_TIMEOUT,
+            check=False,
+        )
+        if done.returncode != 0 or access_key.encode() not in done.stdout:
+            raise ServerUnavailable(
+                f"SeaweedFS's shell could not add the identity {name!r}",
+                hint=done.stderr.decode(errors="replace")[-500:] or None,  # stdout: secrets
+            )
 
     def stop(self) -> None:
         process, self.process = self.process, None

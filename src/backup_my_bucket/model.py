@@ -83,6 +83,15 @@ class ObjectInfo:
     attrs: ObjectAttrs
     tag_count: int = 0
     parts_count: int | None = None
+    lock_mode: str | None = None  # Object Lock retention: GOVERNANCE or COMPLIANCE
+    lock_until: datetime | None = None  # ... in force until then
+    legal_hold: bool = False
+
+    def locked(self, now: datetime) -> bool:
+        """Whether Object Lock keeps this version from being deleted at ``now``."""
+        if self.legal_hold:
+            return True
+        return self.lock_mode is not None and self.lock_until is not None and self.lock_until > now
 
 
 @dataclass(frozen=True, slots=True)

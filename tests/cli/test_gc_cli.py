@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
+from backup_my_bucket.storage.s3 import S3Store
 
 from ..catalog.test_catalog import dead_pid
-from ..conftest import unique_bucket
+from ..conftest import S3Server, unique_bucket
 from .conftest import bmb
 
 pytestmark = pytest.mark.s3
@@ -135,3 +137,87 @@ async def test_gc_sweeps_what_killed_runs_left_in_the_catalog(
     assert (catalog / "index" / f"{snap}.parquet").exists()
     code, out, err = await bmb(capsys, *gc[1:])  # the text output names them too
     assert code == 0 and "interrupted runs" not in out
+
+
+async def _two_rounds(
+    s3_store: ObjectStore, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """Keys a and b written twice, a snapshot after each round; return the first round's
+    version ids of a and b (what gc --keep-last 1 deletes), in key order."""
+    old = []
+    for round_ in range(2):
+        for key in ("a", "b"):
+            version = await s3_store.put(bucket, key, f"{key}{round_}".encode())
+            if round_ == 0:
+                old.append(version)
+        await asyncio.sleep(1.1)
+        code, _, err = await bmb(capsys, "snapshot", "--backup", f"s3://{bucket}")
+        assert code == 0, err
+        await asyncio.sleep(1.1)
+    return ",".join(old)
+
+
+async def test_gc_refused_without_object_lock_fails_with_the_keys(
+    cli_env: None,
+    s3_store: ObjectStore,
+    readonly_s3_server: S3Server,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Credentials that may not delete: SeaweedFS refuses each version with the very answer
+    it gives a locked one (AccessDenied: Access Denied.). Nothing is locked: exit 3, listed."""
+    bucket = unique_bucket("gcd")
+    await s3_store.create_bucket(bucket)
+    await s3_store.set_versioning(bucket, True)
+    old = (await _two_rounds(s3_store, bucket, capsys)).split(",")
+    for name, value in readonly_s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    code, out, err = await bmb(
+        capsys, "--json", "gc", "--backup", f"s3://{bucket}", "--keep-last", "1"
+    )
+    assert code == ExitCode.PARTIAL, err
+    result = json.loads(out)
+    assert result["skipped_locked"] == [] and result["versions_deleted"] == 0
+    assert sorted((f["key"], f["version_id"]) for f in result["failures"]) == [
+        ("a", old[0]),
+        ("b", old[1]),
+    ]
+    assert "AccessDenied" in result["failures"][0]["reason"]
+    assert f"failed: 'a' ({old[0]})" in err and f"failed: 'b' ({old[1]})" in err
+    assert len([v async for v in iter_versions(s3_store, bucket)]) == 4  # nothing deleted
+
+
+async def test_gc_skips_and_reports_versions_under_object_lock(
+    cli_env: None,
+    s3_store: S3Store,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Retention in force and a legal hold: kept and reported, not failures (exit 0); a
+    version whose retention has passed is deleted."""
+    bucket = unique_bucket("gco")
+    await s3_store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    old = (await _two_rounds(s3_store, bucket, capsys)).split(",")
+    until = datetime.now(UTC) + timedelta(hours=1)
+    await s3_store.client.put_object_retention(
+        Bucket=bucket, Key="a", VersionId=old[0],
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
+    )  # fmt: skip
+    await s3_store.client.put_object_legal_hold(
+        Bucket=bucket, Key="b", VersionId=old[1], LegalHold={"Status": "ON"}
+    )
+    code, out, err = await bmb(
+        capsys, "--json", "gc", "--backup", f"s3://{bucket}", "--keep-last", "1"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["failures"] == [] and result["versions_deleted"] == 0
+    kept = sorted((f["key"], f["version_id"], f["reason"]) for f in result["skipped_locked"])
+    assert [k[:2] for k in kept] == [("a", old[0]), ("b", old[1])]
+    assert kept[0][2].startswith("kept by Object Lock: GOVERNANCE retention until ")
+    assert kept[1][2] == "kept by Object Lock: a legal hold"
+    await s3_store.client.put_object_legal_hold(
+        Bucket=bucket, Key="b", VersionId=old[1], LegalHold={"Status": "OFF"}
+    )
+    code, out, err = await bmb(capsys, "gc", "--backup", f"s3://{bucket}", "--keep-last", "1")
+    assert code == 0, err
+    assert "deleted 1 version(s)" in out and f"skipped (locked): a {old[0]}: kept by" in out

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from backup_my_bucket.errors import BucketNotFound, ObjectNotFound, StorageError
 from backup_my_bucket.model import ObjectAttrs, ObjectVersion, Versioning, VersionRef
 from backup_my_bucket.storage.iterate import iter_objects, iter_versions
+from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import MIN_PART_SIZE, ObjectStore
+from backup_my_bucket.storage.s3 import S3Store
 
-from ..conftest import BucketFactory, is_seaweedfs
+from ..conftest import BucketFactory, is_seaweedfs, unique_bucket
 from ..samples import ATTRS, TAGS
 
 
@@ -385,6 +387,49 @@ async def test_batch_delete_of_versions_and_markers(
     assert await read(store, bucket, "k") == b"2"  # removing the marker undeletes
     with pytest.raises(ValueError, match="1000"):
         await store.delete_versions(bucket, [VersionRef(bucket, f"{i}", "x") for i in range(1001)])
+
+
+async def test_object_lock_refuses_deletion_and_head_shows_it(
+    store: ObjectStore, make_bucket: BucketFactory
+) -> None:
+    """Retention in force and a legal hold refuse a version's deletion (AccessDenied on
+    both); HEAD of the version shows the lock, which is all gc may go by."""
+    if isinstance(store, MemoryStore):
+        bucket = await make_bucket("lock")
+    else:
+        assert isinstance(store, S3Store)
+        bucket = unique_bucket("lock")
+        await store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    held, retained, free = [await store.put(bucket, k, b"x") for k in ("a", "b", "c")]
+    for key in ("a", "b", "c"):
+        await store.put(bucket, key, b"newer")
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    if isinstance(store, MemoryStore):
+        store.lock(bucket, "a", held, legal_hold=True)
+        store.lock(bucket, "b", retained, mode="GOVERNANCE", until=until)
+    else:
+        assert isinstance(store, S3Store)
+        await store.client.put_object_legal_hold(
+            Bucket=bucket, Key="a", VersionId=held, LegalHold={"Status": "ON"}
+        )
+        await store.client.put_object_retention(
+            Bucket=bucket, Key="b", VersionId=retained,
+            Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
+        )  # fmt: skip
+    now = datetime.now(UTC)
+    hold, retention = await store.head(bucket, "a", held), await store.head(bucket, "b", retained)
+    assert hold.legal_hold and hold.lock_mode is None and hold.locked(now)
+    assert (retention.lock_mode, retention.lock_until, retention.legal_hold) == (
+        "GOVERNANCE", until, False
+    )  # fmt: skip
+    assert retention.locked(now) and not retention.locked(until)
+    assert not (await store.head(bucket, "c", free)).locked(now)
+    refs = [VersionRef(bucket, k, v) for k, v in (("a", held), ("b", retained), ("c", free))]
+    failures = await store.delete_versions(bucket, refs)
+    assert [(f.key, f.version_id) for f in failures] == [("a", held), ("b", retained)]
+    assert all(f.reason.startswith("AccessDenied") for f in failures)
+    left = [v.version_id for v in await versions(store, bucket)]
+    assert held in left and retained in left and free not in left and len(left) == 5
 
 
 # --- odd keys --------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.engine.gc import (
     GcPartialFailure,
     RestorePoints,
-    is_locked_failure,
     lifecycle_warnings,
     plan_key,
     run_gc,
@@ -100,12 +99,6 @@ def test_restore_points_boundaries() -> None:
     assert RestorePoints.build([], None, at(0)).empty
 
 
-def test_locked_reasons() -> None:
-    assert is_locked_failure("AccessDenied: Access Denied because object protected by object lock.")
-    assert is_locked_failure("InvalidRequest: object is under legal hold")
-    assert not is_locked_failure("InternalError: We encountered an internal error")
-
-
 def test_lifecycle_rules_that_expire_needed_versions_are_warned_about() -> None:
     now = at(0) + timedelta(days=40)
     points = RestorePoints.build([at(0)], None, now)
@@ -147,8 +140,10 @@ class SpyStore(MemoryStore):
         self.events.append("delete")
         self.batches.append(len(refs))
         failing = [r for r in refs if r.version_id in self.fail]
-        await super().delete_versions(bucket, [r for r in refs if r not in failing])
-        return [ItemFailure(r.key, r.version_id, self.fail[r.version_id or ""]) for r in failing]
+        refused = await super().delete_versions(bucket, [r for r in refs if r not in failing])
+        return refused + [
+            ItemFailure(r.key, r.version_id, self.fail[r.version_id or ""]) for r in failing
+        ]
 
 
 async def history_store(rounds: int, keys: int) -> tuple[SpyStore, str, list[SnapshotRef]]:
@@ -210,11 +205,15 @@ async def test_dry_run_deletes_nothing_and_reports_the_same_plan() -> None:
     ]
 
 
-async def test_locked_versions_are_skipped_and_other_failures_are_partial() -> None:
+async def test_only_object_lock_counts_as_locked() -> None:
     store, bucket, snapshots = await history_store(rounds=3, keys=3)
+    store.clock.set(at(3600))  # type: ignore[attr-defined]
     old = [v for v in await versions_of(store, bucket) if not v.is_latest]
-    store.fail[old[0].version_id] = "AccessDenied: protected by object lock"
-    store.fail[old[1].version_id] = "InternalError: disk on fire"
+    store.lock(bucket, old[0].key, old[0].version_id, mode="GOVERNANCE", until=at(7200))
+    store.lock(bucket, old[1].key, old[1].version_id, legal_hold=True)
+    store.lock(bucket, old[2].key, old[2].version_id, mode="COMPLIANCE", until=at(1800))  # over
+    store.fail[old[3].version_id] = "AccessDenied: Access Denied"  # no lock: a permission
+    store.fail[old[4].version_id] = "InternalError: disk on fire"
     with pytest.raises(GcPartialFailure) as info:
         await run_gc(
             store, bucket, "", snapshots, RetentionPolicy(keep_last=1), at(3600),
@@ -222,9 +221,33 @@ async def test_locked_versions_are_skipped_and_other_failures_are_partial() -> N
         )  # fmt: skip
     result = info.value.result
     assert info.value.exit_code == 3
-    assert [f.version_id for f in result.skipped_locked] == [old[0].version_id]
-    assert [f.version_id for f in result.failures] == [old[1].version_id]
-    assert result.versions_deleted == len(old) - 2
+    assert [(f.version_id, f.reason) for f in result.skipped_locked] == [
+        (old[0].version_id, "kept by Object Lock: GOVERNANCE retention until 2026-05-01T14:00:00Z"),
+        (old[1].version_id, "kept by Object Lock: a legal hold"),
+    ]
+    assert [(f.version_id, f.reason) for f in result.failures] == [
+        (old[3].version_id, "AccessDenied: Access Denied"),
+        (old[4].version_id, "InternalError: disk on fire"),
+    ]
+    assert result.versions_deleted == len(old) - 4  # the expired retention let old[2] go
+    left = {v.version_id for v in await versions_of(store, bucket)}
+    assert {v.version_id for v in old[:2] + old[3:5]} <= left and old[2].version_id not in left
+
+
+async def test_every_delete_refused_without_object_lock_is_a_failure() -> None:
+    # the case: AccessDenied for every version, nothing locked -> exit 3, keys listed
+    store, bucket, snapshots = await history_store(rounds=2, keys=4)
+    store.denied.add((bucket, "delete_version"))
+    with pytest.raises(GcPartialFailure) as info:
+        await run_gc(
+            store, bucket, "", snapshots, RetentionPolicy(keep_last=1), at(3600),
+            remove_snapshots=Recorder([]),
+        )  # fmt: skip
+    result = info.value.result
+    assert info.value.exit_code == 3 and result.skipped_locked == ()
+    assert sorted(f.key for f in result.failures) == [f"key{k:05d}" for k in range(4)]
+    assert {f.reason for f in result.failures} == {"AccessDenied: Access Denied"}
+    assert result.versions_deleted == 0
 
 
 async def test_a_request_that_fails_whole_is_a_partial_failure() -> None:

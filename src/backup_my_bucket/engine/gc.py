@@ -19,6 +19,11 @@ Ordering (docs/design.md): expired snapshots leave the catalog first (with what 
 left in it), versions are deleted second. A crash in between leaves versions that nothing
 references, which the next gc deletes: it plans from the listing and the remaining snapshots,
 whatever an earlier run already did.
+
+A refused deletion is "kept, locked" only when Object Lock explains it: a HEAD of the version
+shows a legal hold or a retention date still ahead. Servers answer a locked version and a
+missing permission alike (SeaweedFS: ``AccessDenied: Access Denied.`` for both), so the answer's
+text decides nothing; any refusal the HEAD does not explain is a failure (exit 3).
 """
 
 from __future__ import annotations
@@ -42,14 +47,14 @@ from ..errors import BackupError, ItemFailure, PartialFailure, UsageError
 from ..model import LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
+from ..units import format_time
 from .progress import NullProgress, Progress
 from .retention import Decision, RetentionPolicy, SnapshotRef, apply_policy
 from .versions import KeyHistory, histories, require_versioning
 from .workers import run_pool
 
-# Per-version DeleteObjects errors that mean "protected", not "broken": Object Lock retention
-# and legal holds answer AccessDenied on S3. Reported as skipped, not as failures.
-_LOCKED_MARKERS = ("accessdenied", "access denied", "object lock", "objectlock", "legal hold")
+LOCK_CHECK_WORKERS = 8
+"""Concurrent HEADs per delete batch that check refused versions for Object Lock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +119,40 @@ class _Tally:
         self.nbytes += 0 if entry.is_delete_marker else entry.size
 
 
-def is_locked_failure(reason: str) -> bool:
-    """Whether a per-version delete failure means Object Lock, a legal hold or AccessDenied."""
-    folded = reason.lower()
-    return any(marker in folded for marker in _LOCKED_MARKERS)
+async def lock_of(
+    store: ObjectStore, bucket: str, refused: ItemFailure, now: datetime
+) -> ItemFailure | None:
+    """``refused`` restated as "kept by Object Lock" when a HEAD of the version shows a lock in
+    force at ``now``; None when nothing locks it (a delete marker, an unreadable version)."""
+    if refused.version_id is None:
+        return None
+    try:
+        info = await store.head(bucket, refused.key, refused.version_id)
+    except BackupError:
+        return None
+    if not info.locked(now):
+        return None
+    if info.legal_hold:
+        lock = "a legal hold"
+    else:
+        assert info.lock_until is not None
+        lock = f"{info.lock_mode} retention until {format_time(info.lock_until)}"
+    return ItemFailure(refused.key, refused.version_id, f"kept by Object Lock: {lock}")
+
+
+async def _sort_refusals(
+    store: ObjectStore, bucket: str, refused: Sequence[ItemFailure], now: datetime
+) -> list[tuple[ItemFailure, ItemFailure | None]]:
+    """Each refused deletion with its Object Lock (None: a failure)."""
+
+    async def check(failure: ItemFailure) -> ItemFailure | None:
+        return await lock_of(store, bucket, failure, now)
+
+    sorted_: list[tuple[ItemFailure, ItemFailure | None]] = []
+    workers = max(1, min(LOCK_CHECK_WORKERS, len(refused)))
+    async for outcome in run_pool(refused, check, workers=workers, attempts=1):
+        sorted_.append((outcome.item, outcome.result))
+    return sorted_
 
 
 async def _batches(
@@ -140,16 +175,18 @@ async def execute_deletions(
     *,
     workers: int,
     progress: Progress,
+    now: datetime,
     batch_size: int = MAX_DELETE_BATCH,
 ) -> _Tally:
-    """Delete the planned entries in batches of ≤ 1,000, ``workers`` batches at a time."""
+    """Delete the planned entries in batches of ≤ 1,000, ``workers`` batches at a time; a
+    refused deletion is skipped if Object Lock keeps the version at ``now``, else a failure."""
     if not 1 <= batch_size <= MAX_DELETE_BATCH:
         raise ValueError(f"batch_size must be within 1..{MAX_DELETE_BATCH}")
     tally = _Tally()
 
-    async def delete(batch: list[ObjectVersion]) -> list[ItemFailure]:
+    async def delete(batch: list[ObjectVersion]) -> list[tuple[ItemFailure, ItemFailure | None]]:
         refs = [VersionRef(bucket, e.key, e.version_id) for e in batch]
-        return await store.delete_versions(bucket, refs)
+        return await _sort_refusals(store, bucket, await store.delete_versions(bucket, refs), now)
 
     async for outcome in run_pool(_batches(plan, batch_size), delete, workers=workers):
         batch = outcome.item
@@ -158,10 +195,12 @@ async def execute_deletions(
             tally.failures += [ItemFailure(e.key, e.version_id, reason) for e in batch]
             continue
         failed: dict[tuple[str, str | None], ItemFailure] = {}
-        for failure in outcome.result or []:
+        for failure, locked in outcome.result or []:
             failed[(failure.key, failure.version_id)] = failure
-            locked = is_locked_failure(failure.reason)
-            (tally.skipped_locked if locked else tally.failures).append(failure)
+            if locked is not None:
+                tally.skipped_locked.append(locked)
+            else:
+                tally.failures.append(failure)
         done = [e for e in batch if (e.key, e.version_id) not in failed]
         for entry in done:
             tally.count(entry)
@@ -310,7 +349,7 @@ async def run_gc(
     backup = S3Url(bucket, prefix)
     warnings = await _lifecycle_check(store, bucket, backup.prefix, points, now)
     plan = plan_gc(_content(iter_versions(store, bucket, prefix=backup.prefix), backup), points)
-    tally = await _collect(store, bucket, plan, dry_run, workers, progress, on_planned)
+    tally = await _collect(store, bucket, plan, dry_run, workers, progress, on_planned, now)
     result = GcResult(
         removed,
         kept,
@@ -403,11 +442,14 @@ async def _collect(
     workers: int,
     progress: Progress,
     on_planned: Callable[[ObjectVersion], None] | None,
+    now: datetime,
 ) -> _Tally:
     progress.start("gc: planning (dry run)" if dry_run else "gc: deleting versions")
     try:
         if dry_run:
             return await _count_only(plan, on_planned, progress)
-        return await execute_deletions(store, bucket, plan, workers=workers, progress=progress)
+        return await execute_deletions(
+            store, bucket, plan, workers=workers, progress=progress, now=now
+        )
     finally:
         progress.finish()

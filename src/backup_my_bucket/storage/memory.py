@@ -3,7 +3,12 @@
 It follows AWS S3 semantics (not any other server's): versions newest first, delete markers,
 the ``null`` version of unversioned and suspended buckets, paging with key and version
 markers, delimiters, whole-second LastModified, MD5 ETags (``-N`` for multipart), 1,000-key
-delete batches, 1,024-byte keys. Time comes from an injectable clock.
+delete batches, 1,024-byte keys, Object Lock (retention and legal holds refuse a version's
+deletion). Time comes from an injectable clock.
+
+Injectable faults, for tests: ``denied`` (AccessDenied for a bucket's operation; the
+operation ``"delete_version"`` refuses each version of a DeleteObjects batch one by one, as an
+IAM deny does).
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ class _Version:
     tags: dict[str, str] = field(default_factory=dict)
     parts_count: int | None = None
     part_sizes: tuple[int, ...] = ()  # the upload's part lengths, for multipart objects
+    lock_mode: str | None = None  # Object Lock retention (GOVERNANCE or COMPLIANCE) ...
+    lock_until: datetime | None = None  # ... until then
+    legal_hold: bool = False
 
     @property
     def is_delete_marker(self) -> bool:
@@ -149,6 +157,9 @@ class MemoryStore:
             attrs=v.attrs,
             tag_count=len(v.tags),
             parts_count=v.parts_count,
+            lock_mode=v.lock_mode,
+            lock_until=v.lock_until,
+            legal_hold=v.legal_hold,
         )
 
     # --- buckets -----------------------------------------------------------------------------
@@ -407,17 +418,29 @@ class MemoryStore:
         if len(refs) > MAX_DELETE_BATCH:
             raise ValueError(f"at most {MAX_DELETE_BATCH} versions per delete batch")
         b = self._bucket(bucket, "delete_versions")
+        failures: list[ItemFailure] = []
         for ref in refs:
             history = b.versions.get(ref.key)
             if history is None:
                 continue  # deleting what is not there succeeds, as on S3
             if ref.version_id is None:
                 raise ValueError("delete_versions needs explicit version ids")
-            history[:] = [v for v in history if v.version_id != ref.version_id]
-            if not history:
-                del b.versions[ref.key]
-                b.keys.remove(ref.key)
-        return []
+            found = [v for v in history if v.version_id == ref.version_id]
+            if (bucket, "delete_version") in self.denied:  # AWS's messages
+                failures.append(ItemFailure(ref.key, ref.version_id, "AccessDenied: Access Denied"))
+            elif (
+                found
+                and not found[0].is_delete_marker
+                and self._info(ref.key, found[0]).locked(self._now())
+            ):
+                reason = "AccessDenied: Access Denied because object protected by object lock."
+                failures.append(ItemFailure(ref.key, ref.version_id, reason))
+            else:
+                history[:] = [v for v in history if v.version_id != ref.version_id]
+                if not history:
+                    del b.versions[ref.key]
+                    b.keys.remove(ref.key)
+        return failures
 
     # --- multipart ---------------------------------------------------------------------------
 
@@ -491,6 +514,20 @@ class MemoryStore:
         return None
 
     # --- test helpers (not part of the protocol) ----------------------------------------------
+
+    def lock(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        *,
+        mode: str | None = None,
+        until: datetime | None = None,
+        legal_hold: bool = False,
+    ) -> None:
+        """Put Object Lock retention (``mode`` until ``until``) or a legal hold on a version."""
+        version = self._find(self._buckets[bucket], bucket, key, version_id)
+        version.lock_mode, version.lock_until, version.legal_hold = mode, until, legal_hold
 
     def snapshot_state(self, bucket: str) -> Mapping[str, bytes]:
         """The current bytes of every live key: a trivially correct view for tests."""

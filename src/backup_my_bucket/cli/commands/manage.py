@@ -50,6 +50,8 @@ def gc(app: App, /, backup: S3Url | None, dry_run: bool, **policy_options: Any) 
     Removes expired snapshots from the catalog first, then deletes the noncurrent versions and
     delete markers that no kept snapshot (and no --pit-window moment) needs. Current versions
     are never deleted. Runs under the catalog lock. An empty policy is refused.
+    A version that Object Lock keeps (legal hold, retention in force) is skipped and
+    reported; any other refused deletion, AccessDenied included, fails the run (exit 3).
     """
     policy = policy_from_options(**policy_options)
     policy.check()
@@ -106,7 +108,7 @@ def _gc_text(result: GcResult, planned: list[ObjectVersion]) -> str:
     for warning in result.warnings:
         lines.append(f"warning: {warning}")
     for failure in result.skipped_locked:
-        lines.append(f"skipped (locked): {failure.key} {failure.version_id}")
+        lines.append(f"skipped (locked): {failure.key} {failure.version_id}: {failure.reason}")
     return "\n".join(lines)
 
 

@@ -240,6 +240,9 @@ class S3Store:
             attrs=_attrs_from_head(head),
             tag_count=int(head.get("TagCount", 0) or 0),
             parts_count=head.get("PartsCount") or (1 if part_number is not None else None),
+            lock_mode=head.get("ObjectLockMode"),
+            lock_until=head.get("ObjectLockRetainUntilDate"),
+            legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
         )
 
     async def get(

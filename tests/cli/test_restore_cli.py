@@ -106,7 +106,7 @@ async def test_dry_run_then_resume_after_ctrl_c_and_kill(
     actions, summary = dry_run_lines(out)
     assert summary == {
         "copied": 300, "deleted": 10, "skipped": 0, "failed": 0, "bytes_copied": 300 * 12,
-        "dry_run": True, "verified": False, "archived": 0, "resumed": 0,
+        "dry_run": True, "verified": False, "archived": 0, "resumed": 0, "checks": 0,
     }  # fmt: skip
     assert [(a["action"], a["key"]) for a in actions] == sorted(
         [("copy", k) for k in keys] + [("delete", f"extra/{i}") for i in range(10)],

@@ -7,6 +7,7 @@ Where SeaweedFS deviates from AWS, the fake follows AWS and the test says so exp
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -15,12 +16,14 @@ import pytest
 from backup_my_bucket.errors import BucketNotFound, ObjectNotFound, StorageError
 from backup_my_bucket.model import ObjectAttrs, ObjectVersion, Versioning, VersionRef
 from backup_my_bucket.storage.iterate import iter_objects, iter_versions
-from backup_my_bucket.storage.memory import MemoryStore
+from backup_my_bucket.storage.memory import MemoryStore, chunk_etag
 from backup_my_bucket.storage.protocol import MIN_PART_SIZE, ObjectStore
 from backup_my_bucket.storage.s3 import S3Store
 
 from ..conftest import BucketFactory, is_seaweedfs, unique_bucket
 from ..samples import ATTRS, TAGS
+
+MiB = 1024 * 1024
 
 
 async def read(store: ObjectStore, bucket: str, key: str, version_id: str | None = None) -> bytes:
@@ -348,6 +351,55 @@ async def test_multipart_upload_and_part_copy(
     aborted = await store.create_multipart(bucket, "never")
     await store.abort_multipart(bucket, "never", aborted)
     assert "never" not in await keys(store, bucket)
+
+
+async def test_null_versions_list_chunk_etags_on_seaweedfs(
+    store: ObjectStore, make_bucket: BucketFactory
+) -> None:
+    """Deviation: SeaweedFS's ListObjectVersions lists a ``null`` version (unversioned, written
+    before versioning, or while Suspended) larger than one 4 MiB chunk with the ETag of its
+    chunks; HEAD and ListObjectsV2 give the real one. AWS (and the fake) list the real one;
+    the fake's ``chunk_etags`` mode lists exactly what SeaweedFS does."""
+    bucket = await make_bucket(versioned=False)
+    rng = random.Random(3)
+    bodies = {"small": rng.randbytes(3 * MiB), "single": rng.randbytes(9 * MiB)}
+    for key, data in bodies.items():
+        await store.put(bucket, key, data)
+    parts = (MIN_PART_SIZE, MIN_PART_SIZE, 1000)
+    bodies["multi"] = rng.randbytes(sum(parts))
+    upload = await store.create_multipart(bucket, "multi")
+    done, offset = [], 0
+    for number, size in enumerate(parts, start=1):
+        done.append(
+            await store.upload_part(
+                bucket, "multi", upload, number, bodies["multi"][offset : offset + size]
+            )
+        )
+        offset += size
+    await store.complete_multipart(bucket, "multi", upload, done)
+    await store.set_versioning(bucket, True)
+    await store.put(bucket, "single", b"a newer, versioned write")  # the null version stays
+
+    heads = {key: (await store.head(bucket, key, "null")).etag for key in bodies}
+    assert heads["small"] == hashlib.md5(bodies["small"]).hexdigest()
+    assert heads["single"] == hashlib.md5(bodies["single"]).hexdigest()
+    assert heads["multi"].endswith("-3")
+    listed = {v.key: v.etag for v in await versions(store, bucket) if v.version_id == "null"}
+    chunks = {
+        "small": chunk_etag(bodies["small"]),
+        "single": chunk_etag(bodies["single"]),
+        "multi": chunk_etag(bodies["multi"], parts),
+    }
+    assert chunks["small"] == heads["small"]  # one chunk: the MD5 itself
+    assert chunks["single"].endswith("-3") and chunks["multi"].endswith("-5")
+    if is_seaweedfs(store):
+        assert listed == chunks
+    else:
+        assert listed == heads
+        assert isinstance(store, MemoryStore)
+        store.chunk_etags = True
+        listed = {v.key: v.etag for v in await versions(store, bucket) if v.version_id == "null"}
+        assert listed == chunks
 
 
 async def test_head_of_one_part_tells_the_layout(

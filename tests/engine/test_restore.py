@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -250,8 +251,14 @@ async def test_journal_skips_copies_the_listing_cannot_prove(tmp_path: Path) -> 
     second = await restore(backup_store, bk, target, desired_at(backup_store, bk, at), **kw)
     assert second.copied == 1 and second.failed == 0 and second.verified
     assert second.plan.by_reason[Reason.DONE_EARLIER.value] == 1
+    # the completed run kept that one proof: rerunning the same restore copies nothing
+    [kept] = [json.loads(line) for line in (tmp_path / os.listdir(tmp_path)[0]).open()][1:]
+    assert (kept["op"], kept["key"], kept["size"]) == ("proof", "big", 17 * 1024 * 1024)
     third = await restore(backup_store, bk, target, desired_at(backup_store, bk, at), **kw)
-    assert third.copied == 1  # no journal after a complete run: a documented re-copy
+    assert (third.copied, third.failed, third.resumed) == (0, 0, 0) and third.verified
+    assert third.plan.by_reason[Reason.DONE_EARLIER.value] == 1
+    # every target object is as new as its version (one clock): headers compared, 2 HEADs each
+    assert third.checks == 2 * 4
 
 
 def test_journal_survives_a_torn_last_line(tmp_path: Path) -> None:
@@ -264,7 +271,7 @@ def test_journal_survives_a_torn_last_line(tmp_path: Path) -> None:
         f.write('{"op": "copy", "key": "c", "vers')  # the crash hit mid-line
     again = Journal(tmp_path, "x", {})
     again.load()
-    assert again.earlier == 2 and again.copies == {"a": JournalEntry("v1", "f", 5)}
+    assert again.earlier == 2 and again.copies == {"a": JournalEntry("v1", "f", 5, "e-2")}
 
 
 async def test_plan_is_one_action_per_key_in_order() -> None:

@@ -103,6 +103,14 @@ filter_options = _compose(
     ),
 )
 
+compare_tags_option = click.option(
+    "--compare-tags",
+    is_flag=True,
+    help="Also compare the tags of every key whose content is unchanged (2 GetObjectTagging "
+    "requests per key). Without it a change of tags alone goes unnoticed: it does not move "
+    "LastModified. Changes of headers or metadata are noticed either way.",
+)
+
 sync_options = _compose(
     source_option(),
     backup_option(),
@@ -115,6 +123,7 @@ sync_options = _compose(
         show_default=True,
         help="Copy objects at least this large in parallel parts (UploadPartCopy).",
     ),
+    compare_tags_option,
 )
 
 snapshot_options = _compose(

@@ -3,7 +3,8 @@
 One file per *run identity* (the hash of backup URL, restoration point, target URL, mode and
 filters). Each finished copy or delete appends one JSON line, flushed at once (a ``kill -9``
 loses nothing the OS already has; a machine crash may lose the last lines, which is harmless:
-see below). The file is removed when a run completes and verifies.
+see below). When a run completes and verifies, the file shrinks to the copies that no listing
+can prove (below), so rerunning the same restore copies nothing; without any, it is removed.
 
 Why a journal at all? A rerun re-plans against the target's *current* listing, so finished
 single-part copies (same size and MD5 ETag) and finished deletes (key absent) are skipped
@@ -11,7 +12,8 @@ without it. What a listing cannot prove is a copy whose source ETag is a multipa
 copy gets a different ETag, so "same size and ETag" says "changed" and a rerun would copy it
 again, forever. The journal records, for each finished copy, the ETag the target got; a rerun
 skips a key when the target still shows exactly that ETag and size for the same source
-version. Losing journal lines therefore costs at most a repeated copy, never a wrong state.
+version and source ETag (a ``null`` version id alone does not name one content). Losing
+journal lines therefore costs at most a repeated copy, never a wrong state.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import IO, Any
 from ..errors import BackupError
 
 JOURNAL_FORMAT = 1
+_PROOF = "proof"
+"""A copy that a completed run kept (not work an interrupted run finished)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ class JournalEntry:
     version_id: str
     etag: str
     size: int
+    src_etag: str | None = None  # the source version's ETag as the restoration point lists it
 
 
 def run_identity(fields: Mapping[str, Any]) -> str:
@@ -72,11 +77,12 @@ class Journal:
                 continue
             if not isinstance(record, dict) or "op" not in record:
                 continue
-            self.earlier += 1
-            if record["op"] == "copy" and record.get("etag") != record.get("src_etag"):
-                self.copies[record["key"]] = JournalEntry(
-                    record["version_id"], record["etag"], int(record["size"])
-                )
+            op, key = record["op"], str(record.get("key"))
+            self.earlier += op != _PROOF
+            self.copies.pop(key, None)  # the last line about a key is what holds
+            if op in ("copy", _PROOF) and record.get("etag") != record.get("src_etag"):
+                version, etag, size = record["version_id"], record["etag"], int(record["size"])
+                self.copies[key] = JournalEntry(version, etag, size, record.get("src_etag"))
 
     def open(self) -> None:
         """Open for appending (create with a header line the first time)."""
@@ -120,8 +126,27 @@ class Journal:
             self._file.close()
             self._file = None
 
-    def remove(self) -> None:
-        """The run completed and verified: nothing left to resume."""
+    def finish(self) -> None:
+        """The run completed and verified: keep only the copies a listing cannot prove (their
+        ETag differs from the source's), for the next run of the same restore; else remove."""
         self.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        earlier = self.earlier
+        self.load()  # adds what this run recorded to what the earlier runs had
+        self.earlier = earlier
+        if not self.copies:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            return
+        lines = [json.dumps({"restore": self._header}, ensure_ascii=False)]
+        for key, entry in self.copies.items():
+            record = {
+                "op": _PROOF, "key": key, "version_id": entry.version_id,
+                "src_etag": entry.src_etag, "etag": entry.etag, "size": entry.size,
+            }  # fmt: skip
+            lines.append(json.dumps(record, ensure_ascii=False))
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            raise BackupError(f"cannot write the restore journal {self.path}: {exc}") from exc

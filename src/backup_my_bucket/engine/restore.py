@@ -18,12 +18,17 @@ Three steps, each its own function:
 3. verification: the target is listed again and checked against the plan (existence, size,
    ETag; deleted keys absent; in rollback, nothing unexpected).
 The backup bucket is only ever read.
+
+What the listings cannot tell is settled with HEAD, for the keys that need it only
+(:mod:`.confirm`): an untrusted (SeaweedFS chunk) ETag before a key is called changed, in the
+plan as in verification; and, in rollback, the headers and metadata of a target object not
+older than the point's version (with ``compare_tags``, the tags of every unchanged key).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from ..errors import BackupError, ItemFailure
 from ..model import NULL_VERSION, ObjectVersion, S3Url, Versioning, VersionRef
 from ..storage.protocol import ObjectStore
 from .actions import ActionKind
+from .confirm import Checker, Side, untrusted_etag
 from .filters import ALL_KEYS, KeyFilter, refuse_overlap
 from .journal import Journal, JournalEntry, run_identity
 from .progress import NullProgress, Progress
@@ -86,6 +92,7 @@ class RestoreResult:
     failures: tuple[ItemFailure, ...] = ()
     plan: PlanSummary = field(default_factory=PlanSummary)
     journal: str | None = None
+    checks: int = 0  # HEAD and tag requests that settled what the listings could not tell
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` result (docs/cli.md), with a few extra fields."""
@@ -99,6 +106,7 @@ class RestoreResult:
             "verified": self.verified,
             "archived": self.archived,
             "resumed": self.resumed,
+            "checks": self.checks,
         }
 
 
@@ -111,6 +119,7 @@ class _Sides:
     same_endpoint: bool
     multipart_threshold: int | None
     workers: int  # concurrent requests, for the listings as for the copies
+    checker: Checker
 
 
 @dataclass(slots=True)
@@ -250,28 +259,48 @@ async def _verify(
     filters: KeyFilter,
     progress: Progress,
 ) -> list[ItemFailure]:
-    """List the target again and check it against the plan."""
+    """List the target again and check it against the plan; an ETag that contradicts it but
+    is untrusted (a SeaweedFS chunk ETag) is checked again with HEAD before it is a problem."""
     progress.start("restore: verifying")
     listing = _target_state(sides, filters)
     have = KeyCursor(listing, "target listing", filters)
-    await have.advance()
     problems: list[ItemFailure] = []
-    for action in spool.read():
-        while have.head is not None and have.head.key < action.key:
-            if mode is Mode.ROLLBACK:
-                problems.append(ItemFailure(have.head.key, None, "verify: not in the plan"))
-            await have.advance()
-        found = await have.seek(action.key)
-        if found is not None:
-            await have.advance()
-        problem = _check(action, found, tally)
-        if problem is not None:
-            problems.append(ItemFailure(action.key, None, f"verify: {problem}"))
-        progress.advance(1)
-    while have.head is not None:
-        if mode is Mode.ROLLBACK:
-            problems.append(ItemFailure(have.head.key, None, "verify: not in the plan"))
+
+    def problem(key: str, text: str) -> None:
+        problems.append(ItemFailure(key, None, f"verify: {text}"))
+
+    async def merged() -> AsyncIterator[tuple[Action, ObjectVersion]]:
+        """The problems found from the listing; yields the pairs HEAD must decide."""
         await have.advance()
+        for action in spool.read():
+            while have.head is not None and have.head.key < action.key:
+                if mode is Mode.ROLLBACK:
+                    problem(have.head.key, "not in the plan")
+                await have.advance()
+            found = await have.seek(action.key)
+            if found is not None:
+                await have.advance()
+            wrong = _check(action, found, tally)
+            if wrong is not None and found is not None and untrusted_etag(found):
+                yield action, found
+            elif wrong is not None:
+                problem(action.key, wrong)
+            progress.advance(1)
+        while have.head is not None:
+            if mode is Mode.ROLLBACK:
+                problem(have.head.key, "not in the plan")
+            await have.advance()
+
+    async def confirm(pair: tuple[Action, ObjectVersion]) -> str | None:
+        action, found = pair
+        real = await sides.checker.live.head(action.key, None)
+        sides.checker.requests += 1
+        return _check(action, replace(found, etag=real.etag), tally)
+
+    async for outcome in run_pool(merged(), confirm, workers=sides.workers):
+        wrong = outcome.error.message if outcome.error else outcome.result
+        if wrong is not None:
+            problem(outcome.item[0].key, wrong)
     progress.finish()
     return problems
 
@@ -318,6 +347,8 @@ async def _plan(
             filters,
             backup_current=backup_current,
             journal=journal,
+            checker=sides.checker,
+            workers=sides.workers,
         ):
             spool.write(action)
             progress.advance(1)
@@ -347,6 +378,7 @@ async def run_restore(
     multipart_threshold: int | None = None,
     confirm: Confirm | None = None,
     on_planned: Callable[[Action], None] | None = None,
+    compare_tags: bool = False,
 ) -> RestoreResult:
     """Plan, execute and verify one restore; see the module docstring.
 
@@ -362,9 +394,17 @@ async def run_restore(
     back from the spooled plan.
     """
     progress = progress or NullProgress()
-    sides = _Sides(
-        backup_store, backup, target_store, target, same_endpoint, multipart_threshold, workers
+    rollback = mode is Mode.ROLLBACK
+    checker = Checker(
+        Side(target_store, target),
+        Side(backup_store, backup),
+        attributes=rollback,  # the other modes never overwrite: only content decides a label
+        compare_tags=compare_tags and rollback,
     )
+    sides = _Sides(
+        backup_store, backup, target_store, target, same_endpoint, multipart_threshold, workers,
+        checker,
+    )  # fmt: skip
     _check_sides(sides)
     journal = None
     if journal_dir is not None and not dry_run:
@@ -396,6 +436,7 @@ async def run_restore(
                 verified=False,
                 archived=summary.archived,
                 plan=summary,
+                checks=checker.requests,
             )
         if confirm is not None and (summary.deletes or summary.overwrites):
             confirm(await _destruction(sides, summary))
@@ -452,7 +493,7 @@ async def _execute(
     for problem in problems:
         tally.fail(problem)
     if journal is not None and tally.failed == 0:
-        journal.remove()
+        journal.finish()
     return RestoreResult(
         copied=tally.copied,
         deleted=tally.deleted,
@@ -466,4 +507,5 @@ async def _execute(
         failures=tuple(tally.failures),
         plan=summary,
         journal=str(journal.path) if journal and tally.failed else None,
+        checks=sides.checker.requests,
     )

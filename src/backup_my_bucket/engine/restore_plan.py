@@ -5,7 +5,9 @@ the target's live state into one :class:`Action` per key: copy, delete or skip, 
 reason. :class:`Spool` keeps the whole plan in a local temporary file, one JSON row per
 action, so its totals (:class:`PlanSummary`: copies, bytes, deletes, overwrites, archived
 versions) are known before anything changes while memory stays flat; execution and
-verification (engine/restore.py) read it back. No I/O here beyond the streams and the spool.
+verification (engine/restore.py) read it back. No I/O here beyond the streams and the spool,
+except the requests of a :class:`~.confirm.Checker` for the keys the listings cannot decide
+(an untrusted ETag, a target object not older than the point's version).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import IO, Any
 from ..errors import BackupError
 from ..model import ObjectVersion, S3Url
 from .actions import ActionKind
+from .confirm import Checker, Settled, Verdict
 from .filters import ALL_KEYS, KeyFilter
 from .journal import JournalEntry
+from .workers import in_order
 
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 """Storage classes whose versions cannot be copied until restored from the archive.
@@ -46,6 +50,8 @@ class Mode(StrEnum):
 class Reason(StrEnum):
     MISSING = "missing in the target"
     CHANGED = "differs from the restoration point"
+    ATTRIBUTES_CHANGED = "headers or metadata differ from the restoration point"
+    TAGS_CHANGED = "tags differ from the restoration point"
     DELETED_SINCE = "deleted since the restoration point"
     EXTRA = "not in the restoration point"
     UNCHANGED = "unchanged"
@@ -192,9 +198,49 @@ def _same(d: ObjectVersion, t: ObjectVersion, journal: Mapping[str, JournalEntry
     if d.size == t.size and d.etag == t.etag:
         return Reason.UNCHANGED
     done = journal.get(d.key)
-    if done and (done.version_id, done.etag, done.size) == (d.version_id, t.etag, t.size):
+    if done and (done.version_id, done.src_etag, done.etag, done.size) == (
+        d.version_id, d.etag, t.etag, t.size
+    ):  # fmt: skip
         return Reason.DONE_EARLIER
     return None
+
+
+_CHANGED: dict[Verdict | None, Reason] = {
+    None: Reason.CHANGED,
+    Verdict.CONTENT: Reason.CHANGED,
+    Verdict.ATTRIBUTES: Reason.ATTRIBUTES_CHANGED,
+    Verdict.TAGS: Reason.TAGS_CHANGED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """A key in both states that needs requests before it is decided (see :mod:`.confirm`)."""
+
+    desired: ObjectVersion
+    target: ObjectVersion
+
+
+def _both(
+    d: ObjectVersion,
+    t: ObjectVersion,
+    mode: Mode,
+    done: Mapping[str, JournalEntry],
+    settled: Settled | None = None,
+) -> Action:
+    """The action for a key in both states; ``settled``: what requests found out. The action
+    records the target as listed: verification lists it again and expects the same."""
+    if settled is None:
+        same = _same(d, t, done)
+    else:
+        same = _same(settled.backup, settled.live, done)
+        same = same if settled.verdict is Verdict.SAME else None
+    if same is not None:
+        return _desired_action(ActionKind.SKIP, same, d, t)
+    if mode is Mode.ROLLBACK:
+        verdict = settled.verdict if settled is not None else None
+        return _desired_action(ActionKind.COPY, _CHANGED[verdict], d, t)
+    return _desired_action(ActionKind.SKIP, Reason.KEPT_DIFFERENT, d, t)
 
 
 def _desired_action(
@@ -221,13 +267,17 @@ async def plan_restore(
     *,
     backup_current: AsyncIterable[ObjectVersion] | None = None,
     journal: Mapping[str, JournalEntry] | None = None,
+    checker: Checker | None = None,
+    workers: int = 32,
 ) -> AsyncIterator[Action]:
     """One action per relative key in the union of both states, ascending.
 
     ``desired`` and ``current`` carry *relative* keys, strictly ascending, one entry per key
     (``current`` = the target's live objects). ``backup_current`` (the backup's live
     objects, relative keys) is needed in undelete mode only. ``journal`` maps keys to copies
-    finished by an earlier run of the same restore. No I/O happens here beyond the streams.
+    finished by an earlier run of the same restore. Without ``checker`` no I/O happens here
+    beyond the streams; with it, the keys the listings cannot decide are settled by its
+    requests, ``workers`` at a time, in key order.
     """
     if mode is Mode.UNDELETE and backup_current is None:
         raise ValueError("undelete mode needs the backup's current state")
@@ -235,9 +285,28 @@ async def plan_restore(
     want = KeyCursor(desired, "restoration point", filters)
     have = KeyCursor(current, "target listing", filters)
     backup = KeyCursor(backup_current or _empty(), "backup listing", filters)
+
+    def same(t: ObjectVersion, d: ObjectVersion) -> bool:
+        return _same(d, t, done) is not None
+
+    def needs(step: Action | _Pair) -> bool:
+        return isinstance(step, _Pair)
+
+    async def settle(step: Action | _Pair) -> Settled:
+        assert isinstance(step, _Pair) and checker is not None
+        return await checker.settle(step.target, step.desired, same)
+
     try:
-        async for action in _join(want, have, backup, mode, done):
-            yield action
+        steps = _join(want, have, backup, mode, done, checker)
+        async for outcome in in_order(steps, settle, needs=needs, workers=workers):
+            step = outcome.item
+            if isinstance(step, Action):
+                yield step
+                continue
+            # a check that failed counts as "differs": rollback copies (a copy loses nothing
+            # and fails visibly if the version cannot be read), the other modes keep
+            settled = outcome.result or Settled(Verdict.CONTENT, step.target, step.desired)
+            yield _both(step.desired, step.target, mode, done, settled)
     finally:
         for cursor in (want, have, backup):
             await cursor.aclose()
@@ -249,7 +318,8 @@ async def _join(
     backup: KeyCursor,
     mode: Mode,
     done: Mapping[str, JournalEntry],
-) -> AsyncIterator[Action]:
+    checker: Checker | None,
+) -> AsyncIterator[Action | _Pair]:
     await want.advance()
     await have.advance()
     await backup.advance()
@@ -275,13 +345,10 @@ async def _join(
                 )
             await have.advance()
         else:
-            same = _same(d, t, done)
-            if same is not None:
-                yield _desired_action(ActionKind.SKIP, same, d, t)
-            elif mode is Mode.ROLLBACK:
-                yield _desired_action(ActionKind.COPY, Reason.CHANGED, d, t)
+            if checker is not None and checker.needed(t, d, _same(d, t, done) is not None):
+                yield _Pair(d, t)
             else:
-                yield _desired_action(ActionKind.SKIP, Reason.KEPT_DIFFERENT, d, t)
+                yield _both(d, t, mode, done)
             await want.advance()
             await have.advance()
 

@@ -17,6 +17,11 @@ compared (a multipart ETag ``…-N`` on either side, e.g. a big object copied in
 size, a server whose part-copy ETags are not MD5s, or no ETag at all), the backup copy counts
 as current if it was written after the source version (``LastModified`` strictly later): a
 source overwritten since then is newer than its copy and is copied again.
+
+What the listings cannot tell is settled between plan and copies (:mod:`.confirm`): a
+SeaweedFS chunk ETag is checked with HEAD before a key is copied for it, and a source object
+not older than its backup copy has its headers and metadata compared (HEAD of both), so a
+metadata-only change is backed up; ``compare_tags`` compares tags too.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, VersionRe
 from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
 from .actions import ActionKind
+from .confirm import Checker, Side, Verdict
 from .filters import KeyFilter, refuse_overlap
 from .progress import NullProgress, Progress
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
 from .versions import current_state, require_versioning
-from .workers import prefetch, run_pool
+from .workers import in_order, prefetch, run_pool
 
 OVERLAP_HINT = (
     "back up into another bucket, or into a folder beside the source's "
@@ -53,6 +59,7 @@ class SyncItem:
     key: str
     source: ObjectVersion | None = None
     backup: ObjectVersion | None = None
+    why: Verdict | None = None  # for a key in both: what the settling found (None: unsettled)
 
     @property
     def size(self) -> int:
@@ -85,6 +92,7 @@ class SyncOptions:
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
     part_size: int | None = None
     key_filter: KeyFilter = field(default_factory=KeyFilter)
+    compare_tags: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,7 @@ class SyncResult:
     bytes_copied: int = 0
     dry_run: bool = False
     failures: tuple[ItemFailure, ...] = ()
+    checks: int = 0  # HEAD and tag requests that settled what the listings could not tell
 
     def to_json(self) -> dict[str, int | bool]:
         return {
@@ -107,6 +116,7 @@ class SyncResult:
             "failed": self.failed,
             "bytes_copied": self.bytes_copied,
             "dry_run": self.dry_run,
+            "checks": self.checks,
         }
 
 
@@ -172,6 +182,32 @@ async def plan_sync(
             src, bak = await anext(src_it, None), await anext(bak_it, None)
         if in_scope(item.key):
             yield item
+
+
+async def settle_sync(
+    plan: AsyncIterable[SyncItem], checker: Checker, workers: int
+) -> AsyncIterator[SyncItem]:
+    """The plan with what the listings could not tell settled (see :mod:`.confirm`): a copy
+    caused only by an untrusted ETag may become a skip, a skip whose headers, metadata (or,
+    with ``compare_tags``, tags) differ becomes a copy. A check that fails copies the key:
+    a copy never loses anything, and fails visibly if the source cannot be read."""
+
+    def needs(item: SyncItem) -> bool:
+        if item.source is None or item.backup is None:
+            return False
+        return checker.needed(item.source, item.backup, item.action is ActionKind.SKIP)
+
+    async def settle(item: SyncItem) -> SyncItem:
+        assert item.source is not None and item.backup is not None
+        settled = await checker.settle(item.source, item.backup, unchanged)
+        action = ActionKind.SKIP if settled.verdict is Verdict.SAME else ActionKind.COPY
+        return dataclasses.replace(item, action=action, why=settled.verdict)
+
+    async for outcome in in_order(plan, settle, needs=needs, workers=workers):
+        if outcome.error is not None:
+            yield dataclasses.replace(outcome.item, action=ActionKind.COPY)
+        else:
+            yield outcome.result or outcome.item
 
 
 async def current_listing(store: ObjectStore, url: S3Url) -> AsyncIterator[ObjectVersion]:
@@ -321,9 +357,16 @@ async def sync(
         prefetch(current_listing(backup_store, backup_url), PREFETCH),
         options.key_filter,
     )
-    return await execute_sync(
-        plan, source_store, source_url, backup_store, backup_url, options, progress, on_planned
+    checker = Checker(
+        Side(source_store, source_url),
+        Side(backup_store, backup_url),
+        compare_tags=options.compare_tags,
     )
+    result = await execute_sync(
+        settle_sync(plan, checker, options.workers),
+        source_store, source_url, backup_store, backup_url, options, progress, on_planned,
+    )  # fmt: skip
+    return dataclasses.replace(result, checks=checker.requests)
 
 
 def lifecycle_warnings(rules: Sequence[LifecycleRule], prefix: str) -> list[str]:

@@ -11,6 +11,7 @@ Errors that are not :class:`BackupError` are bugs: they cancel the pool and prop
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -135,3 +136,59 @@ async def prefetch(items: AsyncIterable[T], size: int) -> AsyncIterator[T]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def in_order(
+    items: AsyncIterable[T],
+    work: Callable[[T], Awaitable[R]],
+    *,
+    needs: Callable[[T], bool],
+    workers: int,
+    window: int = 10_000,
+) -> AsyncIterator[Outcome[T, R]]:
+    """``work`` on the items that ``needs`` it, ``workers`` at a time, every item passed on in
+    its input order (the others with no result), at most ``window`` items held back.
+
+    For stages between an ordered listing and an ordered consumer (a merge, a spooled plan):
+    items that need no request cost no task. Each piece of work is retried like
+    :func:`run_pool`'s; one that still fails is an outcome with its error.
+    """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    held: collections.deque[Outcome[T, R] | asyncio.Task[Outcome[T, R]]] = collections.deque()
+    running = 0
+
+    async def run(item: T) -> Outcome[T, R]:
+        try:
+            return Outcome(item, await retrying(lambda: work(item)))
+        except BackupError as exc:
+            return Outcome(item, None, exc)
+
+    async def first() -> Outcome[T, R]:
+        nonlocal running
+        head = held[0]
+        if isinstance(head, asyncio.Task):
+            await asyncio.wait([head])
+            running -= 1
+            head = head.result()
+        held.popleft()
+        return head
+
+    try:
+        async for item in items:
+            if needs(item):
+                held.append(asyncio.create_task(run(item)))
+                running += 1
+            else:
+                held.append(Outcome(item))
+            while held and (
+                running >= workers or len(held) > window or not isinstance(held[0], asyncio.Task)
+            ):
+                yield await first()
+        while held:
+            yield await first()
+    finally:
+        tasks = [task for task in held if isinstance(task, asyncio.Task)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,7 +8,9 @@ deletion). Time comes from an injectable clock.
 
 Injectable faults, for tests: ``denied`` (AccessDenied for a bucket's operation; the
 operation ``"delete_version"`` refuses each version of a DeleteObjects batch one by one, as an
-IAM deny does).
+IAM deny does) and ``chunk_etags`` (SeaweedFS's ListObjectVersions: a ``null`` version larger
+than one 4 MiB chunk is listed with the ETag of its internal chunks, ``md5(chunk md5s)-N``;
+HEAD and ListObjectsV2 still show the real one).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..model import (
 from .protocol import MAX_COPY_SIZE, MAX_DELETE_BATCH, MAX_PAGE, MIN_PART_SIZE, Tags
 
 MAX_KEY_BYTES = 1024
+SEAWEED_CHUNK = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -87,6 +90,20 @@ def _md5(data: bytes | bytearray) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+def chunk_etag(data: bytes, part_sizes: Sequence[int] = ()) -> str:
+    """The ETag SeaweedFS lists for a ``null`` version: its 4 MiB chunks (within each part)."""
+    digests: list[bytes] = []
+    offset = 0
+    for size in part_sizes or (len(data),):
+        for start in range(offset, offset + size, SEAWEED_CHUNK):
+            end = min(start + SEAWEED_CHUNK, offset + size)
+            digests.append(hashlib.md5(data[start:end], usedforsecurity=False).digest())
+        offset += size
+    if len(digests) <= 1:
+        return _md5(data)
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+
+
 def _check_key(key: str) -> None:
     if not key:
         raise UsageError("an object key cannot be empty")
@@ -103,6 +120,8 @@ class MemoryStore:
         self._ids = itertools.count(1)
         self.denied: set[tuple[str, str]] = set()
         """(bucket, operation) pairs that answer AccessDenied, for permission tests."""
+        self.chunk_etags = False
+        """List null versions with SeaweedFS's chunk ETags (see the module docstring)."""
         self.calls: dict[str, int] = {}
 
     # --- helpers -----------------------------------------------------------------------------
@@ -161,6 +180,11 @@ class MemoryStore:
             lock_until=v.lock_until,
             legal_hold=v.legal_hold,
         )
+
+    def _listed_etag(self, v: _Version) -> str | None:
+        if self.chunk_etags and v.version_id == NULL_VERSION and v.etag is not None:
+            return chunk_etag(v.data, v.part_sizes)
+        return v.etag
 
     # --- buckets -----------------------------------------------------------------------------
 
@@ -247,7 +271,7 @@ class MemoryStore:
                         version_id=v.version_id,
                         last_modified=v.last_modified,
                         size=len(v.data),
-                        etag=v.etag,
+                        etag=self._listed_etag(v),
                         is_latest=v is b.versions[key][0],
                         is_delete_marker=v.is_delete_marker,
                         storage_class=None
@@ -528,6 +552,10 @@ class MemoryStore:
         """Put Object Lock retention (``mode`` until ``until``) or a legal hold on a version."""
         version = self._find(self._buckets[bucket], bucket, key, version_id)
         version.lock_mode, version.lock_until, version.legal_hold = mode, until, legal_hold
+
+    def set_tags(self, bucket: str, key: str, tags: Mapping[str, str]) -> None:
+        """PutObjectTagging on the current version: LastModified does not move."""
+        self._find(self._buckets[bucket], bucket, key, None).tags = dict(tags)
 
     def snapshot_state(self, bucket: str) -> Mapping[str, bytes]:
         """The current bytes of every live key: a trivially correct view for tests."""

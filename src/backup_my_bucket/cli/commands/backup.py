@@ -86,6 +86,7 @@ async def run_sync(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+    compare_tags: bool = False,
     progress: Progress | None = None,
 ) -> SyncResult:
     """Sync ``source`` into ``backup`` with the app's stores and settings (used by `backup`)."""
@@ -95,6 +96,7 @@ async def run_sync(
         same_endpoint=app.same_endpoint(),
         multipart_threshold=multipart_threshold,
         key_filter=KeyFilter(include=tuple(include), exclude=tuple(exclude)),
+        compare_tags=compare_tags,
     )
     source_store, backup_store = await app.store("source"), await app.store("backup")
     return await run_engine(
@@ -141,16 +143,19 @@ def sync(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     multipart_threshold: int,
+    compare_tags: bool,
 ) -> None:
     """Copy new and changed objects from the source into the backup bucket.
 
     Keys gone from the source get a delete marker in the backup: their history stays, so a
     sync never asks for confirmation. --dry-run prints every planned copy and delete.
+    Changed means other bytes, or other headers, user metadata or storage class (the source
+    is then newer than its backup copy: HEAD of both tells); other tags with --compare-tags.
     """
     result = app.run(
         lambda: run_sync(
             app, source, backup, dry_run=dry_run, include=include, exclude=exclude,
-            multipart_threshold=multipart_threshold,
+            multipart_threshold=multipart_threshold, compare_tags=compare_tags,
         )
     )  # fmt: skip
     report_sync(app, result)
@@ -168,6 +173,7 @@ def backup(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     multipart_threshold: int,
+    compare_tags: bool,
     at: str | None,
     tags: tuple[str, ...],
 ) -> None:
@@ -186,7 +192,7 @@ def backup(
     async def main() -> tuple[SyncResult, SnapshotMeta | None]:
         synced = await run_sync(
             app, source, backup, dry_run=dry_run, include=include, exclude=exclude,
-            multipart_threshold=multipart_threshold,
+            multipart_threshold=multipart_threshold, compare_tags=compare_tags,
         )  # fmt: skip
         if dry_run:
             return synced, None

@@ -26,6 +26,7 @@ from ..confirm import confirm_restore
 from ..options import (
     S3URL,
     backup_option,
+    compare_tags_option,
     dry_run_option,
     filter_options,
     prefix_option,
@@ -110,6 +111,7 @@ async def _recorded_source(catalog: Catalog, backup: S3Url) -> str | None:
     help="Where the resume journal lives (default: the user data dir).",
 )
 @yes_option("Delete and overwrite objects in the target without asking (needed off a terminal).")
+@compare_tags_option
 @click.pass_obj
 def restore(
     app: App,
@@ -125,6 +127,7 @@ def restore(
     skip_archived: bool,
     journal_dir: Path | None,
     yes: bool,
+    compare_tags: bool,
 ) -> None:
     """Bring a bucket back to a snapshot (ID, a prefix of one, or `latest`) or to a moment
     (--at TIME --backup S3URL).
@@ -133,7 +136,10 @@ def restore(
     The plan (copy what is missing or different, delete what did not exist then, skip what
     is unchanged) is computed first; --dry-run prints every copy and delete and changes
     nothing. A plan that deletes or overwrites objects asks first (on a terminal) or needs
-    --yes. Rerun the same command after an interruption: finished work is skipped.
+    --yes. Rerun the same command after an interruption: finished work is skipped. In
+    rollback, "different" is other bytes, or other headers, user metadata or storage class
+    on a target object changed since the point (HEAD of it and of the point's version
+    tells); other tags only with --compare-tags (only in rollback, the mode that overwrites).
     """
     if snapshot_id is not None and at is not None:
         raise UsageError("give a snapshot ID or --at TIME, not both")
@@ -189,6 +195,7 @@ def restore(
             skip_archived=skip_archived,
             confirm=confirm_restore(app.output, yes),
             on_planned=lambda action: app.output.planned(action.to_json()),
+            compare_tags=compare_tags,
         )
 
     try:

@@ -205,6 +205,18 @@ async def test_dry_run_deletes_nothing_and_reports_the_same_plan() -> None:
     ]
 
 
+async def failing_gc(
+    store: MemoryStore, bucket: str, snapshots: list[SnapshotRef]
+) -> GcPartialFailure:
+    """gc --keep-last 1 that must end with some deletions failed (exit 3)."""
+    with pytest.raises(GcPartialFailure) as info:
+        await run_gc(
+            store, bucket, "", snapshots, RetentionPolicy(keep_last=1), at(3600),
+            remove_snapshots=Recorder([]),
+        )  # fmt: skip
+    return info.value
+
+
 async def test_only_object_lock_counts_as_locked() -> None:
     store, bucket, snapshots = await history_store(rounds=3, keys=3)
     store.clock.set(at(3600))  # type: ignore[attr-defined]
@@ -214,13 +226,9 @@ async def test_only_object_lock_counts_as_locked() -> None:
     store.lock(bucket, old[2].key, old[2].version_id, mode="COMPLIANCE", until=at(1800))  # over
     store.fail[old[3].version_id] = "AccessDenied: Access Denied"  # no lock: a permission
     store.fail[old[4].version_id] = "InternalError: disk on fire"
-    with pytest.raises(GcPartialFailure) as info:
-        await run_gc(
-            store, bucket, "", snapshots, RetentionPolicy(keep_last=1), at(3600),
-            remove_snapshots=Recorder([]),
-        )  # fmt: skip
-    result = info.value.result
-    assert info.value.exit_code == 3
+    info = await failing_gc(store, bucket, snapshots)
+    result = info.result
+    assert info.exit_code == 3
     assert [(f.version_id, f.reason) for f in result.skipped_locked] == [
         (old[0].version_id, "kept by Object Lock: GOVERNANCE retention until 2026-05-01T14:00:00Z"),
         (old[1].version_id, "kept by Object Lock: a legal hold"),
@@ -238,13 +246,9 @@ async def test_every_delete_refused_without_object_lock_is_a_failure() -> None:
     # the issue's case: AccessDenied for every version, nothing locked -> exit 3, keys listed
     store, bucket, snapshots = await history_store(rounds=2, keys=4)
     store.denied.add((bucket, "delete_version"))
-    with pytest.raises(GcPartialFailure) as info:
-        await run_gc(
-            store, bucket, "", snapshots, RetentionPolicy(keep_last=1), at(3600),
-            remove_snapshots=Recorder([]),
-        )  # fmt: skip
-    result = info.value.result
-    assert info.value.exit_code == 3 and result.skipped_locked == ()
+    info = await failing_gc(store, bucket, snapshots)
+    result = info.result
+    assert info.exit_code == 3 and result.skipped_locked == ()
     assert sorted(f.key for f in result.failures) == [f"key{k:05d}" for k in range(4)]
     assert {f.reason for f in result.failures} == {"AccessDenied: Access Denied"}
     assert result.versions_deleted == 0
@@ -253,12 +257,8 @@ async def test_every_delete_refused_without_object_lock_is_a_failure() -> None:
 async def test_a_request_that_fails_whole_is_a_partial_failure() -> None:
     store, bucket, snapshots = await history_store(rounds=2, keys=3)
     store.denied.add((bucket, "delete_versions"))
-    with pytest.raises(GcPartialFailure) as info:
-        await run_gc(
-            store, bucket, "", snapshots, RetentionPolicy(keep_last=1), at(3600),
-            remove_snapshots=Recorder([]),
-        )  # fmt: skip
-    assert len(info.value.failures) == 3 and info.value.result.skipped_locked == ()
+    info = await failing_gc(store, bucket, snapshots)
+    assert len(info.failures) == 3 and info.result.skipped_locked == ()
 
 
 async def test_nothing_is_deleted_when_nothing_would_stay_restorable() -> None:

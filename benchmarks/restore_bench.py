@@ -13,6 +13,12 @@ the fastest seeder at hand), then restores them into two empty buckets:
   version, the list computed beforehand (its listing is not timed).
 Two rounds in alternating order (ours first, then s5cmd first), each into a fresh bucket.
 Each process is reaped with ``os.wait4`` for its own CPU time; its peak RSS is polled.
+
+``--reruns`` then times two restores with nothing to copy, and the requests each made
+beyond the listings (``checks``: HEADs comparing headers and metadata, docs/design.md, "What
+listings cannot tell"): into the bucket the first round restored (every object newer than its
+version: 2 HEADs each), and into ``bench-intact``, the same objects written before the backup
+was (each older than its version: none).
 """
 
 from __future__ import annotations
@@ -77,7 +83,9 @@ async def versions(endpoint: str, bucket: str) -> list[ObjectVersion]:
         return [v async for v in iter_versions(store, bucket)]
 
 
-def seed(endpoint: str, env: dict[str, str], objects: int, work: Path) -> None:
+def seed(
+    endpoint: str, env: dict[str, str], objects: int, work: Path, intact: bool = False
+) -> None:
     data = work / "data"
     for i in range(objects):
         sub = data / f"d{i // 1000:03d}"
@@ -94,11 +102,15 @@ def seed(endpoint: str, env: dict[str, str], objects: int, work: Path) -> None:
             await store.set_versioning("bench-backup", True)
 
     asyncio.run(versioning())
-    done = subprocess.run(
-        [*s5, "cp", f"{data}/*", "s3://bench-backup/"], env=env, capture_output=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"s5cmd cp failed: {done.stderr.decode()[-2000:]}")
+    for bucket in (["bench-intact"] if intact else []) + ["bench-backup"]:
+        if bucket == "bench-intact":
+            asyncio.run(versions(endpoint, bucket))  # creates it
+        done = subprocess.run(
+            [*s5, "cp", f"{data}/*", f"s3://{bucket}/"], env=env, capture_output=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"s5cmd cp failed: {done.stderr.decode()[-2000:]}")
+        time.sleep(1.1)  # the backup's versions are strictly newer than the intact objects
     shutil.rmtree(data)
 
 
@@ -140,6 +152,10 @@ def main() -> None:
         "--point", choices=["snapshot", "at"], default="snapshot",
         help="restore a snapshot taken beforehand, or --at a time (lists the backup too)",
     )  # fmt: skip
+    parser.add_argument(
+        "--reruns", action="store_true",
+        help="then time restores with nothing to copy (a restored bucket, an intact one)",
+    )  # fmt: skip
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="bmb-bench-") as tmp,
@@ -149,7 +165,7 @@ def main() -> None:
         env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
                "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
         endpoint = server.endpoint_url
-        seed(endpoint, env, args.objects, work)
+        seed(endpoint, env, args.objects, work, intact=args.reruns)
         listed = asyncio.run(versions(endpoint, "bench-backup"))
         assert len(listed) == args.objects, f"listed {len(listed)} versions"
         at = datetime.now(UTC) + timedelta(seconds=1)
@@ -168,6 +184,8 @@ def main() -> None:
         for run in runs:
             copied = asyncio.run(versions(endpoint, run.target))
             assert len(copied) == args.objects, f"{run.target} holds {len(copied)} objects"
+        reruns = [rerun(target, args, endpoint, env, work) for target in
+                  (["bench-bmb-0", "bench-intact"] if args.reruns else [])]  # fmt: skip
     print(
         f"restore ({args.point}) of {args.objects} small objects, SeaweedFS on loopback, "
         f"{os.cpu_count()} cores, our --workers {args.workers}"
@@ -180,6 +198,25 @@ def main() -> None:
         print(f"round {i + 1}: ratio (ours / s5cmd objects/s) {a.rate / b.rate:.2f}x")
     total = sum(r.rate for r in ours) / sum(r.rate for r in theirs)
     print(f"mean ratio {total:.2f}x")
+    for line in reruns:
+        print(line)
+
+
+def rerun(target: str, args: argparse.Namespace, endpoint: str, env: dict[str, str],
+          work: Path) -> str:  # fmt: skip
+    """A restore of the snapshot into ``target``, which already holds it: nothing to copy."""
+    argv = [str(BIN / "backup-my-bucket"), "--endpoint-url", endpoint, "--catalog",
+            str(work / "catalog"), "--workers", str(args.workers), "--json", "restore",
+            args.snapshot_id, "--to", f"s3://{target}", "--journal-dir",
+            str(work / "journal")]  # fmt: skip
+    run = measure(f"rerun -> {target}", argv, env, capture=True)
+    result = json.loads(run.stdout)
+    assert run.returncode == 0 and result["copied"] == 0, result
+    return (
+        f"{run.label:<22} nothing copied  {run.wall:6.2f} s  "
+        f"{args.objects / run.wall:7.0f} objects/s  {run.cpu / args.objects * 1000:5.2f} s "
+        f"CPU/1,000  checks {result['checks']} ({result['checks'] / args.objects:.1f} per key)"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import tracemalloc
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -300,3 +302,51 @@ async def test_fast_listing_signs_every_odd_prefix_and_marker(s3_store: S3Store)
         s3_store._fast = fast
     assert fast_pages == slow_pages
     assert all(page.entries for page in fast_pages[: len(ODD_KEYS)])
+
+
+@pytest.mark.s3
+async def test_fast_head_answers_what_botocore_answers(s3_store: S3Store) -> None:
+    """HEAD's fast path must really be taken (odd keys, version ids, null, locks, multipart)
+    and read every field exactly as botocore's path does; errors still go through botocore."""
+    fast = s3_store._fast
+    assert fast is not None
+    bucket = unique_bucket("fhead")
+    await s3_store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    refs: list[tuple[str, str | None]] = []
+    for key in ODD_KEYS:
+        old = await s3_store.put(bucket, key, b"old " + key.encode(), attrs=ATTRS, tags=TAGS)
+        await s3_store.put(bucket, key, b"new")
+        refs += [(key, old), (key, None)]
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    locked = refs[0][1]
+    await s3_store.client.put_object_retention(
+        Bucket=bucket, Key=ODD_KEYS[0], VersionId=locked,
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
+    )  # fmt: skip
+    await s3_store.client.put_object_legal_hold(
+        Bucket=bucket, Key=ODD_KEYS[1], VersionId=refs[2][1], LegalHold={"Status": "ON"}
+    )
+    plain = unique_bucket("fhead")  # unversioned: null versions
+    await s3_store.create_bucket(plain)
+    await s3_store.put(plain, "obj", b"x" * 10, attrs=ObjectAttrs(storage_class="STANDARD"))
+    before = fast.heads
+    fast_heads = [await s3_store.head(bucket, k, v) for k, v in refs]
+    fast_heads += [await s3_store.head(plain, "obj", v) for v in (None, "null")]
+    assert fast.heads - before == len(refs) + 2
+    s3_store._fast = None
+    try:
+        slow_heads = [await s3_store.head(bucket, k, v) for k, v in refs]
+        slow_heads += [await s3_store.head(plain, "obj", v) for v in (None, "null")]
+    finally:
+        s3_store._fast = fast
+    assert fast_heads == slow_heads
+    assert fast_heads[0].lock_until == until and fast_heads[0].locked(datetime.now(UTC))
+    assert fast_heads[2].legal_hold and fast_heads[4].attrs == replace(ATTRS, storage_class=None)
+    assert fast_heads[4].tag_count == len(TAGS) and fast_heads[5].tag_count == 0
+    # Deviation: SeaweedFS's PutObjectRetention and PutObjectLegalHold reset the version's
+    # Content-Type to application/octet-stream (the other attributes stay); AWS keeps it
+    for locked_head in (fast_heads[0], fast_heads[2]):
+        octets = replace(ATTRS, content_type="application/octet-stream", storage_class=None)
+        assert locked_head.attrs == octets
+    with pytest.raises(ObjectNotFound):  # a delete marker, a missing key: botocore's answer
+        await s3_store.head(bucket, "no-such-key")

@@ -32,6 +32,25 @@ def _tagging(tags: Tags) -> str:
     return urllib.parse.urlencode(dict(tags))
 
 
+def _attrs_from_headers(headers: Mapping[str, str]) -> ObjectAttrs:
+    """The attributes in a HEAD's raw HTTP headers (the fast path), as botocore reads them."""
+    meta = "x-amz-meta-"
+    return ObjectAttrs(
+        content_type=headers.get("content-type"),
+        content_encoding=headers.get("content-encoding"),
+        cache_control=headers.get("cache-control"),
+        content_disposition=headers.get("content-disposition"),
+        content_language=headers.get("content-language"),
+        expires=headers.get("expires"),
+        metadata={
+            name.lower()[len(meta) :]: value
+            for name, value in headers.items()
+            if name.lower().startswith(meta)
+        },
+        storage_class=headers.get("x-amz-storage-class"),
+    )
+
+
 def _attrs_from_head(head: Mapping[str, Any]) -> ObjectAttrs:
     expires = head.get("ExpiresString")
     if expires is None and isinstance(head.get("Expires"), datetime):

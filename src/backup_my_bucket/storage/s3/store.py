@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -21,11 +22,12 @@ from ...model import (
     VersionRef,
 )
 from ..protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
-from .attrs import _attrs_from_head, _attrs_params, _tagging
+from .attrs import _attrs_from_head, _attrs_from_headers, _attrs_params, _tagging
 from .client import S3Config, open_client
 from .errors import translate_error
 from .fastpath import _FastPath
 from .hooks import _PAGE
+from .parse import parse_timestamp
 from .redact import redact
 
 if TYPE_CHECKING:
@@ -223,6 +225,11 @@ class S3Store:
         *,
         part_number: int | None = None,
     ) -> ObjectInfo:
+        if part_number is None and self._fast is not None and self._fast.enabled:
+            fast = self._fast.head(bucket, key, version_id)
+            headers = await self._call("GetObject", bucket, fast, key, version_id)
+            if headers is not None:
+                return _info_from_headers(key, headers)
         params: dict[str, Any] = {"Bucket": bucket, "Key": key, **self._version(version_id)}
         if part_number is not None:
             params["PartNumber"] = part_number
@@ -451,3 +458,20 @@ class S3Store:
             self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
             key,
         )
+
+
+def _info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:
+    """What a HEAD's raw headers (the fast path) say, read the way botocore reads them."""
+    until = headers.get("x-amz-object-lock-retain-until-date")
+    return ObjectInfo(
+        key=key,
+        version_id=headers.get("x-amz-version-id") or "null",
+        size=int(headers.get("content-length", 0)),
+        etag=headers.get("etag", "").strip('"'),
+        last_modified=email.utils.parsedate_to_datetime(headers["last-modified"]),
+        attrs=_attrs_from_headers(headers),
+        tag_count=int(headers.get("x-amz-tagging-count", 0) or 0),
+        lock_mode=headers.get("x-amz-object-lock-mode"),
+        lock_until=parse_timestamp(until) if until else None,
+        legal_hold=headers.get("x-amz-object-lock-legal-hold") == "ON",
+    )

@@ -1,8 +1,9 @@
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
-from backup_my_bucket.engine.workers import retrying, run_pool
+from backup_my_bucket.engine.workers import in_order, retrying, run_pool
 from backup_my_bucket.errors import AccessDenied, StorageError
 
 
@@ -99,3 +100,60 @@ async def test_a_failing_item_source_stops_the_pool_with_its_error() -> None:
     with pytest.raises(StorageError, match="listing broke"):
         await drain()
     assert len(got) <= 3
+
+
+async def test_in_order_keeps_the_order_bounds_the_work_and_passes_the_rest() -> None:
+    running = peak = 0
+    held_back = 0
+
+    async def work(i: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001 * (i % 5))  # finish out of order
+        running -= 1
+        if i == 30:
+            raise AccessDenied("no")  # a permanent error: an outcome, not an exception
+        return -i
+
+    async def items() -> AsyncIterator[int]:
+        nonlocal held_back
+        for i in range(300):
+            held_back = max(held_back, i - len(seen))
+            yield i
+
+    seen: list[int] = []
+    async for outcome in in_order(items(), work, needs=lambda i: i % 3 == 0, workers=4, window=50):
+        seen.append(outcome.item)
+        if outcome.item == 30:
+            assert outcome.error is not None and outcome.result is None
+        elif outcome.item % 3 == 0:
+            assert outcome.ok and outcome.result == -outcome.item
+        else:
+            assert outcome.ok and outcome.result is None  # passed on, no work
+    assert seen == list(range(300))
+    assert peak == 4 and held_back <= 51
+
+
+async def test_in_order_cancels_what_runs_when_the_consumer_stops() -> None:
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def work(i: int) -> int:
+        started.append(i)
+        if i >= 2:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancelled.append(i)
+                raise
+        return i
+
+    async def items() -> AsyncIterator[int]:
+        for i in range(10):
+            yield i
+
+    stream = in_order(items(), work, needs=lambda i: True, workers=3)
+    assert [(await anext(stream)).result for _ in range(2)] == [0, 1]
+    await stream.aclose()
+    assert started == [0, 1, 2, 3] and sorted(cancelled) == [2, 3]

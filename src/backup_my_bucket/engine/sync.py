@@ -59,7 +59,6 @@ class SyncItem:
     key: str
     source: ObjectVersion | None = None
     backup: ObjectVersion | None = None
-    why: Verdict | None = None  # for a key in both: what the settling found (None: unsettled)
 
     @property
     def size(self) -> int:
@@ -201,7 +200,7 @@ async def settle_sync(
         assert item.source is not None and item.backup is not None
         settled = await checker.settle(item.source, item.backup, unchanged)
         action = ActionKind.SKIP if settled.verdict is Verdict.SAME else ActionKind.COPY
-        return dataclasses.replace(item, action=action, why=settled.verdict)
+        return dataclasses.replace(item, action=action)
 
     async for outcome in in_order(plan, settle, needs=needs, workers=workers):
         if outcome.error is not None:

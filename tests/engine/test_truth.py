@@ -8,7 +8,6 @@ folder-plus-suffix layout; targets unversioned, as a restored bucket usually is.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from backup_my_bucket.clock import SYSTEM_CLOCK, Clock, ManualClock
 from backup_my_bucket.engine.restore import Reason
 from backup_my_bucket.engine.sync import SyncOptions, sync
 from backup_my_bucket.engine.verify import verify_versions
@@ -38,7 +38,7 @@ SMALL = ["img0-0000.jpg", "img0.idx", "img0/0000.jpg", "img0/0001.jpg"]
 def store(request: pytest.FixtureRequest) -> ObjectStore:
     """Overrides the suite's: the fake lists SeaweedFS's chunk ETags, as the server does."""
     if request.param == "memory":
-        fake = MemoryStore()
+        fake = MemoryStore(ManualClock(datetime.now(UTC)))
         fake.chunk_etags = True
         return fake
     s3: ObjectStore = request.getfixturevalue("s3_store")
@@ -73,13 +73,18 @@ async def contents(store: ObjectStore, bucket: str) -> dict[str, bytes]:
     return {v.key: await read(store, bucket, v.key) for v in await live(store, bucket)}
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+def clock(store: ObjectStore) -> Clock:
+    return store.clock if isinstance(store, MemoryStore) else SYSTEM_CLOCK
 
 
-async def next_second() -> None:
-    """S3 stamps whole seconds: what is written after this is strictly newer."""
-    await asyncio.sleep(1.05)
+def now(store: ObjectStore) -> datetime:
+    return clock(store).now()
+
+
+async def next_second(store: ObjectStore) -> None:
+    """S3 stamps whole seconds: what is written after this is strictly newer (the fake's
+    clock is moved instead of waited for)."""
+    await clock(store).sleep(1.05)
 
 
 # --- restore and its verification ----------------------------------------------------------
@@ -90,8 +95,8 @@ async def test_restore_into_an_unversioned_bucket_verifies_and_a_rerun_copies_no
 ) -> None:
     bak, target = await make_bucket("bak"), await make_bucket("tgt", versioned=False)
     bodies = await fill(store, bak)
-    await next_second()
-    point = desired_at(store, S3Url(bak), now())
+    await next_second(store)
+    point = desired_at(store, S3Url(bak), now(store))
     first = await restore(store, S3Url(bak), S3Url(target), point, journal_dir=tmp_path)
     assert first.failures == () and first.verified
     assert first.copied == len(bodies) and first.failed == 0
@@ -101,7 +106,7 @@ async def test_restore_into_an_unversioned_bucket_verifies_and_a_rerun_copies_no
         assert listed["single-12"] != hashlib.md5(bodies["single-12"]).hexdigest()
 
     again = await restore(
-        store, S3Url(bak), S3Url(target), desired_at(store, S3Url(bak), now()),
+        store, S3Url(bak), S3Url(target), desired_at(store, S3Url(bak), now(store)),
         journal_dir=tmp_path,
     )  # fmt: skip
     assert (again.copied, again.failed, again.deleted) == (0, 0, 0) and again.verified
@@ -122,8 +127,8 @@ async def test_restore_from_null_versions_written_before_versioning(
     await store.set_versioning(bak, True)
     bodies["single-5"] = b"a versioned write on top of the null version"
     await store.put(bak, "single-5", bodies["single-5"])
-    await next_second()
-    at = now()
+    await next_second(store)
+    at = now(store)
     for versioned in (False, True):
         target = await make_bucket("tgt", versioned=versioned)
         for run in range(2):
@@ -143,8 +148,8 @@ async def test_a_real_difference_is_still_restored(
     the same size under an untrusted (chunk) ETag on both sides, really different."""
     bak, target = await make_bucket("bak"), await make_bucket("tgt", versioned=False)
     bodies = await fill(store, bak)
-    await next_second()
-    at, journal = now(), {"journal_dir": tmp_path}  # SeaweedFS part copies: proven by it
+    await next_second(store)
+    at, journal = now(store), {"journal_dir": tmp_path}  # SeaweedFS part copies: proven by it
     await restore(store, S3Url(bak), S3Url(target), desired_at(store, S3Url(bak), at), **journal)
     other = bytes(reversed(bodies["single-12"]))
     await store.put(target, "single-12", other, attrs=ATTRS, tags=TAGS)
@@ -166,8 +171,8 @@ async def test_verify_trusts_chunk_etags_only_as_far_as_they_go(
     bak = await make_bucket("bak", versioned=False)
     bodies = await fill(store, bak)
     await store.set_versioning(bak, True)
-    await next_second()
-    rows = [v async for v in desired_at(store, S3Url(bak), now())]
+    await next_second(store)
+    rows = [v async for v in desired_at(store, S3Url(bak), now(store))]
     assert {v.version_id for v in rows} == {NULL_VERSION}
     assert any("-" in (v.etag or "") for v in rows)
 
@@ -197,12 +202,12 @@ async def test_sync_of_an_unversioned_source_reruns_without_requests(
 ) -> None:
     src, bak = await make_bucket("src", versioned=False), await make_bucket("bak")
     bodies = await fill(store, src)
-    await next_second()
+    await next_second(store)
     first = await sync(store, S3Url(src), store, S3Url(bak), SyncOptions(workers=4))
     assert (first.copied, first.failed) == (len(bodies), 0)
     again = await sync(store, S3Url(src), store, S3Url(bak), SyncOptions(workers=4))
     assert (again.copied, again.skipped, again.checks) == (0, len(bodies), 0)
-    await next_second()
+    await next_second(store)
     await store.put(src, "single-12", bytes(reversed(bodies["single-12"])))  # same size
     changed = await sync(store, S3Url(src), store, S3Url(bak), SyncOptions(workers=4))
     assert changed.copied == 1 and changed.checks >= 1
@@ -219,15 +224,15 @@ async def test_a_metadata_only_change_is_backed_up_and_rolled_back(
     and the headers tell. sync backs it up, a rollback undoes it, reruns do nothing."""
     src, bak = await make_bucket("src", versioned=False), await make_bucket("bak")
     bodies = await fill(store, src)
-    await next_second()
+    await next_second(store)
     await sync(store, S3Url(src), store, S3Url(bak), SyncOptions(workers=4))
-    await next_second()
-    point = now()
-    await next_second()
+    await next_second(store)
+    point = now(store)
+    await next_second(store)
     for key in ("single-12", "img0.idx"):
         await store.copy(VersionRef(src, key), src, key, attrs=BROKEN)
     assert (await store.head(src, "img0.idx")).attrs.content_type == "application/x-broken"
-    await next_second()  # a copy in the same second would make the rerun check (a tie)
+    await next_second(store)  # a copy in the same second would make the rerun check (a tie)
 
     synced = await sync(store, S3Url(src), store, S3Url(bak), SyncOptions(workers=4))
     assert (synced.copied, synced.failed) == (2, 0)
@@ -259,11 +264,11 @@ async def test_tags_only_with_compare_tags(store: ObjectStore, make_bucket: Buck
     reads per unchanged key), in sync as in a rollback restore."""
     src, bak = await make_bucket("src", versioned=False), await make_bucket("bak")
     await store.put(src, "doc", b"same bytes", attrs=ATTRS, tags=TAGS)
-    await next_second()
+    await next_second(store)
     await sync(store, S3Url(src), store, S3Url(bak), SyncOptions(workers=2))
-    await next_second()
-    point = now()
-    await next_second()
+    await next_second(store)
+    point = now(store)
+    await next_second(store)
     await retag(store, src, "doc", {"project": "changed"})
 
     plain = await sync(store, S3Url(src), store, S3Url(bak), SyncOptions(workers=2))

@@ -63,6 +63,7 @@ class _Version:
     lock_mode: str | None = None  # Object Lock retention (GOVERNANCE or COMPLIANCE) ...
     lock_until: datetime | None = None  # ... until then
     legal_hold: bool = False
+    listed_chunks: str | None = None  # its chunk ETag, computed once (``chunk_etags``)
 
     @property
     def is_delete_marker(self) -> bool:
@@ -183,7 +184,8 @@ class MemoryStore:
 
     def _listed_etag(self, v: _Version) -> str | None:
         if self.chunk_etags and v.version_id == NULL_VERSION and v.etag is not None:
-            return chunk_etag(v.data, v.part_sizes)
+            v.listed_chunks = v.listed_chunks or chunk_etag(v.data, v.part_sizes)
+            return v.listed_chunks
         return v.etag
 
     # --- buckets -----------------------------------------------------------------------------

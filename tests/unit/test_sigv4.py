@@ -18,7 +18,12 @@ import botocore.session
 import pytest
 
 from backup_my_bucket.model import VersionRef
-from backup_my_bucket.storage.s3.fastpath import copy_request, list_versions_request, signed_request
+from backup_my_bucket.storage.s3.fastpath import (
+    copy_request,
+    head_request,
+    list_versions_request,
+    signed_request,
+)
 from backup_my_bucket.storage.s3.sigv4 import EMPTY_SHA256, SigV4, canonical_query, quote
 
 DATA = Path(__file__).parent / "data" / "aws4_testsuite"
@@ -109,7 +114,11 @@ def _case(rng: random.Random, credentials: list[tuple[str, str, str | None]]) ->
         "bucket": rng.choice(["b", "bkt-1", "my.bucket.x", "a" * 63]),
         "credentials": rng.choice(credentials),
     }
-    if rng.random() < 0.5:
+    kind = rng.random()
+    if kind < 0.3:
+        version = _text(rng, ID_CHARS, 1, 32) if rng.random() < 0.7 else None
+        case["head"] = (_text(rng, KEY_CHARS, 1, 40), version)
+    elif kind < 0.65:
         version = _text(rng, ID_CHARS, 1, 32) if rng.random() < 0.8 else None
         case["copy"] = (
             rng.choice(["src", "other.bucket"]),
@@ -130,7 +139,12 @@ def _case(rng: random.Random, credentials: list[tuple[str, str, str | None]]) ->
 
 def _botocore_request(client: Any, case: dict[str, Any]) -> Any:
     try:
-        if "copy" in case:
+        if "head" in case:
+            key, version = case["head"]
+            client.head_object(
+                Bucket=case["bucket"], Key=key, **({"VersionId": version} if version else {})
+            )
+        elif "copy" in case:
             src_bucket, src_key, version, key = case["copy"]
             source = {"Bucket": src_bucket, "Key": src_key}
             if version is not None:
@@ -188,7 +202,10 @@ def test_requests_and_signatures_equal_botocores(monkeypatch: pytest.MonkeyPatch
             clients[endpoint, case["credentials"]] = client
         theirs = _botocore_request(client, case)
 
-        if "copy" in case:
+        if "head" in case:
+            path, query = head_request(case["bucket"], *case["head"])
+            extra, method = {}, "HEAD"
+        elif "copy" in case:
             src_bucket, src_key, version, key = case["copy"]
             path, extra = copy_request(
                 VersionRef(src_bucket, src_key, version), case["bucket"], key
@@ -214,7 +231,7 @@ def test_requests_and_signatures_equal_botocores(monkeypatch: pytest.MonkeyPatch
         assert ours["authorization"] == request.headers["Authorization"], case
         assert ours.get("x-amz-security-token") == request.headers.get("X-Amz-Security-Token")
         assert ours["x-amz-content-sha256"] == request.headers["X-Amz-Content-SHA256"]
-    assert sum("copy" in c for c in cases) > 250 and sum("list" in c for c in cases) > 250
+    assert all(sum(kind in c for c in cases) > 150 for kind in ("copy", "list", "head"))
     assert any(c["credentials"][2] for c in cases) and any("+" in str(c.get("copy")) for c in cases)
 
 

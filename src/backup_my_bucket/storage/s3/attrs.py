@@ -11,19 +11,22 @@ from typing import Any
 from ...model import ObjectAttrs
 from ..protocol import Tags
 
+_FIELDS = (  # ObjectAttrs field, botocore's name, the HTTP header
+    ("content_type", "ContentType", "content-type"),
+    ("content_encoding", "ContentEncoding", "content-encoding"),
+    ("cache_control", "CacheControl", "cache-control"),
+    ("content_disposition", "ContentDisposition", "content-disposition"),
+    ("content_language", "ContentLanguage", "content-language"),
+    ("expires", "Expires", "expires"),  # kept as the raw HTTP-date text
+    ("storage_class", "StorageClass", "x-amz-storage-class"),
+)
+_META = "x-amz-meta-"
+
 
 def _attrs_params(attrs: ObjectAttrs) -> dict[str, Any]:
     params: dict[str, Any] = {"Metadata": dict(attrs.metadata)}
-    for name, value in (
-        ("ContentType", attrs.content_type),
-        ("ContentEncoding", attrs.content_encoding),
-        ("CacheControl", attrs.cache_control),
-        ("ContentDisposition", attrs.content_disposition),
-        ("ContentLanguage", attrs.content_language),
-        ("Expires", attrs.expires),
-        ("StorageClass", attrs.storage_class),
-    ):
-        if value is not None:
+    for field, name, _ in _FIELDS:
+        if (value := getattr(attrs, field)) is not None:
             params[name] = value
     return params
 
@@ -34,34 +37,19 @@ def _tagging(tags: Tags) -> str:
 
 def _attrs_from_headers(headers: Mapping[str, str]) -> ObjectAttrs:
     """The attributes in a HEAD's raw HTTP headers (the fast path), as botocore reads them."""
-    meta = "x-amz-meta-"
-    return ObjectAttrs(
-        content_type=headers.get("content-type"),
-        content_encoding=headers.get("content-encoding"),
-        cache_control=headers.get("cache-control"),
-        content_disposition=headers.get("content-disposition"),
-        content_language=headers.get("content-language"),
-        expires=headers.get("expires"),
-        metadata={
-            name.lower()[len(meta) :]: value
-            for name, value in headers.items()
-            if name.lower().startswith(meta)
-        },
-        storage_class=headers.get("x-amz-storage-class"),
-    )
+    metadata = {
+        name.lower()[len(_META) :]: value
+        for name, value in headers.items()
+        if name.lower().startswith(_META)
+    }
+    fields = {field: headers.get(header) for field, _, header in _FIELDS}
+    return ObjectAttrs(**fields, metadata=metadata)
 
 
 def _attrs_from_head(head: Mapping[str, Any]) -> ObjectAttrs:
-    expires = head.get("ExpiresString")
-    if expires is None and isinstance(head.get("Expires"), datetime):
-        expires = email.utils.format_datetime(head["Expires"], usegmt=True)
-    return ObjectAttrs(
-        content_type=head.get("ContentType"),
-        content_encoding=head.get("ContentEncoding"),
-        cache_control=head.get("CacheControl"),
-        content_disposition=head.get("ContentDisposition"),
-        content_language=head.get("ContentLanguage"),
-        expires=expires,
-        metadata=dict(head.get("Metadata") or {}),
-        storage_class=head.get("StorageClass"),
-    )
+    """The attributes in botocore's HeadObject answer."""
+    fields = {field: head.get(name) for field, name, _ in _FIELDS}
+    fields["expires"] = head.get("ExpiresString")  # botocore parses Expires; the raw text
+    if fields["expires"] is None and isinstance(head.get("Expires"), datetime):
+        fields["expires"] = email.utils.format_datetime(head["Expires"], usegmt=True)
+    return ObjectAttrs(**fields, metadata=dict(head.get("Metadata") or {}))

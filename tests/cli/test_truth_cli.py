@@ -47,7 +47,7 @@ async def test_a_metadata_only_change_through_the_cli(
     code, out, err = await bmb(capsys, "--json", "sync", *urls)
     assert (json.loads(out)["copied"], json.loads(out)["checks"]) == (0, 0)
 
-    restore = ["restore", point, "--backup", f"s3://{bak}", "--to", f"s3://{src}"]
+    restore = ["restore", point, "--backup", f"s3://{bak}", "--to", f"s3://{src}", "--yes"]
     code, out, err = await bmb(capsys, "--json", *restore)
     assert code == 0, err
     assert json.loads(out)["copied"] == 1 and json.loads(out)["verified"]

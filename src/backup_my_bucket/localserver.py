@@ -120,7 +120,7 @@ class LocalS3Server:
             f"-master.port={master}",
             f"-volume.port={volume}",
             f"-filer.port={filer}",
-            "-volume.max=1000",
+            "-volume.max=10000",
             "-master.volumeSizeLimitMB=256",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",

@@ -19,7 +19,7 @@ CONFIG = S3Config(endpoint_url="http://127.0.0.1:9", access_key="AKIDPIN", secre
 
 async def _client() -> tuple[Any, contextlib.AsyncExitStack]:
     stack = contextlib.AsyncExitStack()
-    client, _ = await open_client(CONFIG, stack)
+    client, _, _ = await open_client(CONFIG, stack)
     return client, stack
 
 

@@ -3,16 +3,18 @@ the fast path's settings and the network settings it takes from botocore."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
 import ssl
+import time
 from pathlib import Path
 
 import pytest
 from aiobotocore.session import AioSession
 
-from backup_my_bucket.errors import InvalidCredentials
+from backup_my_bucket.errors import EndpointUnreachable, InvalidCredentials
 from backup_my_bucket.model import VersionRef
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 from backup_my_bucket.storage.s3.fastpath import Network, network
@@ -98,3 +100,29 @@ def test_network_settings_are_botocores(monkeypatch: pytest.MonkeyPatch) -> None
     again = network("https://s3.internal", None)
     assert isinstance(again, Network) and isinstance(again.ssl, ssl.SSLContext)
     assert len(again.ssl.get_ca_certs()) == 1
+
+
+@pytest.mark.usefixtures("no_aws_env")
+async def test_an_endpoint_that_does_not_answer_fails_in_seconds_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wrong port once waited a minute in silence (every retry of every request): the
+    first request now connects once, within the connect timeout, and says where."""
+
+    async def no_answer(*args: object, **kwargs: object) -> None:
+        await asyncio.sleep(60)
+
+    monkeypatch.setattr(asyncio, "open_connection", no_answer)
+    config = S3Config(
+        endpoint_url="http://192.0.2.7:9000", access_key="AKIDPROBE", secret_key="probe-secret",
+        connect_timeout=0.2,
+    )  # fmt: skip
+    async with S3Store(config) as store:
+        started = time.monotonic()
+        with pytest.raises(EndpointUnreachable) as raised:
+            await store.list_versions_page("b")
+        assert time.monotonic() - started < 5
+    assert raised.value.message == (
+        "cannot connect to the S3 endpoint http://192.0.2.7:9000: no answer within 0.2 s"
+    )
+    assert raised.value.hint and "--endpoint-url" in raised.value.hint

@@ -3,17 +3,22 @@ for redaction), retries, the hooks and the fast path."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
+import socket
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 import botocore.exceptions
+import botocore.utils
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioCredentials
 from aiobotocore.session import AioSession
 
+from ...errors import EndpointUnreachable
 from .errors import translate_error
 from .fastpath import Network, _FastPath, network
 from .hooks import _fixed_user_agent, _install_listing_hooks
@@ -33,7 +38,7 @@ class S3Config:
     secret_key: str | None = None
     max_pool_connections: int = 64
     max_attempts: int = 8  # requests per operation at most, the first one included
-    connect_timeout: float = 10.0
+    connect_timeout: float = 5.0  # a wrong port or host fails in seconds, not minutes
     read_timeout: float = 120.0
     fast_path: bool = True  # the lean path for copies and version listings (custom endpoints)
 
@@ -73,10 +78,41 @@ async def _credentials(session: AioSession, cfg: S3Config) -> Any:
     return credentials
 
 
+async def probe_endpoint(endpoint_url: str, seconds: float) -> None:
+    """Connect to a custom endpoint once, before its first request: a wrong port, host or scheme
+    fails now, naming the endpoint, instead of after every retry of every request
+    (``max_attempts`` x ``connect_timeout``, a minute of silence). Skipped behind a proxy
+    (the proxy connects), and for AWS's own endpoints."""
+    if botocore.utils.get_environ_proxies(endpoint_url):
+        return
+    parts = urllib.parse.urlsplit(endpoint_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), seconds)
+    except TimeoutError:
+        reason = f"no answer within {seconds:g} s"
+    except socket.gaierror:
+        reason = f"the host name {parts.hostname!r} does not resolve"
+    except OSError as exc:  # asyncio's own text is "Connect call failed (...)": say why
+        reason = (os.strerror(exc.errno) if exc.errno else exc.strerror) or type(exc).__name__
+        reason = reason[0].lower() + reason[1:]
+    else:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+    raise EndpointUnreachable(
+        f"cannot connect to the S3 endpoint {endpoint_url}: {reason}",
+        hint="is an S3 server listening there? check --endpoint-url (or AWS_ENDPOINT_URL): "
+        "scheme, host and port",
+    )
+
+
 async def open_client(
     cfg: S3Config, stack: contextlib.AsyncExitStack
-) -> tuple[Any, _FastPath | None]:
-    """The configured client (entered into ``stack``) and its fast path, if any."""
+) -> tuple[Any, _FastPath | None, bool]:
+    """The configured client (entered into ``stack``), its fast path if any, and whether
+    the endpoint is to be probed before the first request (:func:`probe_endpoint`)."""
     try:
         session = AioSession(profile=cfg.profile)
         try:
@@ -116,7 +152,15 @@ async def open_client(
     fast = await _fast_path(cfg, session, credentials)
     if fast is not None:
         stack.push_async_callback(fast.close)
-    return client, fast
+    # without credentials no request goes out: the first one says so, before any connection
+    probe = credentials is not None and bool(cfg.endpoint_url)
+    log.info(
+        "S3 client for %s (region %s, fast request path %s)",
+        cfg.endpoint_url or "AWS",
+        client.meta.region_name,
+        "on" if fast is not None else "off",
+    )
+    return client, fast, probe
 
 
 async def _fast_path(cfg: S3Config, session: AioSession, credentials: Any) -> _FastPath | None:
@@ -149,4 +193,6 @@ async def _fast_path(cfg: S3Config, session: AioSession, credentials: Any) -> _F
         pool=cfg.max_pool_connections,
         max_attempts=cfg.max_attempts,
         net=net,
+        connect_timeout=cfg.connect_timeout,
+        read_timeout=cfg.read_timeout,
     )

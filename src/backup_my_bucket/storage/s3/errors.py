@@ -21,11 +21,11 @@ from .redact import redact
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "MethodNotAllowed"}
 _DENIED_CODES = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
 _CREDENTIAL_CODES = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "TokenRefreshRequired",
+    "InvalidAccessKeyId": "the S3 server does not know the access key id",
+    "SignatureDoesNotMatch": "the secret access key does not match the access key id",
+    "ExpiredToken": "the session token has expired",
+    "InvalidToken": "the session token is not valid",
+    "TokenRefreshRequired": "the session token must be refreshed",
 }
 
 
@@ -60,9 +60,11 @@ def translate_error(
                 hint=f"the credentials in use need permission for s3:{op} on this bucket",
             )
         if code in _CREDENTIAL_CODES:
+            clock = " (a signature also fails when this machine's clock is wrong)"
             return InvalidCredentials(
-                f"the S3 server refused the credentials ({code}) for {op} on {where}",
-                hint="check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, --profile and the clock",
+                f"wrong credentials: {_CREDENTIAL_CODES[code]} ({code}, for {op} on {where})",
+                hint="check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or --profile, for "
+                "this endpoint" + (clock if code == "SignatureDoesNotMatch" else ""),
             )
         if code in {"PreconditionFailed", "ConditionalRequestConflict"}:
             return PreconditionFailed(f"{op} on {where}: the object changed ({code})")
@@ -88,7 +90,7 @@ def translate_error(
     ):
         return EndpointUnreachable(
             f"cannot reach the S3 endpoint for {op} on {where}: {scrub(str(exc))}",
-            hint="check --endpoint-url and the network",
+            hint="check --endpoint-url (is a server listening there?) and the network",
         )
     if isinstance(exc, botocore.exceptions.BotoCoreError | OSError):
         return StorageError(f"{op} on {where} failed: {scrub(str(exc))}")

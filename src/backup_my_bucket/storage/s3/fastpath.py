@@ -177,6 +177,8 @@ class _FastPath:
         pool: int,
         max_attempts: int,
         net: Network,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 120.0,
     ) -> None:
         self._base = endpoint_url.rstrip("/")
         self._signer = SigV4(region)
@@ -185,7 +187,9 @@ class _FastPath:
         self._max_attempts = max(1, max_attempts)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=pool, ssl=net.ssl),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=connect_timeout, sock_read=read_timeout
+            ),
             skip_auto_headers=("User-Agent",),
         )
         self._calm_until = 0.0  # loop time before which no fast request is sent (throttled)

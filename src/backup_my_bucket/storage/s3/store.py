@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import botocore.exceptions
 
-from ...errors import ItemFailure, ObjectNotFound, StorageError
+from ...errors import AccessDenied, ItemFailure, ObjectNotFound, StorageError
 from ...model import (
     CompletedPart,
     LifecycleRule,
@@ -23,7 +24,7 @@ from ...model import (
 )
 from ..protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
 from .attrs import _attrs_from_head, _attrs_from_headers, _attrs_params, _tagging
-from .client import S3Config, open_client
+from .client import S3Config, open_client, probe_endpoint
 from .errors import translate_error
 from .fastpath import _FastPath
 from .hooks import _PAGE
@@ -48,6 +49,8 @@ class S3Store:
         self._client: S3Client | None = None
         self._fast: _FastPath | None = None
         self._exit_stack = contextlib.AsyncExitStack()
+        self._reached = True  # or not yet: set when opened (open_client says)
+        self._reaching = asyncio.Lock()
 
     async def __aenter__(self) -> S3Store:
         await self.open()
@@ -58,7 +61,8 @@ class S3Store:
 
     async def open(self) -> None:
         if self._client is None:
-            self._client, self._fast = await open_client(self.config, self._exit_stack)
+            self._client, self._fast, probe = await open_client(self.config, self._exit_stack)
+            self._reached = not probe
 
     async def close(self) -> None:
         self._client = None
@@ -79,10 +83,25 @@ class S3Store:
         key: str | None = None,
         version_id: str | None = None,
     ) -> T:
+        if not self._reached:
+            try:
+                await self._reach()
+            except BaseException:
+                if asyncio.iscoroutine(call):
+                    call.close()  # never sent
+                raise
         try:
             return await call
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
             raise translate_error(exc, op, bucket, key, version_id) from exc
+
+    async def _reach(self) -> None:
+        """Before the first request: is anything listening at the endpoint? (client.py)"""
+        async with self._reaching:
+            if not self._reached:
+                assert self.config.endpoint_url is not None
+                await probe_endpoint(self.config.endpoint_url, self.config.connect_timeout)
+                self._reached = True
 
     # --- buckets -----------------------------------------------------------------------------
 
@@ -98,7 +117,15 @@ class S3Store:
                 raise
 
     async def check_bucket(self, bucket: str) -> None:
-        await self._call("ListBucket", bucket, self.client.head_bucket(Bucket=bucket))
+        try:
+            await self._call("ListBucket", bucket, self.client.head_bucket(Bucket=bucket))
+        except AccessDenied:
+            # A HEAD answer has no body: its 403 may as well be a wrong secret key or an
+            # unknown access key. A listing's error names it (SignatureDoesNotMatch ->
+            # InvalidCredentials); a listing that works means the bucket is usable after all.
+            await self._call(
+                "ListBucket", bucket, self.client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+            )
 
     async def get_versioning(self, bucket: str) -> Versioning:
         resp = await self._call(
@@ -322,25 +349,26 @@ class S3Store:
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
     ) -> str:
-        if attrs is None and tags is None and self._fast is not None and self._fast.enabled:
-            fast = self._fast.copy(source, bucket, key)
-            version = await self._call("PutObject", bucket, fast, key)
-            if version is not None:
-                return version
-        src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
-        if source.version_id:
-            src["VersionId"] = source.version_id
-        params: dict[str, Any] = {"MetadataDirective": "COPY", "TaggingDirective": "COPY"}
-        if attrs is not None:
-            params.update(_attrs_params(attrs), MetadataDirective="REPLACE")
-        if tags is not None:
-            params.update(Tagging=_tagging(tags), TaggingDirective="REPLACE")
-        resp = await self._call(
-            "PutObject",
-            bucket,
-            self.client.copy_object(Bucket=bucket, Key=key, CopySource=src, **params),  # type: ignore[arg-type]
-            key,
-        )
+        with _missing_source(source):
+            if attrs is None and tags is None and self._fast is not None and self._fast.enabled:
+                fast = self._fast.copy(source, bucket, key)
+                version = await self._call("PutObject", bucket, fast, key)
+                if version is not None:
+                    return version
+            src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
+            if source.version_id:
+                src["VersionId"] = source.version_id
+            params: dict[str, Any] = {"MetadataDirective": "COPY", "TaggingDirective": "COPY"}
+            if attrs is not None:
+                params.update(_attrs_params(attrs), MetadataDirective="REPLACE")
+            if tags is not None:
+                params.update(Tagging=_tagging(tags), TaggingDirective="REPLACE")
+            resp = await self._call(
+                "PutObject",
+                bucket,
+                self.client.copy_object(Bucket=bucket, Key=key, CopySource=src, **params),  # type: ignore[arg-type]
+                key,
+            )
         return resp.get("VersionId") or "null"
 
     async def delete(self, bucket: str, key: str) -> str | None:
@@ -418,19 +446,20 @@ class S3Store:
         src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
         if source.version_id:
             src["VersionId"] = source.version_id
-        resp = await self._call(
-            "PutObject",
-            bucket,
-            self.client.upload_part_copy(
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource=src,  # type: ignore[arg-type]
-                CopySourceRange=f"bytes={byte_range[0]}-{byte_range[1]}",
-            ),
-            key,
-        )
+        with _missing_source(source):
+            resp = await self._call(
+                "PutObject",
+                bucket,
+                self.client.upload_part_copy(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=src,  # type: ignore[arg-type]
+                    CopySourceRange=f"bytes={byte_range[0]}-{byte_range[1]}",
+                ),
+                key,
+            )
         return CompletedPart(number, str(resp["CopyPartResult"].get("ETag", "")).strip('"'))
 
     async def complete_multipart(
@@ -475,3 +504,13 @@ def _info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:
         lock_until=parse_timestamp(until) if until else None,
         legal_hold=headers.get("x-amz-object-lock-legal-hold") == "ON",
     )
+
+
+@contextlib.contextmanager
+def _missing_source(source: VersionRef) -> Iterator[None]:
+    """A copy's NoSuchKey/NoSuchVersion is about its source (the target key need not
+    exist): report the source's bucket, key and version, not the target's."""
+    try:
+        yield
+    except ObjectNotFound as exc:
+        raise ObjectNotFound(source.bucket, source.key, source.version_id) from exc

@@ -1,4 +1,6 @@
-"""Parsing and formatting of the times, durations and sizes users type."""
+"""Parsing and formatting of the times, durations and sizes users type, and the one place
+that formats what people read: sizes, counts with their noun, times (UTC, zone shown),
+durations and rates. JSON output keeps raw numbers and ISO times (:func:`format_time`)."""
 
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ def parse_time(text: str, now: datetime) -> datetime:
     A time without a zone is refused: a restore to the wrong hour is a silent disaster.
     """
     stripped = text.strip()
+    if stripped.upper().endswith(" UTC"):  # as human_time prints it: copy, paste, restore
+        stripped = stripped[:-4].strip() + "+00:00"
     relative = stripped.removesuffix("ago").strip()
     if relative and _DURATION.sub("", relative.lower().replace(" ", "")) == "":
         return now - parse_duration(relative)
@@ -91,3 +95,36 @@ def format_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """A count and its noun in agreement: ``1 object``, ``0 objects``, ``1,234 keys``
+    (``nouns``: an irregular plural)."""
+    return f"{count:,} {noun if count == 1 else (nouns or noun + 's')}"
+
+
+def human_time(when: datetime) -> str:
+    """A time for people: UTC, to the second, the zone shown (``2026-11-26 10:00:00 UTC``).
+    :func:`parse_time` reads it back."""
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``3m05s``, ``2h03m``, ``4d02h``: two units at most."""
+    total = max(0, round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def format_bytes(size: int) -> str:
+    """A size with the exact byte count when it is rounded: ``1.2 MiB (1,234,567 bytes)``."""
+    short = format_size(size)
+    return short if size < 1024 else f"{short} ({size:,} bytes)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from prometheus_client.registry import CollectorRegistry
 from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.model import VersionRef
 from backup_my_bucket.ops.history import History
+from backup_my_bucket.ops.hooks import HOOK_VARIABLES
 from backup_my_bucket.ops.metrics import PlanMetrics
 
 from ..conftest import Receiver
@@ -215,6 +217,7 @@ async def test_hooks_get_the_summary(world: World, tmp_path: Path) -> None:
     env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
     assert env["BMB_PLAN"] == "site" and env["BMB_STATUS"] == "running"
     assert env["BMB_BACKUP"] == "s3://bak" and env["BMB_RUN_ID"] == record.run_id
+    assert set(env) - set(os.environ) == HOOK_VARIABLES  # a bmb the hook runs: no warning
     summary = json.loads(stdin_file.read_text())
     assert summary["status"] == "ok" and summary["steps"]["sync"]["copied"] == 4
     assert summary["steps"]["snapshot"]["id"] == record.steps["snapshot"]["id"]

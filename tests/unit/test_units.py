@@ -1,10 +1,19 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from backup_my_bucket.errors import ExitCode, UsageError
 from backup_my_bucket.model import S3Url
-from backup_my_bucket.units import format_time, parse_duration, parse_size, parse_time
+from backup_my_bucket.units import (
+    format_bytes,
+    format_duration,
+    format_time,
+    human_time,
+    parse_duration,
+    parse_size,
+    parse_time,
+    plural,
+)
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -65,3 +74,37 @@ def test_s3_url() -> None:
     for bad in ["bucket", "s3://", "https://x/y", "s3:///key", "s3://Bad_Bucket!/k", "s3://a b"]:
         with pytest.raises(UsageError):
             S3Url.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("count", "noun", "nouns", "expected"),
+    [
+        (1, "object", None, "1 object"),
+        (0, "object", None, "0 objects"),
+        (2, "day", None, "2 days"),
+        (1234, "key", None, "1,234 keys"),
+        (1, "copy", "copies", "1 copy"),
+        (3, "copy", "copies", "3 copies"),
+    ],
+)
+def test_plural(count: int, noun: str, nouns: str | None, expected: str) -> None:
+    assert plural(count, noun, nouns) == expected
+
+
+def test_human_time_is_utc_with_the_zone_and_reads_back() -> None:
+    paris = datetime(2026, 11, 26, 11, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
+    assert human_time(paris) == "2026-11-26 10:00:00 UTC"
+    assert parse_time(human_time(NOW), NOW) == NOW  # what people read, --at accepts
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(0, "0s"), (45.4, "45s"), (185, "3m05s"), (7380, "2h03m"), (4 * 86400 + 7200, "4d02h")],
+)
+def test_format_duration(seconds: float, expected: str) -> None:
+    assert format_duration(seconds) == expected
+
+
+def test_format_bytes_keeps_the_exact_count_when_it_rounds() -> None:
+    assert format_bytes(31) == "31 B"
+    assert format_bytes(252972601) == "241.3 MiB (252,972,601 bytes)"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,14 +15,17 @@ import platformdirs
 from ..catalog.catalog import APP_NAME, Catalog, LocalCatalog, S3Catalog, default_catalog_dir
 from ..clock import SYSTEM_CLOCK, Clock
 from ..engine.progress import Progress
-from ..errors import UsageError
+from ..errors import Interrupted, Terminated, UsageError
 from ..model import S3Url
+from ..ops.signals import stop_on_signals
 from ..storage.protocol import ObjectStore
 from ..storage.s3 import S3Config, S3Store
 from .output import Output
 from .progress import make_progress
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+RERUN = "rerun the same command to continue: finished work is kept"
 Side = Literal["source", "backup"]
 DEFAULT_WORKERS = 32
 
@@ -118,15 +123,38 @@ class App:
         return self.s3_config("source") == self.s3_config("backup")
 
     def run(self, main: Callable[[], Awaitable[T]]) -> T:
-        """Run one command's coroutine; always close the clients."""
+        """Run one command's coroutine; always close the clients.
+
+        SIGTERM (systemd, Kubernetes, CI) stops it as Ctrl-C does: the command's task is
+        cancelled, so every ``finally`` runs (a restore's journal is flushed and synced, a
+        lock released), then :class:`Terminated` (exit 143); Ctrl-C gives
+        :class:`Interrupted` (exit 130). A rerun continues where it stopped."""
+        stopped: list[str] = []
 
         async def wrapper() -> T:
+            task = asyncio.current_task()
+            assert task is not None
+
+            def stop(name: str) -> None:
+                if not stopped:  # a second signal must not cancel the clean-up too
+                    log.info("%s received: stopping", name)
+                    stopped.append(name)
+                    task.cancel()
+
             try:
-                return await main()
+                with stop_on_signals(stop, (signal.SIGTERM,)):
+                    return await main()
             finally:
                 await self.aclose()
 
-        return asyncio.run(wrapper())
+        try:
+            return asyncio.run(wrapper())
+        except asyncio.CancelledError:
+            if not stopped:
+                raise
+            raise Terminated(f"stopped by {stopped[0]}", hint=RERUN) from None
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted", hint=RERUN) from None
 
     async def aclose(self) -> None:
         """Close the clients this app opened (``run`` does it; long-lived callers too)."""

@@ -131,3 +131,54 @@ def check_config(path: Path | None, config: Mapping[str, Any], group: click.Grou
                 f"{path}: unknown global option {key!r}",
                 hint=_nearest(key, global_names) or "see `backup-my-bucket --help`",
             )
+
+
+ENV_PREFIX = "BMB_"
+NOT_OPTIONS = frozenset({"BMB_WEED", "BMB_RELIABILITY_REPORT", "BMB_UPDATE_GOLDEN"})
+"""Our variables that are not options: the SeaweedFS binary (localserver.py), the test and
+reliability tools'; plus every ``BMB_TEST_*`` and the variables hooks get (ops/hooks.py)."""
+
+
+def _env_names(command: click.Command, prefix: str) -> list[str]:
+    """The environment variables click reads for ``command``'s options (and its
+    subcommands'), ``prefix`` being its auto-envvar prefix (``BMB_GC``)."""
+    names: list[str] = []
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        if param.envvar:
+            names += [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)
+        else:
+            names.append(f"{prefix}_{param.name.upper()}")
+    if isinstance(command, click.Group):
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                names += _env_names(sub, f"{prefix}_{name.upper().replace('-', '_')}")
+    return names
+
+
+def check_environment(environ: Mapping[str, str], group: click.Group) -> list[str]:
+    """A warning for each ``BMB_*`` variable that sets no option (a misspelt
+    ``BMB_GC_KEEP_DAYLY`` would be ignored in silence), naming the nearest known one."""
+    ours = [n for n in environ if n.startswith(ENV_PREFIX) and n not in NOT_OPTIONS]
+    ours = [n for n in ours if not n.startswith("BMB_TEST_")]
+    if not ours:
+        return []
+    known = set(_env_names(click.Group(params=group.params), "BMB"))
+    unknown = [n for n in ours if n not in known]
+    if not unknown:
+        return []
+    from ..ops.hooks import HOOK_VARIABLES  # a hook that runs bmb passes these on
+
+    unknown = [n for n in unknown if n not in HOOK_VARIABLES]
+    if unknown:  # only now: every command's options (each command's module imported)
+        known.update(_env_names(group, "BMB"))
+        unknown = [n for n in unknown if n not in known]
+    warnings = []
+    for name in sorted(unknown):
+        near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f": did you mean {near[0]}?" if near else " (see docs/cli.md, Configuration)"
+        warnings.append(f"environment variable {name} sets no option and is ignored{hint}")
+    return warnings

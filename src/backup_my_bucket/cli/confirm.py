@@ -45,7 +45,7 @@ def confirm(
     if yes:
         return
     for line in details:
-        output.info(line)
+        output.detail(line)
     if not interactive(output):
         raise NotConfirmed(refused, hint=hint)
     if not click.confirm(question, default=False, err=True):

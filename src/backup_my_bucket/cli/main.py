@@ -4,35 +4,39 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
 
 import click
 
 from .. import __version__
-from ..errors import BackupError, ExitCode, PartialFailure
-from ..storage.s3.redact import RedactingFormatter, redact, remember
-from .app import DEFAULT_WORKERS, App, Settings
-from .commands import backup, daemon, demo, manage, plan, promote, restore, snapshots
-from .config import check_config, find_config_arg, load_config
+from ..errors import BackupError, ExitCode, Interrupted, PartialFailure, Terminated, UsageError
+from ..storage.s3.redact import redact, remember
+from .app import DEFAULT_WORKERS, RERUN, App, Settings
+from .commands import (
+    backup,
+    daemon,
+    demo,
+    manage,
+    plan,
+    promote,
+    restore,
+    snapshots,
+)
+from .config import check_config, check_environment, find_config_arg, load_config
+from .logs import close_logging, setup_logging
+from .options import ENDPOINT
 from .output import Output
 
 PROG = "backup-my-bucket"
 _state: dict[str, object] = {"debug": False, "output": None}
-
-
-def _setup_logging(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    # every line, tracebacks included, without a credential (by name and by every value held)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    # botocore's own DEBUG is a firehose of signing internals; requests are enough. Without
-    # --debug, undo what an earlier in-process run set (request bodies must not be logged).
-    logging.getLogger("botocore").setLevel(logging.INFO if debug else logging.NOTSET)
-    logging.getLogger("botocore.endpoint").setLevel(logging.DEBUG if debug else logging.NOTSET)
+log = logging.getLogger(__name__)
 
 
 class _OrderedGroup(click.Group):
@@ -54,11 +58,16 @@ class _OrderedGroup(click.Group):
 )
 @click.option(
     "--endpoint-url",
+    type=ENDPOINT,
     envvar=["BMB_ENDPOINT_URL", "AWS_ENDPOINT_URL"],
-    help="S3 endpoint for both sides (else AWS_ENDPOINT_URL, else AWS).",
+    help="S3 endpoint for both sides, http(s)://host[:port] (else AWS_ENDPOINT_URL, else AWS).",
 )
-@click.option("--source-endpoint-url", help="Endpoint of the source side, when it differs.")
-@click.option("--backup-endpoint-url", help="Endpoint of the backup side, when it differs.")
+@click.option(
+    "--source-endpoint-url", type=ENDPOINT, help="Endpoint of the source side, when it differs."
+)
+@click.option(
+    "--backup-endpoint-url", type=ENDPOINT, help="Endpoint of the backup side, when it differs."
+)
 @click.option("--profile", help="AWS profile (otherwise the usual credential chain).")
 @click.option("--region", help="AWS region.")
 @click.option(
@@ -81,7 +90,27 @@ class _OrderedGroup(click.Group):
     help="Send copies and version listings on custom endpoints through the lean request path "
     "(docs/design.md); --no-fast-path sends every request through botocore.",
 )
-@click.option("--debug", is_flag=True, help="Tracebacks and request logs (never credentials).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More on stderr: -v what the command does (endpoints, catalog, phases), -vv every "
+    "S3 request too. Never credentials.",
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Only warnings and errors on stderr: no progress, no narration (results still on stdout).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    metavar="PATH",
+    help="Also append a log to PATH (INFO and up, and every line printed for people): text, "
+    "or JSON lines when PATH ends in .jsonl or .json.",
+)
+@click.option("--debug", is_flag=True, help="Like -vv, plus tracebacks (never credentials).")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -95,6 +124,9 @@ def cli(
     workers: int,
     json_mode: bool,
     fast_path: bool,
+    verbose: int,
+    quiet: bool,
+    log_file: Path | None,
     debug: bool,
 ) -> None:
     """backup-my-bucket: backups, restoration points and point-in-time restore for S3 buckets.
@@ -115,9 +147,15 @@ def cli(
         debug=debug,
         fast_path=fast_path,
     )
-    output = Output(json_mode)
+    if quiet and (verbose or debug):
+        raise UsageError(
+            "-q asks for less on stderr, -v/--debug for more: give one of them",
+            hint="with --log-file PATH, the details go to the file while stderr stays quiet",
+        )
+    output = Output(json_mode, quiet=quiet)
     _state.update(debug=debug, output=output)
-    _setup_logging(debug)
+    setup_logging(verbose, debug, log_file)
+    log.info("backup-my-bucket %s: %s", __version__, ctx.invoked_subcommand or "")
     ctx.obj = App(settings, output)
 
 
@@ -137,9 +175,77 @@ def _report(exc: BackupError, output: Output) -> None:
         shown = exc.failures[:20]
         for failure in shown:
             version = f" ({failure.version_id})" if failure.version_id else ""
-            output.info(redact(f"  failed: {failure.key!r}{version}: {failure.reason}"))
+            output.detail(redact(f"  failed: {failure.key!r}{version}: {failure.reason}"))
         if len(exc.failures) > len(shown):
-            output.info(f"  ... and {len(exc.failures) - len(shown)} more")
+            output.detail(f"  ... and {len(exc.failures) - len(shown)} more")
+
+
+def _sentence(text: str) -> str:
+    """click's "Missing option '--backup'." in our style: "missing option '--backup'"."""
+    text = text.strip().rstrip(".")
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        text = text[0].lower() + text[1:]
+    return text
+
+
+def from_click(exc: click.ClickException) -> BackupError:
+    """click's own errors (bad options, missing arguments) as ours: the same ``error:`` and
+    ``hint:`` lines as every other error; usage errors exit 2."""
+    hint = getattr(exc, "hint", None)
+    if isinstance(exc, click.NoSuchOption):
+        message = _sentence(exc.message)
+        root = exc.ctx.find_root() if exc.ctx is not None else None
+        if root is not None and root is not exc.ctx and _option_of(root.command, exc.option_name):
+            hint = (
+                f"{exc.option_name} is a global option: give it before the command, as in "
+                f"`{root.command_path} {exc.option_name} {exc.ctx.info_name if exc.ctx else ''}"
+                " ...`"
+            )
+        elif exc.possibilities:
+            hint = f"did you mean {exc.possibilities[0]}?"  # the closest first
+    else:
+        message = _sentence(exc.format_message())
+    if not isinstance(exc, click.UsageError):
+        return BackupError(message, hint=hint)
+    if hint is None and exc.ctx is not None:
+        hint = f"see `{exc.ctx.command_path} --help`"
+    return UsageError(message, hint=hint)
+
+
+def _option_of(command: click.Command, name: str) -> bool:
+    return any(name in p.opts for p in command.params if isinstance(p, click.Option))
+
+
+def from_os_error(exc: OSError) -> BackupError:
+    """A local file or directory the command could not use (disk full, permissions)."""
+    what = _sentence(exc.strerror or str(exc))
+    where = f": {exc.filename}" if exc.filename else ""
+    return BackupError(
+        f"{what}{where}", hint="check that path's permissions and the free space on its disk"
+    )
+
+
+class _SigTerm(BaseException):
+    """SIGTERM outside a command's event loop (App.run handles it inside). A BaseException,
+    like KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+
+def _raise_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _SigTerm
+
+
+@contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """SIGTERM ends the process as Ctrl-C does (a message, clean-ups, exit 143), not at once.
+    Only the main thread can install handlers (tests run the CLI in threads)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -148,9 +254,31 @@ def run(argv: Sequence[str] | None = None) -> int:
     _state.update(debug="--debug" in args, output=None)
     # what the environment holds is redacted from the start, before any store registers more
     remember(*(os.environ.get(f"AWS_{n}") for n in ("SECRET_ACCESS_KEY", "SESSION_TOKEN")))
+    setup_logging()  # until the options are read: warnings on stderr, nothing more
+    try:
+        with _sigterm_as_exception():
+            return _run(args)
+    except _SigTerm:  # between the loop's end and the process's (rare): same words
+        return _fail(Terminated("stopped by SIGTERM", hint=RERUN))
+    finally:
+        close_logging()
+
+
+def _fail(exc: BackupError) -> int:
+    output = _state["output"]
+    _report(exc, output if isinstance(output, Output) else Output(False))
+    if _state["debug"]:
+        _traceback()
+    log.debug("exit %d", exc.exit_code)
+    return exc.exit_code
+
+
+def _run(args: list[str]) -> int:
     try:
         path, config = load_config(find_config_arg(args))
         check_config(path, config, cli)
+        for warning in check_environment(os.environ, cli):
+            Output(False).warn(warning)
         result = cli.main(
             args=args,
             prog_name=PROG,
@@ -162,27 +290,21 @@ def run(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        return ExitCode.INTERRUPTED
+        return _fail(Interrupted("interrupted", hint=RERUN))
     except click.ClickException as exc:
-        exc.show()
-        return ExitCode.USAGE if isinstance(exc, click.UsageError) else ExitCode.FAILURE
+        return _fail(from_click(exc))
     except BackupError as exc:
-        output = _state["output"]
-        _report(exc, output if isinstance(output, Output) else Output(False))
-        if _state["debug"]:
-            _traceback()
-        return exc.exit_code
+        return _fail(exc)
     except KeyboardInterrupt:
-        click.echo("interrupted: rerun the same command to continue", err=True)
-        return ExitCode.INTERRUPTED
+        return _fail(Interrupted("interrupted", hint=RERUN))
+    except _SigTerm:
+        return _fail(Terminated("stopped by SIGTERM", hint=RERUN))
+    except OSError as exc:
+        return _fail(from_os_error(exc))
     except Exception as exc:
-        click.echo(redact(f"internal error: {type(exc).__name__}: {exc}"), err=True)
-        if _state["debug"]:
-            _traceback()
-        else:
-            click.echo("hint: rerun with --debug for a traceback, and report it", err=True)
-        return ExitCode.FAILURE
+        log.debug("internal error", exc_info=True)
+        hint = None if _state["debug"] else "rerun with --debug for a traceback, and report it"
+        return _fail(BackupError(f"internal error: {type(exc).__name__}: {exc}", hint=hint))
 
 
 def main() -> None:

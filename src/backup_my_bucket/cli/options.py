@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,6 +14,38 @@ from ..model import S3Url, folder
 from ..units import parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BadValue(click.BadParameter):
+    """click's bad-parameter error with our hint (cli/main.py prints both, exit 2)."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None,
+        param: click.Parameter | None = None,
+        ctx: click.Context | None = None,
+    ) -> None:
+        super().__init__(message, ctx=ctx, param=param)
+        self.hint = hint
+
+
+def _where_from(param: click.Parameter | None, ctx: click.Context | None) -> str:
+    """Where a bad value came from, when not the command line: a user who never typed it
+    must learn where it is set."""
+    if param is None or ctx is None or param.name is None:
+        return ""
+    source = ctx.get_parameter_source(param.name)
+    if source is click.core.ParameterSource.ENVIRONMENT:
+        envvar = param.envvar
+        names = [envvar] if isinstance(envvar, str) else list(envvar or [])
+        found = [str(n) for n in names if os.environ.get(str(n))] or [
+            f"{ctx.auto_envvar_prefix}_{param.name.upper()}"
+        ]
+        return f" (from the environment: {found[0]})"
+    if source is click.core.ParameterSource.DEFAULT_MAP:
+        return " (from the config file)"
+    return ""
 
 
 class S3UrlType(click.ParamType):  # type: ignore[type-arg]  # generic only in click>=8.2
@@ -25,7 +59,7 @@ class S3UrlType(click.ParamType):  # type: ignore[type-arg]  # generic only in c
         try:
             return S3Url.parse(str(value))
         except UsageError as exc:
-            self.fail(exc.message, param, ctx)
+            raise BadValue(exc.message, exc.hint, param, ctx) from None
 
 
 class SizeType(click.ParamType):  # type: ignore[type-arg]
@@ -35,7 +69,32 @@ class SizeType(click.ParamType):  # type: ignore[type-arg]
         try:
             return parse_size(value)
         except UsageError as exc:
-            self.fail(exc.message, param, ctx)
+            raise BadValue(exc.message, exc.hint, param, ctx) from None
+
+
+class EndpointType(click.ParamType):  # type: ignore[type-arg]
+    """An S3 endpoint: ``http(s)://host[:port][/path]``. Checked here, so a missing scheme is
+    a usage error naming the value and where it came from, not botocore's ValueError."""
+
+    name = "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        where = _where_from(param, ctx)
+        try:
+            parts = urllib.parse.urlsplit(text)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = urllib.parse.urlsplit(""), False
+        if parts.scheme in ("http", "https") and parts.hostname and port_ok:
+            return text
+        if "://" not in text and text:
+            hint = f"write the scheme too: http://{text} (or https://{text})"
+        elif not port_ok:
+            hint = "the port must be a number from 1 to 65535: http://127.0.0.1:9000"
+        else:
+            hint = "an endpoint looks like https://s3.eu-west-1.amazonaws.com or http://host:9000"
+        raise BadValue(f"not an endpoint URL: {text!r}{where}", hint, param, ctx)
 
 
 class FolderType(click.ParamType):  # type: ignore[type-arg]
@@ -49,6 +108,7 @@ class FolderType(click.ParamType):  # type: ignore[type-arg]
 
 S3URL = S3UrlType()
 SIZE = SizeType()
+ENDPOINT = EndpointType()
 FOLDER = FolderType()
 
 
@@ -126,11 +186,14 @@ sync_options = _compose(
     compare_tags_option,
 )
 
+tag_option = click.option(
+    "--tag", "tags", multiple=True, metavar="TEXT", help="A label (repeatable)."
+)
 snapshot_options = _compose(
     click.option(
         "--at",
         metavar="TIME",
         help="The instant to capture (ISO 8601 with a zone, or 2h, 3d ago); default: now.",
     ),
-    click.option("--tag", "tags", multiple=True, metavar="TEXT", help="A label (repeatable)."),
+    tag_option,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -10,6 +11,9 @@ from typing import Any, TextIO
 from rich.console import Console
 
 from ..units import format_size
+from .logs import OUTPUT_LOGGER
+
+_log = logging.getLogger(OUTPUT_LOGGER)
 
 
 def printable(key: str) -> str:
@@ -29,13 +33,21 @@ class Output:
     """One writer for a command's results, messages and progress.
 
     With ``json_mode`` stdout carries exactly one JSON object per result (or one per line for
-    listings) and nothing else; human text and progress always go to stderr.
+    listings) and nothing else; human text and progress always go to stderr. With ``quiet``
+    (``-q``) stderr gets only warnings, errors and what belongs to them (:meth:`detail`).
+    Every line for people also goes to the log (a ``--log-file`` keeps it; cli/logs.py).
     """
 
     def __init__(
-        self, json_mode: bool, stdout: TextIO | None = None, stderr: TextIO | None = None
+        self,
+        json_mode: bool,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        *,
+        quiet: bool = False,
     ) -> None:
         self.json_mode = json_mode
+        self.quiet = quiet
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.console = Console(file=self.stderr, highlight=False, soft_wrap=True)
@@ -65,12 +77,23 @@ class Output:
         )
 
     def info(self, text: str) -> None:
+        """Narration and progress lines: not with ``-q``."""
+        _log.info(text)
+        if not self.quiet:
+            self.console.print(text, markup=False)
+
+    def detail(self, text: str) -> None:
+        """A line that belongs to an error or a question (the failures, what would be
+        deleted): shown even with ``-q``."""
+        _log.info(text)
         self.console.print(text, markup=False)
 
     def warn(self, text: str) -> None:
+        _log.warning(text)
         self.console.print(f"warning: {text}", markup=False, style="yellow")
 
     def error(self, text: str, hint: str | None = None) -> None:
+        _log.error(text + (f" (hint: {hint})" if hint else ""))
         self.console.print(f"error: {text}", markup=False, style="bold red")
         if hint:
             self.console.print(f"hint: {hint}", markup=False)

@@ -1,115 +1,233 @@
-"""Progress on stderr for people: a bar, objects per second, bytes, and an ETA.
+"""Progress on stderr for people: what is counted, how far, how fast, and how long to go.
 
-Plain lines every few seconds when stderr is not a terminal (logs of scheduled runs); silent
-(:class:`~backup_my_bucket.engine.progress.NullProgress`) with ``--json``.
+A bar on a terminal; without one (logs of scheduled runs) a plain line every
+:data:`LINE_INTERVAL` seconds and one when the phase ends; nothing with ``--json`` or ``-q``.
+Both say the same thing, made by :class:`Phase`:
+``restore: copying  1,200/3,000 objects, 45.2 MiB/120.0 MiB, 310 objects/s, 5.1 MiB/s, ETA 6m05s``.
 """
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as RichBar
-from rich.text import Text
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..engine.progress import NullProgress, Progress
-from ..units import format_size
+from ..engine.progress import Progress
+from ..units import format_duration, format_size
 from .output import Output
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} obj/s" if speed else "- obj/s")
+log = logging.getLogger(__name__)
+LINE_INTERVAL = 10.0  # seconds between two lines in a log: a run of an hour writes ~360
+
+
+@dataclass(slots=True)
+class Phase:
+    """One phase's counters, and the text both renderers print."""
+
+    description: str
+    unit: str = "objects"
+    started: float = 0.0
+    total: int | None = None
+    total_bytes: int | None = None
+    items: int = 0
+    nbytes: int = 0
+
+    def counts(self) -> str:
+        done = f"{self.items:,}" + (f"/{self.total:,}" if self.total is not None else "")
+        return f"{done} {self.unit}"
+
+    def sizes(self) -> str | None:
+        if self.total_bytes:
+            return f"{format_size(self.nbytes)}/{format_size(self.total_bytes)}"
+        return format_size(self.nbytes) if self.nbytes else None
+
+    def stats(self, now: float) -> str:
+        """Counts, bytes, rates and the ETA (once a total is known) at ``now`` (monotonic)."""
+        parts = [self.counts()]
+        sizes = self.sizes()
+        if sizes:
+            parts.append(sizes)
+        elapsed = now - self.started
+        if elapsed >= 1 and self.items:
+            parts.append(f"{self.items / elapsed:,.0f} {self.unit}/s")
+            if self.nbytes:
+                parts.append(f"{format_size(int(self.nbytes / elapsed))}/s")
+            eta = self.eta(elapsed)
+            if eta is not None:
+                parts.append(f"ETA {format_duration(eta)}")
+        return ", ".join(parts)
+
+    def eta(self, elapsed: float) -> float | None:
+        """Seconds left at the average rate so far: the slower of items and bytes."""
+        left: list[float] = []
+        if self.total is not None and self.items:
+            left.append((self.total - self.items) * elapsed / self.items)
+        if self.total_bytes and self.nbytes:
+            left.append((self.total_bytes - self.nbytes) * elapsed / self.nbytes)
+        return max(0.0, max(left)) if left else None
+
+    def summary(self, now: float) -> str:
+        size = f", {format_size(self.nbytes)}" if self.nbytes else ""
+        return f"{self.description}: {self.items:,} {self.unit}{size} in " + format_duration(
+            now - self.started
+        )
+
+
+class _Phases:
+    """What both renderers share: the current phase, and its INFO lines for ``-v``."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.phase: Phase | None = None
+
+    def begin(
+        self, description: str, total: int | None, total_bytes: int | None, unit: str
+    ) -> Phase:
+        self.phase = Phase(description, unit, self.clock.monotonic(), total, total_bytes)
+        log.info("%s: started", description)
+        return self.phase
+
+    def end(self) -> Phase | None:
+        phase, self.phase = self.phase, None
+        if phase is not None:
+            log.info("%s", phase.summary(self.clock.monotonic()))
+        return phase
 
 
 class RichProgress:
-    """A :class:`Progress` drawn with rich; the ETA appears once the total is known."""
+    """A :class:`Progress` drawn with rich (imported when a bar is drawn, not at start-up):
+    the label, a bar once the total is known, then :meth:`Phase.stats`."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, clock: Clock = SYSTEM_CLOCK) -> None:
+        from rich.progress import BarColumn, TextColumn
+        from rich.progress import Progress as RichBar
+
         self._bar = RichBar(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[nbytes]}"),
-            _RateColumn(),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
             console=console,
             transient=True,
         )
-        self._task: TaskID | None = None
-        self._nbytes = 0
+        self._phases = _Phases(clock)
+        self._task: Any = None
 
     def start(
-        self, description: str, total: int | None = None, total_bytes: int | None = None
+        self,
+        description: str,
+        total: int | None = None,
+        total_bytes: int | None = None,
+        *,
+        unit: str = "objects",
     ) -> None:
+        self.finish()
+        phase = self._phases.begin(description, total, total_bytes, unit)
         self._bar.start()
-        self._nbytes = 0
-        self._task = self._bar.add_task(description, total=total, nbytes="")
+        self._task = self._bar.add_task(description, total=total, stats=phase.counts())
 
     def total(self, total: int | None = None, total_bytes: int | None = None) -> None:
-        if self._task is not None:
+        phase = self._phases.phase
+        if phase is not None and self._task is not None:
+            phase.total, phase.total_bytes = total, total_bytes
             self._bar.update(self._task, total=total)
 
     def advance(self, items: int = 1, nbytes: int = 0) -> None:
-        if self._task is not None:
-            self._nbytes += nbytes
-            self._bar.update(self._task, advance=items, nbytes=format_size(self._nbytes))
+        phase = self._phases.phase
+        if phase is not None and self._task is not None:
+            phase.items += items
+            phase.nbytes += nbytes
+            stats = phase.stats(self._phases.clock.monotonic())
+            self._bar.update(self._task, completed=phase.items, stats=stats)
 
     def finish(self) -> None:
-        self._bar.stop()
-        self._task = None
+        if self._task is not None:
+            self._bar.stop()
+            self._bar.remove_task(self._task)
+            self._task = None
+        self._phases.end()
 
 
 class LineProgress:
-    """Plain progress lines on stderr, at most one per ``interval`` seconds per phase."""
+    """Plain progress lines on stderr: one per ``interval`` seconds, and one at the end."""
 
-    def __init__(self, output: Output, clock: Clock, interval: float = 1.0) -> None:
-        self._output, self._clock, self._interval = output, clock, interval
-        self._description = ""
-        self._total: int | None = None
-        self._items = self._bytes = 0
+    def __init__(self, output: Output, clock: Clock, interval: float = LINE_INTERVAL) -> None:
+        self._output, self._interval = output, interval
+        self._phases = _Phases(clock)
         self._last = 0.0
 
     def start(
-        self, description: str, total: int | None = None, total_bytes: int | None = None
+        self,
+        description: str,
+        total: int | None = None,
+        total_bytes: int | None = None,
+        *,
+        unit: str = "objects",
     ) -> None:
-        self._description, self._total, self._items, self._bytes = description, total, 0, 0
-        self._last = self._clock.monotonic()
+        self.finish()
+        self._phases.begin(description, total, total_bytes, unit)
+        self._last = self._phases.clock.monotonic()
 
     def total(self, total: int | None = None, total_bytes: int | None = None) -> None:
-        self._total = total
+        if self._phases.phase is not None:
+            self._phases.phase.total = total
+            self._phases.phase.total_bytes = total_bytes
 
     def advance(self, items: int = 1, nbytes: int = 0) -> None:
-        self._items += items
-        self._bytes += nbytes
-        now = self._clock.monotonic()
+        phase = self._phases.phase
+        if phase is None:
+            return
+        phase.items += items
+        phase.nbytes += nbytes
+        now = self._phases.clock.monotonic()
         if now - self._last >= self._interval:
             self._last = now
-            self._line()
-
-    def _line(self) -> None:
-        of = f"/{self._total}" if self._total is not None else ""
-        size = f" ({format_size(self._bytes)})" if self._bytes else ""
-        self._output.info(f"{self._description}: {self._items}{of}{size}")
+            self._output.info(f"{phase.description}: {phase.stats(now)}")
 
     def finish(self) -> None:
-        if self._items:
-            self._line()
+        phase = self._phases.end()
+        if phase is not None and phase.items:
+            self._output.info(phase.summary(self._phases.clock.monotonic()))
+
+
+class QuietProgress:
+    """Nothing on stderr (``--json``, ``-q``); each phase's start and totals still go to the
+    log (``-v`` on stderr, ``--log-file``)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._phases = _Phases(clock)
+
+    def start(
+        self,
+        description: str,
+        total: int | None = None,
+        total_bytes: int | None = None,
+        *,
+        unit: str = "objects",
+    ) -> None:
+        self.finish()
+        self._phases.begin(description, total, total_bytes, unit)
+
+    def total(self, total: int | None = None, total_bytes: int | None = None) -> None:
+        pass
+
+    def advance(self, items: int = 1, nbytes: int = 0) -> None:
+        if self._phases.phase is not None:
+            self._phases.phase.items += items
+            self._phases.phase.nbytes += nbytes
+
+    def finish(self) -> None:
+        self._phases.end()
 
 
 def make_progress(output: Output, clock: Clock = SYSTEM_CLOCK) -> Progress:
-    """A bar on a terminal; a line per second in logs (stderr piped); nothing with --json."""
-    if output.json_mode:
-        return NullProgress()
+    """A bar on a terminal; a line every few seconds in logs (stderr not a terminal);
+    nothing on stderr with --json or -q (the log still has each phase)."""
+    if output.json_mode or output.quiet:
+        return QuietProgress(clock)
     if not output.stderr.isatty():
-        return LineProgress(output, clock, interval=5.0)
-    return RichProgress(output.console)
+        return LineProgress(output, clock)
+    return RichProgress(output.console, clock)

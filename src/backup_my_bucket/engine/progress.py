@@ -1,4 +1,8 @@
-"""How engines report progress; the CLI draws it (rate and ETA on stderr)."""
+"""How engines report progress; the CLI draws it (count, bytes, rate and ETA on stderr).
+
+Every phase starts with a label that says what is counted (``"restore: copying"``) and the
+``unit`` counted (``"objects"``, ``"versions"``, ``"keys"``); totals may come later.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,12 @@ from typing import Protocol
 
 class Progress(Protocol):
     def start(
-        self, description: str, total: int | None = None, total_bytes: int | None = None
+        self,
+        description: str,
+        total: int | None = None,
+        total_bytes: int | None = None,
+        *,
+        unit: str = "objects",
     ) -> None:
         """Begin a phase; totals may be unknown (None) and set later with :meth:`total`."""
         ...
@@ -23,7 +32,12 @@ class NullProgress:
     """Reports nothing (library use, tests, --json without a terminal)."""
 
     def start(
-        self, description: str, total: int | None = None, total_bytes: int | None = None
+        self,
+        description: str,
+        total: int | None = None,
+        total_bytes: int | None = None,
+        *,
+        unit: str = "objects",
     ) -> None:
         pass
 
@@ -46,7 +60,12 @@ class CountingProgress(NullProgress):
         self.phases: list[str] = []
 
     def start(
-        self, description: str, total: int | None = None, total_bytes: int | None = None
+        self,
+        description: str,
+        total: int | None = None,
+        total_bytes: int | None = None,
+        *,
+        unit: str = "objects",
     ) -> None:
         self.phases.append(description)
 

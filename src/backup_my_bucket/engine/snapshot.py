@@ -27,7 +27,7 @@ from ..clock import Clock
 from ..errors import UsageError
 from ..model import ObjectVersion, S3Url
 from ..storage.protocol import ObjectStore
-from ..units import format_time
+from ..units import format_time, human_time
 from .listing import ParallelListing
 from .progress import NullProgress, Progress
 from .scratch import scratch_prefix, sweep_stale
@@ -158,7 +158,9 @@ async def take_snapshot(
         with tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot")) as work:
             path = Path(work) / f"{snapshot_id}.parquet"
             writer = IndexWriter(path, snapshot_id)
-            progress.start(f"snapshot of {backup} at {format_time(cut)}")
+            progress.start(
+                f"snapshot: listing {backup} (state at {human_time(cut)})", unit="versions"
+            )
             try:
                 rows = state_at(
                     store, backup, cut, workers=workers, skip_prefix=skip_prefix, progress=progress

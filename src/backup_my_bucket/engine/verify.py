@@ -120,9 +120,12 @@ async def verify_versions(
     salt: str = "",
     workers: int = 16,
     progress: Progress | None = None,
+    total: int | None = None,
 ) -> VerifyResult:
-    """Check every row against the backup bucket; collect what is wrong."""
+    """Check every row (``total`` of them, when known) against the backup bucket; collect
+    what is wrong."""
     progress = progress or NullProgress()
+    progress.start("verify: checking versions", total, unit="versions")
     result = VerifyResult()
 
     async def work(v: ObjectVersion) -> tuple[Problem | None, bool, bool]:
@@ -141,6 +144,7 @@ async def verify_versions(
         result.unverifiable += unverifiable
         if problem is not None:
             result.problems.append(problem)
+    progress.finish()
     result.problems.sort(key=lambda p: p.key)
     return result
 
@@ -169,5 +173,6 @@ async def verify_snapshot(
         salt=salt,
         workers=workers,
         progress=progress,
+        total=meta.keys,
     )
     return meta, result

@@ -22,6 +22,12 @@ from .history import RunRecord
 from .plans import Plan
 
 OUTPUT_TAIL = 4000  # characters of a hook's output kept in the record
+HOOK_VARIABLES = frozenset({
+    "BMB_PLAN", "BMB_RUN_ID", "BMB_TRIGGER", "BMB_STATUS", "BMB_EXIT_CODE", "BMB_FAILED_STEP",
+    "BMB_ERROR", "BMB_SOURCE", "BMB_BACKUP", "BMB_SNAPSHOT_ID", "BMB_OBJECTS_COPIED",
+    "BMB_BYTES_COPIED", "BMB_OBJECTS_FAILED", "BMB_DURATION_SECONDS",
+})  # fmt: skip
+"""The variables :func:`hook_env` sets (a hook running ``bmb`` passes them on)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,9 +77,14 @@ class _Progress(NullProgress):
         self.metrics, self.plan, self.inner = metrics, plan, inner
 
     def start(
-        self, description: str, total: int | None = None, total_bytes: int | None = None
+        self,
+        description: str,
+        total: int | None = None,
+        total_bytes: int | None = None,
+        *,
+        unit: str = "objects",
     ) -> None:
-        self.inner.start(description, total, total_bytes)
+        self.inner.start(description, total, total_bytes, unit=unit)
 
     def total(self, total: int | None = None, total_bytes: int | None = None) -> None:
         self.inner.total(total, total_bytes)

@@ -7,11 +7,9 @@ and a missing ``ops`` extra is one clear error, not a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import shutil
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -25,7 +23,6 @@ from ...ops import require_extra
 from ...ops.history import History, RunRecord, default_state_dir
 from ...ops.plans import Plan, parse_plans, select
 from ...ops.report import headline, problem_lines, step_lines
-from ...ops.signals import stop_on_signals
 from ...units import format_time
 from ..app import App
 from ..config import config_in_use
@@ -228,33 +225,23 @@ def run_plans(
     metrics = runner.metrics
     assert metrics is not None
     records: list[RunRecord] = []
-    terminated: list[str] = []
 
     async def main() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-
-        def stop(signal_name: str) -> None:
-            terminated.append(signal_name)
-            task.cancel()
-
-        with stop_on_signals(stop, (signal.SIGTERM,)):  # Ctrl-C: asyncio.run's own (130)
-            for p in plans:
-                record = await runner.run(p)
-                records.append(record)
-                app.output.item(record.to_json(), record_text(record))
-                if not record.ok and record.error:
-                    app.output.error(f"plan {p.name}: {record.error}", record.hint)
-                if pushgateway:
-                    await _push(metrics, pushgateway, p.name, app)
+        for p in plans:
+            record = await runner.run(p)
+            records.append(record)
+            app.output.item(record.to_json(), record_text(record))
+            if not record.ok and record.error:
+                app.output.error(f"plan {p.name}: {record.error}", record.hint)
+            if pushgateway:
+                await _push(metrics, pushgateway, p.name, app)
 
     try:
-        app.run(main)
-    except asyncio.CancelledError:
-        if not terminated:
-            raise
+        app.run(main)  # SIGTERM cancels the run (recorded as interrupted): exit 143
+    except Terminated as exc:
         raise Terminated(
-            "interrupted by SIGTERM: the run was recorded as interrupted",
+            f"interrupted by {exc.message.removeprefix('stopped by ')}: the run was recorded "
+            "as interrupted",
             hint="rerun the plan: it continues where this run stopped",
         ) from None
     finally:

@@ -21,7 +21,7 @@ from backup_my_bucket.errors import (
 
 CONTRACT_COMMANDS = [
     "init", "sync", "backup", "snapshot", "snapshots", "show", "ls", "diff",
-    "restore", "gc", "verify", "promote", "plan", "daemon", "demo",
+    "restore", "journals", "gc", "verify", "promote", "plan", "daemon", "demo",
 ]  # fmt: skip
 
 
@@ -131,8 +131,18 @@ def test_config_env_flag_precedence(
             ExitCode.PARTIAL,
             "failed: 'k1' (v1): boom",
         ),
-        (KeyboardInterrupt(), ExitCode.INTERRUPTED, "interrupted"),
-        (RuntimeError("bug"), ExitCode.FAILURE, "internal error: RuntimeError: bug"),
+        (KeyboardInterrupt(), ExitCode.INTERRUPTED, "error: interrupted\nhint: rerun the same"),
+        (RuntimeError("bug"), ExitCode.FAILURE, "error: internal error: RuntimeError: bug\nhint:"),
+        (
+            PermissionError(13, "Permission denied", "/var/lib/x"),
+            ExitCode.FAILURE,
+            "error: permission denied: /var/lib/x\nhint: check that path's permissions",
+        ),
+        (
+            click.BadParameter("no", param_hint="'--x'"),
+            ExitCode.USAGE,
+            "error: invalid value for '--x': no\nhint: see `backup-my-bucket probe --help`",
+        ),
     ],
 )
 def test_one_handler_maps_errors_to_exit_codes(

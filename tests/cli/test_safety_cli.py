@@ -119,7 +119,7 @@ async def test_folders_confirmation_and_dry_runs_through_the_cli(
         f"s3://{src}/p/",
     )
     code, out, err = await asyncio.to_thread(run_cli, s3_server, *cat, "verify", snap["id"])
-    assert code == 0 and out.startswith("checked 2 version(s)"), err
+    assert code == 0 and out.startswith("checked 2 versions"), err
 
     # a target folder with neighbours: a rollback would overwrite 2 and delete 1 object in it
     inside, target_neighbours = around("inspect", b"target")

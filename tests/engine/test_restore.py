@@ -229,7 +229,9 @@ async def test_resume_after_a_crash_mid_restore(tmp_path: Path) -> None:
     store.crash_after = None
     result = await restore(store, bk, target, desired_at(store, bk, at), journal_dir=tmp_path)
     assert result.failed == 0 and result.verified
-    assert result.copied == 150 and result.skipped == 50 and result.resumed == journaled
+    # the listing proves the 50 copies done (same size and MD5 ETag): skipped as unchanged,
+    # not "resumed", which counts only what the journal alone could prove
+    assert result.copied == 150 and result.skipped == 50 and result.resumed == 0
     assert len(await live(store, "t")) == 200
     assert not os.listdir(tmp_path)  # completed and verified: journal removed
 
@@ -250,7 +252,7 @@ async def test_journal_skips_copies_the_listing_cannot_prove(tmp_path: Path) -> 
     target_store.deny_key = None
     second = await restore(backup_store, bk, target, desired_at(backup_store, bk, at), **kw)
     assert second.copied == 1 and second.failed == 0 and second.verified
-    assert second.plan.by_reason[Reason.DONE_EARLIER.value] == 1
+    assert second.plan.by_reason[Reason.DONE_EARLIER.value] == 1 == second.resumed
     # the completed run kept that one proof: rerunning the same restore copies nothing
     [kept] = [json.loads(line) for line in (tmp_path / os.listdir(tmp_path)[0]).open()][1:]
     assert (kept["op"], kept["key"], kept["size"]) == ("proof", "big", 17 * 1024 * 1024)

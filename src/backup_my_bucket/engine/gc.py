@@ -47,7 +47,7 @@ from ..errors import BackupError, ItemFailure, PartialFailure, UsageError
 from ..model import LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
-from ..units import format_time
+from ..units import format_time, plural
 from .progress import NullProgress, Progress
 from .retention import Decision, RetentionPolicy, SnapshotRef, apply_policy
 from .versions import KeyHistory, histories, require_versioning
@@ -234,9 +234,9 @@ def lifecycle_warnings(
         days = rule.noncurrent_expiration_days
         if rule.enabled and overlaps and days is not None and days <= needed_days:
             warnings.append(
-                f"lifecycle rule {rule.id!r} expires noncurrent versions after {days} days, "
-                f"but the oldest kept restoration point is {needed_days} days old: it may "
-                "already be incomplete"
+                f"lifecycle rule {rule.id!r} expires noncurrent versions after "
+                f"{plural(days, 'day')}, but the oldest kept restoration point is "
+                f"{plural(needed_days, 'day')} old: it may already be incomplete"
             )
     return warnings
 
@@ -285,7 +285,7 @@ class GcPartialFailure(PartialFailure):
 
     def __init__(self, result: GcResult) -> None:
         super().__init__(
-            f"gc could not delete {len(result.failures)} version(s); the rest is done",
+            f"gc could not delete {plural(len(result.failures), 'version')}; the rest is done",
             result.failures,
         )
         self.result = result
@@ -444,7 +444,9 @@ async def _collect(
     on_planned: Callable[[ObjectVersion], None] | None,
     now: datetime,
 ) -> _Tally:
-    progress.start("gc: planning (dry run)" if dry_run else "gc: deleting versions")
+    progress.start(
+        "gc: planning (dry run)" if dry_run else "gc: deleting versions", unit="versions"
+    )
     try:
         if dry_run:
             return await _count_only(plan, on_planned, progress)

@@ -86,9 +86,9 @@ class RestoreResult:
     failed: int
     bytes_copied: int
     dry_run: bool
-    verified: bool
+    verified: bool  # the target matches the plan: nothing failed, verification found nothing
     archived: int = 0
-    resumed: int = 0  # finished items an earlier, interrupted run had journaled
+    resumed: int = 0  # skipped only because an earlier run's journal shows them done
     failures: tuple[ItemFailure, ...] = ()
     plan: PlanSummary = field(default_factory=PlanSummary)
     journal: str | None = None
@@ -261,7 +261,7 @@ async def _verify(
 ) -> list[ItemFailure]:
     """List the target again and check it against the plan; an ETag that contradicts it but
     is untrusted (a SeaweedFS chunk ETag) is checked again with HEAD before it is a problem."""
-    progress.start("restore: verifying")
+    progress.start("restore: verifying", sum(spool.summary.by_reason.values()), unit="keys")
     listing = _target_state(sides, filters)
     have = KeyCursor(listing, "target listing", filters)
     problems: list[ItemFailure] = []
@@ -337,7 +337,7 @@ async def _plan(
         backup_current = live_state(
             sides.backup_store, sides.backup, workers=sides.workers, within=filters.prefix
         )
-    progress.start("restore: planning")
+    progress.start("restore: planning", unit="keys")
     spool = Spool()
     try:
         async for action in plan_restore(
@@ -501,9 +501,9 @@ async def _execute(
         failed=tally.failed,
         bytes_copied=tally.bytes_copied,
         dry_run=False,
-        verified=not problems,
+        verified=not problems and tally.failed == 0,
         archived=summary.archived,
-        resumed=journal.earlier if journal else 0,
+        resumed=summary.by_reason.get(Reason.DONE_EARLIER.value, 0),
         failures=tuple(tally.failures),
         plan=summary,
         journal=str(journal.path) if journal and tally.failed else None,

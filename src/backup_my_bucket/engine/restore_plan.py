@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from ..errors import BackupError
 from ..model import ObjectVersion, S3Url
+from ..units import plural
 from .actions import ActionKind
 from .confirm import Checker, Settled, Verdict
 from .filters import ALL_KEYS, KeyFilter
@@ -145,7 +146,7 @@ class ArchivedVersions(BackupError):
         shown = ", ".join(f"{a.key!r} ({a.storage_class})" for a in sample[:10])
         more = f" and {count - 10} more" if count > 10 else ""
         super().__init__(
-            f"{count} version(s) to restore are in an archive storage class and cannot be "
+            f"{plural(count, 'version')} to restore are in an archive storage class and cannot be "
             f"copied until restored from the archive: {shown}{more}",
             hint="restore them from the archive first (S3 RestoreObject), exclude them with "
             "--exclude, or pass --skip-archived to restore the rest (exit 3)",

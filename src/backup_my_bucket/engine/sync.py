@@ -35,6 +35,7 @@ from ..errors import BackupError, ItemFailure, StorageError
 from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
+from ..units import plural
 from .actions import ActionKind
 from .confirm import Checker, Side, Verdict
 from .filters import KeyFilter, refuse_overlap
@@ -378,12 +379,13 @@ def lifecycle_warnings(rules: Sequence[LifecycleRule], prefix: str) -> list[str]
         name = f"lifecycle rule {rule.id or '(no id)'!r} on prefix {rule.prefix!r}"
         if rule.noncurrent_expiration_days is not None:
             warnings.append(
-                f"{name} expires noncurrent versions after {rule.noncurrent_expiration_days} "
-                "days: restoration points older than that will lose their data"
+                f"{name} expires noncurrent versions after "
+                f"{plural(rule.noncurrent_expiration_days, 'day')}: restoration points older "
+                "than that will lose their data"
             )
         if rule.expiration_days is not None:
             warnings.append(
-                f"{name} expires current objects after {rule.expiration_days} days: "
+                f"{name} expires current objects after {plural(rule.expiration_days, 'day')}: "
                 "backups then look deleted until the next sync copies them again"
             )
     return warnings

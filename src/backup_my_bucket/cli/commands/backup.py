@@ -23,10 +23,11 @@ from ...engine.sync import (
 from ...engine.transfer import DEFAULT_MULTIPART_THRESHOLD
 from ...errors import PartialFailure, UsageError
 from ...model import S3Url, Versioning
-from ...units import format_size, format_time
+from ...units import format_size, plural
 from ..app import App
 from ..confirm import confirm
-from ..options import backup_option, snapshot_options, source_option, sync_options
+from ..human import describe_snapshot
+from ..options import backup_option, source_option, sync_options, tag_option
 from ..progress import make_progress
 
 
@@ -115,13 +116,13 @@ def describe(result: SyncResult) -> str:
     size = format_size(result.bytes_copied)
     if result.dry_run:
         return (
-            f"dry run: would copy {result.copied} objects ({size}), mark {result.deleted} "
-            f"deleted; {result.skipped} unchanged"
+            f"dry run: would copy {plural(result.copied, 'object')} ({size}), mark "
+            f"{result.deleted:,} deleted; {result.skipped:,} unchanged"
         )
-    failed = f", {result.failed} failed" if result.failed else ""
+    failed = f", {result.failed:,} failed" if result.failed else ""
     return (
-        f"copied {result.copied} objects ({size}), marked {result.deleted} deleted, "
-        f"{result.skipped} unchanged{failed}"
+        f"copied {plural(result.copied, 'object')} ({size}), marked {result.deleted:,} "
+        f"deleted, {result.skipped:,} unchanged{failed}"
     )
 
 
@@ -129,7 +130,7 @@ def report_sync(app: App, result: SyncResult) -> None:
     """Print the result, then fail with exit 3 if some objects failed (the list on stderr)."""
     app.output.result(result.to_json(), describe(result))
     if result.failures:
-        raise PartialFailure(f"{result.failed} objects failed to sync", result.failures)
+        raise PartialFailure(f"{plural(result.failed, 'object')} failed to sync", result.failures)
 
 
 @click.command()
@@ -163,7 +164,8 @@ def sync(
 
 @click.command()
 @sync_options
-@snapshot_options
+@tag_option
+@click.option("--at", hidden=True)  # not offered: only to say why, below
 @click.pass_obj
 def backup(
     app: App,
@@ -174,8 +176,8 @@ def backup(
     exclude: tuple[str, ...],
     multipart_threshold: int,
     compare_tags: bool,
-    at: str | None,
     tags: tuple[str, ...],
+    at: str | None,
 ) -> None:
     """Sync, then take a snapshot: one restoration point in one command.
 
@@ -213,15 +215,12 @@ def backup(
     synced, meta = app.run(main)
     text = describe(synced)
     if meta is not None:
-        text += (
-            f"\nsnapshot {meta.id}: {meta.keys:,} keys, {format_size(meta.total_bytes)} "
-            f"at {format_time(meta.at)}"
-        )
+        text += "\n" + describe_snapshot(meta)
     app.output.result(
         {"sync": synced.to_json(), "snapshot": meta.summary() if meta else None}, text
     )
     if synced.failures:
-        raise PartialFailure(f"{synced.failed} objects failed to sync", synced.failures)
+        raise PartialFailure(f"{plural(synced.failed, 'object')} failed to sync", synced.failures)
 
 
 COMMANDS = [init, sync, backup]

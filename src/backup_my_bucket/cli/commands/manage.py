@@ -11,7 +11,7 @@ from ...engine.retention import policy_from_options
 from ...engine.verify import VerifyResult, verify_snapshot
 from ...errors import VerificationFailed
 from ...model import ObjectVersion, S3Url
-from ...units import format_size
+from ...units import format_size, plural
 from ..app import App
 from ..options import S3URL, dry_run_option
 
@@ -90,8 +90,9 @@ def _gc_text(result: GcResult, planned: list[ObjectVersion]) -> str:
         lines.append(f"{verdict} {decision.snapshot.id}  ({', '.join(decision.reasons)})")
     verb = "would delete" if result.dry_run else "deleted"
     lines.append(
-        f"{verb} {result.versions_deleted:,} version(s) and {result.delete_markers_deleted:,} "
-        f"delete marker(s), freeing {format_size(result.bytes_freed)}"
+        f"{verb} {plural(result.versions_deleted, 'version')} and "
+        f"{plural(result.delete_markers_deleted, 'delete marker')}, freeing "
+        f"{format_size(result.bytes_freed)}"
     )
     for version in planned:
         kind = "delete marker" if version.is_delete_marker else format_size(version.size)
@@ -101,8 +102,8 @@ def _gc_text(result: GcResult, planned: list[ObjectVersion]) -> str:
     if result.catalog_leftovers:
         verb = "would remove" if result.dry_run else "removed"
         lines.append(
-            f"{verb} {len(result.catalog_leftovers)} file(s) that interrupted runs left in the "
-            f"catalog: {', '.join(result.catalog_leftovers[:5])}"
+            f"{verb} {plural(len(result.catalog_leftovers), 'file')} that interrupted runs left "
+            f"in the catalog: {', '.join(result.catalog_leftovers[:5])}"
             + (", ..." if len(result.catalog_leftovers) > 5 else "")
         )
     for warning in result.warnings:
@@ -143,12 +144,18 @@ def verify(app: App, snapshot_id: str, read_data: float, backup: S3Url | None) -
         return result
 
     result = app.run(main)
-    lines = [f"checked {result.checked:,} version(s), read {result.read:,}"]
+    lines = [f"checked {plural(result.checked, 'version')}, read {result.read:,} in full"]
+    if result.unverifiable:
+        lines.append(
+            f"  {plural(result.unverifiable, 'version')} read could not be checked: their ETag "
+            "is not an MD5 (multipart or server-encrypted)"
+        )
     lines += [f"  {p.problem}: {p.key} ({p.version_id}) {p.detail}" for p in result.problems[:50]]
     app.output.result(result.to_json(), "\n".join(lines))
     if result.problems:
         raise VerificationFailed(
-            f"{result.missing} version(s) missing and {result.mismatched} changed in the backup",
+            f"{plural(result.missing, 'version')} missing and {result.mismatched:,} changed in "
+            "the backup",
             hint="restore what you can now; investigate who deletes versions in the backup bucket",
         )
 

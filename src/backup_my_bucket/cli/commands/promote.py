@@ -10,11 +10,12 @@ from ...engine.restore import Mode, run_restore
 from ...engine.snapshot import catalog_skip_prefix, take_snapshot, wait_for_next_second
 from ...errors import PartialFailure, UsageError
 from ...model import S3Url
+from ...units import plural
 from ..app import App
 from ..confirm import confirm_restore
 from ..options import S3URL, dry_run_option, yes_option
 from .backup import run_init, run_sync
-from .restore import default_journal_dir, snapshot_point
+from .restore import journal_dir_of, restore_summary, snapshot_point
 
 
 @click.command()
@@ -76,7 +77,7 @@ def promote(
             mode=Mode.ROLLBACK,
             dry_run=dry_run,
             workers=app.settings.workers,
-            journal_dir=default_journal_dir(),
+            journal_dir=journal_dir_of(app, None),
             progress=app.progress(),
             same_endpoint=app.same_endpoint(),
             confirm=confirm_restore(app.output, yes, "promote"),
@@ -86,11 +87,12 @@ def promote(
             "snapshot": meta.id,
             "primary": str(target),
             "restore": restored.to_json(),
-            "new_backup": None,
+            "new_backup": str(new_backup) if new_backup else None,
             "carried_snapshots": 0,
             "first_snapshot": None,
             "dry_run": dry_run,
         }
+        texts.append(restore_summary(restored, meta.at, target))
         if restored.failed:
             raise PartialFailure(
                 f"{restored.failed} object(s) could not be restored into {target}; "
@@ -122,26 +124,36 @@ def promote(
             progress=app.progress(),
         )
         report.update(
-            new_backup=str(new_backup),
             sync=synced.to_json(),
             carried_snapshots=carried,
             first_snapshot=first.summary(),
         )
         return report
 
+    texts: list[str] = []
     report = app.run(main)
-    lines = [
-        f"{report['primary']} now holds snapshot {report['snapshot']}"
-        + (" (dry run: nothing changed)" if dry_run else ""),
-        f"  restore: {report['restore']}",
-    ]
-    if report["new_backup"]:
+    app.output.result(report, _text(report, texts[0]))
+
+
+def _text(report: dict[str, Any], restored: str) -> str:
+    """What promote did (or, with --dry-run, would do), for people."""
+    primary, snapshot, new_backup = report["primary"], report["snapshot"], report["new_backup"]
+    if report["dry_run"]:
+        lines = [f"dry run: promote snapshot {snapshot} into {primary}; nothing changed", restored]
+        if new_backup:
+            lines.append(
+                f"then: enable versioning on {new_backup}, back {primary} up into it, take "
+                "a first snapshot and carry the old snapshots into its catalog"
+            )
+        return "\n".join(lines)
+    lines = [f"{primary} now holds snapshot {snapshot}", restored]
+    if new_backup:
+        first = report["first_snapshot"]
         lines.append(
-            f"  new backup {report['new_backup']}: first snapshot "
-            f"{report['first_snapshot']['id']}, {report['carried_snapshots']} old snapshot(s) "
-            "carried into its catalog"
+            f"new backup {new_backup}: first snapshot {first['id']}, "
+            f"{plural(report['carried_snapshots'], 'old snapshot')} carried into its catalog"
         )
-    app.output.result(report, "\n".join(lines))
+    return "\n".join(lines)
 
 
 COMMANDS = [promote]

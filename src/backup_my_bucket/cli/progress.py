@@ -77,32 +77,68 @@ class Phase:
         )
 
 
-class _Phases:
-    """What both renderers share: the current phase, and its INFO lines for ``-v``."""
+class _PhaseProgress:
+    """A :class:`Progress` that keeps the current :class:`Phase` and logs its start and
+    totals (INFO: ``-v``, ``--log-file``); subclasses draw it (the ``_on_*`` hooks)."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.phase: Phase | None = None
 
-    def begin(
-        self, description: str, total: int | None, total_bytes: int | None, unit: str
-    ) -> Phase:
+    def start(
+        self,
+        description: str,
+        total: int | None = None,
+        total_bytes: int | None = None,
+        *,
+        unit: str = "objects",
+    ) -> None:
+        self.finish()
         self.phase = Phase(description, unit, self.clock.monotonic(), total, total_bytes)
         log.info("%s: started", description)
-        return self.phase
+        self._on_start(self.phase)
 
-    def end(self) -> Phase | None:
+    def total(self, total: int | None = None, total_bytes: int | None = None) -> None:
+        if self.phase is not None:
+            self.phase.total, self.phase.total_bytes = total, total_bytes
+            self._on_total(self.phase)
+
+    def advance(self, items: int = 1, nbytes: int = 0) -> None:
+        if self.phase is not None:
+            self.phase.items += items
+            self.phase.nbytes += nbytes
+            self._on_advance(self.phase)
+
+    def finish(self) -> None:
         phase, self.phase = self.phase, None
         if phase is not None:
+            self._on_finish(phase)
             log.info("%s", phase.summary(self.clock.monotonic()))
-        return phase
+
+    def _on_start(self, phase: Phase) -> None:
+        pass
+
+    def _on_total(self, phase: Phase) -> None:
+        pass
+
+    def _on_advance(self, phase: Phase) -> None:
+        pass
+
+    def _on_finish(self, phase: Phase) -> None:
+        pass
 
 
-class RichProgress:
-    """A :class:`Progress` drawn with rich (imported when a bar is drawn, not at start-up):
-    the label, a bar once the total is known, then :meth:`Phase.stats`."""
+class QuietProgress(_PhaseProgress):
+    """Nothing on stderr (``--json``, ``-q``); each phase's start and totals still go to the
+    log (``-v`` on stderr, ``--log-file``)."""
+
+
+class RichProgress(_PhaseProgress):
+    """Drawn with rich (imported when a bar is drawn, not at start-up): the label, a bar once
+    the total is known, then :meth:`Phase.stats`."""
 
     def __init__(self, console: Console, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(clock)
         from rich.progress import BarColumn, TextColumn
         from rich.progress import Progress as RichBar
 
@@ -113,114 +149,45 @@ class RichProgress:
             console=console,
             transient=True,
         )
-        self._phases = _Phases(clock)
         self._task: Any = None
 
-    def start(
-        self,
-        description: str,
-        total: int | None = None,
-        total_bytes: int | None = None,
-        *,
-        unit: str = "objects",
-    ) -> None:
-        self.finish()
-        phase = self._phases.begin(description, total, total_bytes, unit)
+    def _on_start(self, phase: Phase) -> None:
         self._bar.start()
-        self._task = self._bar.add_task(description, total=total, stats=phase.counts())
+        self._task = self._bar.add_task(phase.description, total=phase.total, stats=phase.counts())
 
-    def total(self, total: int | None = None, total_bytes: int | None = None) -> None:
-        phase = self._phases.phase
-        if phase is not None and self._task is not None:
-            phase.total, phase.total_bytes = total, total_bytes
-            self._bar.update(self._task, total=total)
+    def _on_total(self, phase: Phase) -> None:
+        self._bar.update(self._task, total=phase.total)
 
-    def advance(self, items: int = 1, nbytes: int = 0) -> None:
-        phase = self._phases.phase
-        if phase is not None and self._task is not None:
-            phase.items += items
-            phase.nbytes += nbytes
-            stats = phase.stats(self._phases.clock.monotonic())
-            self._bar.update(self._task, completed=phase.items, stats=stats)
+    def _on_advance(self, phase: Phase) -> None:
+        stats = phase.stats(self.clock.monotonic())
+        self._bar.update(self._task, completed=phase.items, stats=stats)
 
-    def finish(self) -> None:
-        if self._task is not None:
-            self._bar.stop()
-            self._bar.remove_task(self._task)
-            self._task = None
-        self._phases.end()
+    def _on_finish(self, phase: Phase) -> None:
+        self._bar.stop()
+        self._bar.remove_task(self._task)
+        self._task = None
 
 
-class LineProgress:
-    """Plain progress lines on stderr: one per ``interval`` seconds, and one at the end."""
+class LineProgress(_PhaseProgress):
+    """Plain lines on stderr: one per ``interval`` seconds, and one when the phase ends."""
 
     def __init__(self, output: Output, clock: Clock, interval: float = LINE_INTERVAL) -> None:
+        super().__init__(clock)
         self._output, self._interval = output, interval
-        self._phases = _Phases(clock)
         self._last = 0.0
 
-    def start(
-        self,
-        description: str,
-        total: int | None = None,
-        total_bytes: int | None = None,
-        *,
-        unit: str = "objects",
-    ) -> None:
-        self.finish()
-        self._phases.begin(description, total, total_bytes, unit)
-        self._last = self._phases.clock.monotonic()
+    def _on_start(self, phase: Phase) -> None:
+        self._last = phase.started
 
-    def total(self, total: int | None = None, total_bytes: int | None = None) -> None:
-        if self._phases.phase is not None:
-            self._phases.phase.total = total
-            self._phases.phase.total_bytes = total_bytes
-
-    def advance(self, items: int = 1, nbytes: int = 0) -> None:
-        phase = self._phases.phase
-        if phase is None:
-            return
-        phase.items += items
-        phase.nbytes += nbytes
-        now = self._phases.clock.monotonic()
+    def _on_advance(self, phase: Phase) -> None:
+        now = self.clock.monotonic()
         if now - self._last >= self._interval:
             self._last = now
             self._output.info(f"{phase.description}: {phase.stats(now)}")
 
-    def finish(self) -> None:
-        phase = self._phases.end()
-        if phase is not None and phase.items:
-            self._output.info(phase.summary(self._phases.clock.monotonic()))
-
-
-class QuietProgress:
-    """Nothing on stderr (``--json``, ``-q``); each phase's start and totals still go to the
-    log (``-v`` on stderr, ``--log-file``)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._phases = _Phases(clock)
-
-    def start(
-        self,
-        description: str,
-        total: int | None = None,
-        total_bytes: int | None = None,
-        *,
-        unit: str = "objects",
-    ) -> None:
-        self.finish()
-        self._phases.begin(description, total, total_bytes, unit)
-
-    def total(self, total: int | None = None, total_bytes: int | None = None) -> None:
-        pass
-
-    def advance(self, items: int = 1, nbytes: int = 0) -> None:
-        if self._phases.phase is not None:
-            self._phases.phase.items += items
-            self._phases.phase.nbytes += nbytes
-
-    def finish(self) -> None:
-        self._phases.end()
+    def _on_finish(self, phase: Phase) -> None:
+        if phase.items:
+            self._output.info(phase.summary(self.clock.monotonic()))
 
 
 def make_progress(output: Output, clock: Clock = SYSTEM_CLOCK) -> Progress:

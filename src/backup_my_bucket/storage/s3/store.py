@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import email.utils
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import botocore.exceptions
@@ -349,27 +349,34 @@ class S3Store:
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
     ) -> str:
-        with _missing_source(source):
-            if attrs is None and tags is None and self._fast is not None and self._fast.enabled:
-                fast = self._fast.copy(source, bucket, key)
-                version = await self._call("PutObject", bucket, fast, key)
-                if version is not None:
-                    return version
-            src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
-            if source.version_id:
-                src["VersionId"] = source.version_id
-            params: dict[str, Any] = {"MetadataDirective": "COPY", "TaggingDirective": "COPY"}
-            if attrs is not None:
-                params.update(_attrs_params(attrs), MetadataDirective="REPLACE")
-            if tags is not None:
-                params.update(Tagging=_tagging(tags), TaggingDirective="REPLACE")
-            resp = await self._call(
-                "PutObject",
-                bucket,
-                self.client.copy_object(Bucket=bucket, Key=key, CopySource=src, **params),  # type: ignore[arg-type]
-                key,
-            )
+        if attrs is None and tags is None and self._fast is not None and self._fast.enabled:
+            fast = self._fast.copy(source, bucket, key)
+            version = await self._copy_call(source, bucket, fast, key)
+            if version is not None:
+                return version
+        src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
+        if source.version_id:
+            src["VersionId"] = source.version_id
+        params: dict[str, Any] = {"MetadataDirective": "COPY", "TaggingDirective": "COPY"}
+        if attrs is not None:
+            params.update(_attrs_params(attrs), MetadataDirective="REPLACE")
+        if tags is not None:
+            params.update(Tagging=_tagging(tags), TaggingDirective="REPLACE")
+        resp = await self._copy_call(
+            source,
+            bucket,
+            self.client.copy_object(Bucket=bucket, Key=key, CopySource=src, **params),  # type: ignore[arg-type]
+            key,
+        )
         return resp.get("VersionId") or "null"
+
+    async def _copy_call(self, source: VersionRef, bucket: str, call: Awaitable[T], key: str) -> T:
+        """A copy's request: its NoSuchKey/NoSuchVersion is about its source (the target key
+        need not exist), so report the source's bucket, key and version, not the target's."""
+        try:
+            return await self._call("PutObject", bucket, call, key)
+        except ObjectNotFound as exc:
+            raise ObjectNotFound(source.bucket, source.key, source.version_id) from exc
 
     async def delete(self, bucket: str, key: str) -> str | None:
         resp = await self._call(
@@ -446,20 +453,19 @@ class S3Store:
         src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
         if source.version_id:
             src["VersionId"] = source.version_id
-        with _missing_source(source):
-            resp = await self._call(
-                "PutObject",
-                bucket,
-                self.client.upload_part_copy(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource=src,  # type: ignore[arg-type]
-                    CopySourceRange=f"bytes={byte_range[0]}-{byte_range[1]}",
-                ),
-                key,
-            )
+        resp = await self._copy_call(
+            source,
+            bucket,
+            self.client.upload_part_copy(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource=src,  # type: ignore[arg-type]
+                CopySourceRange=f"bytes={byte_range[0]}-{byte_range[1]}",
+            ),
+            key,
+        )
         return CompletedPart(number, str(resp["CopyPartResult"].get("ETag", "")).strip('"'))
 
     async def complete_multipart(
@@ -504,13 +510,3 @@ def _info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:
         lock_until=parse_timestamp(until) if until else None,
         legal_hold=headers.get("x-amz-object-lock-legal-hold") == "ON",
     )
-
-
-@contextlib.contextmanager
-def _missing_source(source: VersionRef) -> Iterator[None]:
-    """A copy's NoSuchKey/NoSuchVersion is about its source (the target key need not
-    exist): report the source's bucket, key and version, not the target's."""
-    try:
-        yield
-    except ObjectNotFound as exc:
-        raise ObjectNotFound(source.bucket, source.key, source.version_id) from exc

@@ -220,4 +220,4 @@ async def test_gc_skips_and_reports_versions_under_object_lock(
     )
     code, out, err = await bmb(capsys, "gc", "--backup", f"s3://{bucket}", "--keep-last", "1")
     assert code == 0, err
-    assert "deleted 1 version(s)" in out and f"skipped (locked): a {old[0]}: kept by" in out
+    assert "deleted 1 version" in out and f"skipped (locked): a {old[0]}: kept by" in out

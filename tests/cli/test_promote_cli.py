@@ -45,7 +45,7 @@ async def test_promote_a_snapshot_and_start_a_new_backup(
     await s3_store.put(new_primary, "left-over.txt", b"from an earlier attempt")
     code, out, err = await bmb(capsys, "--json", *args, "--new-backup", f"s3://{new_backup}")
     assert code == ExitCode.USAGE and out == "", err
-    assert "promote would delete 1 and overwrite 0" in err and "left-over.txt" in err
+    assert "promote would delete 1 object and overwrite 0 objects" in err and "left-over.txt" in err
     assert set(await live(s3_store, new_primary)) == {"left-over.txt"}
 
     code, out, err = await bmb(

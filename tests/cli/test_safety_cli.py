@@ -130,7 +130,7 @@ async def test_folders_confirmation_and_dry_runs_through_the_cli(
 
     code, out, err = await asyncio.to_thread(run_cli, s3_server, *restore)
     assert code == ExitCode.USAGE and out == "", err
-    assert f"would delete 1 and overwrite 2 object(s) in s3://{tgt}/inspect/" in err
+    assert f"would delete 1 object and overwrite 2 objects in s3://{tgt}/inspect/" in err
     assert "overwrite a.txt" in err and "delete    extra.txt" in err
     assert "--yes" in err and "--dry-run" in err and "nothing changed" in err
     assert await history(s3_store, tgt) == before

@@ -165,7 +165,7 @@ async def test_restore_a_snapshot_by_id_into_its_source(
     ]
     code, out, err = await bmb(capsys, "--json", "restore", "latest", "--backup", f"s3://{target}")
     assert code == ExitCode.USAGE and out == "", err  # deletes and overwrites: --yes, or a TTY
-    assert "would delete 1 and overwrite 1 object(s)" in err and "--yes" in err
+    assert "would delete 1 object and overwrite 1 object" in err and "--yes" in err
     code, out, err = await bmb(
         capsys, "--json", "restore", "latest", "--backup", f"s3://{target}", "--yes"
     )

@@ -56,7 +56,7 @@ async def test_a_metadata_only_change_through_the_cli(
     assert dict(head.attrs.metadata) == dict(ATTRS.metadata)
     code, out, err = await bmb(capsys, *restore)
     assert code == 0, err
-    assert "copied 0 object(s)" in out and "verified" in out
+    assert "copied 0 objects" in out and "verified" in out
 
     await asyncio.sleep(1.05)  # the next copy is strictly newer than the restored object
     code, out, _ = await bmb(capsys, "--json", "sync", *urls)

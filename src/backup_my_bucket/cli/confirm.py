@@ -16,7 +16,7 @@ import click
 from ..engine.actions import ActionKind
 from ..engine.restore import Confirm, Destruction
 from ..errors import NotConfirmed
-from ..units import format_size
+from ..units import format_size, plural
 from .output import Output, printable
 
 NO_ANSWER = "the answer was no: nothing changed"
@@ -52,11 +52,17 @@ def confirm(
         raise NotConfirmed(NO_ANSWER)
 
 
+def _what(plan: Destruction) -> str:
+    """``delete 2 objects and overwrite 1 object``."""
+    return (
+        f"delete {plural(plan.deletes, 'object')} and overwrite {plural(plan.overwrites, 'object')}"
+    )
+
+
 def describe_destruction(plan: Destruction) -> list[str]:
     """What a restore would delete or overwrite: counts, bytes, the first keys, the way back."""
     lines = [
-        f"this restore would delete {plan.deletes:,} and overwrite {plan.overwrites:,} "
-        f"object(s) in {plan.target} ({format_size(plan.nbytes)} there now):"
+        f"this restore would {_what(plan)} in {plan.target} ({format_size(plan.nbytes)} there now):"
     ]
     for action in plan.first:
         verb = "delete   " if action.kind is ActionKind.DELETE else "overwrite"
@@ -85,9 +91,8 @@ def confirm_restore(output: Output, yes: bool, command: str = "restore") -> Conf
             output,
             yes=yes,
             question="Go on?",
-            refused=f"{command} would delete {plan.deletes:,} and overwrite "
-            f"{plan.overwrites:,} object(s) in {plan.target}, and was not confirmed: "
-            "nothing changed",
+            refused=f"{command} would {_what(plan)} in {plan.target}, and was not "
+            "confirmed: nothing changed",
             hint="pass --yes to go ahead, or run it with --dry-run first to see every change",
             details=describe_destruction(plan),
         )

@@ -42,6 +42,7 @@ from ..errors import (
     VerificationFailed,
 )
 from ..storage.protocol import ObjectStore
+from ..units import plural
 from .events import EventLog
 from .history import History, RunRecord, status_of
 from .hooks import hook_env, run_hook
@@ -296,8 +297,8 @@ class PlanRunner:
         record.steps["verify"] = {"snapshot": meta.id, **summary}
         if result.problems:
             raise VerificationFailed(
-                f"verify of {meta.id}: {result.missing} version(s) missing and "
-                f"{result.mismatched} changed in the backup",
+                f"verify of {meta.id}: {plural(result.missing, 'version')} missing and "
+                f"{result.mismatched:,} changed in the backup",
                 hint="restore what you can now; find out who deletes versions in the backup",
             )
 

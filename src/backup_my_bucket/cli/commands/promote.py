@@ -95,7 +95,7 @@ def promote(
         texts.append(restore_summary(restored, meta.at, target))
         if restored.failed:
             raise PartialFailure(
-                f"{restored.failed} object(s) could not be restored into {target}; "
+                f"{plural(restored.failed, 'object')} could not be restored into {target}; "
                 "the new backup relationship was not started",
                 restored.failures,
             )

@@ -82,8 +82,8 @@ def restore_summary(result: RestoreResult, at: datetime, target: S3Url) -> str:
         lines.append(f"  archived (not copyable): {plural(result.archived, 'version')}")
     if result.resumed:
         lines.append(
-            f"  resumed: {plural(result.resumed, 'copy', 'copies')} an earlier run finished "
-            "(known from its journal) skipped"
+            f"  resumed: skipped {plural(result.resumed, 'copy', 'copies')} an earlier run "
+            "finished (its journal proves what a listing cannot)"
         )
     if result.failed and not dry:
         lines.append(
@@ -253,7 +253,7 @@ def restore(
     )
     if result.failed:
         raise PartialFailure(
-            f"{result.failed} object(s) of the restore failed; the rest is done",
+            f"{plural(result.failed, 'object')} of the restore failed; the rest is done",
             result.failures,
         )
 
@@ -267,12 +267,14 @@ def restore(
 )
 @click.pass_obj
 def journals(app: App, journal_dir: Path | None, remove_older_than: str | None) -> None:
-    """List the resume journals that failed or interrupted restores left, oldest first.
+    """List the restore journals, oldest first: those failed or interrupted restores left,
+    and the proofs completed ones keep.
 
-    A rerun of the same restore continues from its journal and removes it once it
-    completes and verifies; a restore never rerun leaves its journal, which any restore
-    removes after 30 days untouched (or --remove-older-than now). Removing one is safe:
-    a rerun then only repeats the copies a listing cannot prove done.
+    A rerun of the same restore continues from its journal; once it completes and
+    verifies, the journal keeps only the copies a listing cannot prove (or goes). A journal
+    of a restore never rerun stays: any restore removes those untouched for 30 days (or
+    --remove-older-than now). Removing one is safe: a rerun then only repeats the copies a
+    listing cannot prove done.
     """
     directory = journal_dir or default_journal_dir()
     if remove_older_than is not None:

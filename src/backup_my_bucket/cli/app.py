@@ -92,6 +92,11 @@ class App:
 
         Without either, a user with a single catalog on this machine gets that one.
         """
+        catalog = await self._catalog(backup)
+        log.info("catalog: %s", catalog.location)
+        return catalog
+
+    async def _catalog(self, backup: S3Url | None) -> Catalog:
         url = self.catalog_url()
         if url is not None:
             cache = Path(platformdirs.user_cache_dir(APP_NAME)) / "index-cache"

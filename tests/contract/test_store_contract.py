@@ -13,7 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backup_my_bucket.errors import BucketNotFound, ObjectNotFound, StorageError
+from backup_my_bucket.errors import (
+    BucketNotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    StorageError,
+)
 from backup_my_bucket.model import ObjectAttrs, ObjectVersion, Versioning, VersionRef
 from backup_my_bucket.storage.iterate import iter_objects, iter_versions
 from backup_my_bucket.storage.memory import MemoryStore, chunk_etag
@@ -281,6 +286,34 @@ async def test_put_head_get_keep_attrs_and_tags(
     assert b"".join(chunks) == b"hello world" and max(map(len, chunks)) <= 4
     part = b"".join([c async for c in store.get(bucket, "doc", byte_range=(6, 10))])
     assert part == b"world"
+
+
+@pytest.mark.parametrize("versioned", [True, False])
+async def test_conditional_put(
+    store: ObjectStore, make_bucket: BucketFactory, versioned: bool
+) -> None:
+    """If-None-Match: * creates only; If-Match: <etag> replaces only that content. Anything
+    else is 412 (PreconditionFailed) and writes nothing (catalog locks rely on it)."""
+    bucket = await make_bucket(versioned=versioned)
+    await store.put(bucket, "lock", b"first", if_none_match=True)
+    with pytest.raises(PreconditionFailed):
+        await store.put(bucket, "lock", b"second", if_none_match=True)
+    first = await store.head(bucket, "lock")
+    with pytest.raises(PreconditionFailed):
+        await store.put(bucket, "lock", b"third", if_match='"00000000000000000000000000000000"')
+    assert await read(store, bucket, "lock") == b"first"
+    await store.put(bucket, "lock", b"renewed", if_match=first.etag)
+    with pytest.raises(PreconditionFailed):  # the old ETag no longer matches
+        await store.put(bucket, "lock", b"stale", if_match=first.etag)
+    assert await read(store, bucket, "lock") == b"renewed"
+    # If-Match on a key with no current object: SeaweedFS answers 412; AWS may answer 404
+    # (NoSuchKey). Both mean "not yours"; the fake answers 412.
+    with pytest.raises((PreconditionFailed, ObjectNotFound)):
+        await store.put(bucket, "nothing", b"x", if_match=first.etag)
+    await store.delete(bucket, "lock")  # a delete marker on top: the key is free again
+    await store.put(bucket, "lock", b"again", if_none_match=True)
+    assert await read(store, bucket, "lock") == b"again"
+    assert [v.key for v in await versions(store, bucket)].count("nothing") == 0
 
 
 async def test_copy_an_old_version_keeps_everything(

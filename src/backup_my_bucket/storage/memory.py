@@ -28,6 +28,7 @@ from ..errors import (
     BucketNotFound,
     ItemFailure,
     ObjectNotFound,
+    PreconditionFailed,
     StorageError,
     UsageError,
 )
@@ -388,9 +389,18 @@ class MemoryStore:
         *,
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
     ) -> str:
         b = self._bucket(bucket, "put")
         _check_key(key)
+        if if_match is not None or if_none_match:
+            history = b.versions.get(key, [])
+            current = history[0] if history and not history[0].is_delete_marker else None
+            if if_none_match and current is not None:
+                raise PreconditionFailed(f"PutObject on s3://{bucket}/{key}: the key exists")
+            if if_match is not None and (current is None or current.etag != if_match.strip('"')):
+                raise PreconditionFailed(f"PutObject on s3://{bucket}/{key}: the ETag changed")
         version = _Version(
             version_id=self._new_version_id(b),
             last_modified=self._now(),

@@ -126,8 +126,17 @@ class ObjectStore(Protocol):
         *,
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
     ) -> str:
-        """Write an object; return its new version id (``null`` when unversioned)."""
+        """Write an object; return its new version id (``null`` when unversioned).
+
+        Conditional writes (catalog locks): ``if_none_match`` writes only if the key has no
+        current object (absent or a delete marker on top); ``if_match`` only if the current
+        object's ETag is this one. Otherwise nothing is written and PreconditionFailed is
+        raised (HTTP 412). A server that ignores the conditions is found by a probe
+        (``catalog.lock.conditional_writes``), never assumed.
+        """
         ...
 
     async def copy(

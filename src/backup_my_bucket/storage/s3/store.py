@@ -328,10 +328,16 @@ class S3Store:
         *,
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
     ) -> str:
         params = _attrs_params(attrs or ObjectAttrs())
         if tags:
             params["Tagging"] = _tagging(tags)
+        if if_none_match:
+            params["IfNoneMatch"] = "*"  # 412 (PreconditionFailed) when the key exists
+        if if_match is not None:
+            params["IfMatch"] = if_match if if_match.startswith('"') else f'"{if_match}"'
         resp = await self._call(
             "PutObject",
             bucket,

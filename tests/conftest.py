@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
+from backup_my_bucket.catalog.location import RESERVED
 from backup_my_bucket.errors import BackupError, BucketNotFound
 from backup_my_bucket.localserver import LocalS3Server
 from backup_my_bucket.storage.memory import MemoryStore
@@ -168,6 +169,12 @@ def make_bucket(store: ObjectStore) -> BucketFactory:
         return name
 
     return make
+
+
+def is_data(key: str) -> bool:
+    """Whether ``key`` is backed-up data, not a backup location's reserved folder (its
+    catalog and records: ``.backup-my-bucket/`` at the bucket's root or under a folder)."""
+    return f"/{RESERVED}" not in f"/{key}"
 
 
 def is_seaweedfs(store: ObjectStore) -> bool:

@@ -162,6 +162,14 @@ class PartialFailure(BackupError):
         self.failures = list(failures)
 
 
+class DamagedSnapshots(PartialFailure):
+    """Some snapshots of a catalog are damaged; the others were listed all the same (exit 3)."""
+
+    def __init__(self, message: str, failures: Sequence[ItemFailure], *, hint: str) -> None:
+        super().__init__(message, failures)
+        self.hint = hint
+
+
 class Interrupted(BackupError):
     exit_code = ExitCode.INTERRUPTED
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backup_my_bucket.catalog.catalog import (
+from backup_my_bucket.catalog import (
     Catalog,
     LocalCatalog,
     LockInfo,
@@ -30,10 +30,10 @@ from backup_my_bucket.errors import (
     ExitCode,
     Locked,
     SnapshotNotFound,
-    UnsupportedFormat,
     UsageError,
 )
 from backup_my_bucket.model import ObjectVersion, S3Url
+from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
 
 from ..conftest import BucketFactory, unique_bucket
@@ -56,13 +56,17 @@ def make_meta(snapshot_id: str, path: Path, n: int, at: datetime = T0) -> Snapsh
     )  # fmt: skip
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(params=["local", "memory", pytest.param("s3", marks=pytest.mark.s3)])
 def make_catalog(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Callable[[], Awaitable[Catalog]]:
-    """A catalog on local disk and one in an S3 bucket (SeaweedFS)."""
+    """A catalog on local disk, and one in a bucket: in memory and on SeaweedFS."""
     store: ObjectStore | None = (
-        request.getfixturevalue("s3_store") if request.param == "s3" else None
+        request.getfixturevalue("s3_store")
+        if request.param == "s3"
+        else MemoryStore()
+        if request.param == "memory"
+        else None
     )
 
     async def make() -> Catalog:
@@ -144,19 +148,67 @@ async def test_damaged_index_is_refused_naming_the_file(tmp_path: Path, damage: 
     assert str(index) in info.value.message and info.value.hint
 
 
-async def test_damaged_manifest_and_newer_format(tmp_path: Path) -> None:
-    catalog = LocalCatalog(tmp_path / "c", ManualClock(T0))
-    meta = make_meta("s1", tmp_path / "s1.parquet", 10)
-    await catalog.publish(meta, tmp_path / "s1.parquet")
-    manifest = tmp_path / "c" / "snapshots" / "s1.json"
-    data = json.loads(manifest.read_text())
-    data["format_version"] = "2.0"
-    manifest.write_text(json.dumps(data))
-    with pytest.raises(UnsupportedFormat, match="newer"):
-        await catalog.list()
-    manifest.write_text("{not json")
-    with pytest.raises(Exception, match=str(manifest)):
-        await catalog.list()
+@pytest.mark.parametrize(
+    "damage", ["newer-format", "truncated", "not-json", "no-index", "short-index"]
+)
+async def test_a_damaged_snapshot_affects_only_itself(
+    make_catalog: Callable[[], Awaitable[Catalog]], tmp_path: Path, damage: str
+) -> None:
+    """One bad manifest or index: listed as damaged, the others listed and readable."""
+    catalog = await make_catalog()
+    metas = []
+    for i in range(3):
+        path = tmp_path / f"s{i}.parquet"
+        metas.append(make_meta(f"2026112{i}T100000Z-abc{i}", path, 5, T0 + timedelta(days=i)))
+        await catalog.publish(metas[-1], path)
+    bad = metas[1]
+    raw = bad.dumps()
+    if damage == "newer-format":
+        data = json.loads(raw)
+        data["format_version"] = "2.0"
+        await _write(catalog, f"snapshots/{bad.id}.json", json.dumps(data).encode())
+    elif damage == "truncated":
+        await _write(catalog, f"snapshots/{bad.id}.json", raw[: len(raw) // 2])
+    elif damage == "not-json":
+        await _write(catalog, f"snapshots/{bad.id}.json", b"[1, 2]")
+    elif damage == "no-index":
+        await _delete(catalog, f"index/{bad.id}.parquet")
+    else:
+        index = (tmp_path / "s1.parquet").read_bytes()
+        await _write(catalog, f"index/{bad.id}.parquet", index[:100])
+    listing = await catalog.scan()
+    assert [d.id for d in listing.damaged] == [bad.id]
+    problem = listing.damaged[0].problem
+    expected = {"newer-format": "newer", "truncated": "unreadable", "not-json": "unreadable",
+                "no-index": "missing", "short-index": "100 bytes"}[damage]  # fmt: skip
+    assert expected in problem
+    assert [m.id for m in listing.healthy] == [metas[0].id, metas[2].id]
+    manifest_ok = damage in ("no-index", "short-index")
+    assert (bad.id in {m.id for m in listing.snapshots}) is manifest_ok  # gc still knows its T
+    for other in (metas[0], metas[2]):  # every other snapshot resolves and reads
+        reader = await catalog.open_index(await catalog.resolve(other.id))
+        assert sum(1 for _ in reader.rows()) == 5
+    with pytest.raises(CorruptIndex, match=bad.id if not manifest_ok else "index"):
+        await catalog.open_index(await catalog.resolve(bad.id))
+    assert (await catalog.resolve("latest")).id == metas[2].id
+    await catalog.remove([bad.id])  # the way out: drop it
+    assert (await catalog.scan()).damaged == ()
+
+
+async def _write(catalog: Catalog, name: str, data: bytes) -> None:
+    if isinstance(catalog, LocalCatalog):
+        (catalog.root / name).write_bytes(data)
+    else:
+        assert isinstance(catalog, S3Catalog)
+        await catalog.store.put(catalog.url.bucket, catalog._key(name), data)
+
+
+async def _delete(catalog: Catalog, name: str) -> None:
+    if isinstance(catalog, LocalCatalog):
+        (catalog.root / name).unlink()
+    else:
+        assert isinstance(catalog, S3Catalog)
+        await catalog.store.delete(catalog.url.bucket, catalog._key(name))
 
 
 async def test_no_half_written_snapshot_is_listed(tmp_path: Path) -> None:

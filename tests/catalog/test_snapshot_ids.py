@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backup_my_bucket.catalog.catalog import LocalCatalog, S3Catalog, resolve_id
+from backup_my_bucket.catalog import LocalCatalog, S3Catalog, resolve_id
 from backup_my_bucket.catalog.index import check_snapshot_id
 from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.errors import CatalogError, StorageError, UsageError
@@ -52,8 +52,9 @@ async def test_planted_manifest_in_a_local_catalog(tmp_path: Path, bad: str) -> 
     root = tmp_path / "catalog"
     (root / "snapshots").mkdir(parents=True)
     (root / "snapshots" / "planted.json").write_bytes(_manifest(tmp_path, bad))
-    with pytest.raises(CatalogError, match="not a valid snapshot id"):
-        await LocalCatalog(root, ManualClock(T0)).list()
+    listing = await LocalCatalog(root, ManualClock(T0)).scan()  # a damaged snapshot, by name
+    assert listing.snapshots == () and [d.id for d in listing.damaged] == ["planted"]
+    assert "not a valid snapshot id" in listing.damaged[0].problem
 
 
 @pytest.fixture
@@ -72,8 +73,9 @@ async def test_planted_manifest_in_an_s3_catalog_writes_nothing_outside(
     await store.put("cat", "c/snapshots/x.json", _manifest(tmp_path, bad))
     await store.put("cat", "c/index/escaped.parquet", b"not an index")
     before = _files(tmp_path)
-    with pytest.raises(CatalogError, match="not a valid snapshot id"):
-        await catalog.list()
+    listing = await catalog.scan()  # listed as damaged (by its file name), never trusted
+    assert listing.snapshots == () and [d.id for d in listing.damaged] == ["x"]
+    assert "not a valid snapshot id" in listing.damaged[0].problem
     meta = make_meta("20261126T100000Z-abc123", tmp_path / "j.parquet", 1)
     object.__setattr__(meta, "id", bad)  # as if a manifest had slipped through
     with pytest.raises(CatalogError):

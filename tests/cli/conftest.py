@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from backup_my_bucket.cli import main as cli_main
+from backup_my_bucket.storage.protocol import ObjectStore
 
-from ..conftest import S3Server
+from ..conftest import S3Server, unique_bucket
 
 
 @pytest.fixture
@@ -34,3 +35,12 @@ def dry_run_lines(out: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     assert all(set(a) == {"action", "key", "version_id", "size", "reason"} for a in actions)
     assert "action" not in summary
     return actions, summary
+
+
+async def source_and_backup(store: ObjectStore, label: str) -> tuple[str, str]:
+    """A fresh source bucket and a fresh versioned backup bucket."""
+    source, backup = unique_bucket(f"{label}-src"), unique_bucket(f"{label}-bak")
+    await store.create_bucket(source)
+    await store.create_bucket(backup)
+    await store.set_versioning(backup, True)
+    return source, backup

@@ -21,7 +21,8 @@ from backup_my_bucket.errors import (
 
 CONTRACT_COMMANDS = [
     "init", "sync", "backup", "snapshot", "snapshots", "show", "ls", "diff",
-    "restore", "journals", "gc", "verify", "promote", "plan", "daemon", "demo", "local-server",
+    "restore", "journals", "gc", "verify", "catalog", "promote", "plan", "daemon", "demo",
+    "local-server",
 ]  # fmt: skip
 
 

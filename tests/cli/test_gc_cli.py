@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backup_my_bucket.errors import ExitCode
+from backup_my_bucket.catalog import LockInfo
+from backup_my_bucket.catalog.location import RESERVED
+from backup_my_bucket.errors import ExitCode, ItemFailure
+from backup_my_bucket.model import ObjectVersion, VersionRef
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 from backup_my_bucket.storage.s3 import S3Store
 
 from ..catalog.test_catalog import dead_pid
-from ..conftest import S3Server, unique_bucket
+from ..conftest import S3Server, is_data, unique_bucket
 from .conftest import bmb
 
 pytestmark = pytest.mark.s3
@@ -43,14 +47,14 @@ async def test_gc_frees_only_what_removed_snapshots_needed(
         ids.append(json.loads(out)["id"])
         await asyncio.sleep(1.1)
 
-    before = [v async for v in iter_versions(s3_store, bucket)]
+    before = await data_versions(s3_store, bucket)
     code, out, err = await bmb(
         capsys, "--json", "gc", "--backup", backup, "--keep-last", "2", "--dry-run"
     )
     assert code == 0, err
     plan = json.loads(out)
     assert plan["dry_run"] is True and plan["snapshots_removed"] == [ids[0]]
-    assert [v async for v in iter_versions(s3_store, bucket)] == before  # nothing touched
+    assert await data_versions(s3_store, bucket) == before  # nothing touched
 
     code, out, err = await bmb(capsys, "--json", "gc", "--backup", backup, "--keep-last", "2")
     assert code == 0, err
@@ -67,6 +71,11 @@ async def test_gc_frees_only_what_removed_snapshots_needed(
 
     code, out, _ = await bmb(capsys, "--json", "gc", "--backup", backup, "--keep-last", "2")
     assert json.loads(out)["versions_deleted"] == 0  # a second gc has nothing to do
+
+
+async def data_versions(store: ObjectStore, bucket: str) -> list[ObjectVersion]:
+    """The bucket's versions without the reserved folder (the catalog, the records)."""
+    return [v async for v in iter_versions(store, bucket) if is_data(v.key)]
 
 
 async def test_gc_refuses_empty_policy_and_respects_the_lock(
@@ -221,3 +230,61 @@ async def test_gc_skips_and_reports_versions_under_object_lock(
     code, out, err = await bmb(capsys, "gc", "--backup", f"s3://{bucket}", "--keep-last", "1")
     assert code == 0, err
     assert "deleted 1 version" in out and f"skipped (locked): a {old[0]}: kept by" in out
+
+
+async def test_gc_that_loses_its_lock_stops_with_exit_11(
+    cli_env: None,
+    s3_store: ObjectStore,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process takes the catalog lock while gc deletes its first batch: gc stops
+    before the next one (exit 11), and a rerun, once the lock is free, finishes the job."""
+    bucket = unique_bucket("gclost")
+    await s3_store.create_bucket(bucket)
+    await s3_store.set_versioning(bucket, True)
+    gate = asyncio.Semaphore(64)
+
+    async def put(key: str, data: bytes) -> None:
+        async with gate:
+            await s3_store.put(bucket, key, data)
+
+    keys = [f"k{i:04d}" for i in range(1100)]
+    for round_ in range(2):  # 1,100 old versions: two batches (1,000 + 100)
+        await asyncio.gather(*(put(k, f"{round_}".encode()) for k in keys))
+        await asyncio.sleep(1.1)
+    code, out, err = await bmb(capsys, "--json", "snapshot", "--backup", f"s3://{bucket}")
+    assert code == 0, err
+    snap = json.loads(out)["id"]
+    lock_key = ".backup-my-bucket/catalog/lock.json"
+    batches: list[int] = []
+    original = S3Store.delete_versions
+
+    async def steal_during_first(
+        self: S3Store, bucket_: str, refs: Sequence[VersionRef]
+    ) -> list[ItemFailure]:
+        if bucket_ == bucket and not any(r.key.startswith(RESERVED) for r in refs):
+            batches.append(len(refs))
+            if len(batches) == 1:
+                now = datetime.now(UTC)
+                thief = LockInfo.new("snapshot", now, timedelta(hours=1))
+                await self.put(bucket, lock_key, thief.dumps())
+        return await original(self, bucket_, refs)
+
+    monkeypatch.setattr(S3Store, "delete_versions", steal_during_first)
+    gc = ["--json", "--workers", "1", "gc", "--backup", f"s3://{bucket}", "--keep-last", "1"]
+    code, out, err = await bmb(capsys, *gc)
+    assert code == ExitCode.LOCKED, err
+    assert "lost the catalog lock" in err and "before its next batch of deletions" in err
+    assert batches == [1000]
+    assert len(await data_versions(s3_store, bucket)) == 2200 - 1000
+    code, _, err = await bmb(capsys, *gc)  # the thief still holds it
+    assert code == ExitCode.LOCKED and "locked by snapshot" in err
+
+    await s3_store.delete(bucket, lock_key)  # the other holder finished
+    code, out, err = await bmb(capsys, *gc)
+    assert code == 0, err
+    assert json.loads(out)["versions_deleted"] == 100
+    assert len(await data_versions(s3_store, bucket)) == 1100
+    code, _, err = await bmb(capsys, "verify", snap, "--backup", f"s3://{bucket}")
+    assert code == 0, err

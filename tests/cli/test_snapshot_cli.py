@@ -47,7 +47,9 @@ async def test_snapshot_workflow(
     code, out, _ = await bmb(capsys, "--json", "snapshot", "--backup", f"s3://{bucket}")
     second = json.loads(out)
 
-    code, out, _ = await bmb(capsys, "--json", "snapshots")  # the only catalog: found by itself
+    code, _, err = await bmb(capsys, "--json", "snapshots")  # snapshots live with the backup
+    assert code == ExitCode.USAGE and "--backup" in err
+    code, out, _ = await bmb(capsys, "--json", "snapshots", "--backup", f"s3://{bucket}")
     assert code == 0
     assert [json.loads(line)["id"] for line in out.splitlines()] == [first["id"], second["id"]]
 
@@ -56,20 +58,21 @@ async def test_snapshot_workflow(
     )
     assert code == 0 and json.loads(out)["tags"] == ["first"]
 
-    code, out, _ = await bmb(capsys, "--json", "ls", first["id"], "--prefix", "photos/")
+    backup = ["--backup", f"s3://{bucket}"]
+    code, out, _ = await bmb(capsys, "--json", "ls", first["id"], "--prefix", "photos/", *backup)
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["key"] for r in rows] == ["photos/a.jpg", "photos/b.jpg"]
     assert set(rows[0]) == {"key", "version_id", "size", "etag", "last_modified"}
 
-    code, out, _ = await bmb(capsys, "--json", "diff", first["id"], second["id"])
+    code, out, _ = await bmb(capsys, "--json", "diff", first["id"], second["id"], *backup)
     changes = {json.loads(line)["key"]: json.loads(line)["change"] for line in out.splitlines()}
     assert changes == {"photos/a.jpg": "changed", "docs/readme.txt": "removed", "new.txt": "added"}
 
     await s3_store.put(bucket, "later.txt", b"l")
-    code, out, _ = await bmb(capsys, "--json", "diff", "latest", "live")
+    code, out, _ = await bmb(capsys, "--json", "diff", "latest", "live", *backup)
     assert [json.loads(line)["key"] for line in out.splitlines()] == ["later.txt"]
 
-    code, _, err = await bmb(capsys, "show", "nope")
+    code, _, err = await bmb(capsys, "show", "nope", *backup)
     assert code == ExitCode.NOT_FOUND and "no snapshot 'nope'" in err
 
 
@@ -89,21 +92,27 @@ async def test_snapshot_errors(
 async def test_catalog_in_the_backup_bucket(
     cli_env: None, s3_store: ObjectStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The default catalog lives in the backup bucket, in its reserved folder, which no
+    snapshot includes; a --catalog elsewhere inside the backup location is refused."""
     bucket = unique_bucket("incat")
     await s3_store.create_bucket(bucket)
     await s3_store.set_versioning(bucket, True)
     await s3_store.put(bucket, "data/x", b"x")
     await asyncio.sleep(1.1)
-    catalog = f"s3://{bucket}/.bmb/"
     for _ in range(2):  # the second snapshot must not see the first one's catalog files
-        code, out, err = await bmb(
-            capsys, "--json", "--catalog", catalog, "snapshot", "--backup", f"s3://{bucket}"
-        )
+        code, out, err = await bmb(capsys, "--json", "snapshot", "--backup", f"s3://{bucket}")
         assert code == 0, err
         assert json.loads(out)["keys"] == 1
         await asyncio.sleep(1.1)
-    code, out, _ = await bmb(capsys, "--json", "--catalog", catalog, "snapshots")
+    keys = {v.key async for v in iter_versions(s3_store, bucket) if not v.is_delete_marker}
+    assert {k for k in keys if not k.startswith(".backup-my-bucket/")} == {"data/x"}
+    assert ".backup-my-bucket/location.json" in keys
+    assert sum(k.startswith(".backup-my-bucket/catalog/snapshots/") for k in keys) == 2
+    code, out, _ = await bmb(capsys, "--json", "snapshots", "--backup", f"s3://{bucket}")
     assert len(out.splitlines()) == 2
+    nested = ["--catalog", f"s3://{bucket}/.bmb/", "snapshot", "--backup", f"s3://{bucket}"]
+    code, _, err = await bmb(capsys, *nested)
+    assert code == ExitCode.USAGE and "inside the backup location" in err and "migrate" in err
 
 
 async def test_backup_is_sync_then_snapshot(

@@ -47,6 +47,7 @@ async def test_init_enables_versioning_with_yes(
     assert json.loads(out) == {
         "source": f"s3://{src}", "backup": f"s3://{bak}/b/", "versioning": "Enabled",
         "versioning_enabled_now": True, "warnings": [],
+        "catalog": f"s3://{bak}/b/.backup-my-bucket/catalog/",
     }  # fmt: skip
     assert await s3_store.get_versioning(bak) is Versioning.ENABLED
     code, out, _ = await bmb(capsys, "--json", "init", *urls)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from backup_my_bucket.catalog.catalog import LocalCatalog
+from backup_my_bucket.catalog import LocalCatalog
 from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.engine.diff import aiter_sync
 from backup_my_bucket.engine.gc import run_gc
@@ -24,6 +24,7 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.memory import MemoryStore
 
 from .. import figures
+from ..conftest import is_data
 
 T = TypeVar("T")
 KEYS = 2000
@@ -44,7 +45,8 @@ async def converge(
 
 
 def live(store: MemoryStore, bucket: str) -> dict[str, bytes]:
-    return dict(store.snapshot_state(bucket))
+    """The bucket's data: without the reserved folder a backup keeps its records in."""
+    return {k: v for k, v in store.snapshot_state(bucket).items() if is_data(k)}
 
 
 async def test_sync_snapshot_restore_gc_converge_under_faults(tmp_path: Path) -> None:

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
+
+from backup_my_bucket.catalog import LockInfo, S3Catalog
+from backup_my_bucket.catalog.location import default_catalog_url
+from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.engine.gc import run_gc
 from backup_my_bucket.engine.retention import RetentionPolicy, SnapshotRef
 from backup_my_bucket.engine.versions import histories
+from backup_my_bucket.errors import ItemFailure, Locked
+from backup_my_bucket.model import S3Url, VersionRef
 from backup_my_bucket.storage.iterate import iter_versions
+from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
-from tests.conftest import BucketFactory
+from tests.conftest import BucketFactory, is_data
 
 
 async def snapshot_now(store: ObjectStore, bucket: str, name: str) -> SnapshotRef:
@@ -81,3 +90,45 @@ async def test_gc_frees_only_what_removed_snapshots_needed(
     assert [(v.key, v.is_delete_marker) for v in left] == [("a", False), ("b", True), ("c", False)]
 
     assert await gc(store, bucket, [s3], 1) == ([], 0, 0)  # a second gc deletes nothing
+
+
+class StealsTheLock(MemoryStore):
+    """Another process takes the catalog lock while gc's first batch of deletions runs."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock)
+        self.batches = 0
+        self.catalog: S3Catalog | None = None
+
+    async def delete_versions(self, bucket: str, refs: Sequence[VersionRef]) -> list[ItemFailure]:
+        if self.catalog is None:  # not armed yet (the lock's probe of conditional writes)
+            return await super().delete_versions(bucket, refs)
+        self.batches += 1
+        if self.batches == 1:
+            thief = LockInfo.new("gc", self.clock.now(), timedelta(hours=1))
+            await self.put(bucket, self.catalog._key("lock.json"), thief.dumps())
+        return await super().delete_versions(bucket, refs)
+
+
+async def test_gc_that_loses_its_lock_stops_before_its_next_batch(tmp_path: Path) -> None:
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    store = StealsTheLock(clock)
+    await store.create_bucket("bak")
+    await store.set_versioning("bak", True)
+    for round_ in range(3):  # 2 x 1,200 versions no restoration point needs
+        for i in range(1200):
+            await store.put("bak", f"k{i:04d}", f"{round_}".encode())
+        clock.advance(timedelta(seconds=10))
+    catalog = S3Catalog(store, default_catalog_url(S3Url("bak")), tmp_path, clock)
+    now = clock.now()
+    async with catalog.lock("gc") as lease:
+        store.catalog = catalog
+        with pytest.raises(Locked) as info:
+            await run_gc(
+                store, "bak", "", [SnapshotRef("s", now)], RetentionPolicy(keep_last=1), now,
+                remove_snapshots=catalog.remove, workers=1, guard=lease.check,
+            )  # fmt: skip
+    assert "lost the catalog lock" in info.value.message and "next batch" in info.value.message
+    left = [v async for v in iter_versions(store, "bak") if is_data(v.key)]
+    assert len(left) == 3600 - 1000  # exactly one batch was deleted, then it stopped
+    assert store.batches == 1

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backup_my_bucket.catalog.catalog import LocalCatalog
+from backup_my_bucket.catalog import LocalCatalog
 from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.engine.snapshot import take_snapshot
 from backup_my_bucket.errors import UsageError, VersioningNotEnabled
@@ -199,15 +199,19 @@ async def test_snapshot_refuses_unversioned_backup_and_future(
     assert await catalog.list() == []
 
 
-async def test_catalog_prefix_inside_the_backup_is_not_snapshotted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefix", ["", "site/"])
+async def test_the_reserved_folder_is_never_snapshotted(tmp_path: Path, prefix: str) -> None:
+    """The location's .backup-my-bucket/ (its catalog and records) is not backed-up data;
+    neighbours that only share a prefix with it are."""
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     store = MemoryStore(clock)
     await store.create_bucket("b")
     await store.set_versioning("b", True)
-    await store.put("b", "data/x", b"1")
-    await store.put("b", ".bmb-catalog/snapshots/old.json", b"{}")
+    data = ["data/x", ".backup-my-bucket", ".backup-my-bucket-x/y", ".backup-my-bucketz"]
+    for key in [*data, ".backup-my-bucket/catalog/snapshots/old.json", ".backup-my-bucket/h"]:
+        await store.put("b", prefix + key, b"1")
     clock.advance(timedelta(seconds=5))
-    meta = await take_snapshot(
-        store, S3Url("b"), LocalCatalog(tmp_path / "c", clock), clock, skip_prefix=".bmb-catalog/"
-    )
-    assert meta.keys == 1
+    catalog = LocalCatalog(tmp_path / "c", clock)
+    meta = await take_snapshot(store, S3Url("b", prefix), catalog, clock)
+    rows = (await catalog.open_index(meta)).rows()
+    assert [v.key for v in rows] == sorted(data)

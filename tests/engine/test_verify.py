@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from backup_my_bucket.catalog.catalog import LocalCatalog
+from backup_my_bucket.catalog import LocalCatalog
 from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.engine.diff import aiter_sync
 from backup_my_bucket.engine.snapshot import take_snapshot

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from backup_my_bucket.catalog.catalog import LocalCatalog
+from backup_my_bucket.catalog import LocalCatalog
 from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.model import ObjectVersion, VersionRef
 from backup_my_bucket.ops.events import EventLog
@@ -25,6 +25,8 @@ from backup_my_bucket.ops.runner import Connection, PlanRunner
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
+
+from ..conftest import is_data
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -100,7 +102,7 @@ class World:
     async def current(self, bucket: str) -> dict[str, ObjectVersion]:
         live: dict[str, ObjectVersion] = {}
         async for v in iter_versions(self.store, bucket):
-            if v.is_latest and not v.is_delete_marker:
+            if v.is_latest and not v.is_delete_marker and is_data(v.key):
                 live[v.key] = v
         return live
 

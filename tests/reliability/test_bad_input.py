@@ -372,11 +372,11 @@ CASES = [
         NF,
         lambda w: [MISSING],
     ),
-    Case(
-        "snapshot-catalog-read-only",
+    Case(  # the backup names its catalog: a snapshot into another one is refused
+        "snapshot-into-another-catalog",
         lambda w: ["--catalog", "/proc/bmb", "snapshot", "--backup", f"s3://{w.bkp}"],
-        FAIL,
-        lambda w: ["/proc/bmb"],
+        USAGE,
+        lambda w: ["/proc/bmb", "is not the catalog of", str(w.catalog)],
     ),
     Case(
         "gc-empty-policy",

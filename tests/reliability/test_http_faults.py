@@ -18,7 +18,7 @@ from backup_my_bucket.storage.s3 import S3Store
 
 from .. import figures
 from ..cli.conftest import bmb
-from ..conftest import S3Server, unique_bucket
+from ..conftest import S3Server, is_data, unique_bucket
 from .faultproxy import FaultProxy
 
 pytestmark = pytest.mark.s3
@@ -49,11 +49,11 @@ async def fill(store: S3Store, bucket: str, items: dict[str, bytes]) -> None:
 
 
 async def current(store: S3Store, bucket: str) -> dict[str, str | None]:
-    return {o.key: o.etag async for o in iter_objects(store, bucket)}
+    return {o.key: o.etag async for o in iter_objects(store, bucket) if is_data(o.key)}
 
 
 async def versions(store: S3Store, bucket: str) -> list[ObjectVersion]:
-    return [v async for v in iter_versions(store, bucket)]
+    return [v async for v in iter_versions(store, bucket) if is_data(v.key)]
 
 
 class Runner:

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from backup_my_bucket.catalog.catalog import LocalCatalog
+from backup_my_bucket.catalog import LocalCatalog
 from backup_my_bucket.clock import SYSTEM_CLOCK
 from backup_my_bucket.engine.gc import run_gc
 from backup_my_bucket.engine.retention import SnapshotRef, policy_from_options

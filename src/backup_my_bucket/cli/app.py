@@ -7,14 +7,13 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, TypeVar
 
-import platformdirs
-
-from ..catalog.catalog import APP_NAME, Catalog, LocalCatalog, S3Catalog, default_catalog_dir
+from ..catalog.catalog import Catalog
+from ..catalog.finder import Finder, unmigrated
 from ..clock import SYSTEM_CLOCK, Clock
 from ..engine.progress import Progress
+from ..engine.versions import require_versioning
 from ..errors import Interrupted, Terminated, UsageError
 from ..model import S3Url
 from ..ops.signals import stop_on_signals
@@ -82,43 +81,38 @@ class App:
             self._stores[config] = store
         return store
 
-    def catalog_url(self) -> S3Url | None:
-        """The catalog's S3 location when --catalog names one."""
-        location = self.settings.catalog
-        return S3Url.parse(location) if location and location.startswith("s3://") else None
+    async def finder(self) -> Finder:
+        """Opens catalogs; S3 ones through the backup side's store."""
+        return Finder(await self.store("backup"), self.clock)
 
-    async def catalog(self, backup: S3Url | None) -> Catalog:
-        """The catalog from --catalog, else the default one of the backup location.
+    async def catalog(self, backup: S3Url | None, *, writing: bool = False) -> Catalog:
+        """The catalog of ``backup``: the one its bucket names (default: in the backup bucket,
+        under .backup-my-bucket/), or --catalog. Writing commands refuse any other catalog
+        than the named one, and name theirs when the bucket names none yet.
 
-        Without either, a user with a single catalog on this machine gets that one.
-        """
-        catalog = await self._catalog(backup)
+        Without --backup, --catalog alone opens that catalog for reading."""
+        finder = await self.finder()
+        explicit = self.settings.catalog
+        if backup is None:
+            if explicit is None:
+                raise UsageError(
+                    "which backup? snapshots live with the backup: pass --backup s3://bucket",
+                    hint="or --catalog PATH|s3://... to read a catalog kept elsewhere",
+                )
+            catalog = finder.open(explicit)
+            log.info("catalog: %s", catalog.location)
+            return catalog
+        if writing:  # before anything is written there (the bucket's record of its catalog)
+            await finder.store.check_bucket(backup.bucket)
+            await require_versioning(finder.store, backup.bucket)
+        catalog = await finder.for_backup(backup, explicit, writing=writing)
+        for old in await unmigrated(catalog, backup):
+            self.output.warn(
+                f"{len(old.ids)} snapshot(s) of {backup} are still only in the old local "
+                f"catalog {old.path}: move them with `bmb catalog migrate --backup {backup}`"
+            )
         log.info("catalog: %s", catalog.location)
         return catalog
-
-    async def _catalog(self, backup: S3Url | None) -> Catalog:
-        url = self.catalog_url()
-        if url is not None:
-            cache = Path(platformdirs.user_cache_dir(APP_NAME)) / "index-cache"
-            return S3Catalog(await self.store("backup"), url, cache, self.clock)
-        if self.settings.catalog:
-            return LocalCatalog(Path(self.settings.catalog), self.clock)
-        if backup is not None:
-            return LocalCatalog(
-                default_catalog_dir(self.s3_config("backup").endpoint_url, backup), self.clock
-            )
-        found = known_catalogs()
-        if len(found) == 1:
-            return LocalCatalog(found[0], self.clock)
-        if not found:
-            raise UsageError(
-                "no catalog found on this machine",
-                hint="pass --backup s3://bucket (its default catalog) or --catalog PATH|s3://...",
-            )
-        raise UsageError(
-            "several catalogs exist on this machine: " + ", ".join(str(p) for p in found[:5]),
-            hint="say which with --backup s3://bucket or --catalog PATH",
-        )
 
     def progress(self) -> Progress:
         """Progress on stderr for people; nothing for machines (--json) or pipes."""
@@ -166,9 +160,3 @@ class App:
         for store in self._stores.values():
             await store.close()
         self._stores.clear()
-
-
-def known_catalogs() -> list[Path]:
-    """Default catalog directories that hold at least one snapshot."""
-    root = Path(platformdirs.user_data_dir(APP_NAME)) / "catalogs"
-    return sorted(p.parent for p in root.glob("*/*/snapshots") if any(p.glob("*.json")))

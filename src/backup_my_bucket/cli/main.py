@@ -21,6 +21,7 @@ from ..storage.s3.redact import redact, remember
 from .app import DEFAULT_WORKERS, RERUN, App, Settings
 from .commands import (
     backup,
+    catalog,
     daemon,
     demo,
     localserver,
@@ -74,7 +75,8 @@ class _OrderedGroup(click.Group):
 @click.option(
     "--catalog",
     metavar="PATH|s3://BUCKET/PREFIX",
-    help="Where snapshots live (default: a directory per backup bucket under the user data dir).",
+    help="Where snapshots live (default: in the backup bucket, under .backup-my-bucket/; the "
+    "bucket records which catalog is its own).",
 )
 @click.option(
     "--workers",
@@ -161,7 +163,18 @@ def cli(
 
 
 # the workflow's order
-for module in (backup, snapshots, restore, manage, promote, plan, daemon, demo, localserver):
+for module in (
+    backup,
+    snapshots,
+    restore,
+    manage,
+    catalog,
+    promote,
+    plan,
+    daemon,
+    demo,
+    localserver,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

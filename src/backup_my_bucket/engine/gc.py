@@ -41,9 +41,12 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..catalog.catalog import Catalog
+from ..catalog.catalog import Catalog, Damaged
+from ..catalog.finder import refuse_unmigrated
+from ..catalog.history import note_gc
 from ..catalog.index import SnapshotMeta
-from ..errors import BackupError, ItemFailure, PartialFailure, UsageError
+from ..catalog.location import reserved_prefix
+from ..errors import BackupError, CatalogError, ItemFailure, Locked, PartialFailure, UsageError
 from ..model import LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
@@ -59,26 +62,35 @@ LOCK_CHECK_WORKERS = 8
 
 @dataclass(frozen=True, slots=True)
 class RestorePoints:
-    """The moments gc must keep restorable: kept snapshots' instants and an optional window."""
+    """The moments gc must keep restorable: kept snapshots' instants, an optional window, and
+    every moment from gc's own start on (``tail``: what is written while it runs)."""
 
     instants: tuple[datetime, ...]  # ascending
     window: tuple[datetime, datetime] | None = None  # [start, end], both included
+    tail: datetime | None = None  # every moment at or after it
 
     @classmethod
     def build(
         cls, instants: Iterable[datetime], pit_window: timedelta | None, now: datetime
     ) -> RestorePoints:
         window = (now - pit_window, now) if pit_window is not None else None
-        return cls(tuple(sorted(instants)), window)
+        return cls(tuple(sorted(instants)), window, now)
 
     @property
     def empty(self) -> bool:
         return not self.instants and self.window is None
 
+    @property
+    def keep_from(self) -> datetime | None:
+        """From this moment on, every moment stays restorable."""
+        return self.window[0] if self.window is not None else self.tail
+
     def needs(self, start: datetime, end: datetime | None) -> bool:
         """Whether a point lies in ``[start, end)``; ``end`` None means unbounded."""
         if end is not None and end <= start:
             return False  # an empty interval: nothing was ever restored from it
+        if self.tail is not None and (end is None or end > self.tail):
+            return True
         if self.window is not None:
             low, high = self.window
             if start <= high and (end is None or end > low):
@@ -177,19 +189,27 @@ async def execute_deletions(
     progress: Progress,
     now: datetime,
     batch_size: int = MAX_DELETE_BATCH,
+    guard: Guard | None = None,
 ) -> _Tally:
     """Delete the planned entries in batches of ≤ 1,000, ``workers`` batches at a time; a
-    refused deletion is skipped if Object Lock keeps the version at ``now``, else a failure."""
+    refused deletion is skipped if Object Lock keeps the version at ``now``, else a failure.
+
+    ``guard`` runs before each batch (the catalog lock's check): when it raises Locked,
+    no batch starts any more and the error propagates."""
     if not 1 <= batch_size <= MAX_DELETE_BATCH:
         raise ValueError(f"batch_size must be within 1..{MAX_DELETE_BATCH}")
     tally = _Tally()
 
     async def delete(batch: list[ObjectVersion]) -> list[tuple[ItemFailure, ItemFailure | None]]:
+        if guard is not None:
+            await guard("its next batch of deletions")
         refs = [VersionRef(bucket, e.key, e.version_id) for e in batch]
         return await _sort_refusals(store, bucket, await store.delete_versions(bucket, refs), now)
 
     async for outcome in run_pool(_batches(plan, batch_size), delete, workers=workers):
         batch = outcome.item
+        if isinstance(outcome.error, Locked):
+            raise outcome.error  # the lock is lost: stop before anything more is deleted
         if outcome.error is not None:  # the whole request failed: every item is a failure
             reason = outcome.error.message
             tally.failures += [ItemFailure(e.key, e.version_id, reason) for e in batch]
@@ -292,6 +312,8 @@ class GcPartialFailure(PartialFailure):
 
 
 RemoveSnapshots = Callable[[Sequence[str]], Awaitable[None]]
+Guard = Callable[[str], Awaitable[None]]
+OnPruned = Callable[["RestorePoints"], Awaitable[None]]
 Leftovers = Callable[[], Awaitable[Sequence[str]]]
 Sweep = Callable[[Sequence[str]], Awaitable[None]]
 
@@ -311,6 +333,8 @@ async def run_gc(
     workers: int = 8,
     progress: Progress | None = None,
     on_planned: Callable[[ObjectVersion], None] | None = None,
+    guard: Guard | None = None,
+    on_pruned: OnPruned | None = None,
 ) -> GcResult:
     """Apply ``policy`` to every snapshot of the backup at ``s3://bucket/prefix`` and collect.
 
@@ -323,6 +347,10 @@ async def run_gc(
     between a manifest and its index leaves such an index, and its rerun removes it.
     With ``dry_run``, nothing is removed or deleted and ``on_planned`` (if given) sees each
     entry that would be deleted, so the CLI can list them.
+    ``guard`` (the catalog lock's check) runs before the catalog removals and before each
+    batch of deletions; ``on_pruned`` records what the run makes unrestorable, after the
+    catalog removals and before the first deletion. The location's reserved folder (its
+    catalog and records) is never touched.
     Raises UsageError for an empty policy or when nothing at all would stay restorable, and
     GcPartialFailure (exit 3, with the result) when some deletions failed.
     """
@@ -337,10 +365,15 @@ async def run_gc(
             f"the policy would remove all {len(snapshots)} snapshots and every old version",
             hint="set --min-keep 1 (or more), or widen the policy",
         )
+    guard = guard if guard is not None and not dry_run else None
     if removed and not dry_run:
+        if guard is not None:
+            await guard("removing expired snapshots from the catalog")
         await remove_snapshots(removed)  # catalog first: see the ordering rules
     swept = tuple(await leftovers()) if leftovers is not None else ()
     if swept and sweep is not None and not dry_run:
+        if guard is not None:
+            await guard("sweeping the catalog")
         await sweep(swept)
     if points.empty:
         # Nothing references history yet: deleting it all is never what a user means.
@@ -348,8 +381,10 @@ async def run_gc(
         return GcResult((), (), 0, 0, 0, dry_run, warnings=(warning,), catalog_leftovers=swept)
     backup = S3Url(bucket, prefix)
     warnings = await _lifecycle_check(store, bucket, backup.prefix, points, now)
+    if on_pruned is not None and not dry_run:
+        await on_pruned(points)  # the narrower span first: see catalog/history.py
     plan = plan_gc(_content(iter_versions(store, bucket, prefix=backup.prefix), backup), points)
-    tally = await _collect(store, bucket, plan, dry_run, workers, progress, on_planned, now)
+    tally = await _collect(store, bucket, plan, dry_run, workers, progress, on_planned, now, guard)
     result = GcResult(
         removed,
         kept,
@@ -381,16 +416,31 @@ async def gc_catalog(
     on_planned: Callable[[ObjectVersion], None] | None = None,
 ) -> GcResult:
     """The whole `gc` command: under the catalog lock, collect the backup at ``backup``
-    (default: the one location the catalog's snapshots record) with :func:`run_gc`."""
-    async with catalog.lock("gc"):
-        metas = await catalog.list()
-        url = backup or backup_of(metas)
+    (default: the one location the catalog's snapshots record) with :func:`run_gc`.
+
+    ``catalog`` must be the one the backup names (the caller opened it for writing). gc
+    stops rather than guess: on a snapshot whose manifest is unreadable (exit 1), and while
+    this machine's old local catalogs hold snapshots of the backup that ``catalog`` lacks
+    (exit 2). It checks its lock before every destructive step and records what it prunes
+    (catalog/history.py) before the first deletion."""
+    async with catalog.lock("gc") as lease:
+        listing = await catalog.scan()
+        if listing.unreadable:
+            raise cannot_tell(listing.unreadable)
+        url = backup or backup_of(listing.snapshots)
         await require_versioning(store, url.bucket)
+        await refuse_unmigrated(catalog, url)
+        mine = [m for m in listing.snapshots if m.of(url)]
+
+        async def pruned(points: RestorePoints) -> None:
+            if points.keep_from is not None:
+                await note_gc(store, url, points.instants, points.keep_from)
+
         return await run_gc(
             store,
             url.bucket,
             url.prefix,
-            [SnapshotRef(m.id, m.at) for m in metas if m.of(url)],
+            [SnapshotRef(m.id, m.at) for m in mine],
             policy,
             now,
             remove_snapshots=catalog.remove,
@@ -400,6 +450,8 @@ async def gc_catalog(
             workers=workers,
             progress=progress,
             on_planned=on_planned,
+            guard=lease.check,
+            on_pruned=pruned,
         )
 
 
@@ -418,10 +470,23 @@ def backup_of(metas: Sequence[SnapshotMeta]) -> S3Url:
 async def _content(
     entries: AsyncIterable[ObjectVersion], backup: S3Url
 ) -> AsyncIterator[ObjectVersion]:
-    """The entries that are the folder's content (not its own marker key)."""
+    """The entries that are the folder's content: not its own marker key, nor its reserved
+    folder (the backup's catalog and records)."""
+    reserved = reserved_prefix(backup)
     async for entry in entries:
-        if backup.relative(entry.key) is not None:
+        if backup.relative(entry.key) is not None and not entry.key.startswith(reserved):
             yield entry
+
+
+def cannot_tell(damaged: Sequence[Damaged]) -> CatalogError:
+    """gc does not guess what a snapshot with an unreadable manifest needs."""
+    names = ", ".join(f"{d.id} ({d.problem})" for d in damaged[:5])
+    return CatalogError(
+        f"gc stopped: {len(damaged)} snapshot manifest(s) are damaged, so which versions they "
+        f"need is unknown: {names}",
+        hint=f"repair the manifest, or drop the snapshot with `bmb catalog remove {damaged[0].id} "
+        "--backup ...`; then rerun gc",
+    )
 
 
 async def _lifecycle_check(
@@ -443,6 +508,7 @@ async def _collect(
     progress: Progress,
     on_planned: Callable[[ObjectVersion], None] | None,
     now: datetime,
+    guard: Guard | None,
 ) -> _Tally:
     progress.start(
         "gc: planning (dry run)" if dry_run else "gc: deleting versions", unit="versions"
@@ -451,7 +517,7 @@ async def _collect(
         if dry_run:
             return await _count_only(plan, on_planned, progress)
         return await execute_deletions(
-            store, bucket, plan, workers=workers, progress=progress, now=now
+            store, bucket, plan, workers=workers, progress=progress, now=now, guard=guard
         )
     finally:
         progress.finish()

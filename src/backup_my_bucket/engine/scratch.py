@@ -12,7 +12,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from ..catalog.catalog import pid_alive
+from ..catalog.lock import pid_alive
 
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 

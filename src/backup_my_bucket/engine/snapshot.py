@@ -22,7 +22,9 @@ from pathlib import Path
 
 from .. import __version__
 from ..catalog.catalog import Catalog, new_snapshot_id
+from ..catalog.history import note_start, read_span
 from ..catalog.index import IndexWriter, SnapshotMeta
+from ..catalog.location import reserved_prefix
 from ..clock import Clock
 from ..errors import UsageError
 from ..model import ObjectVersion, S3Url
@@ -31,7 +33,7 @@ from ..units import format_time, human_time
 from .listing import ParallelListing
 from .progress import NullProgress, Progress
 from .scratch import scratch_prefix, sweep_stale
-from .versions import KeyHistory, require_versioning
+from .versions import Earliest, KeyHistory, require_versioning
 
 
 def default_cut(clock: Clock) -> datetime:
@@ -59,8 +61,12 @@ def relative(version: ObjectVersion, url: S3Url) -> ObjectVersion | None:
     return dataclasses.replace(version, key=key) if url.prefix else version
 
 
-def live_at_reducer(at: datetime, url: S3Url) -> Callable[[KeyHistory], ObjectVersion | None]:
+def live_at_reducer(
+    at: datetime, url: S3Url, seen: Earliest | None = None
+) -> Callable[[KeyHistory], ObjectVersion | None]:
     def reduce(history: KeyHistory) -> ObjectVersion | None:
+        if seen is not None:
+            seen.add(history.versions)
         live = history.live_at(at)
         return None if live is None else relative(live, url)
 
@@ -75,30 +81,27 @@ def current_reducer(url: S3Url) -> Callable[[KeyHistory], ObjectVersion | None]:
     return reduce
 
 
-def catalog_skip_prefix(backup: S3Url, catalog_url: S3Url | None) -> str | None:
-    """The catalog's own keys when it lives inside the bucket being listed."""
-    if catalog_url is None or catalog_url.bucket != backup.bucket:
-        return None
-    return catalog_url.prefix
-
-
 def state_at(
     store: ObjectStore,
     backup: S3Url,
     at: datetime,
     *,
     workers: int,
-    skip_prefix: str | None = None,
+    within: str = "",
+    seen: Earliest | None = None,
     progress: Progress | None = None,
 ) -> AsyncIterator[ObjectVersion]:
-    """The backup bucket's state at ``at`` (relative keys), streamed in key order."""
+    """The backup location's state at ``at`` in its sub-folder ``within`` (the whole location
+    by default), keys relative to that folder, streamed in key order. The location's reserved
+    folder is never part of it; ``seen`` notes the oldest entry listed."""
+    scope = backup.child(within)
     listing = ParallelListing(
         store,
         backup.bucket,
-        live_at_reducer(at, backup),
-        prefix=backup.prefix,
+        live_at_reducer(at, scope, seen),
+        prefix=scope.prefix,
         workers=workers,
-        skip_prefix=skip_prefix,
+        skip_prefix=reserved_prefix(backup),
         on_page=(lambda n: progress.advance(n)) if progress else None,
     )
     return listing.results()
@@ -109,11 +112,12 @@ def live_state(
     backup: S3Url,
     *,
     workers: int,
-    skip_prefix: str | None = None,
     within: str = "",
 ) -> AsyncIterator[ObjectVersion]:
     """The bucket's current state in the folder ``backup`` (keys relative to it), streamed in
-    key order; ``within``: only relative keys in that sub-folder (a :func:`folder`)."""
+    key order; ``within``: only relative keys in that sub-folder (a :func:`folder`). The
+    location's reserved folder is never part of it (a restore target may be a backup
+    location itself)."""
     # ListObjectVersions, not ListObjectsV2: only the version listing is in key order on
     # every server we know (SeaweedFS lists V2 in its own directory order).
     listing = ParallelListing(
@@ -122,7 +126,7 @@ def live_state(
         current_reducer(backup),
         prefix=backup.child(within).prefix,
         workers=workers,
-        skip_prefix=skip_prefix,
+        skip_prefix=reserved_prefix(backup),
     )
     return listing.results()
 
@@ -137,10 +141,12 @@ async def take_snapshot(
     source: S3Url | None = None,
     tags: Sequence[str] = (),
     workers: int = 16,
-    skip_prefix: str | None = None,
     progress: Progress | None = None,
 ) -> SnapshotMeta:
-    """List the backup bucket, write the index, publish it. Runs under the catalog lock."""
+    """List the backup bucket, write the index, publish it. Runs under the catalog lock,
+    which it checks before publishing (a lost lock: Locked, exit 11, nothing published).
+    Where the backup's history begins is recorded if nothing recorded it yet (the oldest
+    version listed)."""
     progress = progress or NullProgress()
     started = clock.now()
     if at is not None and at > started:
@@ -153,7 +159,8 @@ async def take_snapshot(
     cut = default_cut(clock) if at is None else min(at.replace(microsecond=0), default_cut(clock))
     await require_versioning(store, backup.bucket)
     snapshot_id = new_snapshot_id(cut)
-    async with catalog.lock("snapshot"):
+    seen = Earliest()
+    async with catalog.lock("snapshot") as lease:
         sweep_stale("snapshot")  # the working directories of killed snapshots
         with tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot")) as work:
             path = Path(work) / f"{snapshot_id}.parquet"
@@ -162,9 +169,7 @@ async def take_snapshot(
                 f"snapshot: listing {backup} (state at {human_time(cut)})", unit="versions"
             )
             try:
-                rows = state_at(
-                    store, backup, cut, workers=workers, skip_prefix=skip_prefix, progress=progress
-                )
+                rows = state_at(store, backup, cut, workers=workers, seen=seen, progress=progress)
                 async for version in rows:
                     writer.add(version)
             except BaseException:
@@ -186,5 +191,8 @@ async def take_snapshot(
                 tags=tuple(tags),
                 tool_version=__version__,
             )
+            if seen.value is not None and (await read_span(store, backup)).start is None:
+                await note_start(store, backup, seen.value, "earliest version", required=False)
+            await lease.check("publishing the snapshot")
             await catalog.publish(meta, path)
     return meta

@@ -31,7 +31,10 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import BackupError, ItemFailure, StorageError
+from ..catalog.history import note_sync
+from ..catalog.location import RESERVED, reserved_prefix
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import BackupError, ItemFailure, StorageError, UsageError
 from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
@@ -41,7 +44,7 @@ from .confirm import Checker, Side, Verdict
 from .filters import KeyFilter, refuse_overlap
 from .progress import NullProgress, Progress
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
-from .versions import current_state, require_versioning
+from .versions import Earliest, current_state, require_versioning
 from .workers import in_order, prefetch, run_pool
 
 OVERLAP_HINT = (
@@ -210,12 +213,32 @@ async def settle_sync(
             yield outcome.result or outcome.item
 
 
-async def current_listing(store: ObjectStore, url: S3Url) -> AsyncIterator[ObjectVersion]:
-    """The current versions in the folder ``url``, keys relative to it, ascending."""
-    async for version in current_state(iter_versions(store, url.bucket, prefix=url.prefix)):
+async def current_listing(
+    store: ObjectStore, url: S3Url, seen: Earliest | None = None
+) -> AsyncIterator[ObjectVersion]:
+    """The current versions in the folder ``url``, keys relative to it, ascending; the
+    location's reserved folder left out. ``seen`` notes the oldest entry listed."""
+    skip = reserved_prefix(url)
+    entries = iter_versions(store, url.bucket, prefix=url.prefix)
+    async for version in current_state(seen.tap(entries) if seen is not None else entries):
         key = url.relative(version.key)
-        if key is not None:  # not the folder's own marker key
+        if key is not None and not version.key.startswith(skip):  # not the marker, not ours
             yield dataclasses.replace(version, key=key) if url.prefix else version
+
+
+async def refuse_reserved(store: ObjectStore, source: S3Url, key_filter: KeyFilter) -> None:
+    """A source with keys in the reserved folder (in scope) would overwrite the backup's
+    catalog and records: refused before anything is copied."""
+    reserved = reserved_prefix(source)
+    async for version in current_state(iter_versions(store, source.bucket, prefix=reserved)):
+        relative = version.key[len(source.prefix) :]
+        if key_filter(relative):
+            raise UsageError(
+                f"the source {source} has keys under {RESERVED} ({version.key!r}): that folder "
+                "is where a backup keeps its catalog",
+                hint=f"if this bucket is itself a backup, leave the folder out with --exclude "
+                f"'{RESERVED}*'; otherwise rename those keys",
+            )
 
 
 # --- execute ---------------------------------------------------------------------------------
@@ -341,20 +364,27 @@ async def sync(
     options: SyncOptions,
     progress: Progress | None = None,
     on_planned: Callable[[SyncItem], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> SyncResult:
-    """Check both buckets, list both sides concurrently, plan and execute a sync."""
+    """Check both buckets, list both sides concurrently, plan and execute a sync.
+
+    A sync that completes (not a dry run, no failures) records where the backup's history
+    begins, unless that is known: the oldest entry the backup held before it, else (an empty
+    backup) this sync's end (catalog/history.py)."""
     if options.same_endpoint:
         refuse_overlap(
             ("the source", source_url),
             ("the backup", backup_url),
             hint=OVERLAP_HINT,
         )
+    seen = Earliest()
     await source_store.check_bucket(source_url.bucket)
     await backup_store.check_bucket(backup_url.bucket)
     await require_versioning(backup_store, backup_url.bucket)
+    await refuse_reserved(source_store, source_url, options.key_filter)
     plan = plan_sync(
         prefetch(current_listing(source_store, source_url), PREFETCH),
-        prefetch(current_listing(backup_store, backup_url), PREFETCH),
+        prefetch(current_listing(backup_store, backup_url, seen), PREFETCH),
         options.key_filter,
     )
     checker = Checker(
@@ -366,6 +396,8 @@ async def sync(
         settle_sync(plan, checker, options.workers),
         source_store, source_url, backup_store, backup_url, options, progress, on_planned,
     )  # fmt: skip
+    if not options.dry_run and not result.failures:
+        await note_sync(backup_store, backup_url, seen.value, clock.now())
     return dataclasses.replace(result, checks=checker.requests)
 
 

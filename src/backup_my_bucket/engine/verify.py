@@ -16,12 +16,13 @@ a read is checked against.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalog.catalog import Catalog
 from ..catalog.index import SnapshotMeta
+from ..catalog.location import reserved_prefix
 from ..errors import NotFoundError, ObjectNotFound
 from ..model import ObjectVersion, S3Url
 from ..storage.protocol import ObjectStore
@@ -123,15 +124,22 @@ async def verify_versions(
     total: int | None = None,
 ) -> VerifyResult:
     """Check every row (``total`` of them, when known) against the backup bucket; collect
-    what is wrong."""
+    what is wrong. Rows in the location's reserved folder (never part of a snapshot) are not
+    backed-up data: skipped."""
     progress = progress or NullProgress()
     progress.start("verify: checking versions", total, unit="versions")
     result = VerifyResult()
+    reserved = reserved_prefix(backup)
 
     async def work(v: ObjectVersion) -> tuple[Problem | None, bool, bool]:
         return await _check(store, backup, v, read_share, salt)
 
-    async for outcome in run_pool(rows, work, workers=workers):
+    async def data_rows() -> AsyncIterator[ObjectVersion]:
+        async for v in rows:
+            if not (backup.prefix + v.key).startswith(reserved):
+                yield v
+
+    async for outcome in run_pool(data_rows(), work, workers=workers):
         result.checked += 1
         progress.advance(1, outcome.item.size)
         if outcome.error is not None:

@@ -7,7 +7,7 @@ so a write and a delete in the same second tie, and only the order tells which c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -81,3 +81,22 @@ async def require_versioning(store: ObjectStore, bucket: str) -> None:
     """Refuse to treat an unversioned bucket as a backup: history there would be destroyed."""
     if await store.get_versioning(bucket) is not Versioning.ENABLED:
         raise VersioningNotEnabled(bucket)
+
+
+class Earliest:
+    """The oldest entry seen in a listing: where a backup's history begins when nothing
+    recorded it (see catalog/history.py)."""
+
+    def __init__(self) -> None:
+        self.value: datetime | None = None
+
+    def add(self, entries: Iterable[ObjectVersion]) -> None:
+        for entry in entries:
+            if self.value is None or entry.last_modified < self.value:
+                self.value = entry.last_modified
+
+    async def tap(self, entries: AsyncIterable[ObjectVersion]) -> AsyncIterator[ObjectVersion]:
+        """Pass a listing through, noting its oldest entry."""
+        async for entry in entries:
+            self.add((entry,))
+            yield entry

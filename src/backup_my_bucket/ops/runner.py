@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ..catalog.catalog import Catalog
+from ..catalog.index import SnapshotMeta
 from ..clock import Clock
 from ..engine.filters import KeyFilter
 from ..engine.gc import GcPartialFailure, GcResult, gc_catalog
@@ -56,6 +57,11 @@ LOCK_RETRY_SECONDS = 30.0
 KEPT_FAILURES = 20  # item failures kept in a run record (the command's own output lists them)
 
 
+async def _snapshots_of(plan: Plan, conn: Connection) -> list[SnapshotMeta]:
+    """The snapshots of the plan's backup location (its catalog may hold carried ones too)."""
+    return [m for m in await conn.catalog.list() if m.of(plan.backup)]
+
+
 @dataclass(frozen=True, slots=True)
 class Connection:
     """What one run needs to reach the buckets and the catalog (opened by the CLI)."""
@@ -63,7 +69,6 @@ class Connection:
     backup: ObjectStore
     catalog: Catalog
     source: ObjectStore | None = None
-    skip_prefix: str | None = None  # the catalog's keys, when it lives in the backup bucket
     same_endpoint: bool = True
     workers: int = 32
 
@@ -231,7 +236,13 @@ class PlanRunner:
             key_filter=KeyFilter(include=plan.include, exclude=plan.exclude),
         )
         result = await sync(
-            conn.source, plan.source, conn.backup, plan.backup, options, self._progress(plan)
+            conn.source,
+            plan.source,
+            conn.backup,
+            plan.backup,
+            options,
+            self._progress(plan),
+            clock=self.clock,
         )
         record.steps["sync"] = result.to_json()
         if result.failures:
@@ -252,7 +263,6 @@ class PlanRunner:
                 source=plan.source,
                 tags=plan.tags,
                 workers=conn.workers,
-                skip_prefix=conn.skip_prefix,
                 progress=self._progress(plan),
             ),
         )
@@ -303,7 +313,7 @@ class PlanRunner:
             )
 
     async def _newest(self, plan: Plan, conn: Connection) -> str:
-        metas = [m for m in await conn.catalog.list() if m.of(plan.backup)]
+        metas = await _snapshots_of(plan, conn)
         if not metas:
             raise SnapshotNotFound(
                 f"no snapshot of {plan.backup} to verify",
@@ -314,7 +324,7 @@ class PlanRunner:
     async def _catalog_status(self, plan: Plan, record: RunRecord, conn: Connection) -> None:
         """How many snapshots the backup has now, and the span they cover (for the metrics)."""
         try:
-            metas = [m for m in await conn.catalog.list() if m.of(plan.backup)]
+            metas = await _snapshots_of(plan, conn)
         except BackupError as exc:
             self.events.emit("run.status_unknown", "warning", plan=plan.name, error=exc.message)
             return

@@ -10,7 +10,7 @@ import click
 from ...catalog.index import SnapshotMeta
 from ...engine.filters import KeyFilter, refuse_overlap
 from ...engine.progress import Progress
-from ...engine.snapshot import catalog_skip_prefix, take_snapshot, wait_for_next_second
+from ...engine.snapshot import take_snapshot, wait_for_next_second
 from ...engine.sync import (
     OVERLAP_HINT,
     SyncOptions,
@@ -52,11 +52,13 @@ async def run_init(app: App, source: S3Url, backup: S3Url, *, yes: bool) -> dict
         await backup_store.set_versioning(backup.bucket, True)
         enabled_now = True
     warnings = lifecycle_warnings(await backup_store.get_lifecycle(backup.bucket), backup.prefix)
+    catalog = await app.catalog(backup, writing=True)  # the bucket names it from now on
     return {
         "source": str(source),
         "backup": str(backup),
         "versioning": Versioning.ENABLED.value,
         "versioning_enabled_now": enabled_now,
+        "catalog": catalog.location,
         "warnings": warnings,
     }
 
@@ -75,7 +77,9 @@ def init(app: App, source: S3Url, backup: S3Url, yes: bool) -> None:
     for warning in result["warnings"]:
         app.output.warn(warning)
     done = "enabled" if result["versioning_enabled_now"] else "already enabled"
-    app.output.result(result, f"ready: {source} → {backup} (versioning {done})")
+    app.output.result(
+        result, f"ready: {source} → {backup} (versioning {done}; catalog {result['catalog']})"
+    )
 
 
 async def run_sync(
@@ -108,6 +112,7 @@ async def run_sync(
         options,
         progress or make_progress(app.output),
         on_planned=lambda item: app.output.planned(item.to_json()),
+        clock=app.clock,
     )
 
 
@@ -202,12 +207,11 @@ def backup(
         meta = await take_snapshot(
             await app.store("backup"),
             backup,
-            await app.catalog(backup),
+            await app.catalog(backup, writing=True),
             app.clock,
             source=source,
             tags=tags,
             workers=app.settings.workers,
-            skip_prefix=catalog_skip_prefix(backup, app.catalog_url()),
             progress=app.progress(),
         )
         return synced, meta

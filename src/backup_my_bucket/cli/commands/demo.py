@@ -87,7 +87,7 @@ async def _story(app: App, objects: int, say: Any) -> dict[str, Any]:
     synced = await run_sync(app, SOURCE, BACKUP)
     time_for_a_new_second = 1.1  # a snapshot's instant is a whole second that has passed
     await _sleep(time_for_a_new_second)
-    catalog = await app.catalog(BACKUP)
+    catalog = await app.catalog(BACKUP, writing=True)
     meta = await take_snapshot(store, BACKUP, catalog, app.clock, workers=app.settings.workers)
     say(f"   snapshot {meta.id}: {meta.keys} keys, {format_size(meta.total_bytes)}.")
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from ...engine.gc import GcPartialFailure, GcResult, gc_catalog
+from ...catalog.finder import refuse_unmigrated
+from ...engine.gc import GcPartialFailure, GcResult, backup_of, gc_catalog
 from ...engine.retention import policy_from_options
 from ...engine.verify import VerifyResult, verify_snapshot
 from ...errors import VerificationFailed
@@ -62,11 +63,15 @@ def gc(app: App, /, backup: S3Url | None, dry_run: bool, **policy_options: Any) 
             shown.append(version)
 
     async def main() -> GcResult:
-        catalog = await app.catalog(backup)
+        url = backup or backup_of(await (await app.catalog(None)).list())
+        finder = await app.finder()  # old local catalogs: refused before anything is written
+        await refuse_unmigrated(
+            await finder.for_backup(url, app.settings.catalog, writing=False), url
+        )
         return await gc_catalog(
             await app.store("backup"),
-            catalog,
-            backup,
+            await app.catalog(url, writing=True),
+            url,
             policy,
             app.clock.now(),
             dry_run=dry_run,

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ...engine.snapshot import catalog_skip_prefix
 from ...errors import Terminated, UsageError
 from ...ops import require_extra
 from ...ops.history import History, RunRecord, default_state_dir
@@ -73,9 +72,8 @@ def connector(app: App) -> Connector:
         try:
             yield Connection(
                 backup=await plan_app.store("backup"),
-                catalog=await plan_app.catalog(plan.backup),
+                catalog=await plan_app.catalog(plan.backup, writing=True),
                 source=await plan_app.store("source") if plan.source else None,
-                skip_prefix=catalog_skip_prefix(plan.backup, plan_app.catalog_url()),
                 same_endpoint=plan_app.same_endpoint(),
                 workers=plan_app.settings.workers,
             )

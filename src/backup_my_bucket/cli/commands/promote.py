@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ...engine.restore import Mode, run_restore
-from ...engine.snapshot import catalog_skip_prefix, take_snapshot, wait_for_next_second
+from ...engine.snapshot import take_snapshot, wait_for_next_second
 from ...errors import PartialFailure, UsageError
 from ...model import S3Url
 from ...units import plural
@@ -103,7 +103,7 @@ def promote(
             return report
         await run_init(app, target, new_backup, yes=yes)
         synced = await run_sync(app, target, new_backup)
-        new_catalog = await app.catalog(new_backup)
+        new_catalog = await app.catalog(new_backup, writing=True)
         carried = 0
         if new_catalog.location != old_catalog.location:
             known = {m.id for m in await new_catalog.list()}
@@ -120,7 +120,6 @@ def promote(
             source=target,
             tags=("promoted", f"from:{meta.id}"),
             workers=app.settings.workers,
-            skip_prefix=catalog_skip_prefix(new_backup, app.catalog_url()),
             progress=app.progress(),
         )
         report.update(

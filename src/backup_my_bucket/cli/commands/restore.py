@@ -12,6 +12,7 @@ import click
 import platformdirs
 
 from ...catalog.catalog import Catalog
+from ...catalog.history import require_restorable
 from ...catalog.index import IndexReader
 from ...engine.diff import aiter_sync
 from ...engine.filters import KeyFilter
@@ -105,9 +106,10 @@ def _point_keys(result: RestoreResult) -> int:
 async def _desired(
     store: ObjectStore, backup: S3Url, prefix: str, at: datetime, workers: int
 ) -> AsyncIterator[ObjectVersion]:
-    """The backup's state at ``at`` in the folder ``prefix``, with absolute backup keys."""
+    """The backup's state at ``at`` in the folder ``prefix``, with absolute backup keys (the
+    backup's reserved folder is never part of it, whatever ``prefix`` says)."""
     scope = backup.child(prefix)
-    async for version in state_at(store, scope, at, workers=workers):
+    async for version in state_at(store, backup, at, workers=workers, within=prefix):
         yield dataclasses.replace(version, key=scope.key(version.key))
 
 
@@ -193,6 +195,11 @@ def restore(
     chosen: dict[str, object] = {}
 
     async def main() -> RestoreResult:
+        if backup is not None and when is not None:
+            # before anything is planned: a moment outside the history changes nothing
+            store = await app.store("backup")
+            await store.check_bucket(backup.bucket)
+            await require_restorable(store, backup, when, app.clock.now())
         catalog = await app.catalog(backup)
         if snapshot_id is not None:
             meta = await catalog.resolve(snapshot_id)
@@ -248,7 +255,7 @@ def restore(
             "`bmb ls ID --prefix ...`) or an earlier --at"
         )
     app.output.result(
-        result.to_json(),
+        {**result.to_json(), "at": format_time(chosen["at"])},  # type: ignore[arg-type]
         restore_summary(result, chosen["at"], chosen["target"]),  # type: ignore[arg-type]
     )
     if result.failed:

@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 
 import click
 
+from ...catalog.catalog import Damaged, Listing
+from ...catalog.history import require_restorable
 from ...catalog.index import SnapshotMeta
 from ...engine.diff import aiter_sync, diff_states
 from ...engine.filters import KeyFilter
-from ...engine.snapshot import catalog_skip_prefix, live_state, take_snapshot
+from ...engine.snapshot import live_state, take_snapshot
+from ...errors import DamagedSnapshots, ItemFailure
 from ...model import ObjectVersion, S3Url
 from ...units import format_size, format_time, human_time, parse_time, plural
 from ..app import App
@@ -20,7 +23,8 @@ from ..output import printable
 catalog_backup_option = click.option(
     "--backup",
     type=S3URL,
-    help="The backup location whose default catalog to use (when --catalog is not given).",
+    help="The backup location: its bucket holds (or names) its catalog. Needed unless "
+    "--catalog names a catalog to read.",
 )
 
 
@@ -40,8 +44,12 @@ def snapshot(
 
     async def main() -> SnapshotMeta:
         store = await app.store("backup")
-        catalog = await app.catalog(backup)
-        when = parse_time(at, app.clock.now()) if at else None
+        now = app.clock.now()
+        when = parse_time(at, now) if at else None
+        if when is not None:  # before the catalog is touched: a refused --at changes nothing
+            await store.check_bucket(backup.bucket)
+            await require_restorable(store, backup, when, now)
+        catalog = await app.catalog(backup, writing=True)
         return await take_snapshot(
             store,
             backup,
@@ -51,7 +59,6 @@ def snapshot(
             source=source,
             tags=tags,
             workers=app.settings.workers,
-            skip_prefix=catalog_skip_prefix(backup, app.catalog_url()),
             progress=app.progress(),
         )
 
@@ -63,13 +70,31 @@ def snapshot(
 @catalog_backup_option
 @click.pass_obj
 def snapshots(app: App, backup: S3Url | None) -> None:
-    """List the restoration points in the catalog, oldest first."""
+    """List the restoration points in the catalog, oldest first.
 
-    async def main() -> list[SnapshotMeta]:
-        return await (await app.catalog(backup)).list()
+    A damaged snapshot (unreadable manifest, missing or truncated index) is listed as such
+    after the others, and the command then exits 3."""
 
-    for meta in app.run(main):
+    async def main() -> Listing:
+        return await (await app.catalog(backup)).scan()
+
+    listing = app.run(main)
+    for meta in listing.healthy:
         app.output.item(meta.summary(), snapshot_line(meta))
+    for bad in listing.damaged:
+        app.output.item(bad.to_json(), f"{bad.id}  DAMAGED: {bad.problem} ({bad.where})")
+    if listing.damaged:
+        raise damaged_error(listing.damaged)
+
+
+def damaged_error(damaged: tuple[Damaged, ...]) -> DamagedSnapshots:
+    first = damaged[0].id
+    return DamagedSnapshots(
+        f"{len(damaged)} snapshot(s) are damaged; the others are intact",
+        [ItemFailure(d.where, None, f"{d.id}: {d.problem}") for d in damaged],
+        hint="restore and verify work for every other snapshot; drop a damaged one with "
+        f"`bmb catalog remove {first} --backup ...` (or repair its files)",
+    )
 
 
 @click.command()
@@ -134,12 +159,7 @@ def diff(app: App, snapshot_id: str, other: str, backup: S3Url | None) -> None:
         new: AsyncIterator[ObjectVersion]
         if other == "live":
             url = S3Url.parse(first.backup)
-            new = live_state(
-                await app.store("backup"),
-                url,
-                workers=app.settings.workers,
-                skip_prefix=catalog_skip_prefix(url, app.catalog_url()),
-            )
+            new = live_state(await app.store("backup"), url, workers=app.settings.workers)
         else:
             new = aiter_sync((await catalog.open_index(await catalog.resolve(other))).rows())
         count = 0

@@ -70,7 +70,8 @@ async def test_records_in_the_backup_bucket() -> None:
     await store.set_versioning("bak", True)
     backup = S3Url("bak", "site/")
     assert await read_span(store, backup) == Span()
-    await note_sync(store, backup, None, at(1))  # an empty backup: history starts at its end
+    # an empty backup: history starts at the end of its first sync, in whole seconds
+    await note_sync(store, backup, None, at(1) + timedelta(microseconds=700_000))
     await note_sync(store, backup, at(-5), at(2))  # recorded once: a later sync changes nothing
     await note_start(store, backup, at(-9), "earliest version")
     span = await read_span(store, backup)

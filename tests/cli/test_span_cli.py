@@ -40,7 +40,8 @@ async def test_moments_outside_the_span_are_refused(
         await asyncio.sleep(1.1)
     code, out, _ = await bmb(capsys, "--json", "catalog", "info", "--backup", f"s3://{bak}")
     span = json.loads(out)["span"]
-    assert span["start_from"] == "first sync" and span["earliest"] <= format_time(moments[0])
+    assert span["start_from"] == "first sync"
+    assert datetime.fromisoformat(span["earliest"]) <= moments[0]
     restore = ["restore", "--backup", f"s3://{bak}", "--to", f"s3://{src}"]
     snapshot = ["snapshot", "--backup", f"s3://{bak}"]
 
@@ -57,6 +58,9 @@ async def test_moments_outside_the_span_are_refused(
 
     await refused(moments[0] - timedelta(hours=2), "before the history")  # a time-zone slip
     await refused(datetime.now(PLUS2) + timedelta(hours=1), "in the future")
+
+    code, _, err = await bmb(capsys, *restore, "--at", format_time(moments[0]), "--dry-run")
+    assert code == 0, err  # the first backup's own snapshot instant is inside the history
 
     # a restorable moment given with an offset is echoed back in UTC
     code, out, err = await bmb(

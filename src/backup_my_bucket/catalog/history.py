@@ -183,8 +183,11 @@ async def note_sync(
 ) -> None:
     """After a complete sync: unless recorded already, the backup's history begins with the
     oldest entry it held before the sync, else (an empty backup) at the end of this one.
-    A failure to record is a warning: the next sync or snapshot records it."""
-    start, how = (oldest, "earliest version") if oldest is not None else (now, "first sync")
+    A failure to record is a warning: the next sync or snapshot records it. S3 stamps whole
+    seconds: every copy of the sync is stamped at or before the second it ended in, so the
+    state at that second is already complete."""
+    end = now.replace(microsecond=0)
+    start, how = (oldest, "earliest version") if oldest is not None else (end, "first sync")
     await note_start(store, backup, start, how, required=False)
 
 

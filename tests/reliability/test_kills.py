@@ -40,7 +40,7 @@ from backup_my_bucket.storage.s3 import S3Store
 
 from .. import figures
 from ..cli.conftest import bmb
-from ..conftest import S3Server, unique_bucket
+from ..conftest import S3Server, is_data, unique_bucket
 from .test_http_faults import fill
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
@@ -198,12 +198,13 @@ async def live(store: S3Store, bucket: str) -> dict[str, tuple[int, str | None]]
     return {
         v.key: (v.size, v.etag)
         async for v in iter_versions(store, bucket)
-        if v.is_latest and not v.is_delete_marker
+        if v.is_latest and not v.is_delete_marker and is_data(v.key)
     }
 
 
 async def all_versions(store: S3Store, bucket: str) -> list[ObjectVersion]:
-    return [v async for v in iter_versions(store, bucket)]
+    """Every version of the backed-up data (not the backup's reserved folder: its records)."""
+    return [v async for v in iter_versions(store, bucket) if is_data(v.key)]
 
 
 async def show_and_verify(

@@ -52,7 +52,9 @@ async def run_init(app: App, source: S3Url, backup: S3Url, *, yes: bool) -> dict
         await backup_store.set_versioning(backup.bucket, True)
         enabled_now = True
     warnings = lifecycle_warnings(await backup_store.get_lifecycle(backup.bucket), backup.prefix)
-    catalog = await app.catalog(backup, writing=True)  # the bucket names it from now on
+    # an explicit --catalog is named in the backup bucket now; else the first snapshot names
+    # the catalog it uses (the backup's own, unless that snapshot is given --catalog)
+    catalog = await app.catalog(backup, writing=app.settings.catalog is not None)
     return {
         "source": str(source),
         "backup": str(backup),

@@ -4,6 +4,7 @@ that is checked before every destructive step, and a read-back where nothing bet
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,8 @@ from backup_my_bucket.storage.protocol import ObjectStore
 
 from ..conftest import unique_bucket
 from .test_catalog import T0, foreign_lock
+
+SHARED = unique_bucket("locks")
 
 
 class IgnoresConditions(MemoryStore):
@@ -42,10 +45,12 @@ def make_s3_catalog(
     )
 
     async def make() -> S3Catalog:
-        bucket = unique_bucket("lock")
-        await store.create_bucket(bucket)
-        await store.set_versioning(bucket, True)
-        return S3Catalog(store, S3Url(bucket, "cat/"), tmp_path / "cache", ManualClock(T0))
+        """A catalog of its own, in one bucket the module's tests share (each bucket costs
+        the test server 7 volumes)."""
+        await store.create_bucket(SHARED)
+        await store.set_versioning(SHARED, True)
+        folder = f"{uuid.uuid4().hex[:8]}/cat/"
+        return S3Catalog(store, S3Url(SHARED, folder), tmp_path / "cache", ManualClock(T0))
 
     return make
 
@@ -65,12 +70,12 @@ async def test_the_probe_finds_conditional_writes_and_writes_once(
 ) -> None:
     """The probe object stays; later probes (other processes) are refused every write."""
     catalog = await make_s3_catalog()
-    store, bucket = catalog.store, catalog.url.bucket
+    store, bucket, probe = catalog.store, catalog.url.bucket, catalog.prefix + "x/probe"
     for _ in range(2):
         _probed.pop(store, None)  # as in a new process
-        assert await conditional_writes(store, bucket, "x/probe") is True
-        page = await store.list_versions_page(bucket)
-        assert [v.key for v in page.entries] == ["x/probe"]  # one version, whatever the runs
+        assert await conditional_writes(store, bucket, probe) is True
+        page = await store.list_versions_page(bucket, prefix=catalog.prefix)
+        assert [v.key for v in page.entries] == [probe]  # one version, whatever the runs
 
 
 async def test_only_one_of_two_racing_takers_wins(

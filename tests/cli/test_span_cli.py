@@ -14,7 +14,7 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 from backup_my_bucket.units import format_time
 
-from .conftest import bmb, source_and_backup
+from .conftest import bmb, dry_run_lines, source_and_backup
 
 pytestmark = pytest.mark.s3
 PLUS2 = timezone(timedelta(hours=2))
@@ -67,7 +67,7 @@ async def test_moments_outside_the_span_are_refused(
         capsys, "--json", *restore, "--at", moments[1].astimezone(PLUS2).isoformat(), "--dry-run"
     )
     assert code == 0, err
-    assert json.loads(out)["at"] == format_time(moments[1])
+    assert dry_run_lines(out)[1]["at"] == format_time(moments[1])
     code, out, err = await bmb(capsys, *restore, "--at", moments[1].astimezone(PLUS2).isoformat(),
                                "--dry-run")  # fmt: skip
     assert f"restore of {format_time(moments[1])}" in out

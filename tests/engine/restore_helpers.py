@@ -15,6 +15,8 @@ from backup_my_bucket.model import ObjectAttrs, ObjectVersion, S3Url
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 
+from ..conftest import is_data
+
 State = dict[str, tuple[bytes, ObjectAttrs, dict[str, str]]]
 
 
@@ -23,7 +25,9 @@ async def read(store: ObjectStore, bucket: str, key: str) -> bytes:
 
 
 async def live(store: ObjectStore, bucket: str, prefix: str = "") -> list[ObjectVersion]:
-    return [v async for v in current_state(iter_versions(store, bucket, prefix=prefix))]
+    """The live versions of the bucket's data (a backup's reserved folder left out)."""
+    entries = current_state(iter_versions(store, bucket, prefix=prefix))
+    return [v async for v in entries if is_data(v.key)]
 
 
 async def contents(store: ObjectStore, bucket: str) -> dict[str, bytes]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import IO, Any
 
+from ..catalog.location import reserved_prefix
 from ..errors import BackupError
 from ..model import ObjectVersion, S3Url
 from ..units import plural
@@ -363,8 +364,12 @@ async def relative(
     entries: AsyncIterable[ObjectVersion], url: S3Url
 ) -> AsyncIterator[ObjectVersion]:
     """The same entries with keys relative to the folder ``url`` (they must all be in it; the
-    folder's own marker key ``p/`` is not its content and is left out)."""
+    folder's own marker key ``p/`` is not its content and is left out, nor is its reserved
+    folder: a backup's catalog and records are never restored)."""
+    reserved = reserved_prefix(url)
     async for entry in entries:
+        if entry.key.startswith(reserved):
+            continue
         key = url.relative(entry.key)
         if key is None:
             if entry.key == url.prefix:

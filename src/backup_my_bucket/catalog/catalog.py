@@ -19,7 +19,7 @@ import json
 import logging
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -75,6 +75,42 @@ class Listing:
     def unreadable(self) -> tuple[Damaged, ...]:
         """Damaged manifests: the snapshot's instant is unknown."""
         return tuple(d for d in self.damaged if d.meta is None)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestFile:
+    """A manifest as found: its name (the id it should hold), where it is, its bytes (None
+    when it could not be read, with the reason)."""
+
+    stem: str
+    where: str
+    raw: bytes | None
+    error: str = ""
+
+
+IndexSize = Callable[[str], tuple[int | None, str]]  # id -> (size or None if absent, where)
+
+
+def build_listing(files: Iterable[ManifestFile], index_size: IndexSize) -> Listing:
+    """The listing of a catalog from its manifests and its indexes' sizes: every snapshot whose
+    manifest reads (oldest first) and, each on its own, the damaged ones."""
+    metas: list[SnapshotMeta] = []
+    damaged: list[Damaged] = []
+    for file in files:
+        parsed = (
+            parse_manifest(file.raw, file.where, file.stem)
+            if file.raw is not None
+            else Damaged(file.stem, file.where, f"manifest is unreadable: {file.error}")
+        )
+        if isinstance(parsed, Damaged):
+            damaged.append(parsed)
+            continue
+        metas.append(parsed)
+        problem = check_index_size(parsed, *index_size(parsed.id))
+        if problem is not None:
+            damaged.append(problem)
+    metas.sort(key=lambda m: (m.at, m.id))
+    return Listing(tuple(metas), tuple(damaged))
 
 
 def parse_manifest(raw: bytes, where: str, stem: str) -> SnapshotMeta | Damaged:
@@ -180,11 +216,15 @@ class Catalog(ABC):
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
 
-    @abstractmethod
     async def scan(self) -> Listing:
         """Every snapshot, oldest first, with the damaged ones named (cheap checks only:
         a manifest that parses, an index of the recorded size; the checksum is verified
         when the index is opened)."""
+        return build_listing(*await self._manifest_files())
+
+    @abstractmethod
+    async def _manifest_files(self) -> tuple[list[ManifestFile], IndexSize]:
+        """Every manifest's bytes, and how to find an index's size."""
 
     async def list(self) -> list[SnapshotMeta]:
         """Every snapshot whose manifest is readable, oldest first."""

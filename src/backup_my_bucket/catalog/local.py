@@ -13,14 +13,7 @@ from typing import BinaryIO
 
 from ..clock import Clock
 from ..errors import CatalogError
-from .catalog import (
-    Catalog,
-    Damaged,
-    Listing,
-    check_index_size,
-    identity_of,
-    parse_manifest,
-)
+from .catalog import Catalog, IndexSize, ManifestFile, identity_of
 from .index import SnapshotMeta, check_snapshot_id
 from .lock import ABSENT, LockInfo, LockState, kept_after_pause, pid_alive
 
@@ -46,30 +39,19 @@ class LocalCatalog(Catalog):
             ) from exc
         return manifests, indexes
 
-    async def scan(self) -> Listing:
-        manifests = self.root / "snapshots"
-        if not manifests.is_dir():
-            return Listing(())
-        metas: list[SnapshotMeta] = []
-        damaged: list[Damaged] = []
-        for path in sorted(manifests.glob("*.json")):
+    async def _manifest_files(self) -> tuple[list[ManifestFile], IndexSize]:
+        files = []
+        for path in sorted((self.root / "snapshots").glob("*.json")):
             try:
-                raw = path.read_bytes()
+                files.append(ManifestFile(path.stem, str(path), path.read_bytes()))
             except OSError as exc:
-                damaged.append(Damaged(path.stem, str(path), f"manifest is unreadable: {exc}"))
-                continue
-            parsed = parse_manifest(raw, str(path), path.stem)
-            if isinstance(parsed, Damaged):
-                damaged.append(parsed)
-                continue
-            metas.append(parsed)
-            index = self.root / "index" / f"{parsed.id}.parquet"
-            size = index.stat().st_size if index.is_file() else None
-            problem = check_index_size(parsed, size, str(index))
-            if problem is not None:
-                damaged.append(problem)
-        metas.sort(key=lambda m: (m.at, m.id))
-        return Listing(tuple(metas), tuple(damaged))
+                files.append(ManifestFile(path.stem, str(path), None, str(exc)))
+
+        def index_size(snapshot_id: str) -> tuple[int | None, str]:
+            index = self.root / "index" / f"{snapshot_id}.parquet"
+            return (index.stat().st_size if index.is_file() else None), str(index)
+
+        return files, index_size
 
     async def publish(self, meta: SnapshotMeta, index: Path) -> None:
         check_snapshot_id(meta.id, "publish")

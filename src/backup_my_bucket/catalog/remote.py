@@ -15,14 +15,7 @@ from ..errors import BackupError, CorruptIndex, ObjectNotFound
 from ..model import S3Url
 from ..storage.iterate import iter_versions
 from ..storage.protocol import ObjectStore
-from .catalog import (
-    Catalog,
-    Damaged,
-    Listing,
-    check_index_size,
-    identity_of,
-    parse_manifest,
-)
+from .catalog import Catalog, IndexSize, ManifestFile, identity_of
 from .conditional import Doc, conditional_writes, read_doc, swap_doc
 from .index import SnapshotMeta, check_snapshot_id, file_sha256
 from .lock import ABSENT, LockInfo, LockState, kept_after_pause
@@ -55,12 +48,11 @@ class S3Catalog(Catalog):
                 found[v.key.removeprefix(self.prefix)] = v.size
         return found
 
-    async def scan(self) -> Listing:
+    async def _manifest_files(self) -> tuple[list[ManifestFile], IndexSize]:
         manifests, indexes = await asyncio.gather(
             self._current("snapshots/"), self._current("index/")
         )
-        metas: list[SnapshotMeta] = []
-        damaged: list[Damaged] = []
+        files = []
         for name in sorted(n for n in manifests if n.endswith(".json")):
             key = self._key(name)
             stem = name.removeprefix("snapshots/").removesuffix(".json")
@@ -68,17 +60,13 @@ class S3Catalog(Catalog):
                 raw = b"".join([c async for c in self.store.get(self.url.bucket, key)])
             except ObjectNotFound:
                 continue  # removed since the listing
-            parsed = parse_manifest(raw, self._where(key), stem)
-            if isinstance(parsed, Damaged):
-                damaged.append(parsed)
-                continue
-            metas.append(parsed)
-            index = f"index/{parsed.id}.parquet"
-            problem = check_index_size(parsed, indexes.get(index), self._where(self._key(index)))
-            if problem is not None:
-                damaged.append(problem)
-        metas.sort(key=lambda m: (m.at, m.id))
-        return Listing(tuple(metas), tuple(damaged))
+            files.append(ManifestFile(stem, self._where(key), raw))
+
+        def index_size(snapshot_id: str) -> tuple[int | None, str]:
+            index = f"index/{snapshot_id}.parquet"
+            return indexes.get(index), self._where(self._key(index))
+
+        return files, index_size
 
     async def publish(self, meta: SnapshotMeta, index: Path) -> None:
         check_snapshot_id(meta.id, "publish")

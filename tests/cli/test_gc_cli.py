@@ -7,13 +7,17 @@ import json
 import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from backup_my_bucket.catalog import LockInfo
-from backup_my_bucket.catalog.location import RESERVED
+from backup_my_bucket.catalog import LockInfo, S3Catalog
+from backup_my_bucket.catalog.location import RESERVED, default_catalog_url
+from backup_my_bucket.clock import SYSTEM_CLOCK
+from backup_my_bucket.engine.gc import GcPartialFailure, run_gc
+from backup_my_bucket.engine.retention import RetentionPolicy, SnapshotRef
 from backup_my_bucket.errors import ExitCode, ItemFailure
-from backup_my_bucket.model import ObjectVersion, VersionRef
+from backup_my_bucket.model import ObjectVersion, S3Url, VersionRef
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
 from backup_my_bucket.storage.s3 import S3Store
@@ -172,9 +176,13 @@ async def test_gc_refused_without_object_lock_fails_with_the_keys(
     readonly_s3_server: S3Server,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """Credentials that may not delete: SeaweedFS refuses each version with the very answer
-    it gives a locked one (AccessDenied: Access Denied.). Nothing is locked: exit 3, listed."""
+    """Credentials that may not write: the gc command cannot take the catalog lock (it lives
+    in the backup bucket) and stops before any deletion (exit 1, the permission named). The
+    engine given such credentials (a gc whose lock were elsewhere): SeaweedFS refuses each
+    version with the very answer it gives a locked one (AccessDenied: Access Denied.), and
+    since nothing is locked, each is a failure: exit 3, listed."""
     bucket = unique_bucket("gcd")
     await s3_store.create_bucket(bucket)
     await s3_store.set_versioning(bucket, True)
@@ -184,16 +192,28 @@ async def test_gc_refused_without_object_lock_fails_with_the_keys(
     code, out, err = await bmb(
         capsys, "--json", "gc", "--backup", f"s3://{bucket}", "--keep-last", "1"
     )
-    assert code == ExitCode.PARTIAL, err
-    result = json.loads(out)
-    assert result["skipped_locked"] == [] and result["versions_deleted"] == 0
-    assert sorted((f["key"], f["version_id"]) for f in result["failures"]) == [
-        ("a", old[0]),
-        ("b", old[1]),
-    ]
-    assert "AccessDenied" in result["failures"][0]["reason"]
-    assert f"failed: 'a' ({old[0]})" in err and f"failed: 'b' ({old[1]})" in err
-    assert len([v async for v in iter_versions(s3_store, bucket)]) == 4  # nothing deleted
+    assert out == ""
+    assert code == ExitCode.FAILURE and "access denied" in err and "lock.json" in err, err
+    assert len(await data_versions(s3_store, bucket)) == 4  # nothing deleted
+
+    catalog = S3Catalog(s3_store, default_catalog_url(S3Url(bucket)), tmp_path, SYSTEM_CLOCK)
+    refs = [SnapshotRef(m.id, m.at) for m in await catalog.list()]
+    removed: list[str] = []
+
+    async def remove(ids: Sequence[str]) -> None:  # the catalog itself stays as it is
+        removed.extend(ids)
+
+    async with S3Store(readonly_s3_server.config()) as readonly:
+        with pytest.raises(GcPartialFailure) as caught:
+            await run_gc(
+                readonly, bucket, "", refs, RetentionPolicy(keep_last=1), datetime.now(UTC),
+                remove_snapshots=remove,
+            )  # fmt: skip
+    result = caught.value.result
+    assert result.skipped_locked == () and result.versions_deleted == 0
+    assert sorted((f.key, f.version_id) for f in result.failures) == [("a", old[0]), ("b", old[1])]
+    assert "AccessDenied" in result.failures[0].reason and removed == [refs[0].id]
+    assert len(await data_versions(s3_store, bucket)) == 4
 
 
 async def test_gc_skips_and_reports_versions_under_object_lock(

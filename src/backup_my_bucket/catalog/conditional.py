@@ -65,13 +65,21 @@ class Doc:
 
 
 async def read_doc(store: ObjectStore, bucket: str, key: str) -> Doc:
-    try:
-        info = await store.head(bucket, key)
-        version = None if info.version_id == NULL_VERSION else info.version_id
-        data = b"".join([chunk async for chunk in store.get(bucket, key, version)])
-    except ObjectNotFound:
+    """The document's current version and its ETag, then its bytes (of that version).
+
+    A one-entry version listing rather than HEAD: the document is often absent (a first
+    run), and a listing says so with a 200 where HEAD answers 404. ``key`` sorts first among
+    the keys it prefixes, so the first entry is its newest version when it exists."""
+    page = await store.list_versions_page(bucket, prefix=key, max_keys=1)
+    head = page.entries[0] if page.entries else None
+    if head is None or head.key != key or head.is_delete_marker:
         return Doc(None)
-    return Doc(data, info.etag)
+    version = None if head.version_id == NULL_VERSION else head.version_id
+    try:
+        data = b"".join([chunk async for chunk in store.get(bucket, key, version)])
+    except ObjectNotFound:  # replaced or removed since the listing: read it again later
+        return Doc(None)
+    return Doc(data, head.etag)
 
 
 async def swap_doc(

@@ -79,6 +79,9 @@ class FaultyStore:
     async def list_objects_page(self, bucket: str, **kw: Any) -> ObjectPage:
         return await self._call("list_objects", lambda: self.inner.list_objects_page(bucket, **kw))
 
+    async def server(self, bucket: str) -> str:
+        return await self._call("server", lambda: self.inner.server(bucket))
+
     async def head(
         self, bucket: str, key: str, version_id: str | None = None, **kw: Any
     ) -> ObjectInfo:

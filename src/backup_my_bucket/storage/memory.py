@@ -11,6 +11,10 @@ operation ``"delete_version"`` refuses each version of a DeleteObjects batch one
 IAM deny does) and ``chunk_etags`` (SeaweedFS's ListObjectVersions: a ``null`` version larger
 than one 4 MiB chunk is listed with the ETag of its internal chunks, ``md5(chunk md5s)-N``;
 HEAD and ListObjectsV2 still show the real one).
+
+Listings page like AWS (:mod:`.aws_listing`), or, with ``seaweedfs_paging=True``, the way
+SeaweedFS 4.48 does (:mod:`.seaweedfs_model`: a tree walk that loses keys beside directories
+and versioned stems, ListObjectsV2 in walk order); the store then names itself as SeaweedFS.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -45,6 +49,7 @@ from ..model import (
     VersionPage,
     VersionRef,
 )
+from . import aws_listing, seaweedfs_model
 from .protocol import MAX_COPY_SIZE, MAX_DELETE_BATCH, MAX_PAGE, MIN_PART_SIZE, Tags
 
 MAX_KEY_BYTES = 1024
@@ -86,6 +91,7 @@ class _Bucket:
     versions: dict[str, list[_Version]] = field(default_factory=dict)  # newest first
     lifecycle: list[LifecycleRule] = field(default_factory=list)
     uploads: dict[str, _Upload] = field(default_factory=dict)
+    generation: int = 0  # bumped by every write: the SeaweedFS model's cache key
 
 
 def _md5(data: bytes | bytearray) -> str:
@@ -116,8 +122,10 @@ def _check_key(key: str) -> None:
 class MemoryStore:
     """An :class:`~backup_my_bucket.storage.protocol.ObjectStore` kept in a dict."""
 
-    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK, *, seaweedfs_paging: bool = False) -> None:
         self.clock = clock
+        self.seaweedfs_paging = seaweedfs_paging
+        self._model: dict[str, tuple[int, list[seaweedfs_model.Entry]]] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._ids = itertools.count(1)
         self.denied: set[tuple[str, str]] = set()
@@ -146,6 +154,7 @@ class MemoryStore:
         return NULL_VERSION
 
     def _add(self, bucket: _Bucket, key: str, version: _Version) -> None:
+        bucket.generation += 1
         history = bucket.versions.get(key)
         if history is None:
             bisect.insort(bucket.keys, key)
@@ -216,11 +225,45 @@ class MemoryStore:
 
     # --- listings ----------------------------------------------------------------------------
 
-    def _rollup(self, key: str, prefix: str, delimiter: str) -> str | None:
-        if not delimiter:
-            return None
-        cut = key.find(delimiter, len(prefix))
-        return key[: cut + len(delimiter)] if cut >= 0 else None
+    def _listed(self, key: str, v: _Version, latest: bool) -> ObjectVersion:
+        """A version as ListObjectVersions shows it."""
+        return ObjectVersion(
+            key=key,
+            version_id=v.version_id,
+            last_modified=v.last_modified,
+            size=len(v.data),
+            etag=self._listed_etag(v),
+            is_latest=latest,
+            is_delete_marker=v.is_delete_marker,
+            storage_class=None if v.is_delete_marker else (v.attrs.storage_class or "STANDARD"),
+        )
+
+    def _histories(self, b: _Bucket) -> Callable[[str], list[ObjectVersion]]:
+        def history(key: str) -> list[ObjectVersion]:
+            return [self._listed(key, v, i == 0) for i, v in enumerate(b.versions[key])]
+
+        return history
+
+    def _currents(self, b: _Bucket) -> Callable[[str], ObjectSummary | None]:
+        def current(key: str) -> ObjectSummary | None:
+            """The key's current object as ListObjectsV2 shows it (its real ETag)."""
+            head = b.versions[key][0]
+            if head.etag is None:
+                return None
+            return ObjectSummary(
+                key, head.last_modified, len(head.data), head.etag,
+                head.attrs.storage_class or "STANDARD",
+            )  # fmt: skip
+
+        return current
+
+    def _tree(self, name: str, b: _Bucket) -> list[seaweedfs_model.Entry]:
+        cached = self._model.get(name)
+        if cached is None or cached[0] != b.generation:
+            history, current = self._histories(b), self._currents(b)
+            entries = seaweedfs_model.build([(k, tuple(history(k)), current(k)) for k in b.keys])
+            cached = self._model[name] = (b.generation, entries)
+        return cached[1]
 
     async def list_versions_page(
         self,
@@ -233,61 +276,15 @@ class MemoryStore:
         max_keys: int = MAX_PAGE,
     ) -> VersionPage:
         b = self._bucket(bucket, "list_versions")
-        max_keys = min(max_keys, MAX_PAGE)
-        entries: list[ObjectVersion] = []
-        prefixes: list[str] = []
-        last: tuple[str, str | None] | None = None  # (key or common prefix, version id)
-
-        def full() -> bool:
-            return len(entries) + len(prefixes) >= max_keys
-
-        start = bisect.bisect_left(b.keys, max(key_marker, prefix))
-        for i in range(start, len(b.keys)):
-            key = b.keys[i]
-            if not key.startswith(prefix):
-                if key > prefix:
-                    break
-                continue
-            history = b.versions[key]
-            if key == key_marker:
-                if not version_id_marker:
-                    continue  # KeyMarker alone: start after the key
-                ids = [v.version_id for v in history]
-                if version_id_marker not in ids:
-                    raise UsageError(f"invalid version id marker {version_id_marker!r}")
-                history = history[ids.index(version_id_marker) + 1 :]
-            cp = self._rollup(key, prefix, delimiter)
-            if cp is not None:
-                if cp <= key_marker or (prefixes and prefixes[-1] == cp):
-                    continue
-                if full():
-                    return VersionPage(entries, prefixes, True, *self._marker(last))
-                prefixes.append(cp)
-                last = (cp, None)
-                continue
-            for v in history:
-                if full():
-                    return VersionPage(entries, prefixes, True, *self._marker(last))
-                entries.append(
-                    ObjectVersion(
-                        key=key,
-                        version_id=v.version_id,
-                        last_modified=v.last_modified,
-                        size=len(v.data),
-                        etag=self._listed_etag(v),
-                        is_latest=v is b.versions[key][0],
-                        is_delete_marker=v.is_delete_marker,
-                        storage_class=None
-                        if v.is_delete_marker
-                        else (v.attrs.storage_class or "STANDARD"),
-                    )
-                )
-                last = (key, v.version_id)
-        return VersionPage(entries, prefixes, False)
-
-    @staticmethod
-    def _marker(last: tuple[str, str | None] | None) -> tuple[str | None, str | None]:
-        return (last[0], last[1]) if last else (None, None)
+        if self.seaweedfs_paging:
+            return seaweedfs_model.list_versions(
+                self._tree(bucket, b), prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+                version_id_marker=version_id_marker, max_keys=max_keys,
+            )  # fmt: skip
+        return aws_listing.list_versions(
+            b.keys, self._histories(b), prefix=prefix, delimiter=delimiter,
+            key_marker=key_marker, version_id_marker=version_id_marker, max_keys=max_keys,
+        )  # fmt: skip
 
     async def list_objects_page(
         self,
@@ -300,42 +297,21 @@ class MemoryStore:
         max_keys: int = MAX_PAGE,
     ) -> ObjectPage:
         b = self._bucket(bucket, "list_objects")
-        max_keys = min(max_keys, MAX_PAGE)
-        after = continuation_token if continuation_token is not None else start_after
-        objects: list[ObjectSummary] = []
-        prefixes: list[str] = []
-        last = after  # the continuation token is the last key or common prefix returned
-        start = bisect.bisect_right(b.keys, after)
-        for i in range(max(start, bisect.bisect_left(b.keys, prefix)), len(b.keys)):
-            key = b.keys[i]
-            if not key.startswith(prefix):
-                if key > prefix:
-                    break
-                continue
-            current = b.versions[key][0]
-            if current.is_delete_marker:
-                continue
-            cp = self._rollup(key, prefix, delimiter)
-            if cp is not None and (cp <= after or (prefixes and prefixes[-1] == cp)):
-                continue
-            if len(objects) + len(prefixes) >= max_keys:
-                return ObjectPage(objects, prefixes, True, last)
-            if cp is not None:
-                prefixes.append(cp)
-                last = cp
-                continue
-            last = key
-            assert current.etag is not None
-            objects.append(
-                ObjectSummary(
-                    key=key,
-                    last_modified=current.last_modified,
-                    size=len(current.data),
-                    etag=current.etag,
-                    storage_class=current.attrs.storage_class or "STANDARD",
-                )
-            )
-        return ObjectPage(objects, prefixes, False)
+        if self.seaweedfs_paging:
+            if delimiter:
+                raise UsageError("the SeaweedFS model lists objects without a delimiter only")
+            return seaweedfs_model.list_objects(
+                self._tree(bucket, b), prefix=prefix, start_after=start_after,
+                continuation_token=continuation_token, max_keys=max_keys,
+            )  # fmt: skip
+        return aws_listing.list_objects(
+            b.keys, self._currents(b), prefix=prefix, delimiter=delimiter,
+            start_after=start_after, continuation_token=continuation_token, max_keys=max_keys,
+        )  # fmt: skip
+
+    async def server(self, bucket: str) -> str:
+        self._bucket(bucket, "server")
+        return seaweedfs_model.SERVER if self.seaweedfs_paging else "MemoryStore"
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -443,6 +419,7 @@ class MemoryStore:
         b = self._bucket(bucket, "delete")
         if b.versioning is Versioning.UNVERSIONED:
             if key in b.versions:
+                b.generation += 1
                 del b.versions[key]
                 b.keys.remove(key)
             return None
@@ -473,6 +450,7 @@ class MemoryStore:
                 failures.append(ItemFailure(ref.key, ref.version_id, reason))
             else:
                 history[:] = [v for v in history if v.version_id != ref.version_id]
+                b.generation += 1
                 if not history:
                     del b.versions[ref.key]
                     b.keys.remove(ref.key)

@@ -83,6 +83,11 @@ class ObjectStore(Protocol):
         """One page of ListObjectsV2: current objects after ``start_after``."""
         ...
 
+    async def server(self, bucket: str) -> str:
+        """How the server answering for ``bucket`` names itself (its ``Server`` header), or
+        "" when it does not: listings choose how to page from it."""
+        ...
+
     # --- reads -------------------------------------------------------------------------------
 
     async def head(

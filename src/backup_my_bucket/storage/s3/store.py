@@ -51,6 +51,7 @@ class S3Store:
         self._exit_stack = contextlib.AsyncExitStack()
         self._reached = True  # or not yet: set when opened (open_client says)
         self._reaching = asyncio.Lock()
+        self._server: str | None = None  # the endpoint's Server header, once asked
 
     async def __aenter__(self) -> S3Store:
         await self.open()
@@ -126,6 +127,16 @@ class S3Store:
             await self._call(
                 "ListBucket", bucket, self.client.list_objects_v2(Bucket=bucket, MaxKeys=1)
             )
+
+    async def server(self, bucket: str) -> str:
+        """The endpoint's ``Server`` header (asked once, with a HeadBucket)."""
+        if self._server is None:
+            resp: Mapping[str, Any] = await self._call(
+                "ListBucket", bucket, self.client.head_bucket(Bucket=bucket)
+            )
+            headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            self._server = str(headers.get("server", ""))
+        return self._server
 
     async def get_versioning(self, bucket: str) -> Versioning:
         resp = await self._call(

@@ -113,6 +113,24 @@ class VersioningNotEnabled(StorageError):
         self.bucket = bucket
 
 
+class IncompleteListing(BackupError):
+    """A version listing missed keys that ListObjectsV2 shows (the completeness audit)."""
+
+    SHOWN = 20
+
+    def __init__(self, where: str, keys: Sequence[str]) -> None:
+        shown = ", ".join(repr(k) for k in keys[: self.SHOWN])
+        more = f" and {len(keys) - self.SHOWN} more" if len(keys) > self.SHOWN else ""
+        super().__init__(
+            f"incomplete listing: the version listing of {where} missed {len(keys)} key(s) "
+            f"that ListObjectsV2 shows: {shown}{more}",
+            hint="nothing was trusted to that listing's end; report the server's name and "
+            "version with these keys (docs/design.md, 'Paging a tree-walking server')",
+        )
+        self.where = where
+        self.keys = list(keys)
+
+
 class PreconditionFailed(StorageError):
     """A conditional write found the object changed (used for catalog locks)."""
 

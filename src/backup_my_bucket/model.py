@@ -40,6 +40,31 @@ class ObjectVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyHistory:
+    """Every version and delete marker of one key, newest first in the listing's order.
+
+    Within one key the listing's order wins over timestamps: S3 keeps whole seconds, so a
+    write and a delete in the same second tie, and only the order tells which came last.
+    """
+
+    key: str
+    versions: tuple[ObjectVersion, ...]  # newest first
+
+    @property
+    def current(self) -> ObjectVersion | None:
+        """The live version now, or None when the key is deleted (a delete marker on top)."""
+        head = self.versions[0] if self.versions else None
+        return None if head is None or head.is_delete_marker else head
+
+    def live_at(self, at: datetime) -> ObjectVersion | None:
+        """The version live at ``at``: the newest written at or before it, unless a delete."""
+        for version in self.versions:
+            if version.last_modified <= at:
+                return None if version.is_delete_marker else version
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectSummary:
     """One entry of a current-objects listing (ListObjectsV2)."""
 

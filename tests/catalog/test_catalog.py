@@ -20,7 +20,6 @@ from backup_my_bucket.catalog import (
     LocalCatalog,
     LockInfo,
     S3Catalog,
-    pid_alive,
     resolve_id,
 )
 from backup_my_bucket.catalog.index import IndexWriter, SnapshotMeta
@@ -35,6 +34,7 @@ from backup_my_bucket.errors import (
 from backup_my_bucket.model import ObjectVersion, S3Url
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
+from backup_my_bucket.storage.scratch import pid_alive
 
 from ..conftest import BucketFactory, unique_bucket
 

@@ -141,7 +141,7 @@ async def test_dry_run_changes_nothing(scene: tuple[Scenario, datetime], tmp_pat
     assert result.bytes_copied == 6
     assert await live(sc.store, "src") == before
     writes = {op for op in sc.store.calls if sc.store.calls[op] != calls.get(op)}
-    assert writes <= {"list_versions", "head", "get", "get_tags"}
+    assert writes <= {"list_versions", "list_objects", "server", "head", "get", "get_tags"}
     assert not os.listdir(tmp_path)  # no journal either
 
 

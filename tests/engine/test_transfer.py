@@ -350,3 +350,30 @@ async def test_fast_head_answers_what_botocore_answers(s3_store: S3Store) -> Non
         assert locked_head.attrs == octets
     with pytest.raises(ObjectNotFound):  # a delete marker, a missing key: botocore's answer
         await s3_store.head(bucket, "no-such-key")
+
+
+@pytest.mark.s3
+async def test_fast_object_listing_answers_what_botocore_answers(s3_store: S3Store) -> None:
+    """ListObjectsV2 (the listing audit's pages) takes the fast path with odd prefixes, start
+    markers and continuation tokens, and answers exactly what botocore's path answers."""
+    fast = s3_store._fast
+    assert fast is not None
+    bucket = unique_bucket("olist")
+    await s3_store.create_bucket(bucket)
+    for key in ODD_KEYS:
+        await s3_store.put(bucket, key, key.encode())
+    first = await s3_store.list_objects_page(bucket, max_keys=2)
+    assert first.is_truncated and first.next_token
+    queries: list[dict[str, str]] = [{"prefix": key} for key in ODD_KEYS]
+    queries += [{"start_after": key} for key in ODD_KEYS]
+    queries.append({"continuation_token": first.next_token})
+    before = fast.listings
+    fast_pages = [await s3_store.list_objects_page(bucket, max_keys=2, **q) for q in queries]
+    assert fast.listings - before == len(queries)
+    s3_store._fast = None
+    try:
+        slow_pages = [await s3_store.list_objects_page(bucket, max_keys=2, **q) for q in queries]
+    finally:
+        s3_store._fast = fast
+    assert fast_pages == slow_pages
+    assert all(page.objects for page in fast_pages[: len(ODD_KEYS)])

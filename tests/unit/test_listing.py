@@ -12,10 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backup_my_bucket.engine import listing, scratch
-from backup_my_bucket.engine.listing import MAX_CHAR, ParallelListing, split_key
-from backup_my_bucket.engine.versions import KeyHistory
+from backup_my_bucket.model import KeyHistory
+from backup_my_bucket.storage import listing, scratch
+from backup_my_bucket.storage.listing import ListingOptions, ParallelListing
 from backup_my_bucket.storage.memory import MemoryStore
+from backup_my_bucket.storage.paging import MAX_CHAR, split_key
 
 
 def test_split_key() -> None:
@@ -74,9 +75,13 @@ async def test_parallel_equals_sequential(
     keys = sorted(set(keys))
     store = MemoryStore()
     await _fill(store, "b", keys)
-    sequential = ParallelListing(store, "b", _key, workers=1, page_size=10_000)
+    sequential = ParallelListing(
+        store, "b", _key, workers=1, options=ListingOptions(page_size=10_000)
+    )
     expected = [r async for r in sequential.results()]
-    parallel = ParallelListing(store, "b", _key, workers=workers, page_size=13)
+    parallel = ParallelListing(
+        store, "b", _key, workers=workers, options=ListingOptions(page_size=13)
+    )
     got = [r async for r in parallel.results()]
     assert got == expected
     assert [k for k, _ in got] == keys
@@ -89,7 +94,9 @@ async def test_parallel_equals_sequential(
 async def test_prefix_and_skip_prefix() -> None:
     store = MemoryStore()
     await _fill(store, "b", ["a/1", "a/2", "b/1", "b/cat/x", "b/2", "c"])
-    got = ParallelListing(store, "b", _key, prefix="b/", skip_prefix="b/cat/", page_size=1)
+    got = ParallelListing(
+        store, "b", _key, prefix="b/", skip_prefix="b/cat/", options=ListingOptions(page_size=1)
+    )
     assert [k async for k, _ in got.results()] == ["b/1", "b/2"]
 
 
@@ -97,7 +104,11 @@ async def test_reduce_may_drop_keys() -> None:
     store = MemoryStore()
     await _fill(store, "b", [f"k{i}" for i in range(50)])
     only_even = ParallelListing(
-        store, "b", lambda h: h.key if int(h.key[1:]) % 2 == 0 else None, page_size=3, workers=8
+        store,
+        "b",
+        lambda h: h.key if int(h.key[1:]) % 2 == 0 else None,
+        options=ListingOptions(page_size=3),
+        workers=8,
     )
     assert [k async for k in only_even.results()] == sorted(f"k{i}" for i in range(0, 50, 2))
 
@@ -111,7 +122,8 @@ async def test_a_listing_that_stops_early_leaves_no_spill_file(
     await _fill(store, "b", [f"f{i:05d}" for i in range(900)])
     spills = tmp_path / "spill"
     spills.mkdir()
-    stopped = ParallelListing(store, "b", _key, workers=16, page_size=13, spill_dir=str(spills))
+    options = ListingOptions(page_size=13)
+    stopped = ParallelListing(store, "b", _key, workers=16, options=options, spill_dir=str(spills))
     results = stopped.results()
     async for _ in results:
         if stopped.stats.spilled_rows and len(list(spills.iterdir())) > 2:

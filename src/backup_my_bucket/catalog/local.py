@@ -13,9 +13,10 @@ from typing import BinaryIO
 
 from ..clock import Clock
 from ..errors import CatalogError
+from ..storage.scratch import pid_alive
 from .catalog import Catalog, IndexSize, ManifestFile, identity_of
 from .index import SnapshotMeta, check_snapshot_id
-from .lock import ABSENT, LockInfo, LockState, kept_after_pause, pid_alive
+from .lock import ABSENT, LockInfo, LockState, kept_after_pause
 
 
 class LocalCatalog(Catalog):

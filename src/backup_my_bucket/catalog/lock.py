@@ -28,7 +28,6 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Protocol
 
 from ..clock import Clock
@@ -122,23 +121,6 @@ async def kept_after_pause(store: LockStore, info: LockInfo) -> LockState | None
     await asyncio.sleep(0.05)
     after = await store._read_lock()
     return after if after.info is not None and after.info.token == info.token else None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host is running. When it cannot be told: True."""
-    if os.name != "posix" or pid <= 0:
-        return True  # (os.kill on Windows would terminate the process, not probe it)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # EPERM: it exists, under another user
-    try:  # a zombie (killed, not yet reaped by its parent) holds nothing any more
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2 :][:1] != "Z"
 
 
 class Lease:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 from ..catalog.catalog import Catalog
@@ -17,6 +17,7 @@ from ..engine.versions import require_versioning
 from ..errors import Interrupted, Terminated, UsageError
 from ..model import S3Url
 from ..ops.signals import stop_on_signals
+from ..storage.listing import ListingOptions
 from ..storage.protocol import ObjectStore
 from ..storage.s3 import S3Config, S3Store
 from .output import Output
@@ -40,6 +41,7 @@ class Settings:
     region: str | None = None
     catalog: str | None = None
     workers: int = DEFAULT_WORKERS
+    listing: ListingOptions = field(default_factory=ListingOptions)
     json: bool = False
     debug: bool = False
     fast_path: bool = True
@@ -51,6 +53,7 @@ class App:
     """Opens one S3 client per distinct endpoint and closes them all when the command ends."""
 
     def __init__(self, settings: Settings, output: Output, clock: Clock = SYSTEM_CLOCK) -> None:
+        settings = replace(settings, listing=replace(settings.listing, clock=clock))
         self.settings = settings
         self.output = output
         self.clock = clock

@@ -49,6 +49,7 @@ from ..catalog.location import reserved_prefix
 from ..errors import BackupError, CatalogError, ItemFailure, Locked, PartialFailure, UsageError
 from ..model import LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
+from ..storage.listing import ListingOptions
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
 from ..units import format_time, plural
 from .progress import NullProgress, Progress
@@ -335,6 +336,7 @@ async def run_gc(
     on_planned: Callable[[ObjectVersion], None] | None = None,
     guard: Guard | None = None,
     on_pruned: OnPruned | None = None,
+    listing: ListingOptions | None = None,
 ) -> GcResult:
     """Apply ``policy`` to every snapshot of the backup at ``s3://bucket/prefix`` and collect.
 
@@ -383,7 +385,12 @@ async def run_gc(
     warnings = await _lifecycle_check(store, bucket, backup.prefix, points, now)
     if on_pruned is not None and not dry_run:
         await on_pruned(points)  # the narrower span first: see catalog/history.py
-    plan = plan_gc(_content(iter_versions(store, bucket, prefix=backup.prefix), backup), points)
+    listing = listing or ListingOptions()
+    versions = iter_versions(
+        store, bucket, prefix=backup.prefix, workers=workers, page_size=listing.page_size,
+        paging=listing.paging,
+    )  # fmt: skip
+    plan = plan_gc(_content(versions, backup), points)
     tally = await _collect(store, bucket, plan, dry_run, workers, progress, on_planned, now, guard)
     result = GcResult(
         removed,
@@ -414,6 +421,7 @@ async def gc_catalog(
     workers: int = 8,
     progress: Progress | None = None,
     on_planned: Callable[[ObjectVersion], None] | None = None,
+    listing: ListingOptions | None = None,
 ) -> GcResult:
     """The whole `gc` command: under the catalog lock, collect the backup at ``backup``
     (default: the one location the catalog's snapshots record) with :func:`run_gc`.
@@ -424,13 +432,13 @@ async def gc_catalog(
     (exit 2). It checks its lock before every destructive step and records what it prunes
     (catalog/history.py) before the first deletion."""
     async with catalog.lock("gc") as lease:
-        listing = await catalog.scan()
-        if listing.unreadable:
-            raise cannot_tell(listing.unreadable)
-        url = backup or backup_of(listing.snapshots)
+        scanned = await catalog.scan()
+        if scanned.unreadable:
+            raise cannot_tell(scanned.unreadable)
+        url = backup or backup_of(scanned.snapshots)
         await require_versioning(store, url.bucket)
         await refuse_unmigrated(catalog, url)
-        mine = [m for m in listing.snapshots if m.of(url)]
+        mine = [m for m in scanned.snapshots if m.of(url)]
 
         async def pruned(points: RestorePoints) -> None:
             if points.keep_from is not None:
@@ -449,6 +457,7 @@ async def gc_catalog(
             dry_run=dry_run,
             workers=workers,
             progress=progress,
+            listing=listing,
             on_planned=on_planned,
             guard=lease.check,
             on_pruned=pruned,

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackupError, ItemFailure
+from ..errors import BackupError, IncompleteListing, ItemFailure
 from ..model import NULL_VERSION, ObjectVersion, S3Url, Versioning, VersionRef
+from ..storage.listing import ListingOptions
 from ..storage.protocol import ObjectStore
 from .actions import ActionKind
 from .confirm import Checker, Side, untrusted_etag
@@ -120,6 +121,7 @@ class _Sides:
     multipart_threshold: int | None
     workers: int  # concurrent requests, for the listings as for the copies
     checker: Checker
+    listing: ListingOptions | None = None
 
 
 @dataclass(slots=True)
@@ -271,25 +273,29 @@ async def _verify(
 
     async def merged() -> AsyncIterator[tuple[Action, ObjectVersion]]:
         """The problems found from the listing; yields the pairs HEAD must decide."""
-        await have.advance()
-        for action in spool.read():
-            while have.head is not None and have.head.key < action.key:
+        try:
+            await have.advance()
+            for action in spool.read():
+                while have.head is not None and have.head.key < action.key:
+                    if mode is Mode.ROLLBACK:
+                        problem(have.head.key, "not in the plan")
+                    await have.advance()
+                found = await have.seek(action.key)
+                if found is not None:
+                    await have.advance()
+                wrong = _check(action, found, tally)
+                if wrong is not None and found is not None and untrusted_etag(found):
+                    yield action, found
+                elif wrong is not None:
+                    problem(action.key, wrong)
+                progress.advance(1)
+            while have.head is not None:
                 if mode is Mode.ROLLBACK:
                     problem(have.head.key, "not in the plan")
                 await have.advance()
-            found = await have.seek(action.key)
-            if found is not None:
-                await have.advance()
-            wrong = _check(action, found, tally)
-            if wrong is not None and found is not None and untrusted_etag(found):
-                yield action, found
-            elif wrong is not None:
-                problem(action.key, wrong)
-            progress.advance(1)
-        while have.head is not None:
-            if mode is Mode.ROLLBACK:
-                problem(have.head.key, "not in the plan")
-            await have.advance()
+        except IncompleteListing as exc:  # the checks above missed these keys: unverified
+            for key in exc.keys:
+                problem(key, "the target's version listing missed it (ListObjectsV2 shows it)")
 
     async def confirm(pair: tuple[Action, ObjectVersion]) -> str | None:
         action, found = pair
@@ -310,8 +316,9 @@ async def _verify(
 
 def _target_state(sides: _Sides, filters: KeyFilter) -> AsyncIterator[ObjectVersion]:
     return live_state(
-        sides.target_store, sides.target, workers=sides.workers, within=filters.prefix
-    )
+        sides.target_store, sides.target, workers=sides.workers, within=filters.prefix,
+        listing=sides.listing,
+    )  # fmt: skip
 
 
 def _check_sides(sides: _Sides) -> None:
@@ -335,8 +342,9 @@ async def _plan(
     backup_current = None
     if mode is Mode.UNDELETE:
         backup_current = live_state(
-            sides.backup_store, sides.backup, workers=sides.workers, within=filters.prefix
-        )
+            sides.backup_store, sides.backup, workers=sides.workers, within=filters.prefix,
+            listing=sides.listing,
+        )  # fmt: skip
     progress.start("restore: planning", unit="keys")
     spool = Spool()
     try:
@@ -379,6 +387,7 @@ async def run_restore(
     confirm: Confirm | None = None,
     on_planned: Callable[[Action], None] | None = None,
     compare_tags: bool = False,
+    listing: ListingOptions | None = None,
 ) -> RestoreResult:
     """Plan, execute and verify one restore; see the module docstring.
 
@@ -403,7 +412,7 @@ async def run_restore(
     )
     sides = _Sides(
         backup_store, backup, target_store, target, same_endpoint, multipart_threshold, workers,
-        checker,
+        checker, listing,
     )  # fmt: skip
     _check_sides(sides)
     journal = None

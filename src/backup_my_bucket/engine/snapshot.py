@@ -28,11 +28,11 @@ from ..catalog.location import reserved_prefix
 from ..clock import Clock
 from ..errors import UsageError
 from ..model import ObjectVersion, S3Url
+from ..storage.listing import ListingOptions, ParallelListing
 from ..storage.protocol import ObjectStore
+from ..storage.scratch import scratch_prefix, sweep_stale
 from ..units import format_time, human_time
-from .listing import ParallelListing
 from .progress import NullProgress, Progress
-from .scratch import scratch_prefix, sweep_stale
 from .versions import Earliest, KeyHistory, require_versioning
 
 
@@ -73,8 +73,12 @@ def live_at_reducer(
     return reduce
 
 
-def current_reducer(url: S3Url) -> Callable[[KeyHistory], ObjectVersion | None]:
+def current_reducer(
+    url: S3Url, seen: Earliest | None = None
+) -> Callable[[KeyHistory], ObjectVersion | None]:
     def reduce(history: KeyHistory) -> ObjectVersion | None:
+        if seen is not None:
+            seen.add(history.versions)
         current = history.current
         return None if current is None else relative(current, url)
 
@@ -90,21 +94,26 @@ def state_at(
     within: str = "",
     seen: Earliest | None = None,
     progress: Progress | None = None,
+    listing: ListingOptions | None = None,
 ) -> AsyncIterator[ObjectVersion]:
     """The backup location's state at ``at`` in its sub-folder ``within`` (the whole location
     by default), keys relative to that folder, streamed in key order. The location's reserved
-    folder is never part of it; ``seen`` notes the oldest entry listed."""
+    folder is never part of it; ``seen`` notes the oldest entry listed.
+
+    The listing is audited (``listing.audit``): a short one ends the stream with
+    IncompleteListing after its last row.
+    """
     scope = backup.child(within)
-    listing = ParallelListing(
+    return ParallelListing(
         store,
         backup.bucket,
         live_at_reducer(at, scope, seen),
         prefix=scope.prefix,
         workers=workers,
         skip_prefix=reserved_prefix(backup),
+        options=listing,
         on_page=(lambda n: progress.advance(n)) if progress else None,
-    )
-    return listing.results()
+    ).results()
 
 
 def live_state(
@@ -113,22 +122,24 @@ def live_state(
     *,
     workers: int,
     within: str = "",
+    seen: Earliest | None = None,
+    listing: ListingOptions | None = None,
 ) -> AsyncIterator[ObjectVersion]:
     """The bucket's current state in the folder ``backup`` (keys relative to it), streamed in
     key order; ``within``: only relative keys in that sub-folder (a :func:`folder`). The
     location's reserved folder is never part of it (a restore target may be a backup
-    location itself)."""
+    location itself); ``seen`` notes the oldest entry listed. Audited like :func:`state_at`."""
     # ListObjectVersions, not ListObjectsV2: only the version listing is in key order on
     # every server we know (SeaweedFS lists V2 in its own directory order).
-    listing = ParallelListing(
+    return ParallelListing(
         store,
         backup.bucket,
-        current_reducer(backup),
+        current_reducer(backup, seen),
         prefix=backup.child(within).prefix,
         workers=workers,
         skip_prefix=reserved_prefix(backup),
-    )
-    return listing.results()
+        options=listing,
+    ).results()
 
 
 async def take_snapshot(
@@ -142,11 +153,14 @@ async def take_snapshot(
     tags: Sequence[str] = (),
     workers: int = 16,
     progress: Progress | None = None,
+    listing: ListingOptions | None = None,
 ) -> SnapshotMeta:
     """List the backup bucket, write the index, publish it. Runs under the catalog lock,
     which it checks before publishing (a lost lock: Locked, exit 11, nothing published).
     Where the backup's history begins is recorded if nothing recorded it yet (the oldest
-    version listed)."""
+    version listed). Nothing is published when the listing's audit finds it short
+    (IncompleteListing).
+    """
     progress = progress or NullProgress()
     started = clock.now()
     if at is not None and at > started:
@@ -169,7 +183,10 @@ async def take_snapshot(
                 f"snapshot: listing {backup} (state at {human_time(cut)})", unit="versions"
             )
             try:
-                rows = state_at(store, backup, cut, workers=workers, seen=seen, progress=progress)
+                rows = state_at(
+                    store, backup, cut, workers=workers, seen=seen, progress=progress,
+                    listing=listing,
+                )  # fmt: skip
                 async for version in rows:
                     writer.add(version)
             except BaseException:

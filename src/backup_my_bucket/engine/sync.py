@@ -10,7 +10,8 @@ delete markers; a failed item is retried, then reported, and never stops the res
 
 Both sides are listed with ListObjectVersions (key order on every server we know; SeaweedFS's
 ListObjectsV2 is not in key order) and reduced to current versions, concurrently and ahead of
-the copies (:func:`~.workers.prefetch`).
+the copies (:func:`~.workers.prefetch`). Each listing is audited against ListObjectsV2; a short
+one stops the plan (IncompleteListing) before any delete marker is written.
 
 "Unchanged" (see docs/design.md, "Sync"): same size and same ETag. When the ETags cannot be
 compared (a multipart ETag ``…-N`` on either side, e.g. a big object copied in parts of another
@@ -34,15 +35,17 @@ from dataclasses import dataclass, field
 from ..catalog.history import note_sync
 from ..catalog.location import RESERVED, reserved_prefix
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import BackupError, ItemFailure, StorageError, UsageError
+from ..errors import BackupError, IncompleteListing, ItemFailure, StorageError, UsageError
 from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
+from ..storage.listing import ListingOptions
 from ..storage.protocol import ObjectStore
 from ..units import plural
 from .actions import ActionKind
 from .confirm import Checker, Side, Verdict
 from .filters import KeyFilter, refuse_overlap
 from .progress import NullProgress, Progress
+from .snapshot import live_state
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
 from .versions import Earliest, current_state, require_versioning
 from .workers import in_order, prefetch, run_pool
@@ -53,6 +56,8 @@ OVERLAP_HINT = (
 )
 PREFETCH = 5_000
 """Listing entries each side may hold ahead of the merge (about 1 MB each side)."""
+LISTING_WORKERS = 16
+"""Concurrent listing requests per side: a listing page is 1,000 keys, a copy one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,7 @@ class SyncOptions:
     part_size: int | None = None
     key_filter: KeyFilter = field(default_factory=KeyFilter)
     compare_tags: bool = False
+    listing: ListingOptions = field(default_factory=ListingOptions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,7 @@ class SyncResult:
     dry_run: bool = False
     failures: tuple[ItemFailure, ...] = ()
     checks: int = 0  # HEAD and tag requests that settled what the listings could not tell
+    incomplete: IncompleteListing | None = None  # a listing's audit found it short
 
     def to_json(self) -> dict[str, int | bool]:
         return {
@@ -213,17 +220,14 @@ async def settle_sync(
             yield outcome.result or outcome.item
 
 
-async def current_listing(
-    store: ObjectStore, url: S3Url, seen: Earliest | None = None
+def current_listing(
+    store: ObjectStore, url: S3Url, options: SyncOptions, seen: Earliest | None = None
 ) -> AsyncIterator[ObjectVersion]:
     """The current versions in the folder ``url``, keys relative to it, ascending; the
-    location's reserved folder left out. ``seen`` notes the oldest entry listed."""
-    skip = reserved_prefix(url)
-    entries = iter_versions(store, url.bucket, prefix=url.prefix)
-    async for version in current_state(seen.tap(entries) if seen is not None else entries):
-        key = url.relative(version.key)
-        if key is not None and not version.key.startswith(skip):  # not the marker, not ours
-            yield dataclasses.replace(version, key=key) if url.prefix else version
+    location's reserved folder left out; audited (a short listing ends the stream with
+    IncompleteListing). ``seen`` notes the oldest entry listed."""
+    workers = min(options.workers, LISTING_WORKERS)
+    return live_state(store, url, workers=workers, seen=seen, listing=options.listing)
 
 
 async def refuse_reserved(store: ObjectStore, source: S3Url, key_filter: KeyFilter) -> None:
@@ -254,6 +258,7 @@ class _Tally:
     planned_bytes: int = 0
     failures: list[ItemFailure] = field(default_factory=list)
     deletes: list[SyncItem] = field(default_factory=list)
+    incomplete: IncompleteListing | None = None
 
     def result(self, dry_run: bool) -> SyncResult:
         return SyncResult(
@@ -264,23 +269,32 @@ class _Tally:
             bytes_copied=self.bytes_copied,
             dry_run=dry_run,
             failures=tuple(self.failures),
+            incomplete=self.incomplete,
         )
 
 
 async def _copies(
     plan: AsyncIterable[SyncItem], tally: _Tally, progress: Progress
 ) -> AsyncIterator[SyncItem]:
-    """The copy items of the plan; skips are counted, deletes kept for after the copies."""
-    async for item in plan:
-        if item.action is ActionKind.SKIP:
-            tally.skipped += 1
-            progress.advance(1)
-        elif item.action is ActionKind.DELETE:
-            tally.deletes.append(item)  # keys only: small even for a large deletion
-        else:
-            tally.planned += 1
-            tally.planned_bytes += item.size
-            yield item
+    """The copy items of the plan; skips are counted, deletes kept for after the copies.
+
+    A listing found short by its audit ends the plan: the copies under way finish, and no
+    delete marker is written (a key missing from a short source listing is not deleted).
+    """
+    try:
+        async for item in plan:
+            if item.action is ActionKind.SKIP:
+                tally.skipped += 1
+                progress.advance(1)
+            elif item.action is ActionKind.DELETE:
+                tally.deletes.append(item)  # keys only: small even for a large deletion
+            else:
+                tally.planned += 1
+                tally.planned_bytes += item.size
+                yield item
+    except IncompleteListing as exc:
+        tally.incomplete = exc
+        tally.deletes.clear()
     progress.total(tally.planned + tally.skipped + len(tally.deletes), tally.planned_bytes)
 
 
@@ -383,8 +397,8 @@ async def sync(
     await require_versioning(backup_store, backup_url.bucket)
     await refuse_reserved(source_store, source_url, options.key_filter)
     plan = plan_sync(
-        prefetch(current_listing(source_store, source_url), PREFETCH),
-        prefetch(current_listing(backup_store, backup_url, seen), PREFETCH),
+        prefetch(current_listing(source_store, source_url, options), PREFETCH),
+        prefetch(current_listing(backup_store, backup_url, options, seen), PREFETCH),
         options.key_filter,
     )
     checker = Checker(

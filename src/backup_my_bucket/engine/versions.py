@@ -8,31 +8,13 @@ so a write and a delete in the same second tie, and only the order tells which c
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 from ..errors import StorageError, VersioningNotEnabled
-from ..model import ObjectVersion, Versioning
+from ..model import KeyHistory, ObjectVersion, Versioning
 from ..storage.protocol import ObjectStore
 
-
-@dataclass(frozen=True, slots=True)
-class KeyHistory:
-    key: str
-    versions: tuple[ObjectVersion, ...]  # newest first
-
-    @property
-    def current(self) -> ObjectVersion | None:
-        """The live version now, or None when the key is deleted (a delete marker on top)."""
-        head = self.versions[0] if self.versions else None
-        return None if head is None or head.is_delete_marker else head
-
-    def live_at(self, at: datetime) -> ObjectVersion | None:
-        """The version live at ``at``: the newest written at or before it, unless a delete."""
-        for version in self.versions:
-            if version.last_modified <= at:
-                return None if version.is_delete_marker else version
-        return None
+__all__ = ["KeyHistory", "current_state", "histories", "require_versioning", "state_at"]
 
 
 def _check_order(previous: str | None, key: str) -> None:

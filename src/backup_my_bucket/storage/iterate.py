@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from ..errors import StorageError
-from ..model import ObjectSummary, ObjectVersion
+from ..model import KeyHistory, ObjectSummary, ObjectVersion
+from .listing import ListingOptions, Paging, ParallelListing
 from .protocol import MAX_PAGE, ObjectStore
 from .retry import retrying
 
@@ -18,40 +19,29 @@ async def iter_versions(
     start_after: str = "",
     end_before: str | None = None,
     page_size: int = MAX_PAGE,
+    workers: int = 4,
+    paging: Paging | None = None,
 ) -> AsyncIterator[ObjectVersion]:
     """Every version and delete marker of keys in (start_after, end_before), in listing order.
 
-    Raises StorageError if the server lists keys out of order: every merge downstream relies
-    on ascending keys, and a silent misorder would make a snapshot or a restore wrong.
+    The one version listing (:class:`~.listing.ParallelListing`, complete on SeaweedFS too),
+    flattened; without its audit (engines that act on a whole bucket ask for that). Raises
+    StorageError if the server lists keys out of order.
     """
-    key_marker, version_marker = start_after, ""
-    last_key = start_after
-    while True:
-        page = await retrying(
-            lambda: store.list_versions_page(
-                bucket,
-                prefix=prefix,
-                key_marker=key_marker,  # noqa: B023  # awaited before the loop moves on
-                version_id_marker=version_marker,  # noqa: B023
-                max_keys=page_size,
-            )
-        )
-        for entry in page.entries:
-            if end_before is not None and entry.key >= end_before:
-                return
-            if entry.key < last_key:
-                raise StorageError(
-                    f"s3://{bucket} listed key {entry.key!r} after {last_key!r}: "
-                    "the server's version listing is not in key order"
-                )
-            last_key = entry.key
-            yield entry
-        if not page.is_truncated:
+    options = ListingOptions(page_size=page_size, paging=paging, audit=False)
+    listing = ParallelListing(
+        store, bucket, _whole, prefix=prefix, after=start_after, workers=workers,
+        options=options, audit=False,
+    )  # fmt: skip
+    async for history in listing.results():
+        if end_before is not None and history.key >= end_before:
             return
-        if not page.next_key_marker:
-            raise StorageError(f"s3://{bucket}: a truncated version page has no NextKeyMarker")
-        key_marker = page.next_key_marker
-        version_marker = page.next_version_id_marker or ""
+        for version in history.versions:
+            yield version
+
+
+def _whole(history: KeyHistory) -> KeyHistory:
+    return history
 
 
 async def iter_objects(

@@ -104,6 +104,7 @@ async def run_sync(
         multipart_threshold=multipart_threshold,
         key_filter=KeyFilter(include=tuple(include), exclude=tuple(exclude)),
         compare_tags=compare_tags,
+        listing=app.settings.listing,
     )
     source_store, backup_store = await app.store("source"), await app.store("backup")
     return await run_engine(
@@ -134,8 +135,15 @@ def describe(result: SyncResult) -> str:
 
 
 def report_sync(app: App, result: SyncResult) -> None:
-    """Print the result, then fail with exit 3 if some objects failed (the list on stderr)."""
+    """Print the result, then fail: exit 1 if a listing was short (its audit), exit 3 if some
+    objects failed (the list on stderr)."""
     app.output.result(result.to_json(), describe(result))
+    raise_failures(result)
+
+
+def raise_failures(result: SyncResult) -> None:
+    if result.incomplete is not None:
+        raise result.incomplete
     if result.failures:
         raise PartialFailure(f"{plural(result.failed, 'object')} failed to sync", result.failures)
 
@@ -215,6 +223,7 @@ def backup(
             tags=tags,
             workers=app.settings.workers,
             progress=app.progress(),
+            listing=app.settings.listing,
         )
         return synced, meta
 
@@ -225,8 +234,7 @@ def backup(
     app.output.result(
         {"sync": synced.to_json(), "snapshot": meta.summary() if meta else None}, text
     )
-    if synced.failures:
-        raise PartialFailure(f"{plural(synced.failed, 'object')} failed to sync", synced.failures)
+    raise_failures(synced)
 
 
 COMMANDS = [init, sync, backup]

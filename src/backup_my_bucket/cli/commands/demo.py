@@ -88,7 +88,10 @@ async def _story(app: App, objects: int, say: Any) -> dict[str, Any]:
     time_for_a_new_second = 1.1  # a snapshot's instant is a whole second that has passed
     await _sleep(time_for_a_new_second)
     catalog = await app.catalog(BACKUP, writing=True)
-    meta = await take_snapshot(store, BACKUP, catalog, app.clock, workers=app.settings.workers)
+    meta = await take_snapshot(
+        store, BACKUP, catalog, app.clock, workers=app.settings.workers,
+        listing=app.settings.listing,
+    )  # fmt: skip
     say(f"   snapshot {meta.id}: {meta.keys} keys, {format_size(meta.total_bytes)}.")
 
     say("4. Disaster: a bug overwrites every image; someone runs `aws s3 rm --recursive docs/`.")

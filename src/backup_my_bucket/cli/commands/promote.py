@@ -82,6 +82,7 @@ def promote(
             same_endpoint=app.same_endpoint(),
             confirm=confirm_restore(app.output, yes, "promote"),
             on_planned=lambda action: app.output.planned(action.to_json()),
+            listing=app.settings.listing,
         )
         report: dict[str, Any] = {
             "snapshot": meta.id,
@@ -103,6 +104,8 @@ def promote(
             return report
         await run_init(app, target, new_backup, yes=yes)
         synced = await run_sync(app, target, new_backup)
+        if synced.incomplete is not None:
+            raise synced.incomplete  # no first snapshot of a backup made from a short listing
         new_catalog = await app.catalog(new_backup, writing=True)
         carried = 0
         if new_catalog.location != old_catalog.location:
@@ -121,6 +124,7 @@ def promote(
             tags=("promoted", f"from:{meta.id}"),
             workers=app.settings.workers,
             progress=app.progress(),
+            listing=app.settings.listing,
         )
         report.update(
             sync=synced.to_json(),

@@ -104,12 +104,15 @@ def _point_keys(result: RestoreResult) -> int:
 
 
 async def _desired(
-    store: ObjectStore, backup: S3Url, prefix: str, at: datetime, workers: int
+    app: App, store: ObjectStore, backup: S3Url, prefix: str, at: datetime
 ) -> AsyncIterator[ObjectVersion]:
     """The backup's state at ``at`` in the folder ``prefix``, with absolute backup keys (the
     backup's reserved folder is never part of it, whatever ``prefix`` says)."""
     scope = backup.child(prefix)
-    async for version in state_at(store, backup, at, workers=workers, within=prefix):
+    workers, listing = app.settings.workers, app.settings.listing
+    async for version in state_at(
+        store, backup, at, workers=workers, within=prefix, listing=listing
+    ):
         yield dataclasses.replace(version, key=scope.key(version.key))
 
 
@@ -210,9 +213,7 @@ def restore(
         else:
             assert backup is not None and when is not None
             source, where = backup, await _recorded_source(catalog, backup)
-            desired = _desired(
-                await app.store("backup"), backup, prefix, when, app.settings.workers
-            )
+            desired = _desired(app, await app.store("backup"), backup, prefix, when)
             point, chosen["at"] = f"at:{format_time(when)}", when
         into = target or (S3Url.parse(where) if where else None)
         if into is None:
@@ -243,6 +244,7 @@ def restore(
             confirm=confirm_restore(app.output, yes),
             on_planned=lambda action: app.output.planned(action.to_json()),
             compare_tags=compare_tags,
+            listing=app.settings.listing,
         )
 
     result = app.run(main)  # Ctrl-C, SIGTERM: exit 130, 143; the journal is flushed

@@ -60,6 +60,7 @@ def snapshot(
             tags=tags,
             workers=app.settings.workers,
             progress=app.progress(),
+            listing=app.settings.listing,
         )
 
     meta = app.run(main)
@@ -159,7 +160,12 @@ def diff(app: App, snapshot_id: str, other: str, backup: S3Url | None) -> None:
         new: AsyncIterator[ObjectVersion]
         if other == "live":
             url = S3Url.parse(first.backup)
-            new = live_state(await app.store("backup"), url, workers=app.settings.workers)
+            new = live_state(
+                await app.store("backup"),
+                url,
+                workers=app.settings.workers,
+                listing=app.settings.listing,
+            )
         else:
             new = aiter_sync((await catalog.open_index(await catalog.resolve(other))).rows())
         count = 0

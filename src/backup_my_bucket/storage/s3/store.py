@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _present(fields: Mapping[str, str]) -> dict[str, str]:
+    """The listing parameters that have a value (an empty one would still be sent)."""
+    return {name: value for name, value in fields.items() if value}
+
+
 class S3Store:
     """An ObjectStore over one aiobotocore client, shared by every task of the process.
 
@@ -195,30 +200,23 @@ class S3Store:
         version_id_marker: str = "",
         max_keys: int = MAX_PAGE,
     ) -> VersionPage:
+        version = version_id_marker if key_marker else ""
         if self._fast is not None and self._fast.enabled:
             query = {"versions": "", "max-keys": str(max_keys), "encoding-type": "url"}
-            for name, value in (
-                ("prefix", prefix),
-                ("delimiter", delimiter),
-                ("key-marker", key_marker),
-                ("version-id-marker", version_id_marker if key_marker else ""),
-            ):
-                if value:
-                    query[name] = value
+            query |= _present(
+                {"prefix": prefix, "delimiter": delimiter, "key-marker": key_marker,
+                 "version-id-marker": version}
+            )  # fmt: skip
             fast_page = await self._call(
                 "ListBucketVersions", bucket, self._fast.list_versions(bucket, query)
             )
             if fast_page is not None:
                 return fast_page
         params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": max_keys, "EncodingType": "url"}
-        if prefix:
-            params["Prefix"] = prefix
-        if delimiter:
-            params["Delimiter"] = delimiter
-        if key_marker:
-            params["KeyMarker"] = key_marker
-            if version_id_marker:
-                params["VersionIdMarker"] = version_id_marker
+        params |= _present(
+            {"Prefix": prefix, "Delimiter": delimiter, "KeyMarker": key_marker,
+             "VersionIdMarker": version}
+        )  # fmt: skip
         resp: Mapping[str, Any] = await self._call(
             "ListBucketVersions", bucket, self.client.list_object_versions(**params)
         )
@@ -235,15 +233,23 @@ class S3Store:
         continuation_token: str | None = None,
         max_keys: int = MAX_PAGE,
     ) -> ObjectPage:
+        token = continuation_token or ""
+        if self._fast is not None and self._fast.enabled:
+            query = {"list-type": "2", "max-keys": str(max_keys), "encoding-type": "url"}
+            query |= _present(
+                {"prefix": prefix, "delimiter": delimiter, "start-after": start_after,
+                 "continuation-token": token}
+            )  # fmt: skip
+            fast_page = await self._call(
+                "ListBucket", bucket, self._fast.list_objects(bucket, query)
+            )
+            if fast_page is not None:
+                return fast_page
         params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": max_keys, "EncodingType": "url"}
-        if prefix:
-            params["Prefix"] = prefix
-        if delimiter:
-            params["Delimiter"] = delimiter
-        if start_after:
-            params["StartAfter"] = start_after
-        if continuation_token:
-            params["ContinuationToken"] = continuation_token
+        params |= _present(
+            {"Prefix": prefix, "Delimiter": delimiter, "StartAfter": start_after,
+             "ContinuationToken": token}
+        )  # fmt: skip
         resp: Mapping[str, Any] = await self._call(
             "ListBucket", bucket, self.client.list_objects_v2(**params)
         )

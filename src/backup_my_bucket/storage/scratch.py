@@ -12,7 +12,23 @@ import socket
 import tempfile
 from pathlib import Path
 
-from ..catalog.lock import pid_alive
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is running. When it cannot be told: True."""
+    if os.name != "posix" or pid <= 0:
+        return True  # (os.kill on Windows would terminate the process, not probe it)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: it exists, under another user
+    try:  # a zombie (killed, not yet reaped by its parent) holds nothing any more
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2 :][:1] != "Z"
+
 
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 

@@ -1,0 +1,144 @@
+"""Which part of a version page can be trusted, and where to resume, on a tree-walking server.
+
+SeaweedFS (docs/design.md, "Paging a tree-walking server"; :mod:`.seaweedfs_model`) answers a
+page with the S3-smallest MaxKeys of the first MaxKeys+1 versions its *walk* meets, and the
+walk's order differs from key order in two ways only:
+
+- a directory ``x`` (keys ``x/…``) is walked before its siblings ``x<c>…`` with ``c < '/'``
+  (``x-1``, ``x.y``, ``x 2``…), which sort before ``x/`` as keys;
+- a versioned key ``x`` (the directory ``x.versions``) is walked after ``x/…`` and after
+  siblings ``x<c>…`` with ``c < '.'`` (and some with ``c == '.'``), although ``x`` sorts first.
+
+So, for a page whose last key is ``m``, every key that sorts below ``m`` is in the page unless
+the walk reaches it after ``m``: only the key ``m[:i]`` and the keys ``m[:i] + c…``
+(``c < '/'``) where ``m[i] <= '/'`` can be such. :func:`risks` lists them above the position
+already listed, smallest first; everything below the first is complete.
+
+A walk resumes at a KeyMarker by starting each directory level at the marker's component
+(inclusive): a directory ``d`` whose name is a proper prefix of that component, followed by a
+character below ``'/'``, is skipped although its keys sort after the marker. Such a marker is
+*unsafe* unless another unit lists ``d/`` (``cleared``): :func:`hazards`, :func:`is_safe`.
+A marker the listing sends is never below its Prefix (SeaweedFS 4.48 answers an empty page).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+MAX_CHAR = "\U0010ffff"
+SEP = "/"
+
+
+def _interior(text: str, i: int) -> bool:
+    """Whether index i is inside a path component (not its first character)."""
+    return i >= 1 and text[i - 1] != SEP
+
+
+def hazards(marker: str, prefix: str) -> list[str]:
+    """Directories a walk resuming at ``marker`` skips although their keys sort after it.
+
+    Shallowest first: ``marker[:i]`` for each index i past the prefix, inside a component,
+    where the marker's character is below ``'/'``.
+    """
+    if not marker.startswith(prefix):
+        return []
+    return [
+        marker[:i]
+        for i in range(len(prefix), len(marker))
+        if marker[i] < SEP and _interior(marker, i)
+    ]
+
+
+def is_safe(marker: str, prefix: str, cleared: Collection[str]) -> bool:
+    """A resume at ``marker`` lists every key after it, except under ``cleared`` dirs."""
+    return all(d in cleared for d in hazards(marker, prefix))
+
+
+def split_key(last_key: str, until: str | None, common: str = "") -> str | None:
+    """A key m with last_key < m < until that cuts off the keys after last_key's branch."""
+    cuts = split_keys(last_key, until, common)
+    return cuts[0] if cuts else None
+
+
+def split_keys(last_key: str, until: str | None, common: str = "", deepest: int = 0) -> list[str]:
+    """Cut points between last_key and until, one per trie level, shallowest (largest) first.
+
+    Level d cuts at ``last_key[:d+1] + MAX``: everything after last_key's branch at that
+    depth. The first level is where last_key leaves ``until`` (or ``common``); levels go
+    down to ``deepest`` (the depth where the page just listed was still branching).
+    """
+    bound = until or ""
+    depth = len(common)
+    while depth < len(last_key) and depth < len(bound) and last_key[depth] == bound[depth]:
+        depth += 1
+    cuts: list[str] = []
+    for level in range(depth, max(depth, deepest) + 1):
+        if level >= len(last_key) or last_key[level] == MAX_CHAR:
+            break
+        cut = last_key[: level + 1] + MAX_CHAR
+        if not last_key < cut or (until is not None and not cut < until):
+            break
+        if cuts and not cut < cuts[-1]:
+            break
+        cuts.append(cut)
+    return cuts
+
+
+def predecessor(bound: str) -> str:
+    """A marker just below ``bound`` of the ``X + MAX`` form: lists from ``bound`` on."""
+    last = bound[-1]
+    if last == "\0":
+        return bound[:-1]
+    return bound[:-1] + chr(ord(last) - 1) + MAX_CHAR
+
+
+class RiskKind(StrEnum):
+    POINT = "point"
+    """The key ``at`` (if versioned) may be walked after the page's last key."""
+    DIR = "dir"
+    """``at`` is a directory the page ended in: ``at`` and its siblings ``at<c>…`` (c < '/')
+    are walked after its contents."""
+
+
+@dataclass(frozen=True, slots=True)
+class Risk:
+    kind: RiskKind
+    at: str = ""  # keys strictly below ``at`` (and above the listed position) are complete
+    trapped: bool = False  # nothing above the listed position is complete
+
+
+def risks(
+    last_key: str, after: str, inside: bool, prefix: str, *, stems: bool = True
+) -> Iterator[Risk]:
+    """The keys above the listed position that a page ending at ``last_key`` may have missed,
+    smallest first.
+
+    The position is ``after`` (every key below it listed; ``after`` itself too, unless
+    ``inside``: listing is inside its versions). Keys of the page below the first risk's
+    ``at`` are complete; without any risk the whole page is. A key the page holds below
+    ``last_key`` may still be a risk: the walk collects MaxKeys+1 versions and the page holds
+    the smallest MaxKeys, so a key walked after ``last_key`` can be there with some of its
+    versions only. ``stems=False``: the bucket was never versioned, so no key is a
+    ``.versions`` directory and only directories can be walked out of order.
+    """
+    m = last_key
+    common = 0
+    limit = min(len(after), len(m))
+    while common < limit and after[common] == m[common]:
+        common += 1
+    for i in range(max(len(prefix), 1), len(m)):
+        if m[i] > SEP or not _interior(m, i) or i < common:
+            continue
+        x = m[:i]
+        kind = RiskKind.DIR if m[i] == SEP else RiskKind.POINT
+        if kind is RiskKind.POINT and not stems:
+            continue
+        if i == common:
+            if kind is RiskKind.DIR:
+                yield Risk(kind, x, trapped=True)  # after is x or a sibling of it
+            elif after == x and inside:
+                yield Risk(kind, x, trapped=True)  # x's remaining versions
+            continue
+        yield Risk(kind, x)

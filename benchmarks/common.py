@@ -8,6 +8,7 @@ peak RSS come from ``os.wait4`` (that child alone).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import resource
@@ -98,6 +99,14 @@ def measure(label: str, args: Sequence[str], env: dict[str, str], capture: bool 
         out.seek(0)
         stdout = out.read() if capture else b""
     return Run(label, wall, usage.ru_utime + usage.ru_stime, peak, code, stdout)
+
+
+def audit_alone(bucket: str, env: dict[str, str]) -> tuple[Run, int]:
+    """The listing audit's own ListObjectsV2 pass over ``bucket``, alone (it runs beside every
+    audited listing): its run, and how many requests it made."""
+    argv = [sys.executable, "-m", "benchmarks.audit_alone", bucket]
+    run = measure("audit alone (ListObjectsV2)", argv, env, capture=True)
+    return run, int(json.loads(run.stdout)["requests"])
 
 
 def tree_keys(n: int) -> list[str]:

@@ -30,6 +30,7 @@ from .common import (
     BIN,
     SECRET_KEY,
     Run,
+    audit_alone,
     fill,
     flat_keys,
     measure,
@@ -69,6 +70,8 @@ def compare(
             f"wrong listing: snapshot has {keys} keys (expected {live}), "
             f"s5cmd listed {listed_by_s5cmd} versions (expected {versions})"
         )
+    audit, requests = audit_alone(bucket, env)
+    print(f"{audit.line(versions)}  {requests} requests (inside every snapshot run above)")
     ratio = (versions / best_ours.wall) / (listed_by_s5cmd / best_theirs.wall)
     print(
         f"ratio (ours/s5cmd, versions/s): {ratio:.2f}x; CPU per 1,000 versions: ours "

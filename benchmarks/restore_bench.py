@@ -42,7 +42,7 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 from backup_my_bucket.units import format_time
 
-from .common import measure
+from .common import audit_alone, measure
 
 ACCESS, SECRET = "benchaccess", "bench-secret-key-1234"
 BIN = Path(sys.executable).parent
@@ -186,6 +186,7 @@ def main() -> None:
             assert len(copied) == args.objects, f"{run.target} holds {len(copied)} objects"
         reruns = [rerun(target, args, endpoint, env, work) for target in
                   (["bench-bmb-0", "bench-intact"] if args.reruns else [])]  # fmt: skip
+        audit, requests = audit_alone("bench-bmb-0", {**env, "AWS_ENDPOINT_URL": endpoint})
     print(
         f"restore ({args.point}) of {args.objects} small objects, SeaweedFS on loopback, "
         f"{os.cpu_count()} cores, our --workers {args.workers}"
@@ -200,6 +201,10 @@ def main() -> None:
     print(f"mean ratio {total:.2f}x")
     for line in reruns:
         print(line)
+    print(
+        f"{audit.line(args.objects, 'objects')}  {requests} requests (the audit of the "
+        "verification listing; the plan's, of an empty target, is one request)"
+    )
 
 
 def rerun(target: str, args: argparse.Namespace, endpoint: str, env: dict[str, str],

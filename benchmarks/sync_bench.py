@@ -22,7 +22,7 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 from backup_my_bucket.units import parse_size
 
-from .common import ACCESS_KEY, BIN, SECRET_KEY, Run, measure, server_env
+from .common import ACCESS_KEY, BIN, SECRET_KEY, Run, audit_alone, measure, server_env
 
 
 def line(run: Run, items: int, nbytes: int) -> str:
@@ -97,8 +97,10 @@ def compare(
         got = asyncio.run(count(server, dst))
         if got != items:
             raise RuntimeError(f"{dst} holds {got} objects, expected {items}")
-    for run in (ours, s5, again):
+    audit, requests = audit_alone(src, env)
+    for run in (ours, s5, again, audit):
         print(line(run, items, nbytes))
+    print(f"  (the audit's pass: {requests} requests; each sync runs one per side, beside it)")
     print(
         f"  ratio ours/s5cmd: {s5.wall / ours.wall:.2f}x   "
         f"CPU ours/s5cmd: {ours.cpu / max(s5.cpu, 1e-9):.2f}x",

@@ -1,9 +1,10 @@
 """A synthetic, read-only S3 endpoint that serves the version listing of a huge bucket
 without storing it: keys, versions and delete markers are computed from their index.
 
-It answers the three requests a snapshot (and `s5cmd ls --all-versions`) makes: HEAD
-bucket, GetBucketVersioning and ListObjectVersions (prefix, key and version-id markers,
-max-keys, url encoding), in SeaweedFS's element order and escaping. Signatures are not
+It answers the requests a snapshot (and `s5cmd ls --all-versions`) makes: HEAD bucket,
+GetBucketVersioning, ListObjectVersions (prefix, key and version-id markers, max-keys, url
+encoding) in SeaweedFS's element order and escaping, and ListObjectsV2 (the listing audit's).
+It pages in key order (it does not name itself SeaweedFS), so listings page it plainly. Signatures are not
 checked. It exists to measure the client alone at a scale the real server cannot be filled
 to on this machine (a million versions takes SeaweedFS ~50 minutes to write here): memory
 that must stay flat, and CPU per 1,000 versions without the server's share of the cores.
@@ -15,7 +16,7 @@ import asyncio
 import bisect
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -88,6 +89,34 @@ class SyntheticBucket:
                 return
             yield from self._key_entries(i, 0)
 
+    def objects(self, name: str, query: Mapping[str, str]) -> str:
+        """A ListObjectsV2 page (the listing audit's): live keys in key order."""
+        prefix = query.get("prefix", "")
+        after = query.get("continuation-token") or query.get("start-after", "")
+        max_keys = min(int(query.get("max-keys", "1000")), 1000)
+        i = max(bisect.bisect_right(self, after), bisect.bisect_left(self, prefix))
+        contents: list[str] = []
+        last = ""
+        while i < self.keys and self[i].startswith(prefix) and len(contents) <= max_keys:
+            if i % 20:  # every 20th key has a delete marker on top
+                when = LATER if i % 5 == 0 else WHEN
+                contents.append(
+                    f"<Contents><Key>{self[i]}</Key><LastModified>{when}</LastModified>"
+                    f"<ETag>{ETAG}</ETag><Size>64</Size>{OWNER}"
+                    "<StorageClass>STANDARD</StorageClass></Contents>"
+                )
+                last = self[i] if len(contents) <= max_keys else last
+            i += 1
+        truncated = len(contents) > max_keys
+        token = f"<NextContinuationToken>{last}</NextContinuationToken>" if truncated else ""
+        return (
+            '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Name>{name}</Name><Prefix>{prefix}</Prefix><MaxKeys>{max_keys}</MaxKeys>"
+            f"<IsTruncated>{str(truncated).lower()}</IsTruncated>{token}"
+            + "".join(contents[:max_keys])
+            + "</ListBucketResult>"
+        )
+
     def _key_entries(self, i: int, skip: int) -> Iterator[str]:
         key = self[i]
         for n, (vid, kind) in enumerate(self.history(i)):
@@ -139,6 +168,8 @@ class SyntheticS3:
             return _xml(
                 "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"
             )
+        if query.get("list-type") == "2":
+            return _xml(bucket.objects(name, query))
         if "versions" not in query:
             return web.Response(status=501, body=b"<Error><Code>NotImplemented</Code></Error>")
         prefix = query.get("prefix", "")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import StorageError
-from ..model import NULL_VERSION, VersionPage
+from ..model import NULL_VERSION, ObjectVersion, VersionPage
 from .paging import MAX_CHAR, RiskKind, hazards, is_safe, predecessor, risks
 from .protocol import MAX_PAGE, ObjectStore
 from .ranges import History, ListingStats, Unit, before, kept
@@ -99,11 +99,15 @@ class TreeWalk:
         if risk is not None and until is not None and risk.at > until:
             risk = None  # the whole range lies below the first risk
         if risk is None:
-            for entry in mine:
-                if until is None or entry.key <= until:
-                    history.take(entry)
             if until is not None and last > until:
+                for entry in mine:
+                    if entry.key <= until:
+                        history.take(entry)
                 return False
+            if self._relist_tail(unit, mine, last, history):
+                return True
+            for entry in mine:
+                history.take(entry)
             await self.clear_hazards(unit, last)
             self.resume(unit, last, page.next_version_id_marker or "")
             return True
@@ -127,14 +131,41 @@ class TreeWalk:
             self.resume(unit, listed, "")
         return True
 
+    def _relist_tail(
+        self, unit: Unit[Any], mine: list[ObjectVersion], last: str, history: History
+    ) -> bool:
+        """When a marker at ``last`` would skip a directory ``d`` (``f.bin`` skips ``f/``) and
+        the page holds at most two keys from ``d`` on, take the page below ``d`` and list
+        those keys again from just below ``d``: cheaper than asking whether ``d/`` exists."""
+        skipped = [d for d in hazards(last, unit.prefix) if d not in unit.cleared]
+        if not skipped:
+            return False
+        first = skipped[0]
+        below = [e for e in mine if e.key < first]
+        marker = predecessor(first)
+        if (
+            not below
+            or len({e.key for e in mine if e.key >= first}) > 2
+            or marker < below[-1].key
+            or marker < unit.prefix
+            or not is_safe(marker, unit.prefix, unit.cleared)
+        ):
+            return False
+        for entry in below:
+            history.take(entry)
+        self.stats.relisted += len(mine) - len(below)
+        unit.after, unit.inside, unit.wire = below[-1].key, "", marker
+        return True
+
     async def _probe(self, prefix: str, delimiter: str = "") -> VersionPage:
+        """A one-key page: light for the server, so it does not queue behind full pages
+        (a unit waits for it before its next page)."""
         self.stats.probes += 1
-        async with self.requests:
-            return await retrying(
-                lambda: self.store.list_versions_page(
-                    self.bucket, prefix=prefix, delimiter=delimiter, max_keys=1
-                )
+        return await retrying(
+            lambda: self.store.list_versions_page(
+                self.bucket, prefix=prefix, delimiter=delimiter, max_keys=1
             )
+        )
 
     async def _alone(self, x: str) -> bool:
         """Whether the directory ``x`` has no key ``x`` and no sibling ``x<c>…`` (c < '/')

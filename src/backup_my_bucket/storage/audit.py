@@ -155,8 +155,8 @@ class Audit:
                 self.stats.requests += 1
                 for obj in page.objects:
                     key = obj.key
-                    if key <= after:
-                        continue
+                    if key <= after or not key.startswith(self.prefix):
+                        continue  # below StartAfter (a tree walk shows them after it)
                     if until is not None and key > until:
                         return  # the rest belongs to the range after this one
                     if self.skip_prefix is None or not key.startswith(self.skip_prefix):

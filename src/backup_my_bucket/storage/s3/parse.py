@@ -484,8 +484,8 @@ def _scan_objects(body: bytes) -> ObjectPage:
     """The fast reading of a plain ListObjectsV2 page (the listing audit's): one regular
     expression per page; raises on anything it was not written for, as :func:`_scan_versions`."""
     root = _OBJECTS_ROOT.match(body)
-    if root is None:
-        raise _Unsupported("another root element, or one with attributes of its own")
+    if root is None or not body.rstrip().endswith(b"</ListBucketResult>"):
+        raise _Unsupported("another root element, one with attributes, or a document cut short")
     if b"\r" in body:
         raise _Unsupported("a carriage return (XML's line-end rules)")
     key_text = _url_text if _top(b"EncodingType", body) == "url" else _xml_text

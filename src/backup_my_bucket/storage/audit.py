@@ -10,9 +10,8 @@ the listing lacks are named by a second ListObjectsV2 pass and each is confirmed
 a key gone since, or written after the listing began (minus a margin for clock skew), is a
 concurrent change, not a loss. Confirmed losses raise :class:`~..errors.IncompleteListing`.
 
-On a server that lists in key order the ListObjectsV2 walk splits into ranges like the
-version listing; a tree-walking server is walked in one sequence (its continuation token is
-the only safe way to resume it).
+The ListObjectsV2 walk splits into ranges like the version listing, on a tree-walking server
+only where walk order and key order agree (see :meth:`Audit._walk`).
 
 Cost: one ListObjectsV2 page per 1,000 current keys (about a fifth of a version page's
 server time on SeaweedFS), 8 bytes of memory per key on each side.
@@ -30,7 +29,7 @@ from datetime import timedelta
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import IncompleteListing, NotFoundError
 from ..model import KeyHistory, ObjectSummary
-from .paging import MAX_CHAR, split_keys
+from .paging import MAX_CHAR, is_safe, split_keys
 from .protocol import MAX_PAGE, ObjectStore
 from .retry import retrying
 
@@ -131,16 +130,21 @@ class Audit:
     async def _walk(self, keep: Callable[[ObjectSummary], None]) -> None:
         """ListObjectsV2 over the prefix, ``keep`` called for every key (in no set order).
 
-        On a server that lists in key order, ranges split like the version listing's (each
-        new range takes what follows a trie node, the range that split narrows its Prefix and
-        goes on after its last key). A tree-walking server is walked in one sequence:
-        its continuation token is the only way to resume it without losing keys.
+        The walk splits into ranges like the version listing's (each new range takes what
+        follows a trie node). On a server that lists in key order the range that split narrows
+        its Prefix and goes on after its last key. A tree-walking server (SeaweedFS) can only
+        be resumed by its continuation token, and lists in walk order: there a range splits
+        only at a name one level below the prefix that a walk cannot skip keys from
+        (``X`` + U+10FFFF, no ``/`` in ``X`` past the prefix), where walk order and key order
+        agree on what lies before the cut and what after; the range goes on with its token and
+        ends at the first key past the cut.
         """
         gate = asyncio.Semaphore(CONCURRENCY)
         tasks: set[asyncio.Task[None]] = set()
 
         async def walk_range(after: str, until: str | None, prefix: str) -> None:
             token: str | None = None
+            highest = after
             while True:
                 async with gate:
                     page = await retrying(
@@ -153,27 +157,36 @@ class Audit:
                         )
                     )
                 self.stats.requests += 1
+                lowest = None
                 for obj in page.objects:
                     key = obj.key
                     if key <= after or not key.startswith(self.prefix):
                         continue  # below StartAfter (a tree walk shows them after it)
                     if until is not None and key > until:
                         return  # the rest belongs to the range after this one
+                    highest = max(highest, key)
+                    lowest = key if lowest is None else min(lowest, key)
                     if self.skip_prefix is None or not key.startswith(self.skip_prefix):
                         keep(obj)
                 if not page.is_truncated:
                     return
                 token = page.next_token
-                if self.tree or len(tasks) >= CONCURRENCY or not page.objects:
+                if len(tasks) >= CONCURRENCY or lowest is None:
                     continue
-                first, last = page.objects[0].key, page.objects[-1].key
-                deepest = len(os.path.commonprefix([first, last]))  # noqa: RUF071
-                cuts = split_keys(last, until, prefix, deepest)[-(CONCURRENCY - len(tasks)) :]
+                deepest = len(os.path.commonprefix([lowest, highest]))  # noqa: RUF071
+                cuts = split_keys(highest, until, prefix, deepest)
+                if self.tree:
+                    cuts = [
+                        c for c in cuts if "/" not in c[len(prefix) :] and is_safe(c, prefix, ())
+                    ]
+                cuts = cuts[-(CONCURRENCY - len(tasks)) :]
                 for cut in cuts:  # shallowest first: each new range takes (cut, previous cut]
                     start(cut, until, prefix)
-                    until, prefix = cut, cut[: -len(MAX_CHAR)]
-                if cuts:  # go on after the last key, within the narrowed trie node
-                    after, token = max(after, last), None
+                    until = cut
+                    if not self.tree:
+                        prefix = cut[: -len(MAX_CHAR)]
+                if cuts and not self.tree:  # go on after the last key, in the narrowed node
+                    after, token = max(after, highest), None
 
         def start(after: str, until: str | None, prefix: str) -> None:
             self.stats.ranges += after != ""

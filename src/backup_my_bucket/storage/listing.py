@@ -13,13 +13,17 @@ Two ways to page (:class:`Paging`, chosen from what the server says it is):
   order (AWS and most others);
 - ``TREE``: SeaweedFS pages in the order of a depth-first walk of its filer tree and loses
   keys beside directories and versioned stems (docs/design.md, "Paging a tree-walking
-  server"). A page is trusted only below the first key the walk may have left behind
-  (:func:`.paging.first_risk`); the unit resumes just below it, with a marker the walk cannot
-  skip keys from (:func:`.paging.is_safe`). A page that ends inside a directory ``x/``
-  before anything above the listed position is trusted splits its unit in key order: the
-  key ``x`` (through SeaweedFS's ``Prefix=x.versions``), its siblings ``x<c>…`` (a marker
-  ``x + "\\0"`` that starts the walk past the directory), the directory ``x/`` itself (which
-  takes the page as its first one), and what follows ``x/`` (a marker ``x.`` + U+10FFFF).
+  server"; :mod:`.treewalk`). A page is trusted only below the first key the walk may have
+  left behind (:func:`.paging.risks`; a directory the page ended in is probed first, and
+  usually nothing stands beside it); the unit resumes just below it, with a marker the walk
+  cannot skip keys from (:func:`.paging.is_safe`). A page that trusts nothing above the
+  listed position splits its unit in key order around the stem ``x``: the key ``x``
+  (through SeaweedFS's ``Prefix=x.versions``), its siblings ``x<c>…``, ``x/`` (which takes
+  the page as its first one), and what follows ``x/``.
+
+A listing of a whole prefix is checked against ListObjectsV2 by :mod:`.audit` while it runs
+(``ListingOptions.audit``; always where the server is SeaweedFS): a short one ends its
+results with IncompleteListing after the last row.
 
 Units form a list in key order. The consumer reads the first unit's rows as they arrive and
 moves on when it is finished; units further ahead keep listing into a buffer that spills to a

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backup_my_bucket.catalog.catalog import LocalCatalog
+from backup_my_bucket.catalog import LocalCatalog
 from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.engine.gc import run_gc
 from backup_my_bucket.engine.restore import run_restore
@@ -29,6 +29,7 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.listing import ListingOptions, Paging
 from backup_my_bucket.storage.memory import MemoryStore
 
+from ..conftest import is_data
 from ..engine.restore_helpers import aiter_list
 from ..stems import Scene, write_scene
 
@@ -59,7 +60,7 @@ class Fixture:
         keys = [
             v.key
             async for v in iter_versions(self.store, bucket, paging=Paging.TREE)
-            if v.is_latest and not v.is_delete_marker
+            if v.is_latest and not v.is_delete_marker and is_data(v.key)
         ]
         return {k: b"".join([c async for c in self.store.get(bucket, k)]) for k in keys}
 

@@ -12,7 +12,7 @@ import pytest
 from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
-from backup_my_bucket.units import format_time
+from backup_my_bucket.units import format_time, human_time
 
 from .conftest import bmb, dry_run_lines, source_and_backup
 
@@ -70,7 +70,7 @@ async def test_moments_outside_the_span_are_refused(
     assert dry_run_lines(out)[1]["at"] == format_time(moments[1])
     code, out, err = await bmb(capsys, *restore, "--at", moments[1].astimezone(PLUS2).isoformat(),
                                "--dry-run")  # fmt: skip
-    assert f"restore of {format_time(moments[1])}" in out
+    assert f"restore of {human_time(moments[1])}" in out
 
     # gc keeps the last snapshot only: the moments between the others are gone for good
     code, out, err = await bmb(

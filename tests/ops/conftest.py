@@ -67,17 +67,18 @@ class World:
     events: list[dict[str, Any]] = field(default_factory=list)
     broken: set[str] = field(default_factory=set)  # plans whose source bucket is "gone"
 
-    @property
-    def catalog_dir(self) -> Path:
-        return self.tmp / "catalog"
+    def catalog_dir(self, backup: str = "s3://bak") -> Path:
+        """One catalog per backup location, as the tool keeps them (each in its location)."""
+        return self.tmp / "catalog" / backup.removeprefix("s3://").strip("/").replace("/", "_")
 
-    def catalog(self) -> LocalCatalog:
-        return LocalCatalog(self.catalog_dir, self.clock)
+    def catalog(self, backup: str = "s3://bak") -> LocalCatalog:
+        return LocalCatalog(self.catalog_dir(backup), self.clock)
 
     @contextlib.asynccontextmanager
     async def connect(self, plan: Plan) -> AsyncIterator[Connection]:
         source: ObjectStore = MemoryStore(self.clock) if plan.name in self.broken else self.store
-        yield Connection(backup=self.store, catalog=self.catalog(), source=source, workers=4)
+        catalog = self.catalog(str(plan.backup))
+        yield Connection(backup=self.store, catalog=catalog, source=source, workers=4)
 
     def plan(self, name: str, **table: Any) -> Plan:
         table.setdefault("source", "s3://src")

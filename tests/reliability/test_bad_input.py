@@ -656,6 +656,11 @@ ODD_KEYS = {
     LONG_KEY: b"a 1,000-byte key",
     "zero/empty.bin": b"",
     "quote'\"&<>%?#=+.txt": b"punctuation",
+    "site-2024.html": b"a file named like the folder beside it, plus a suffix",
+    "site.idx": b"and another",
+    "site/index.html": b"the folder's content",
+    "site/deeper-1": b"the pattern one level down",
+    "site/deeper/x": b"its folder",
 }
 
 

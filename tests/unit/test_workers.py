@@ -3,8 +3,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from backup_my_bucket.engine.workers import in_order, retrying, run_pool
-from backup_my_bucket.errors import AccessDenied, StorageError
+from backup_my_bucket.engine.workers import Outcome, in_order, retrying, run_pool
+from backup_my_bucket.errors import (
+    AccessDenied,
+    EndpointUnreachable,
+    InvalidCredentials,
+    StorageError,
+)
 
 
 async def test_pool_runs_everything_with_bounded_concurrency() -> None:
@@ -157,3 +162,49 @@ async def test_in_order_cancels_what_runs_when_the_consumer_stops() -> None:
     assert [(await anext(stream)).result for _ in range(2)] == [0, 1]
     await stream.aclose()
     assert started == [0, 1, 2, 3] and sorted(cancelled) == [2, 3]
+
+
+@pytest.mark.parametrize(
+    "systemic", [EndpointUnreachable("server gone"), InvalidCredentials("token expired")]
+)
+async def test_a_systemic_error_ends_the_pool_instead_of_failing_item_by_item(
+    systemic: StorageError,
+) -> None:
+    """Once the endpoint is gone every later item would fail alike, each after its retries:
+    the pool stops with that error, having started few of the items that follow."""
+    started: list[int] = []
+
+    async def work(i: int) -> int:
+        started.append(i)
+        if i == 3:
+            raise AccessDenied("one key's policy")  # an item's own failure: an outcome
+        if i >= 10:
+            raise systemic
+        await asyncio.sleep(0)
+        return i
+
+    outcomes: list[Outcome[int, int]] = []
+
+    async def drain() -> None:
+        async for outcome in run_pool(range(1000), work, workers=4, attempts=1):
+            outcomes.append(outcome)
+
+    with pytest.raises(type(systemic)):
+        await drain()
+    assert any(isinstance(o.error, AccessDenied) for o in outcomes)
+    assert len(started) < 30, "the pool kept starting items after the endpoint was gone"
+
+    started.clear()
+
+    async def drain_in_order() -> None:
+        async for _ in in_order(numbers(1000), work, needs=lambda i: True, workers=4):
+            pass
+
+    with pytest.raises(type(systemic)):
+        await drain_in_order()
+    assert len(started) < 30
+
+
+async def numbers(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i

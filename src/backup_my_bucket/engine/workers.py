@@ -5,7 +5,10 @@ once and at most ``2 * workers`` wait in the queue, so memory stays flat whateve
 botocore already retries each request (adaptive mode); :func:`retrying` adds a retry of the
 whole work unit (e.g. a multipart copy) for transient storage errors. An item that still fails
 becomes an :class:`Outcome` with its error, so callers can finish the rest and report exit 3.
-Errors that are not :class:`BackupError` are bugs: they cancel the pool and propagate.
+A systemic error (:func:`~..storage.retry.is_systemic`: the endpoint is gone, the credentials
+stopped working) would fail every item that follows: it cancels the pool and propagates, so a
+run whose server went away ends in seconds with that error, not item by item for hours.
+Errors that are not :class:`BackupError` are bugs: they cancel the pool and propagate too.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..errors import BackupError
-from ..storage.retry import retrying
+from ..storage.retry import is_systemic, retrying
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,6 +85,9 @@ async def run_pool(
             try:
                 result = await retrying(lambda: work(item), attempts=attempts)  # type: ignore[arg-type]  # noqa: B023
             except BackupError as exc:
+                if is_systemic(exc):  # every other item would fail alike: stop the pool
+                    done.put_nowait(_Raised(exc))
+                    return
                 done.put_nowait(Outcome(item, None, exc))
             except Exception as exc:  # a bug: surfaced by the consumer, which stops the pool
                 done.put_nowait(_Raised(exc))
@@ -162,6 +168,8 @@ async def in_order(
         try:
             return Outcome(item, await retrying(lambda: work(item)))
         except BackupError as exc:
+            if is_systemic(exc):
+                raise  # out of first(): ends the stage like run_pool's
             return Outcome(item, None, exc)
 
     async def first() -> Outcome[T, R]:

@@ -11,14 +11,31 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from ..errors import AccessDenied, BackupError, InvalidCredentials, StorageError
+from ..errors import (
+    AccessDenied,
+    BackupError,
+    EndpointUnreachable,
+    InvalidCredentials,
+    StorageError,
+)
 
 R = TypeVar("R")
 
 
 def is_transient(exc: BackupError) -> bool:
-    """Worth another try: a storage error that is not about permissions or credentials."""
-    return isinstance(exc, StorageError) and not isinstance(exc, AccessDenied | InvalidCredentials)
+    """Worth another try: a storage error that is not about permissions or credentials, nor
+    an endpoint that stayed unreachable through the request layer's own retries (8 attempts
+    over about half a minute: another round would only multiply that wait)."""
+    return isinstance(exc, StorageError) and not isinstance(
+        exc, AccessDenied | InvalidCredentials | EndpointUnreachable
+    )
+
+
+def is_systemic(exc: BackupError) -> bool:
+    """Fails every item alike, so it ends the whole run rather than one item: the endpoint
+    stopped answering (after botocore's and :func:`retrying`'s own tries), or the
+    credentials stopped working (an expired session)."""
+    return isinstance(exc, EndpointUnreachable | InvalidCredentials)
 
 
 async def retrying(

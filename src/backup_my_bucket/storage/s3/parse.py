@@ -236,6 +236,18 @@ class _Layout:
     marker: tuple[int, ...]  # group index of each of _MARKER_FIELDS
 
 
+def _element(field: str) -> tuple[bytes, bool]:
+    """The pattern of one element of an entry, and whether it captures its text: "Owner" (a
+    nested element, skipped), "?Name" (optional, ignored) or "Name" (captured)."""
+    if field == "Owner":
+        return _OWNER, False
+    if field.startswith("?"):
+        name = field[1:].encode()
+        return b"(?:<" + name + rb">[^<]*</" + name + b">)*", False
+    name = field.encode()
+    return b"<" + name + rb">([^<]*)</" + name + b">", True
+
+
 def _layout(version: Sequence[str], marker: Sequence[str]) -> _Layout:
     """Fields in document order; "Owner" is optional, "?Name" an optional, ignored element."""
     pieces: list[bytes] = []
@@ -243,14 +255,9 @@ def _layout(version: Sequence[str], marker: Sequence[str]) -> _Layout:
     for kind, fields in (("Version", version), ("DeleteMarker", marker)):
         piece = f"<{kind}>".encode()
         for field in fields:
-            if field == "Owner":
-                piece += _OWNER
-            elif field.startswith("?"):
-                name = field[1:].encode()
-                piece += b"(?:<" + name + rb">[^<]*</" + name + b">)*"
-            else:
-                name = field.encode()
-                piece += b"<" + name + rb">([^<]*)</" + name + b">"
+            element, captured = _element(field)
+            piece += element
+            if captured:
                 groups[kind, field] = len(groups) + 1  # group 0: the whole entry
         pieces.append(piece + f"</{kind}>".encode())
     return _Layout(
@@ -458,14 +465,9 @@ def _object_layout(fields: Sequence[str]) -> tuple[re.Pattern[bytes], tuple[int,
     Size, StorageClass."""
     piece, groups = b"<Contents>", dict[str, int]()
     for field in fields:
-        if field == "Owner":
-            piece += _OWNER
-        elif field.startswith("?"):
-            name = field[1:].encode()
-            piece += b"(?:<" + name + rb">[^<]*</" + name + b">)*"
-        else:
-            name = field.encode()
-            piece += b"<" + name + rb">([^<]*)</" + name + b">"
+        element, captured = _element(field)
+        piece += element
+        if captured:
             groups[field] = len(groups) + 1
     order = ("Key", "LastModified", "ETag", "Size", "StorageClass")
     return re.compile(b"(" + piece + b"</Contents>)"), tuple(groups[f] for f in order)

@@ -12,6 +12,7 @@ verifies both before it trusts a single row, and refuses a newer major format.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -19,10 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackupError, CorruptIndex, UnsupportedFormat
 from ..model import ObjectVersion, S3Url
@@ -32,15 +30,26 @@ FORMAT_VERSION = "1.0"
 FORMAT_MAJOR = 1
 ROW_GROUP = 65_536
 
-_FIELDS: list[Any] = [
-    pa.field("key", pa.string(), nullable=False),
-    pa.field("version_id", pa.string(), nullable=False),
-    pa.field("size", pa.int64(), nullable=False),
-    pa.field("etag", pa.string()),
-    pa.field("last_modified", pa.timestamp("ms", tz="UTC"), nullable=False),
-    pa.field("storage_class", pa.string()),
-]
-SCHEMA = pa.schema(_FIELDS)
+COLUMNS = ("key", "version_id", "size", "etag", "last_modified", "storage_class")
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@functools.cache
+def schema() -> pa.Schema:
+    """The index's columns (pyarrow is imported here, when an index is first written or read:
+    commands that never touch one start without it)."""
+    import pyarrow as pa
+
+    text, when = pa.string(), pa.timestamp("ms", tz="UTC")
+    types = (text, text, pa.int64(), text, when, text)
+    nullable = (False, False, False, True, False, True)
+    fields: list[Any] = [
+        pa.field(name, kind, nullable=null)
+        for name, kind, null in zip(COLUMNS, types, nullable, strict=True)
+    ]
+    return pa.schema(fields)
 
 
 _ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
@@ -149,12 +158,15 @@ class IndexWriter:
     """Streams rows (in ascending key order) into a Parquet file, one row group at a time."""
 
     def __init__(self, path: Path, snapshot_id: str) -> None:
+        import pyarrow.parquet as pq
+
         self.path = path
-        schema = SCHEMA.with_metadata({"bmb.format": FORMAT_VERSION, "bmb.snapshot": snapshot_id})
+        meta = {"bmb.format": FORMAT_VERSION, "bmb.snapshot": snapshot_id}
+        self._schema = schema().with_metadata(meta)
         self._writer = pq.ParquetWriter(
-            str(path), schema, compression="zstd", compression_level=3, write_statistics=["key"]
-        )
-        self._schema = schema
+            str(path), self._schema, compression="zstd", compression_level=3,
+            write_statistics=["key"],
+        )  # fmt: skip
         self._cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
         self._last_key: str | None = None
         self.rows = 0
@@ -177,9 +189,13 @@ class IndexWriter:
             self._flush()
 
     def _flush(self) -> None:
+        import pyarrow as pa
+
         if not self._cols[0]:
             return
-        table = pa.Table.from_arrays([pa.array(c) for c in self._cols], schema=self._schema)
+        # each column built in its own type: a cast would import pyarrow.compute (~0.3 s)
+        arrays = [pa.array(c, f.type) for c, f in zip(self._cols, self._schema, strict=True)]
+        table = pa.Table.from_arrays(arrays, schema=self._schema)
         self._writer.write_table(table, row_group_size=ROW_GROUP)
         for col in self._cols:
             col.clear()
@@ -226,6 +242,9 @@ class IndexReader:
                 f"snapshot index {where} does not match its checksum: corrupt or tampered",
                 hint=hint,
             )
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         try:
             self._file = pq.ParquetFile(str(path))
         except (pa.ArrowException, OSError) as exc:
@@ -248,10 +267,12 @@ class IndexReader:
 
     def rows(self, prefix: str = "") -> Iterator[ObjectVersion]:
         """The snapshot's versions under ``prefix``, in key order."""
+        import pyarrow as pa
+
         try:
             for i in self._row_groups(prefix):
                 table = self._file.read_row_group(i)
-                cols = [table.column(n).to_pylist() for n in SCHEMA.names]
+                cols = [table.column(n).to_pylist() for n in COLUMNS]
                 for key, vid, size, etag, modified, sclass in zip(*cols, strict=True):
                     if prefix and not key.startswith(prefix):
                         if key > prefix:

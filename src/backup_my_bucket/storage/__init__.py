@@ -1,6 +1,6 @@
-"""The storage layer: the ObjectStore seam and its implementations."""
+"""The storage layer: the ObjectStore seam and its implementations.
 
-from .memory import MemoryStore
-from .protocol import ObjectStore
-
-__all__ = ["MemoryStore", "ObjectStore"]
+Nothing is imported here: ``storage.s3.redact`` and ``storage.s3.S3Config`` load at start-up
+without the stores (see storage/s3/__init__.py); import the implementations from their modules
+(``storage.memory``, ``storage.s3``).
+"""

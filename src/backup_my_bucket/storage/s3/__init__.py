@@ -4,8 +4,9 @@ This package is the only place that imports botocore or aiobotocore. Everything 
 a :mod:`backup_my_bucket.errors` exception; botocore's types never leave it. Its modules:
 
 - :mod:`.store`: :class:`S3Store`;
-- :mod:`.client`: :class:`S3Config` and the opening of the botocore client (credentials,
-  retries, hooks, the fast path);
+- :mod:`.config`: :class:`S3Config` (light: no botocore, no aiohttp);
+- :mod:`.client`: the opening of the botocore client (credentials, retries, hooks, the fast
+  path);
 - :mod:`.fastpath`: the fast request path (``_FastPath``, an aiohttp client with botocore's
   network settings, retries and backoff) and :mod:`.sigv4`, its signer;
 - :mod:`.parse`: the timestamp parser and the listing XML parsers;
@@ -28,12 +29,43 @@ Speed notes (measured; see docs/performance.md):
 - CopyObject with the COPY directives (sync's and restore's hot path) and ListObjectVersions
   (every engine's) skip botocore's request pipeline on custom endpoints (:mod:`.fastpath`);
   the User-Agent is rendered once per client instead of twice per request.
+
+Imports are lazy: ``S3Config`` and the light modules (:mod:`.redact`, :mod:`.sigv4`) load
+without botocore, aiobotocore or aiohttp (~0.5 s of CPU to import); the rest is imported
+the first time it is named (``storage.s3.S3Store``), so a command that never opens a store
+never pays for them (tests/unit/test_startup.py).
 """
 
-from .client import S3Config
-from .errors import translate_error
-from .parse import EMPTY_MD5, parse_objects_xml, parse_timestamp, parse_versions_xml
-from .store import S3Store
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .config import S3Config
+
+if TYPE_CHECKING:
+    from .errors import translate_error
+    from .parse import EMPTY_MD5, parse_objects_xml, parse_timestamp, parse_versions_xml
+    from .store import S3Store
+
+_LAZY = {
+    "S3Store": ".store",
+    "translate_error": ".errors",
+    "EMPTY_MD5": ".parse",
+    "parse_objects_xml": ".parse",
+    "parse_timestamp": ".parse",
+    "parse_versions_xml": ".parse",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EMPTY_MD5",

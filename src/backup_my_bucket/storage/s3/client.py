@@ -9,7 +9,6 @@ import logging
 import os
 import socket
 import urllib.parse
-from dataclasses import dataclass
 from typing import Any
 
 import botocore.exceptions
@@ -19,6 +18,7 @@ from aiobotocore.credentials import AioCredentials
 from aiobotocore.session import AioSession
 
 from ...errors import EndpointUnreachable
+from .config import S3Config
 from .errors import translate_error
 from .fastpath import Network, _FastPath, network
 from .hooks import _fixed_user_agent, _install_listing_hooks
@@ -27,20 +27,6 @@ from .redact import remember, remember_credentials
 from .sigv4 import quote
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class S3Config:
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    access_key: str | None = None
-    secret_key: str | None = None
-    max_pool_connections: int = 64
-    max_attempts: int = 8  # requests per operation at most, the first one included
-    connect_timeout: float = 5.0  # a wrong port or host fails in seconds, not minutes
-    read_timeout: float = 120.0
-    fast_path: bool = True  # the lean path for copies and version listings (custom endpoints)
 
 
 def _track(credentials: Any) -> None:

@@ -24,7 +24,8 @@ from ...model import (
 )
 from ..protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
 from .attrs import _attrs_from_head, _attrs_from_headers, _attrs_params, _tagging
-from .client import S3Config, open_client, probe_endpoint
+from .client import open_client, probe_endpoint
+from .config import S3Config
 from .errors import translate_error
 from .fastpath import _FastPath
 from .hooks import _PAGE

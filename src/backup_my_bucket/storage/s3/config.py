@@ -1,0 +1,20 @@
+"""S3Config: what one store connects to and how. Imported without botocore or aiohttp, so a
+command can build its settings (and ``--help`` can run) without loading the HTTP stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class S3Config:
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    max_pool_connections: int = 64
+    max_attempts: int = 8  # requests per operation at most, the first one included
+    connect_timeout: float = 5.0  # a wrong port or host fails in seconds, not minutes
+    read_timeout: float = 120.0
+    fast_path: bool = True  # the lean path for copies and version listings (custom endpoints)

@@ -15,7 +15,8 @@ import os
 import sys
 
 from backup_my_bucket.storage.audit import Audit
-from backup_my_bucket.storage.listing import Paging, paging_for
+from backup_my_bucket.storage.listing import paging_for
+from backup_my_bucket.storage.paging import Paging
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 
 

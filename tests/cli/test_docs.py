@@ -4,12 +4,15 @@ JSON fields docs/cli.md lists are the ones the commands print (tests/cli/test_js
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 
 import click
 
-from backup_my_bucket.cli.main import cli
+from backup_my_bucket.cli import commands as commands_package
+from backup_my_bucket.cli.main import COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -110,3 +113,17 @@ def test_the_readme_links_the_guides() -> None:
     readme = (ROOT / "README.md").read_text()
     for doc in ("cli.md", "user-guide.md", "operations.md", "design.md"):
         assert f"](docs/{doc})" in readme, doc
+
+
+def test_every_command_module_is_listed_with_its_own_summary() -> None:
+    """The CLI imports a command's module when it runs (cli/lazy.py): a command in
+    cli/commands/ that main.COMMANDS does not name would never run, and a summary that
+    drifted from the command's help would show wrong in `bmb --help`."""
+    defined: dict[str, tuple[str, click.Command]] = {}
+    for info in pkgutil.iter_modules(commands_package.__path__):
+        module = importlib.import_module(f"{commands_package.__name__}.{info.name}")
+        for command in getattr(module, "COMMANDS", []):
+            defined[command.name] = (info.name, command)
+    assert set(defined) == set(COMMANDS)
+    for name, (module, command) in defined.items():
+        assert COMMANDS[name] == (module, command.get_short_help_str(limit=10_000)), name

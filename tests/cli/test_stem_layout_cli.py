@@ -24,7 +24,8 @@ from backup_my_bucket.engine.gc import run_gc
 from backup_my_bucket.engine.retention import RetentionPolicy, SnapshotRef
 from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.iterate import iter_versions
-from backup_my_bucket.storage.listing import ListingOptions, Paging
+from backup_my_bucket.storage.listing import ListingOptions
+from backup_my_bucket.storage.paging import Paging
 from backup_my_bucket.storage.s3 import S3Store
 from backup_my_bucket.units import format_time
 

@@ -26,8 +26,9 @@ from backup_my_bucket.engine.verify import verify_versions
 from backup_my_bucket.errors import ExitCode, IncompleteListing
 from backup_my_bucket.model import S3Url
 from backup_my_bucket.storage.iterate import iter_versions
-from backup_my_bucket.storage.listing import ListingOptions, Paging
+from backup_my_bucket.storage.listing import ListingOptions
 from backup_my_bucket.storage.memory import MemoryStore
+from backup_my_bucket.storage.paging import Paging
 
 from ..conftest import is_data
 from ..engine.restore_helpers import aiter_list

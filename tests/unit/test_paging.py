@@ -18,10 +18,11 @@ from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.errors import IncompleteListing
 from backup_my_bucket.model import KeyHistory
 from backup_my_bucket.storage.iterate import iter_versions
-from backup_my_bucket.storage.listing import ListingOptions, Paging, ParallelListing, paging_for
+from backup_my_bucket.storage.listing import ListingOptions, ParallelListing, paging_for
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.paging import (
     MAX_CHAR,
+    Paging,
     RiskKind,
     hazards,
     is_safe,

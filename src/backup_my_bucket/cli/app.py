@@ -6,8 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ..catalog.catalog import Catalog
 from ..catalog.finder import Finder, unmigrated
@@ -18,43 +17,31 @@ from ..errors import Interrupted, Terminated, UsageError
 from ..model import S3Url
 from ..ops.signals import stop_on_signals
 from ..storage.listing import ListingOptions
-from ..storage.protocol import ObjectStore
-from ..storage.s3 import S3Config, S3Store
+from ..storage.protocol import MAX_PAGE, ObjectStore
+from ..storage.s3 import S3Config
 from .output import Output
 from .progress import make_progress
+from .settings import RERUN, Settings
+
+if TYPE_CHECKING:
+    from ..storage.s3 import S3Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-RERUN = "rerun the same command to continue: finished work is kept"
 Side = Literal["source", "backup"]
-DEFAULT_WORKERS = 32
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """The global options, after flags, environment and config file were merged."""
-
-    endpoint_url: str | None = None
-    source_endpoint_url: str | None = None
-    backup_endpoint_url: str | None = None
-    profile: str | None = None
-    region: str | None = None
-    catalog: str | None = None
-    workers: int = DEFAULT_WORKERS
-    listing: ListingOptions = field(default_factory=ListingOptions)
-    json: bool = False
-    debug: bool = False
-    fast_path: bool = True
-    access_key: str | None = None  # not an option: for the embedded demo server only
-    secret_key: str | None = None
 
 
 class App:
     """Opens one S3 client per distinct endpoint and closes them all when the command ends."""
 
     def __init__(self, settings: Settings, output: Output, clock: Clock = SYSTEM_CLOCK) -> None:
-        settings = replace(settings, listing=replace(settings.listing, clock=clock))
         self.settings = settings
+        self.listing = ListingOptions(
+            page_size=settings.list_page_size or MAX_PAGE,
+            paging=settings.list_paging,
+            audit=settings.audit,
+            clock=clock,
+        )
         self.output = output
         self.clock = clock
         self._stores: dict[S3Config, S3Store] = {}
@@ -79,6 +66,8 @@ class App:
         config = self.s3_config(side)
         store = self._stores.get(config)
         if store is None:
+            from ..storage.s3 import S3Store  # botocore and aiohttp: only once a store opens
+
             store = S3Store(config)
             await store.open()
             self._stores[config] = store

@@ -27,7 +27,6 @@ import click
 import platformdirs
 
 from ..errors import UsageError
-from ..ops.plans import parse_plans
 
 APP_NAME = "backup-my-bucket"
 LOCAL_CONFIG = Path(f"{APP_NAME}.toml")
@@ -112,18 +111,21 @@ def check_config(path: Path | None, config: Mapping[str, Any], group: click.Grou
     Tables are commands (``[gc]``; ``[plan.run]`` for a subcommand), except ``[plans.NAME]``:
     backup plans, checked key by key (ops/plans.py)."""
     global_names = [p.name for p in group.params if p.name and p.name != "config"]
+    ctx = click.Context(group)
     for key, value in config.items():
         if key == "plans":
+            from ..ops.plans import parse_plans  # the ops layer: only for a file that has plans
+
             try:
                 parse_plans(value)
             except UsageError as exc:
                 raise UsageError(f"{path}: {exc.message}", hint=exc.hint) from None
         elif isinstance(value, Mapping):
-            command = group.commands.get(key.replace("_", "-")) or group.commands.get(key)
+            command = group.get_command(ctx, key.replace("_", "-")) or group.get_command(ctx, key)
             if command is None:
                 raise UsageError(
                     f"{path}: unknown command table [{key}]",
-                    hint=_nearest(key, [*group.commands, "plans"]),
+                    hint=_nearest(key, [*group.list_commands(ctx), "plans"]),
                 )
             _check_table(path, key, value, command)
         elif key not in global_names:

@@ -25,40 +25,59 @@ from ..errors import (
     Terminated,
     UsageError,
 )
-from ..storage.listing import ListingOptions, Paging
+from ..storage.paging import Paging
 from ..storage.s3.redact import redact, remember
-from .app import DEFAULT_WORKERS, RERUN, App, Settings
-from .commands import (
-    backup,
-    catalog,
-    daemon,
-    demo,
-    localserver,
-    manage,
-    plan,
-    promote,
-    restore,
-    snapshots,
-)
 from .config import check_config, check_environment, find_config_arg, load_config
+from .lazy import LazyGroup
 from .logs import close_logging, setup_logging
 from .options import ENDPOINT
 from .output import Output
+from .settings import DEFAULT_WORKERS, RERUN, Settings
 
 PROG = "backup-my-bucket"
 _state: dict[str, object] = {"debug": False, "output": None}
 log = logging.getLogger(__name__)
 
 
-class _OrderedGroup(click.Group):
-    """Lists commands in the order of the workflow (docs/cli.md), not alphabetically."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+# The commands in the workflow's order (docs/cli.md): the module under cli/commands/ that
+# defines each (imported when it runs) and its summary for --help (tests/cli/test_docs.py
+# checks it against the command's own help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("backup", "Check access to both buckets and enable versioning on the backup bucket."),
+    "sync": ("backup", "Copy new and changed objects from the source into the backup bucket."),
+    "backup": ("backup", "Sync, then take a snapshot: one restoration point in one command."),
+    "snapshot": ("snapshots", "Record a restoration point: the version of every key in the "
+                 "backup bucket at one instant."),
+    "snapshots": ("snapshots", "List the restoration points in the catalog, oldest first."),
+    "show": ("snapshots", "Show one snapshot's metadata."),
+    "ls": ("snapshots", "List the keys and versions a snapshot holds (in key order)."),
+    "diff": ("snapshots", "Show what changed between two snapshots, or between a snapshot and "
+             "the live backup."),
+    "restore": ("restore", "Bring a bucket back to a snapshot (ID, a prefix of one, or `latest`) "
+                "or to a moment (--at TIME --backup S3URL)."),
+    "journals": ("restore", "List the restore journals, oldest first: those failed or "
+                 "interrupted restores left, and the proofs completed ones keep."),
+    "gc": ("manage", "Drop snapshots past the retention policy and the versions only they "
+           "needed."),
+    "verify": ("manage", "Check that every version a snapshot needs still exists, with its "
+               "size and ETag."),
+    "catalog": ("catalog", "Where a backup's snapshots live: show it, move old catalogs into "
+                "it, drop snapshots."),
+    "promote": ("promote", "Fallback: make a restoration point the new primary and start a "
+                "fresh backup relationship."),
+    "plan": ("plan", "Backup plans from the config file: list them, run them, see their "
+             "history."),
+    "daemon": ("daemon", "Run the config file's plans on their schedules until SIGTERM."),
+    "demo": ("demo", "The whole story on an embedded local S3 server: back up, break, "
+             "restore, verify."),
+    "local-server": ("localserver", "Run a local S3 server (SeaweedFS, on 127.0.0.1 only) to "
+                     "try the tool on, until Ctrl-C."),
+}  # fmt: skip
 
 
 @click.group(
-    cls=_OrderedGroup,
+    cls=LazyGroup,
+    lazy=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, "--version", prog_name=PROG)
@@ -173,11 +192,9 @@ def cli(
         region=region,
         catalog=catalog,
         workers=workers,
-        listing=ListingOptions(
-            page_size=list_page_size,
-            paging=None if list_paging == "auto" else Paging(list_paging),
-            audit=audit,
-        ),
+        list_page_size=list_page_size,
+        list_paging=None if list_paging == "auto" else Paging(list_paging),
+        audit=audit,
         json=json_mode,
         debug=debug,
         fast_path=fast_path,
@@ -191,24 +208,9 @@ def cli(
     _state.update(debug=debug, output=output)
     setup_logging(verbose, debug, log_file)
     log.info("backup-my-bucket %s: %s", __version__, ctx.invoked_subcommand or "")
+    from .app import App  # the catalog, the stores: once a command runs, not for --help
+
     ctx.obj = App(settings, output)
-
-
-# the workflow's order
-for module in (
-    backup,
-    snapshots,
-    restore,
-    manage,
-    catalog,
-    promote,
-    plan,
-    daemon,
-    demo,
-    localserver,
-):
-    for command in module.COMMANDS:
-        cli.add_command(command)
 
 
 def _traceback() -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..units import format_size
 from .logs import OUTPUT_LOGGER
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _log = logging.getLogger(OUTPUT_LOGGER)
 
@@ -50,7 +52,22 @@ class Output:
         self.quiet = quiet
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
-        self.console = Console(file=self.stderr, highlight=False, soft_wrap=True)
+
+    @functools.cached_property
+    def console(self) -> Console:
+        """rich's console on stderr, made (and rich imported) when first written to."""
+        from rich.console import Console
+
+        return Console(file=self.stderr, highlight=False, soft_wrap=True)
+
+    def _say(self, text: str, style: str | None = None) -> None:
+        """A line on stderr: through rich on a terminal (colour, wrapping), as is elsewhere
+        (logs, pipes: what rich would write there, without importing it)."""
+        if self.stderr.isatty():
+            self.console.print(text, markup=False, emoji=False, style=style)
+        else:
+            self.stderr.write(text + "\n")
+            self.stderr.flush()
 
     def result(self, data: Mapping[str, Any], human: str | None = None) -> None:
         """The final result: JSON on stdout with --json, else ``human`` on stdout."""
@@ -80,20 +97,20 @@ class Output:
         """Narration and progress lines: not with ``-q``."""
         _log.info(text)
         if not self.quiet:
-            self.console.print(text, markup=False)
+            self._say(text)
 
     def detail(self, text: str) -> None:
         """A line that belongs to an error or a question (the failures, what would be
         deleted): shown even with ``-q``."""
         _log.info(text)
-        self.console.print(text, markup=False)
+        self._say(text)
 
     def warn(self, text: str) -> None:
         _log.warning(text)
-        self.console.print(f"warning: {text}", markup=False, style="yellow")
+        self._say(f"warning: {text}", "yellow")
 
     def error(self, text: str, hint: str | None = None) -> None:
         _log.error(text + (f" (hint: {hint})" if hint else ""))
-        self.console.print(f"error: {text}", markup=False, style="bold red")
+        self._say(f"error: {text}", "bold red")
         if hint:
-            self.console.print(f"hint: {hint}", markup=False)
+            self._say(f"hint: {hint}")

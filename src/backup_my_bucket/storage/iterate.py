@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 from ..errors import StorageError
 from ..model import KeyHistory, ObjectSummary, ObjectVersion
-from .listing import ListingOptions, Paging, ParallelListing
+from .listing import ListingOptions, ParallelListing
+from .paging import Paging
 from .protocol import MAX_PAGE, ObjectStore
 from .retry import retrying
 

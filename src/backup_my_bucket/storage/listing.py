@@ -44,14 +44,13 @@ import pickle
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Generic, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import StorageError
 from ..model import KeyHistory, Versioning, VersionPage
 from .audit import Audit
-from .paging import MAX_CHAR, is_safe, split_keys
+from .paging import MAX_CHAR, Paging, is_safe, split_keys
 from .protocol import MAX_PAGE, ObjectStore
 from .ranges import History, ListingStats, Unit, kept
 from .retry import retrying
@@ -63,11 +62,6 @@ R = TypeVar("R")
 BUFFER_ROWS = 100_000  # rows held in memory by all the units ahead of the consumer
 MIN_SPILL = 2_000  # rows a unit writes out at once
 POINT_SUFFIX = ".versions"  # SeaweedFS matches a Prefix against this directory's name
-
-
-class Paging(StrEnum):
-    NAIVE = "naive"
-    TREE = "tree"
 
 
 def paging_for(server: str) -> Paging:

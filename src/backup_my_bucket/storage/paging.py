@@ -31,6 +31,14 @@ MAX_CHAR = "\U0010ffff"
 SEP = "/"
 
 
+class Paging(StrEnum):
+    """How a listing pages: NAIVE follows the server's markers, TREE is SeaweedFS-safe (light:
+    ``cli/main.py`` offers its values before anything heavy is imported)."""
+
+    NAIVE = "naive"
+    TREE = "tree"
+
+
 def _interior(text: str, i: int) -> bool:
     """Whether index i is inside a path component (not its first character)."""
     return i >= 1 and text[i - 1] != SEP

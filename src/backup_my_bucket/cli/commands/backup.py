@@ -104,7 +104,7 @@ async def run_sync(
         multipart_threshold=multipart_threshold,
         key_filter=KeyFilter(include=tuple(include), exclude=tuple(exclude)),
         compare_tags=compare_tags,
-        listing=app.settings.listing,
+        listing=app.listing,
     )
     source_store, backup_store = await app.store("source"), await app.store("backup")
     return await run_engine(
@@ -223,7 +223,7 @@ def backup(
             tags=tags,
             workers=app.settings.workers,
             progress=app.progress(),
-            listing=app.settings.listing,
+            listing=app.listing,
         )
         return synced, meta
 

@@ -21,7 +21,8 @@ from ...model import ObjectAttrs, S3Url
 from ...storage.iterate import iter_versions
 from ...storage.protocol import ObjectStore
 from ...units import format_size
-from ..app import App, Settings
+from ..app import App
+from ..settings import Settings
 from .backup import run_init, run_sync
 from .restore import snapshot_point
 
@@ -90,7 +91,7 @@ async def _story(app: App, objects: int, say: Any) -> dict[str, Any]:
     catalog = await app.catalog(BACKUP, writing=True)
     meta = await take_snapshot(
         store, BACKUP, catalog, app.clock, workers=app.settings.workers,
-        listing=app.settings.listing,
+        listing=app.listing,
     )  # fmt: skip
     say(f"   snapshot {meta.id}: {meta.keys} keys, {format_size(meta.total_bytes)}.")
 

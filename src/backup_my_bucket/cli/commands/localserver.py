@@ -14,7 +14,8 @@ import click
 from ...errors import Interrupted, UsageError
 from ...localserver import LocalS3Server, ServerUnavailable
 from ...model import S3Url
-from ..app import App, Settings
+from ..app import App
+from ..settings import Settings
 from .demo import BACKUP, SOURCE, fill_sample
 
 REGION = "us-east-1"

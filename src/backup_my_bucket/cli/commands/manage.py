@@ -78,7 +78,7 @@ def gc(app: App, /, backup: S3Url | None, dry_run: bool, **policy_options: Any) 
             workers=app.settings.workers,
             progress=app.progress(),
             on_planned=planned if dry_run else None,
-            listing=app.settings.listing,
+            listing=app.listing,
         )
 
     try:

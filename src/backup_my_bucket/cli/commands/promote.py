@@ -82,7 +82,7 @@ def promote(
             same_endpoint=app.same_endpoint(),
             confirm=confirm_restore(app.output, yes, "promote"),
             on_planned=lambda action: app.output.planned(action.to_json()),
-            listing=app.settings.listing,
+            listing=app.listing,
         )
         report: dict[str, Any] = {
             "snapshot": meta.id,
@@ -124,7 +124,7 @@ def promote(
             tags=("promoted", f"from:{meta.id}"),
             workers=app.settings.workers,
             progress=app.progress(),
-            listing=app.settings.listing,
+            listing=app.listing,
         )
         report.update(
             sync=synced.to_json(),

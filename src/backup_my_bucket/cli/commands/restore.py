@@ -109,7 +109,7 @@ async def _desired(
     """The backup's state at ``at`` in the folder ``prefix``, with absolute backup keys (the
     backup's reserved folder is never part of it, whatever ``prefix`` says)."""
     scope = backup.child(prefix)
-    workers, listing = app.settings.workers, app.settings.listing
+    workers, listing = app.settings.workers, app.listing
     async for version in state_at(
         store, backup, at, workers=workers, within=prefix, listing=listing
     ):
@@ -244,7 +244,7 @@ def restore(
             confirm=confirm_restore(app.output, yes),
             on_planned=lambda action: app.output.planned(action.to_json()),
             compare_tags=compare_tags,
-            listing=app.settings.listing,
+            listing=app.listing,
         )
 
     result = app.run(main)  # Ctrl-C, SIGTERM: exit 130, 143; the journal is flushed

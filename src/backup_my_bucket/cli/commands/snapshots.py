@@ -60,7 +60,7 @@ def snapshot(
             tags=tags,
             workers=app.settings.workers,
             progress=app.progress(),
-            listing=app.settings.listing,
+            listing=app.listing,
         )
 
     meta = app.run(main)
@@ -164,7 +164,7 @@ def diff(app: App, snapshot_id: str, other: str, backup: S3Url | None) -> None:
                 await app.store("backup"),
                 url,
                 workers=app.settings.workers,
-                listing=app.settings.listing,
+                listing=app.listing,
             )
         else:
             new = aiter_sync((await catalog.open_index(await catalog.resolve(other))).rows())

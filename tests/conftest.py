@@ -1,8 +1,9 @@
 """Shared fixtures: the real S3 server (SeaweedFS) and stores over it or in memory.
 
 The server starts once per test session on free loopback ports and is killed at the end.
-``BMB_TEST_ENDPOINT`` (with ``BMB_TEST_ACCESS_KEY``/``BMB_TEST_SECRET_KEY``) points the suite at
-another server instead. When ``CI`` is set, an unavailable server fails the run: S3 tests are
+``BMB_TEST_ENDPOINT`` (with ``BMB_TEST_ACCESS_KEY``/``BMB_TEST_SECRET_KEY``, and
+``BMB_TEST_DOMAIN`` if it serves virtual-hosted names) points the suite at another server
+instead. When ``CI`` is set, an unavailable server fails the run: S3 tests are
 never skipped into a green build.
 """
 
@@ -28,6 +29,9 @@ from backup_my_bucket.storage.s3 import S3Config, S3Store
 
 TEST_ACCESS_KEY = "bmbtestaccess"
 TEST_SECRET_KEY = "bmb-test-secret-Zq8x"  # recognisable: it must never appear in any output
+# the shared server also answers virtual-hosted requests, Host: {bucket}.s3.localhost[:port]
+# (tests/reliability/test_virtual_hosted.py resolves those names to loopback)
+TEST_DOMAIN = "s3.localhost"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class S3Server:
     access_key: str
     secret_key: str
     local: LocalS3Server | None = field(default=None, compare=False)  # when we started it
+    domain: str | None = None  # the suffix of virtual-hosted names it serves, if any
 
     def config(self, **overrides: object) -> S3Config:
         base = S3Config(
@@ -82,19 +87,21 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             endpoint,
             os.environ.get("BMB_TEST_ACCESS_KEY", TEST_ACCESS_KEY),
             os.environ.get("BMB_TEST_SECRET_KEY", TEST_SECRET_KEY),
+            domain=os.environ.get("BMB_TEST_DOMAIN"),
         )
         return
     server = LocalS3Server(
         tmp_path_factory.mktemp("seaweedfs"),
         access_key=TEST_ACCESS_KEY,
         secret_key=TEST_SECRET_KEY,
+        domain_name=TEST_DOMAIN,
     )
     try:
         server.start()
     except BackupError as exc:
         _unavailable(f"{exc.message} ({exc.hint})")
     try:
-        yield S3Server(server.endpoint_url, TEST_ACCESS_KEY, TEST_SECRET_KEY, server)
+        yield S3Server(server.endpoint_url, TEST_ACCESS_KEY, TEST_SECRET_KEY, server, TEST_DOMAIN)
     finally:
         server.stop()
 

@@ -94,12 +94,15 @@ class LocalS3Server:
         secret_key: str | None = None,
         log_file: str | Path | None = None,
         s3_port: int | None = None,
+        domain_name: str | None = None,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="bmb-s3-"))
         self.access_key = access_key
         self.secret_key = secret_key
         self.log_path = Path(log_file) if log_file else self.data_dir / "weed.log"
+        # also serve virtual-hosted requests: Host {bucket}.{domain_name}
+        self.domain_name = domain_name
         self.process: subprocess.Popen[bytes] | None = None
         self.s3_port = 0
         self.master_port = 0
@@ -138,6 +141,8 @@ class LocalS3Server:
             "-s3.port.lance=0",
             "-master.telemetry=false",
         ]
+        if self.domain_name:
+            args.append(f"-s3.domainName={self.domain_name}")
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         if self.access_key and self.secret_key:
             # SeaweedFS takes these as its admin identity and then enforces SigV4

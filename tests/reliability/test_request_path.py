@@ -166,6 +166,7 @@ async def test_steady_slowdown_is_bounded_by_the_retry_setting(
                 count, message = await _requests(proxy, call)
                 assert count == 3 and ("SlowDown" in message or "503" in message), message
             assert store._fast is not None and store._fast.enabled
+            assert store.throttled == 12  # every 503 counted, fast or not: the pools back off
     assert "falls back" not in caplog.text  # a throttled request is not sent twice
 
 

@@ -12,7 +12,7 @@ import botocore.handlers
 import pytest
 
 from backup_my_bucket.storage.s3 import S3Config, hooks, parse_timestamp
-from backup_my_bucket.storage.s3.client import open_client
+from backup_my_bucket.storage.s3.client import _resolver, open_client
 
 CONFIG = S3Config(endpoint_url="http://127.0.0.1:9", access_key="AKIDPIN", secret_key="pinned")
 
@@ -63,6 +63,31 @@ async def test_parser_factory_defaults_take_our_timestamp_parser() -> None:
         )  # fmt: skip
         assert parsed["LastModified"].year == 2026
         assert parse_timestamp.cache_info().misses == before + 1
+
+
+async def test_the_ruleset_resolver_the_fast_path_asks_for_endpoints() -> None:
+    """The fast path resolves each bucket's endpoint as botocore's region redirector does:
+    ``client._ruleset_resolver.construct_endpoint`` (awaitable in aiobotocore); that its
+    answer follows the region the redirector cached is tested with AWS-shaped redirects in
+    tests/reliability/test_virtual_hosted.py."""
+    client, stack = await _client()
+    async with stack:
+        model = client.meta.service_model.operation_model("CopyObject")
+        endpoint = await client._ruleset_resolver.construct_endpoint(model, {"Bucket": "b"}, {})
+        assert endpoint.url == "http://127.0.0.1:9/b" and endpoint.headers == {}
+        assert endpoint.properties["authSchemes"][0]["signingRegion"] == "us-east-1"
+        resolve = _resolver(client)
+        assert not isinstance(resolve, str)
+        where = await resolve("b", "CopyObject")
+        assert not isinstance(where, str) and (where.origin, where.path) == (
+            "http://127.0.0.1:9",
+            "/b",
+        )
+
+    class Bare:
+        pass
+
+    assert isinstance(_resolver(Bare()), str)  # without it: the fast path is off, and says why
 
 
 async def test_without_the_internals_the_hooks_turn_themselves_off(

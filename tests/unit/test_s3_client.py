@@ -4,10 +4,8 @@ the fast path's settings and the network settings it takes from botocore."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
-import ssl
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from aiobotocore.session import AioSession
 from backup_my_bucket.errors import EndpointUnreachable, InvalidCredentials
 from backup_my_bucket.model import VersionRef
 from backup_my_bucket.storage.s3 import S3Config, S3Store
-from backup_my_bucket.storage.s3.fastpath import Network, network
+from backup_my_bucket.storage.s3.address import Address, address, proxy_for, tls_context
 
 CERT = Path(__file__).parents[1] / "reliability" / "data" / "test-tls-cert.pem"
 ENDPOINT = "http://127.0.0.1:9"  # nothing is sent while opening
@@ -60,46 +58,67 @@ async def test_explicit_keys_do_not_run_the_credential_chain(
 
 
 @pytest.mark.usefixtures("no_aws_env")
-@pytest.mark.parametrize(
-    ("config", "reason"),
-    [
-        (S3Config(endpoint_url=ENDPOINT, fast_path=False), "turned off by the settings"),
-        (S3Config(endpoint_url="http://127.0.0.1:9/a b"), "needs encoding"),
-        (S3Config(region="eu-west-1"), None),  # AWS itself
-    ],
-)
-async def test_when_the_fast_path_is_off(
-    config: S3Config, reason: str | None, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_when_the_fast_path_is_on_and_off(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="backup_my_bucket")
-    config = dataclasses.replace(config, access_key="AKIDEXPLICIT", secret_key="explicit-secret")
-    async with S3Store(config) as store:
+    keys = {"access_key": "AKIDEXPLICIT", "secret_key": "explicit-secret"}
+    async with S3Store(S3Config(endpoint_url=ENDPOINT, fast_path=False, **keys)) as store:
         assert store._fast is None
-    if reason:
-        assert reason in caplog.text
+    assert "turned off by the settings" in caplog.text
+    for config in (S3Config(region="eu-west-1", **keys), S3Config(endpoint_url=ENDPOINT, **keys)):
+        async with S3Store(config) as store:  # AWS itself, a custom endpoint
+            assert store._fast is not None and store._fast.enabled
+    # an endpoint whose path needs encoding: botocore sends that bucket's requests
+    odd = S3Config(endpoint_url="http://127.0.0.1:9/a b", **keys)
+    async with S3Store(odd) as store:
+        assert store._fast is not None
+        assert await store._fast._address("bucket", "CopyObject") is None
+    assert "needs encoding" in caplog.text
+
+
+def _endpoint(url: str, **scheme: object) -> Address | str:
+    auth = {"name": "sigv4", "signingName": "s3", "disableDoubleEncoding": True, **scheme}
+    return address(url, {}, {"authSchemes": [auth]}, "us-east-1")
 
 
 @pytest.mark.usefixtures("no_aws_env")
-def test_network_settings_are_botocores(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert network("http://s3.internal:8333", None) == Network(None, {}, True)
+def test_addresses_follow_botocores_endpoint_and_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    where = _endpoint("https://bkt.s3.eu-west-1.amazonaws.com", signingRegion="eu-west-1")
+    assert where == Address("https://bkt.s3.eu-west-1.amazonaws.com", "",
+                            "bkt.s3.eu-west-1.amazonaws.com", "eu-west-1")  # fmt: skip
+    assert where.target("/a%20b") == ("https://bkt.s3.eu-west-1.amazonaws.com/a%20b", "/a%20b")
+    assert where.target("", "versions=") == (
+        "https://bkt.s3.eu-west-1.amazonaws.com/?versions=",
+        "/",
+    )
+    path = _endpoint("http://h:80/pre/fix/my.bucket")
+    assert (path.origin, path.path, path.host, path.region) == (  # type: ignore[union-attr]
+        "http://h:80", "/pre/fix/my.bucket", "h", "us-east-1")  # fmt: skip
+    assert path.target("") == ("http://h:80/pre/fix/my.bucket", "/pre/fix/my.bucket")  # type: ignore[union-attr]
+    for refused in (
+        _endpoint("https://b.s3express-use1-az4.us-east-1.amazonaws.com", name="sigv4-s3express"),
+        _endpoint("https://mrap.accesspoint.s3-global.amazonaws.com", name="sigv4a"),
+        address("https://b.example", {"x-amz-extra": ["1"]}, {}, "us-east-1"),
+        _endpoint("http://h/a b"),
+    ):
+        assert isinstance(refused, str), refused
+
+    assert proxy_for("http://s3.internal:8333") == (None, {})
     monkeypatch.setenv("HTTP_PROXY", "http://user:pw@proxy.corp:3128")
-    net = network("http://s3.internal:8333", None)
-    assert isinstance(net, Network) and net.proxy == "http://user:pw@proxy.corp:3128"
+    assert proxy_for("http://s3.internal:8333")[0] == "http://user:pw@proxy.corp:3128"
     # (aiohttp sends the proxy URL's user info as Proxy-Authorization, for botocore's requests
     # too: tests/reliability/test_request_path.py checks both at the proxy)
-    monkeypatch.setenv("NO_PROXY", "s3.internal")
-    assert network("http://s3.internal:8333", None) == Network(None, {}, True)
+    monkeypatch.setenv("NO_PROXY", "s3.internal,.eu-west-1.amazonaws.com")
+    assert proxy_for("http://s3.internal:8333") == (None, {})
     monkeypatch.setenv("HTTPS_PROXY", "https://proxy.corp:3129")
-    assert isinstance(network("https://other.example:443", None), str)  # TLS to the proxy: off
+    assert isinstance(proxy_for("https://other.example:443"), str)  # TLS to the proxy: botocore
+    assert isinstance(_endpoint("https://bkt.s3.us-east-2.amazonaws.com"), str)
+    assert isinstance(_endpoint("https://bkt.s3.eu-west-1.amazonaws.com"), Address)  # NO_PROXY
 
-    trusted = network("https://s3.internal", str(CERT))
-    assert isinstance(trusted, Network) and isinstance(trusted.ssl, ssl.SSLContext)
-    subjects = [c["subject"] for c in trusted.ssl.get_ca_certs()]
+    trusted = tls_context(str(CERT))
+    subjects = [c["subject"] for c in trusted.get_ca_certs()]
     assert any("bmb test server" in str(s) for s in subjects)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(CERT))  # botocore's fallback, as it reads it
-    again = network("https://s3.internal", None)
-    assert isinstance(again, Network) and isinstance(again.ssl, ssl.SSLContext)
-    assert len(again.ssl.get_ca_certs()) == 1
+    assert len(tls_context(None).get_ca_certs()) == 1
 
 
 @pytest.mark.usefixtures("no_aws_env")

@@ -4,6 +4,7 @@ the AWS SigV4 test-suite vectors that apply to S3 requests (tests/unit/data/aws4
 
 from __future__ import annotations
 
+import asyncio
 import random
 import urllib.parse
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ import botocore.session
 import pytest
 
 from backup_my_bucket.model import VersionRef
+from backup_my_bucket.storage.s3.address import Address
+from backup_my_bucket.storage.s3.client import _resolver
 from backup_my_bucket.storage.s3.fastpath import (
     copy_request,
     head_request,
@@ -72,19 +75,34 @@ def test_the_suite_covers_what_the_signer_must_get_right() -> None:
 
 # --- against botocore ------------------------------------------------------------------------
 
+# (endpoint URL or None for AWS, region, botocore's addressing style)
 ENDPOINTS = [
-    "http://127.0.0.1:8333",
-    "http://[::1]:9000",
-    "https://[2001:db8::1]",
-    "https://S3.Example.COM:443",
-    "http://minio.local:80/s3/prefix",
-    "https://gateway.example.net:8443/s3/v1/",
+    ("http://127.0.0.1:8333", "eu-west-3", "path"),
+    ("http://[::1]:9000", "eu-west-3", "path"),
+    ("https://[2001:db8::1]", "eu-west-3", "path"),
+    ("https://S3.Example.COM:443", "eu-west-3", "path"),
+    ("http://minio.local:80/s3/prefix", "eu-west-3", "path"),
+    ("https://gateway.example.net:8443/s3/v1/", "eu-west-3", "path"),
+    ("https://s3.example.net:8443", "eu-west-3", "virtual"),
+    ("http://s3.local:9000", "us-east-1", "virtual"),
+    (None, "us-east-1", "auto"),
+    (None, "eu-west-1", "auto"),
+    (None, "ap-southeast-2", "auto"),
+    (None, "cn-north-1", "auto"),
+    (None, "us-gov-west-1", "auto"),
 ]
+BUCKETS = ["b", "bkt-1", "my.bucket.x", "a" * 63, "Under_Score", "192.168.5.4", "x--y"]
 KEY_CHARS = [
     *"abcXYZ019/-_.~ +%=&?#;:@!$'()*,[]\"<>^`{|}\\",
     "\n", "\t", "  ", "\u00e9", "\u20ac", "\U0001f600", "\u0080", "\u2028", "\x7f", "%2F",
 ]  # fmt: skip
 ID_CHARS = list("abcXYZ019+/=._-~")
+OPERATIONS = {
+    "head": "HeadObject",
+    "copy": "CopyObject",
+    "list": "ListObjectVersions",
+    "objects": "ListObjectsV2",
+}
 FIXED = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 AMZ_DATE = FIXED.strftime("%Y%m%dT%H%M%SZ")
 
@@ -111,7 +129,7 @@ def _credentials(rng: random.Random) -> tuple[str, str, str | None]:
 def _case(rng: random.Random, credentials: list[tuple[str, str, str | None]]) -> dict[str, Any]:
     case: dict[str, Any] = {
         "endpoint": rng.choice(ENDPOINTS),
-        "bucket": rng.choice(["b", "bkt-1", "my.bucket.x", "a" * 63]),
+        "bucket": rng.choice(BUCKETS),
         "credentials": rng.choice(credentials),
     }
     kind = rng.random()
@@ -192,65 +210,100 @@ def _query_pairs(url: str) -> list[str]:
     return sorted(p if "=" in p else p + "=" for p in query.split("&") if p)
 
 
-def test_requests_and_signatures_equal_botocores(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_requests_and_signatures_equal_botocores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our URL (botocore's endpoint for the bucket: virtual-hosted or path style, regional, on
+    AWS as on custom endpoints), copy source, query and x-amz-content-sha256 are those of
+    botocore's own request for the operation, and botocore's S3 signer signs ours as we do."""
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: FIXED.replace(tzinfo=None))
     session = botocore.session.get_session()
     rng = random.Random(14)
-    clients: dict[tuple[str, tuple[str, str, str | None]], Any] = {}
+    clients: dict[tuple[Any, ...], Any] = {}
     credentials = [_credentials(rng) for _ in range(6)]
-    cases = [_case(rng, credentials) for _ in range(600)]
+    cases = [_case(rng, credentials) for _ in range(700)]
+    styles: set[str] = set()
     for case in cases:
-        endpoint, (access, secret, token) = case["endpoint"], case["credentials"]
-        client = clients.get((endpoint, case["credentials"]))
+        (endpoint, region, style), (access, secret, token) = case["endpoint"], case["credentials"]
+        client = clients.get((case["endpoint"], case["credentials"]))
         if client is None:
             client = session.create_client(
                 "s3",
                 endpoint_url=endpoint,
-                region_name="eu-west-3",
+                region_name=region,
                 aws_access_key_id=access,
                 aws_secret_access_key=secret,
                 aws_session_token=token,
                 config=botocore.config.Config(
-                    s3={"addressing_style": "path"}, signature_version="s3v4"
+                    s3={"addressing_style": style}, signature_version="s3v4"
                 ),
             )
             client.meta.events.register_last("before-send.s3", _capture)
-            clients[endpoint, case["credentials"]] = client
+            clients[case["endpoint"], case["credentials"]] = client
         theirs = _botocore_request(client, case)
+        resolve = _resolver(client)
+        assert not isinstance(resolve, str)
+        op = next(o for k, o in OPERATIONS.items() if k in case)
+        where = await resolve(case["bucket"], op)
+        assert isinstance(where, Address), (case, where)
 
         if "head" in case:
-            path, query = head_request(case["bucket"], *case["head"])
+            path, query = head_request(*case["head"])
             extra, method = {}, "HEAD"
         elif "copy" in case:
             src_bucket, src_key, version, key = case["copy"]
-            path, extra = copy_request(
-                VersionRef(src_bucket, src_key, version), case["bucket"], key
-            )
+            path, extra = copy_request(VersionRef(src_bucket, src_key, version), key)
             query, method = "", "PUT"
             sent = theirs.headers["x-amz-copy-source"]
             sent = sent.decode() if isinstance(sent, bytes) else sent
             assert extra["x-amz-copy-source"] == sent, case
         else:  # the two listings share the request builder
-            path, query = list_versions_request(
-                case["bucket"], case.get("list", case.get("objects"))
-            )
+            path, query = list_versions_request(case.get("list", case.get("objects")))
             extra, method = {}, "GET"
         frozen = botocore.credentials.ReadOnlyCredentials(access, secret, token)
         url, ours = signed_request(
-            SigV4("eu-west-3"), endpoint, frozen, method, path, query, extra, AMZ_DATE
+            SigV4(where.region), where, frozen, method, path, query, extra, AMZ_DATE
         )
         # the same resource and parameters as botocore's own request for the operation
         assert url.split("?")[0] == theirs.url.split("?")[0], case
         assert _query_pairs(url) == _query_pairs(theirs.url), case
+        # the payload hash botocore sends for these body-less requests, over HTTPS too
+        sha256 = theirs.headers["X-Amz-Content-SHA256"]
+        assert ours["x-amz-content-sha256"] == sha256.decode() == EMPTY_SHA256, case
+        assert f"/{where.region}/s3/aws4_request" in theirs.headers["Authorization"].decode()
+        virtual = urllib.parse.urlsplit(url).hostname.startswith(case["bucket"].lower() + ".")
+        styles.add(f"{'aws' if endpoint is None else 'custom'} {'virtual' if virtual else 'path'}")
 
         # and botocore's S3 signer signs our request exactly as we do
         request = botocore.awsrequest.AWSRequest(method=method, url=url, headers=dict(extra))
-        botocore.auth.S3SigV4Auth(frozen, "s3", "eu-west-3").add_auth(request)
+        botocore.auth.S3SigV4Auth(frozen, "s3", where.region).add_auth(request)
         assert ours["authorization"] == request.headers["Authorization"], case
         assert ours.get("x-amz-security-token") == request.headers.get("X-Amz-Security-Token")
         assert ours["x-amz-content-sha256"] == request.headers["X-Amz-Content-SHA256"]
     assert all(sum(kind in c for c in cases) > 70 for kind in ("copy", "list", "head", "objects"))
     assert any(c["credentials"][2] for c in cases) and any("+" in str(c.get("copy")) for c in cases)
+    assert styles == {"aws virtual", "aws path", "custom virtual", "custom path"}
+
+
+def test_aws_addressing_follows_botocores_rules() -> None:
+    """The endpoints the fast path takes on AWS, as botocore's ruleset resolves them."""
+    session = botocore.session.get_session()
+    expected = {
+        ("us-east-1", "bkt-1"): "https://bkt-1.s3.amazonaws.com",
+        ("us-east-1", "my.bucket"): "https://s3.amazonaws.com/my.bucket",
+        ("eu-west-1", "bkt-1"): "https://bkt-1.s3.eu-west-1.amazonaws.com",
+        ("eu-west-1", "my.bucket"): "https://s3.eu-west-1.amazonaws.com/my.bucket",
+        ("eu-west-1", "Under_Score"): "https://s3.eu-west-1.amazonaws.com/Under_Score",
+        ("cn-north-1", "bkt-1"): "https://bkt-1.s3.cn-north-1.amazonaws.com.cn",
+    }
+    for (region, bucket), url in expected.items():
+        client = session.create_client(
+            "s3", region_name=region, aws_access_key_id="AK", aws_secret_access_key="SK",
+            config=botocore.config.Config(signature_version="s3v4"),
+        )  # fmt: skip
+        resolve = _resolver(client)
+        assert not isinstance(resolve, str)
+        where = asyncio.run(resolve(bucket, "CopyObject"))
+        assert isinstance(where, Address) and where.origin + where.path == url
+        assert where.region == region and where.tls
 
 
 def test_header_values_are_signed_in_canonical_form() -> None:

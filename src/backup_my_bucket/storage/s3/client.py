@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import socket
@@ -18,13 +19,13 @@ from aiobotocore.credentials import AioCredentials
 from aiobotocore.session import AioSession
 
 from ...errors import EndpointUnreachable
+from .address import Address, address, proxy_for
 from .config import S3Config
 from .errors import translate_error
-from .fastpath import Network, _FastPath, network
+from .fastpath import Resolver, _FastPath
 from .hooks import _fixed_user_agent, _install_listing_hooks
 from .parse import parse_timestamp
 from .redact import remember, remember_credentials
-from .sigv4 import quote
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ async def open_client(
             retries={"mode": "adaptive", "total_max_attempts": cfg.max_attempts},
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
-            s3={"addressing_style": "path" if cfg.endpoint_url else "auto"},
+            s3={"addressing_style": _addressing(cfg)},
             signature_version="s3v4",
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -126,6 +127,7 @@ async def open_client(
                 aws_access_key_id=cfg.access_key,
                 aws_secret_access_key=cfg.secret_key,
                 config=aio_config,
+                verify=False if _plain_http(cfg.endpoint_url) else None,
             )
         )
     except botocore.exceptions.BotoCoreError as exc:
@@ -135,7 +137,7 @@ async def open_client(
         _track(signer_credentials)  # a botocore that copied them: follow its copy too
     _install_listing_hooks(client.meta.events)
     _fixed_user_agent(client)
-    fast = await _fast_path(cfg, session, credentials)
+    fast = await _fast_path(cfg, session, client, credentials)
     if fast is not None:
         stack.push_async_callback(fast.close)
     # without credentials no request goes out: the first one says so, before any connection
@@ -149,36 +151,66 @@ async def open_client(
     return client, fast, probe
 
 
-async def _fast_path(cfg: S3Config, session: AioSession, credentials: Any) -> _FastPath | None:
-    if not cfg.endpoint_url:
-        return None  # AWS itself: virtual-hosted addressing, botocore's endpoint rules
+def _addressing(cfg: S3Config) -> str:
+    """botocore's addressing style: as configured; by default path style on a custom endpoint
+    (most S3-compatible servers want it), botocore's own choice on AWS."""
+    if cfg.addressing_style != "auto":
+        return cfg.addressing_style
+    return "path" if cfg.endpoint_url else "auto"
+
+
+def _plain_http(endpoint_url: str | None) -> bool:
+    """No TLS anywhere on the way (an http endpoint, no HTTPS proxy): botocore then needs no
+    TLS context (building one reads the whole CA bundle)."""
+    if not endpoint_url or not endpoint_url.startswith("http://"):
+        return False
+    proxy = proxy_for(endpoint_url)
+    return not isinstance(proxy, str) and not (proxy[0] or "").startswith("https:")
+
+
+def _resolver(client: Any) -> Resolver | str:
+    """botocore's endpoint for a bucket and operation: its ruleset resolver, as its region
+    redirector calls it (so a region it learned from a redirect is in the answer)."""
+    resolver = getattr(client, "_ruleset_resolver", None)
+    construct = getattr(resolver, "construct_endpoint", None)
+    if construct is None:
+        return "this botocore has no ruleset resolver to ask for endpoints"
+    model = client.meta.service_model
+    region = client.meta.region_name
+
+    async def resolve(bucket: str, op: str) -> Address | str:
+        try:
+            endpoint = construct(model.operation_model(op), {"Bucket": bucket}, {})
+            if inspect.isawaitable(endpoint):
+                endpoint = await endpoint
+            return address(endpoint.url, endpoint.headers, endpoint.properties, region)
+        except Exception as exc:  # botocore's own request will report what its rules refuse
+            return f"no endpoint from botocore ({type(exc).__name__}: {exc})"
+
+    return resolve
+
+
+async def _fast_path(
+    cfg: S3Config, session: AioSession, client: Any, credentials: Any
+) -> _FastPath | None:
     if not cfg.fast_path:
         log.debug("fast request path off: turned off by the settings")
         return None
     if credentials is None:
         log.debug("fast request path off: no credentials (botocore's requests will say so)")
         return None
-    path = urllib.parse.urlsplit(cfg.endpoint_url).path
-    if quote(path) != path:
-        log.debug("fast request path off: the endpoint's path %r needs encoding", path)
+    resolve = _resolver(client)
+    if isinstance(resolve, str):
+        log.debug("fast request path off: %s", resolve)
         return None
     ca_bundle = session.get_config_variable("ca_bundle")
-    try:
-        net = network(cfg.endpoint_url, ca_bundle if isinstance(ca_bundle, str) else None)
-    except (OSError, ValueError) as exc:  # an unreadable bundle: botocore reports it
-        net = f"{type(exc).__name__}: {exc}"
-    if not isinstance(net, Network):
-        log.debug("fast request path off for %s: %s", cfg.endpoint_url, net)
-        return None
-    if net.proxy:
-        log.debug("fast request path for %s goes through the proxy as botocore", cfg.endpoint_url)
     return _FastPath(
-        cfg.endpoint_url,
-        cfg.region or "us-east-1",
+        resolve,
         credentials,
         pool=cfg.max_pool_connections,
         max_attempts=cfg.max_attempts,
-        net=net,
+        ca_bundle=ca_bundle if isinstance(ca_bundle, str) else None,
+        name=cfg.endpoint_url or "AWS",
         connect_timeout=cfg.connect_timeout,
         read_timeout=cfg.read_timeout,
     )

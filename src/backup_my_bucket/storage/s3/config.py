@@ -4,6 +4,7 @@ command can build its settings (and ``--help`` can run) without loading the HTTP
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,4 +18,7 @@ class S3Config:
     max_attempts: int = 8  # requests per operation at most, the first one included
     connect_timeout: float = 5.0  # a wrong port or host fails in seconds, not minutes
     read_timeout: float = 120.0
-    fast_path: bool = True  # the lean path for copies and version listings (custom endpoints)
+    fast_path: bool = True  # the lean path for copies and version listings
+    # botocore's S3 addressing style; "auto": path style on a custom endpoint, botocore's own
+    # choice on AWS (virtual-hosted where the bucket name allows it)
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"

@@ -88,3 +88,26 @@ def _fixed_user_agent(client: Any) -> None:
     rendered = creator.to_string()
     client.meta.events.unregister("request-created.s3", rebuild)
     creator.to_string = lambda: rendered
+
+
+THROTTLE_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestLimitExceeded", "TooManyRequests", "TooManyRequestsException",
+    "BandwidthLimitExceeded", "RequestThrottledException", "ProvisionedThroughputExceededException",
+})  # fmt: skip
+
+
+def _count_throttles(events: Any, counted: Callable[[], None]) -> None:
+    """Call ``counted`` for every throttled answer botocore gets (503 SlowDown and the like),
+    before its retry handler decides: the store's count paces the copy pools (engine/pace.py).
+    Answers nothing, so botocore's own retry decision stands."""
+
+    def on_answer(response: Any = None, **_: Any) -> None:
+        if response is None:
+            return
+        status = getattr(response[0], "status_code", None)
+        code = (response[1] or {}).get("Error", {}).get("Code")
+        if status in (429, 503) or code in THROTTLE_CODES:
+            counted()
+
+    events.register_first("needs-retry.s3", on_answer)

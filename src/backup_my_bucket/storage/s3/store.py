@@ -28,7 +28,7 @@ from .client import open_client, probe_endpoint
 from .config import S3Config
 from .errors import translate_error
 from .fastpath import _FastPath
-from .hooks import _PAGE
+from .hooks import _PAGE, _count_throttles
 from .parse import parse_timestamp
 from .redact import redact
 
@@ -58,6 +58,7 @@ class S3Store:
         self._reached = True  # or not yet: set when opened (open_client says)
         self._reaching = asyncio.Lock()
         self._server: str | None = None  # the endpoint's Server header, once asked
+        self._throttled = 0  # throttled answers botocore got
 
     async def __aenter__(self) -> S3Store:
         await self.open()
@@ -70,6 +71,16 @@ class S3Store:
         if self._client is None:
             self._client, self._fast, probe = await open_client(self.config, self._exit_stack)
             self._reached = not probe
+            _count_throttles(self._client.meta.events, self._count_throttle)
+
+    def _count_throttle(self) -> None:
+        self._throttled += 1
+
+    @property
+    def throttled(self) -> int:
+        """Throttled answers so far (503 SlowDown...), botocore's and the fast path's: what
+        the copy pools back off on (engine/pace.py)."""
+        return self._throttled + (self._fast.throttled if self._fast is not None else 0)
 
     async def close(self) -> None:
         self._client = None
@@ -221,6 +232,8 @@ class S3Store:
         resp: Mapping[str, Any] = await self._call(
             "ListBucketVersions", bucket, self.client.list_object_versions(**params)
         )
+        if self._fast is not None:
+            self._fast.settled(bucket)
         page: VersionPage = resp[_PAGE]
         return page
 
@@ -281,6 +294,8 @@ class S3Store:
         head = await self._call(
             "GetObject", bucket, self.client.head_object(**params), key, version_id
         )
+        if self._fast is not None:
+            self._fast.settled(bucket)
         if head.get("DeleteMarker"):
             raise ObjectNotFound(bucket, key, version_id)
         return ObjectInfo(
@@ -392,6 +407,8 @@ class S3Store:
             self.client.copy_object(Bucket=bucket, Key=key, CopySource=src, **params),  # type: ignore[arg-type]
             key,
         )
+        if self._fast is not None:
+            self._fast.settled(bucket)
         return resp.get("VersionId") or "null"
 
     async def _copy_call(self, source: VersionRef, bucket: str, call: Awaitable[T], key: str) -> T:

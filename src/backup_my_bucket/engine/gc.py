@@ -52,6 +52,7 @@ from ..storage.iterate import iter_versions
 from ..storage.listing import ListingOptions
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
 from ..units import format_time, plural
+from .pace import Pace
 from .progress import NullProgress, Progress
 from .retention import Decision, RetentionPolicy, SnapshotRef, apply_policy
 from .versions import KeyHistory, histories, require_versioning
@@ -186,7 +187,7 @@ async def execute_deletions(
     bucket: str,
     plan: AsyncIterable[ObjectVersion],
     *,
-    workers: int,
+    workers: int | Pace,
     progress: Progress,
     now: datetime,
     batch_size: int = MAX_DELETE_BATCH,
@@ -331,7 +332,7 @@ async def run_gc(
     leftovers: Leftovers | None = None,
     sweep: Sweep | None = None,
     dry_run: bool = False,
-    workers: int = 8,
+    workers: int | Pace = 8,  # deletion batches at once
     progress: Progress | None = None,
     on_planned: Callable[[ObjectVersion], None] | None = None,
     guard: Guard | None = None,
@@ -418,7 +419,7 @@ async def gc_catalog(
     now: datetime,
     *,
     dry_run: bool = False,
-    workers: int = 8,
+    workers: int | Pace = 8,  # deletion batches at once
     progress: Progress | None = None,
     on_planned: Callable[[ObjectVersion], None] | None = None,
     listing: ListingOptions | None = None,
@@ -513,7 +514,7 @@ async def _collect(
     bucket: str,
     plan: AsyncIterable[ObjectVersion],
     dry_run: bool,
-    workers: int,
+    workers: int | Pace,
     progress: Progress,
     on_planned: Callable[[ObjectVersion], None] | None,
     now: datetime,

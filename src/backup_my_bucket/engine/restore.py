@@ -40,6 +40,7 @@ from .actions import ActionKind
 from .confirm import Checker, Side, untrusted_etag
 from .filters import ALL_KEYS, KeyFilter, refuse_overlap
 from .journal import Journal, JournalEntry, run_identity
+from .pace import Pace
 from .progress import NullProgress, Progress
 from .restore_plan import (
     ARCHIVE_CLASSES,
@@ -178,7 +179,7 @@ async def _copy_all(
     spool: Spool,
     journal: Journal | None,
     tally: _Tally,
-    workers: int,
+    workers: int | Pace,
     progress: Progress,
 ) -> None:
     summary = spool.summary
@@ -208,7 +209,7 @@ async def _delete_all(
     spool: Spool,
     journal: Journal | None,
     tally: _Tally,
-    workers: int,
+    workers: int | Pace,
     progress: Progress,
 ) -> None:
     progress.start("restore: deleting", total=spool.summary.deletes)
@@ -379,6 +380,7 @@ async def run_restore(
     filters: KeyFilter = ALL_KEYS,
     dry_run: bool = False,
     workers: int = 32,
+    copy_workers: int | Pace | None = None,
     journal_dir: Path | None = None,
     progress: Progress | None = None,
     same_endpoint: bool = True,
@@ -449,7 +451,8 @@ async def run_restore(
             )
         if confirm is not None and (summary.deletes or summary.overwrites):
             confirm(await _destruction(sides, summary))
-        return await _execute(sides, spool, journal, mode, filters, workers, progress)
+        copies = copy_workers or workers  # listings above, copies and deletes below
+        return await _execute(sides, spool, journal, mode, filters, copies, progress)
     finally:
         spool.close()
         if journal is not None:
@@ -478,7 +481,7 @@ async def _execute(
     journal: Journal | None,
     mode: Mode,
     filters: KeyFilter,
-    workers: int,
+    workers: int | Pace,
     progress: Progress,
 ) -> RestoreResult:
     summary = spool.summary

@@ -44,6 +44,7 @@ from ..units import plural
 from .actions import ActionKind
 from .confirm import Checker, Side, Verdict
 from .filters import KeyFilter, refuse_overlap
+from .pace import Pace
 from .progress import NullProgress, Progress
 from .snapshot import live_state
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
@@ -94,7 +95,7 @@ class SyncItem:
 
 @dataclass(frozen=True, slots=True)
 class SyncOptions:
-    workers: int = 32
+    workers: int | Pace = 32  # copies (then delete markers) at once
     dry_run: bool = False
     same_endpoint: bool = True
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD

@@ -2,6 +2,8 @@
 
 Items stream in (an iterable or async iterable, never materialised), at most ``workers`` run at
 once and at most ``2 * workers`` wait in the queue, so memory stays flat whatever the count.
+``workers`` is a number, or a :class:`~.pace.Pace`: the endpoint's concurrency, adapted
+within its bounds while the pool runs (its upper bound is the number of workers).
 botocore already retries each request (adaptive mode); :func:`retrying` adds a retry of the
 whole work unit (e.g. a multipart copy) for transient storage errors. An item that still fails
 becomes an :class:`Outcome` with its error, so callers can finish the rest and report exit 3.
@@ -21,6 +23,7 @@ from typing import Generic, TypeVar
 
 from ..errors import BackupError
 from ..storage.retry import is_systemic, retrying
+from .pace import Pace
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,16 +56,55 @@ async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
             yield item
 
 
+class _Gate:
+    """Lets at most ``pace.limit`` items run at once, whatever the limit is by then."""
+
+    def __init__(self, pace: Pace) -> None:
+        self._pace = pace
+        self._running = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def enter(self) -> None:
+        if self._running >= self._pace.limit or self._waiting:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._running -= 1  # it was let in: hand its place on
+                    self._wake()
+                raise
+        else:
+            self._running += 1
+
+    def leave(self) -> None:
+        self._running -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiting and self._running < self._pace.limit:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                self._running += 1
+                waiter.set_result(None)
+
+
 async def run_pool(
     items: Iterable[T] | AsyncIterable[T],
     work: Callable[[T], Awaitable[R]],
     *,
-    workers: int,
+    workers: int | Pace,
     attempts: int = 3,
 ) -> AsyncIterator[Outcome[T, R]]:
     """Run ``work`` on every item, ``workers`` at a time; yield outcomes as they complete."""
+    pace = workers if isinstance(workers, Pace) else None
+    if pace is not None:
+        workers = pace.high
+    assert isinstance(workers, int)
     if workers < 1:
         raise ValueError("workers must be at least 1")
+    gate = _Gate(pace) if pace is not None and not pace.pinned else None
     todo: asyncio.Queue[object] = asyncio.Queue(maxsize=2 * workers)
     done: asyncio.Queue[object] = asyncio.Queue()  # outcomes, _DONE per worker, or _Raised
 
@@ -82,6 +124,9 @@ async def run_pool(
             if item is _DONE:
                 done.put_nowait(_DONE)
                 return
+            if gate is not None:
+                await gate.enter()
+            started = pace.begin() if pace is not None else 0.0
             try:
                 result = await retrying(lambda: work(item), attempts=attempts)  # type: ignore[arg-type]  # noqa: B023
             except BackupError as exc:
@@ -94,6 +139,11 @@ async def run_pool(
                 return
             else:
                 done.put_nowait(Outcome(item, result))
+            finally:
+                if pace is not None:
+                    pace.end(started)
+                if gate is not None:
+                    gate.leave()
 
     tasks = [asyncio.create_task(produce())]
     tasks += [asyncio.create_task(worker()) for _ in range(workers)]

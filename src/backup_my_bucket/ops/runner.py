@@ -30,6 +30,7 @@ from ..catalog.index import SnapshotMeta
 from ..clock import Clock
 from ..engine.filters import KeyFilter
 from ..engine.gc import GcPartialFailure, GcResult, gc_catalog
+from ..engine.pace import Pace
 from ..engine.progress import NullProgress, Progress
 from ..engine.snapshot import take_snapshot, wait_for_next_second
 from ..engine.sync import SyncOptions, sync
@@ -70,7 +71,8 @@ class Connection:
     catalog: Catalog
     source: ObjectStore | None = None
     same_endpoint: bool = True
-    workers: int = 32
+    workers: int = 32  # listing requests at once
+    copy_workers: int | Pace | None = None  # copies and deletes at once (None: as workers)
 
 
 Connector = Callable[[Plan], AbstractAsyncContextManager[Connection]]
@@ -230,7 +232,7 @@ class PlanRunner:
     async def _sync(self, plan: Plan, record: RunRecord, conn: Connection) -> None:
         assert plan.source is not None and conn.source is not None
         options = SyncOptions(
-            workers=conn.workers,
+            workers=conn.copy_workers or conn.workers,
             same_endpoint=conn.same_endpoint,
             multipart_threshold=plan.multipart_threshold,
             key_filter=KeyFilter(include=plan.include, exclude=plan.exclude),
@@ -281,7 +283,7 @@ class PlanRunner:
                     plan.backup,
                     policy,
                     self.clock.now(),
-                    workers=conn.workers,
+                    workers=conn.copy_workers or conn.workers,
                     progress=self._progress(plan),
                 ),
             )

@@ -122,6 +122,60 @@ def test_config_env_flag_precedence(
     assert '"workers": 9' in out
 
 
+def _concurrency(app: cli_main.App) -> dict[str, object]:
+    pace = app.copies("backup")
+    return {
+        "list": app.settings.workers,
+        "copy": [pace.limit, pace.low, pace.high],
+        "pool": app.s3_config("backup").max_pool_connections,
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "file", "expected"),
+    [
+        ([], {}, "", {"list": 32, "copy": [64, 16, 256], "pool": 272}),  # adapted by default
+        (["--workers", "8"], {}, "", {"list": 8, "copy": [8, 8, 8], "pool": 24}),  # pins both
+        (["--copy-workers", "100"], {}, "", {"list": 32, "copy": [100, 100, 100], "pool": 116}),
+        (
+            ["--workers", "8", "--list-workers", "4"],
+            {},
+            "",
+            {"list": 4, "copy": [8, 8, 8], "pool": 24},
+        ),
+        ([], {"BMB_COPY_WORKERS": "50"}, "", {"list": 32, "copy": [50, 50, 50], "pool": 66}),
+        ([], {}, "list-workers = 16\n", {"list": 16, "copy": [64, 16, 256], "pool": 272}),
+        (["--list-workers", "300"], {}, "", {"list": 300, "copy": [64, 16, 256], "pool": 316}),
+    ],
+)
+def test_listing_and_copy_concurrency(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    file: str,
+    expected: dict[str, object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--workers pins listings and copies alike; --list-workers and --copy-workers one each;
+    copies are adapted per endpoint otherwise; the connection pool always holds them all."""
+    seen: list[dict[str, object]] = []
+
+    @click.command(name="probe")
+    @click.pass_obj
+    def probe(app: cli_main.App) -> None:
+        seen.append(_concurrency(app))
+
+    monkeypatch.setitem(cli_main.cli.commands, "probe", probe)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "c.toml"
+    config.write_text(file)
+    code, _, err = run(["--config", str(config), *args, "probe"], capsys)
+    assert code == 0, err
+    assert seen == [expected]
+
+
 @pytest.mark.parametrize(
     ("exc", "code", "text"),
     [

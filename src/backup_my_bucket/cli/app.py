@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from ..catalog.catalog import Catalog
 from ..catalog.finder import Finder, unmigrated
 from ..clock import SYSTEM_CLOCK, Clock
+from ..engine.pace import Pace
 from ..engine.progress import Progress
 from ..engine.versions import require_versioning
 from ..errors import Interrupted, Terminated, UsageError
@@ -45,6 +46,7 @@ class App:
         self.output = output
         self.clock = clock
         self._stores: dict[S3Config, S3Store] = {}
+        self._paces: dict[S3Config, Pace] = {}
 
     def s3_config(self, side: Side) -> S3Config:
         s = self.settings
@@ -57,9 +59,10 @@ class App:
             profile=s.profile,
             access_key=s.access_key,
             secret_key=s.secret_key,
-            # listing tasks run beside the workers; the pool must never be the bottleneck
-            max_pool_connections=s.workers + 16,
+            # listing tasks run beside the copies; the pool must never be the bottleneck
+            max_pool_connections=max(s.workers, s.copy_bounds[2]) + 16,
             fast_path=s.fast_path,
+            addressing_style=s.addressing_style,
         )
 
     async def store(self, side: Side) -> ObjectStore:
@@ -76,6 +79,23 @@ class App:
     async def finder(self) -> Finder:
         """Opens catalogs; S3 ones through the backup side's store."""
         return Finder(await self.store("backup"), self.clock)
+
+    def copies(self, side: Side) -> Pace:
+        """How many copies and deletes run at once against ``side``'s endpoint: pinned by
+        --copy-workers (or --workers), else adapted; one per endpoint, shared by the
+        command's pools, backing off on the throttled answers that endpoint's store counts."""
+        config = self.s3_config(side)
+        pace = self._paces.get(config)
+        if pace is None:
+
+            def throttles() -> int:
+                store = self._stores.get(config)
+                return store.throttled if store is not None else 0
+
+            start, low, high = self.settings.copy_bounds
+            pace = Pace(start, low, high, clock=self.clock, throttles=throttles)
+            self._paces[config] = pace
+        return pace
 
     async def catalog(self, backup: S3Url | None, *, writing: bool = False) -> Catalog:
         """The catalog of ``backup``: the one its bucket names (default: in the backup bucket,

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 import click
 
@@ -32,7 +33,14 @@ from .lazy import LazyGroup
 from .logs import close_logging, setup_logging
 from .options import ENDPOINT
 from .output import Output
-from .settings import DEFAULT_WORKERS, RERUN, Settings
+from .settings import (
+    COPY_HIGH,
+    COPY_LOW,
+    DEFAULT_LIST_WORKERS,
+    RERUN,
+    Settings,
+    workers_settings,
+)
 
 PROG = "backup-my-bucket"
 _state: dict[str, object] = {"debug": False, "output": None}
@@ -109,9 +117,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 @click.option(
     "--workers",
     type=click.IntRange(1, 1024),
-    default=DEFAULT_WORKERS,
-    show_default=True,
-    help="Concurrent S3 requests.",
+    help="Concurrent S3 requests in every phase: pins --list-workers and --copy-workers.",
+)
+@click.option(
+    "--list-workers",
+    type=click.IntRange(1, 1024),
+    help=f"Concurrent listing requests.  [default: {DEFAULT_LIST_WORKERS}]",
+)
+@click.option(
+    "--copy-workers",
+    type=click.IntRange(1, 1024),
+    help=f"Concurrent copies and deletes, pinned.  [default: adapted per endpoint between "
+    f"{COPY_LOW} and {COPY_HIGH}: more while throughput grows, fewer on 503 SlowDown]",
 )
 @click.option(
     "--audit/--no-audit",
@@ -133,8 +150,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "--fast-path/--no-fast-path",
     default=True,
     show_default=True,
-    help="Send copies and version listings on custom endpoints through the lean request path "
-    "(docs/design.md); --no-fast-path sends every request through botocore.",
+    help="Send copies and version listings through the lean request path (docs/design.md); "
+    "--no-fast-path sends every request through botocore.",
+)
+@click.option(
+    "--addressing-style",
+    type=click.Choice(["auto", "path", "virtual"]),
+    default="auto",
+    show_default=True,
+    help="S3 addressing: auto is path style on a custom endpoint and botocore's choice on AWS "
+    "(virtual-hosted where the bucket name allows); virtual for endpoints that want "
+    "bucket.host names.",
 )
 @click.option(
     "-v",
@@ -167,12 +193,15 @@ def cli(
     profile: str | None,
     region: str | None,
     catalog: str | None,
-    workers: int,
+    workers: int | None,
+    list_workers: int | None,
+    copy_workers: int | None,
     audit: bool,
     list_page_size: int,
     list_paging: str,
     json_mode: bool,
     fast_path: bool,
+    addressing_style: Literal["auto", "path", "virtual"],
     verbose: int,
     quiet: bool,
     log_file: Path | None,
@@ -184,6 +213,7 @@ def cli(
     (snapshot), bring a bucket back to any of them or to any moment (restore), and drop what
     the retention policy no longer needs (gc).
     """
+    listing, copies = workers_settings(workers, list_workers, copy_workers)
     settings = Settings(
         endpoint_url=endpoint_url,
         source_endpoint_url=source_endpoint_url,
@@ -191,13 +221,15 @@ def cli(
         profile=profile,
         region=region,
         catalog=catalog,
-        workers=workers,
+        workers=listing,
+        copy_workers=copies,
         list_page_size=list_page_size,
         list_paging=None if list_paging == "auto" else Paging(list_paging),
         audit=audit,
         json=json_mode,
         debug=debug,
         fast_path=fast_path,
+        addressing_style=addressing_style,
     )
     if quiet and (verbose or debug):
         raise UsageError(

@@ -7,11 +7,14 @@ engines, the catalog, the S3 client) is imported.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..storage.paging import Paging
 
 RERUN = "rerun the same command to continue: finished work is kept"
-DEFAULT_WORKERS = 32
+DEFAULT_LIST_WORKERS = 32  # concurrent listing requests (16–32 do best: docs/performance.md)
+# copies and deletes, per endpoint: adapted within [low, high] from start (engine/pace.py)
+COPY_LOW, COPY_START, COPY_HIGH = 16, 64, 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +27,8 @@ class Settings:
     profile: str | None = None
     region: str | None = None
     catalog: str | None = None
-    workers: int = DEFAULT_WORKERS
+    workers: int = DEFAULT_LIST_WORKERS  # listing requests at once
+    copy_workers: int | None = None  # copies/deletes at once; None: adapted per endpoint
     # how listings run (App.listing: storage.listing.ListingOptions)
     list_page_size: int | None = None  # MaxKeys (None: the most a page holds)
     list_paging: Paging | None = None  # None: from the server
@@ -32,5 +36,21 @@ class Settings:
     json: bool = False
     debug: bool = False
     fast_path: bool = True
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
     access_key: str | None = None  # not an option: for the embedded demo server only
     secret_key: str | None = None
+
+    @property
+    def copy_bounds(self) -> tuple[int, int, int]:
+        """(start, low, high) of the copy and delete pools: pinned, or the adaptive range."""
+        if self.copy_workers:
+            return self.copy_workers, self.copy_workers, self.copy_workers
+        return COPY_START, COPY_LOW, COPY_HIGH
+
+
+def workers_settings(
+    workers: int | None, list_workers: int | None, copy_workers: int | None
+) -> tuple[int, int | None]:
+    """(listing, copies) from the options: ``--workers`` pins every phase, ``--list-workers``
+    and ``--copy-workers`` each one; copies None: adapted."""
+    return list_workers or workers or DEFAULT_LIST_WORKERS, copy_workers or workers

@@ -333,6 +333,7 @@ async def run_gc(
     sweep: Sweep | None = None,
     dry_run: bool = False,
     workers: int | Pace = 8,  # deletion batches at once
+    list_workers: int = 8,  # listing requests at once
     progress: Progress | None = None,
     on_planned: Callable[[ObjectVersion], None] | None = None,
     guard: Guard | None = None,
@@ -388,7 +389,7 @@ async def run_gc(
         await on_pruned(points)  # the narrower span first: see catalog/history.py
     listing = listing or ListingOptions()
     versions = iter_versions(
-        store, bucket, prefix=backup.prefix, workers=workers, page_size=listing.page_size,
+        store, bucket, prefix=backup.prefix, workers=list_workers, page_size=listing.page_size,
         paging=listing.paging,
     )  # fmt: skip
     plan = plan_gc(_content(versions, backup), points)
@@ -420,6 +421,7 @@ async def gc_catalog(
     *,
     dry_run: bool = False,
     workers: int | Pace = 8,  # deletion batches at once
+    list_workers: int = 8,  # listing requests at once
     progress: Progress | None = None,
     on_planned: Callable[[ObjectVersion], None] | None = None,
     listing: ListingOptions | None = None,
@@ -457,6 +459,7 @@ async def gc_catalog(
             sweep=catalog.sweep,
             dry_run=dry_run,
             workers=workers,
+            list_workers=list_workers,
             progress=progress,
             listing=listing,
             on_planned=on_planned,

@@ -83,6 +83,11 @@ class Pace:
     def fixed(cls, workers: int) -> Pace:
         return cls(workers)
 
+    @staticmethod
+    def now(workers: int | Pace) -> int:
+        """How many at once ``workers`` allows now (a number, or a pace's current limit)."""
+        return workers if isinstance(workers, int) else workers.limit
+
     @property
     def pinned(self) -> bool:
         return self.low == self.high

@@ -96,6 +96,7 @@ class SyncItem:
 @dataclass(frozen=True, slots=True)
 class SyncOptions:
     workers: int | Pace = 32  # copies (then delete markers) at once
+    list_workers: int = 32  # listing requests at once (each side at most LISTING_WORKERS)
     dry_run: bool = False
     same_endpoint: bool = True
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
@@ -227,7 +228,7 @@ def current_listing(
     """The current versions in the folder ``url``, keys relative to it, ascending; the
     location's reserved folder left out; audited (a short listing ends the stream with
     IncompleteListing). ``seen`` notes the oldest entry listed."""
-    workers = min(options.workers, LISTING_WORKERS)
+    workers = min(options.list_workers, LISTING_WORKERS)
     return live_state(store, url, workers=workers, seen=seen, listing=options.listing)
 
 
@@ -408,7 +409,7 @@ async def sync(
         compare_tags=options.compare_tags,
     )
     result = await execute_sync(
-        settle_sync(plan, checker, options.workers),
+        settle_sync(plan, checker, Pace.now(options.workers)),
         source_store, source_url, backup_store, backup_url, options, progress, on_planned,
     )  # fmt: skip
     if not options.dry_run and not result.failures:

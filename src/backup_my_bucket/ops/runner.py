@@ -233,6 +233,7 @@ class PlanRunner:
         assert plan.source is not None and conn.source is not None
         options = SyncOptions(
             workers=conn.copy_workers or conn.workers,
+            list_workers=conn.workers,
             same_endpoint=conn.same_endpoint,
             multipart_threshold=plan.multipart_threshold,
             key_filter=KeyFilter(include=plan.include, exclude=plan.exclude),
@@ -284,6 +285,7 @@ class PlanRunner:
                     policy,
                     self.clock.now(),
                     workers=conn.copy_workers or conn.workers,
+                    list_workers=conn.workers,
                     progress=self._progress(plan),
                 ),
             )

@@ -98,7 +98,8 @@ async def run_sync(
 ) -> SyncResult:
     """Sync ``source`` into ``backup`` with the app's stores and settings (used by `backup`)."""
     options = SyncOptions(
-        workers=app.settings.workers,
+        workers=app.copies("backup"),
+        list_workers=app.settings.workers,
         dry_run=dry_run,
         same_endpoint=app.same_endpoint(),
         multipart_threshold=multipart_threshold,

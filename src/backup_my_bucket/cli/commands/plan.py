@@ -68,7 +68,10 @@ def connector(app: App) -> Connector:
 
     @contextlib.asynccontextmanager
     async def connect(plan: Plan) -> AsyncIterator[Connection]:
-        plan_app = App(dataclasses.replace(app.settings, **plan.connection), app.output, app.clock)
+        settings = dataclasses.replace(app.settings, **plan.connection)
+        if "workers" in plan.connection:  # a plan's workers pin every phase, as --workers does
+            settings = dataclasses.replace(settings, copy_workers=settings.workers)
+        plan_app = App(settings, app.output, app.clock)
         try:
             yield Connection(
                 backup=await plan_app.store("backup"),
@@ -76,6 +79,7 @@ def connector(app: App) -> Connector:
                 source=await plan_app.store("source") if plan.source else None,
                 same_endpoint=plan_app.same_endpoint(),
                 workers=plan_app.settings.workers,
+                copy_workers=plan_app.copies("backup"),
             )
         finally:
             await plan_app.aclose()

@@ -77,6 +77,7 @@ def promote(
             mode=Mode.ROLLBACK,
             dry_run=dry_run,
             workers=app.settings.workers,
+            copy_workers=app.copies("source"),
             journal_dir=journal_dir_of(app, None),
             progress=app.progress(),
             same_endpoint=app.same_endpoint(),

@@ -237,6 +237,7 @@ def restore(
             filters=filters,
             dry_run=dry_run,
             workers=app.settings.workers,
+            copy_workers=app.copies("source"),
             journal_dir=journal_dir_of(app, journal_dir),
             progress=app.progress(),
             same_endpoint=app.same_endpoint(),

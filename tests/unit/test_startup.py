@@ -5,8 +5,10 @@ Checked in a fresh interpreter, where sys.modules shows what an import really pu
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +78,49 @@ def test_the_index_imports_pyarrow_when_used(tmp_path) -> None:  # type: ignore[
         f"IndexWriter(__import__('pathlib').Path({str(tmp_path / 'i.parquet')!r}), 's1').close()"
     )
     assert "pyarrow" in loaded_after(code)
+
+
+CERT = Path(__file__).parents[1] / "reliability" / "data" / "test-tls-cert.pem"
+KEY = CERT.with_name("test-tls-key.pem")
+TLS_PROBE = """
+import asyncio, ssl
+from backup_my_bucket.storage.s3 import S3Store, lazytls
+import aiohttp, aiohttp.connector as connector
+from aiohttp import web
+
+def certs():
+    return [c.cert_store_stats()["x509"] for c in
+            (connector._SSL_CONTEXT_VERIFIED, connector._SSL_CONTEXT_UNVERIFIED)]
+
+async def main():
+    before = certs()
+    app = web.Application()
+    app.router.add_get("/", lambda request: web.Response(text="ok"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain({cert!r}, {key!r})
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    await site.start()
+    port = runner.addresses[0][1]
+    async with aiohttp.ClientSession() as session:  # aiohttp's own default context
+        async with session.get(f"https://localhost:{{port}}/") as answer:
+            text = await answer.text()
+    await runner.cleanup()
+    print(lazytls.DEFERRED, before, certs(), text)
+
+asyncio.run(main())
+"""
+
+
+def test_aiohttp_default_tls_contexts_load_their_certificates_on_first_use() -> None:
+    """Opening the S3 stack reads no CA bundle for aiohttp's default contexts; the first
+    HTTPS request through them loads it (trusting what the system trusts: here the test
+    certificate, through SSL_CERT_FILE), so users of aiohttp's defaults are served as before."""
+    code = TLS_PROBE.format(cert=str(CERT), key=str(KEY))
+    env = {**os.environ, "SSL_CERT_FILE": str(CERT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "[0,", "0]", "[1,", "1]", "ok"]

@@ -52,6 +52,13 @@ def schema() -> pa.Schema:
     return pa.schema(fields)
 
 
+def preload_index() -> None:
+    """Import what writing an index needs (pyarrow, ~0.1 s), e.g. while waiting anyway."""
+    import pyarrow.parquet  # noqa: F401
+
+    schema()
+
+
 _ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 
 

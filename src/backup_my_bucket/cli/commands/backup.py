@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import click
 
-from ...catalog.index import SnapshotMeta
+from ...catalog.index import SnapshotMeta, preload_index
 from ...engine.filters import KeyFilter, refuse_overlap
 from ...engine.progress import Progress
-from ...engine.snapshot import take_snapshot, wait_for_next_second
+from ...engine.snapshot import seconds_to_next_second, take_snapshot
 from ...engine.sync import (
     OVERLAP_HINT,
     SyncOptions,
@@ -214,11 +215,17 @@ def backup(
         )  # fmt: skip
         if dry_run:
             return synced, None
-        await wait_for_next_second(app.clock)  # T must postdate the sync
+        # T must postdate the sync: wait for the next second, opening the catalog and loading
+        # the index writer (pyarrow) meanwhile instead of after
+        now = app.clock.now()
+        resume = now + timedelta(seconds=seconds_to_next_second(now))
+        catalog = await app.catalog(backup, writing=True)
+        preload_index()
+        await app.clock.sleep((resume - app.clock.now()).total_seconds())
         meta = await take_snapshot(
             await app.store("backup"),
             backup,
-            await app.catalog(backup, writing=True),
+            catalog,
             app.clock,
             source=source,
             tags=tags,

@@ -23,6 +23,7 @@ from ...model import (
     VersionRef,
 )
 from ..protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
+from . import lazytls  # noqa: F401  (first: aiohttp without its TLS contexts' certificates)
 from .attrs import _attrs_from_head, _attrs_from_headers, _attrs_params, _tagging
 from .client import open_client, probe_endpoint
 from .config import S3Config

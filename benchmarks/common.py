@@ -19,12 +19,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from backup_my_bucket.localserver import LocalS3Server
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 
 from .synthetic_s3 import flat_key, tree_key
 
+T = TypeVar("T")
 ACCESS_KEY = "bmbbenchaccess"
 SECRET_KEY = "bmb-bench-secret"
 BIN = Path(sys.executable).parent
@@ -46,6 +48,29 @@ class Run:
             f"cpu {self.cpu:7.2f} s ({1000 * self.cpu / max(items, 1):6.3f} s/1k)  "
             f"peak RSS {self.max_rss_mb:7.1f} MB"
         )
+
+
+def variants(workers: int | None, botocore: bool = True) -> list[tuple[str, list[str]]]:
+    """Our CLI as a row runs it: at the CLI defaults (``workers`` None: listings 32, copies
+    adapted per endpoint) or ``--workers N``; and, with ``botocore``, the same with the fast
+    path off (every request through botocore: what a run on AWS costs without it)."""
+    base = ["--workers", str(workers)] if workers else []
+    found = [("bmb", base)]
+    if botocore:
+        found.append(("bmb --no-fast-path", [*base, "--no-fast-path"]))
+    return found
+
+
+def settings_label(workers: int | None) -> str:
+    return (
+        f"--workers {workers}" if workers else "CLI defaults (listings 32, copies adapted 16-256)"
+    )
+
+
+def rotated(items: Sequence[T], turn: int) -> list[T]:
+    """``items`` starting at ``turn`` (mod its length): each run order in turn goes first."""
+    turn %= max(len(items), 1)
+    return [*items[turn:], *items[:turn]]
 
 
 def server_env(endpoint_url: str) -> dict[str, str]:

@@ -1,11 +1,12 @@
 """Snapshot listing vs `s5cmd ls --all-versions`, same bucket, same run.
 
-    python -m benchmarks.listing_bench --versions 100000 [--layouts tree,flat] [--workers 32]
+    python -m benchmarks.listing_bench --versions 100000 [--layouts tree,flat] [--workers N]
     python -m benchmarks.listing_bench --server synthetic --versions 1000000
 
-Prints, per layout: versions listed per second for both, the ratio, client CPU seconds per
-1,000 versions, and peak RSS. The runs alternate (ours first, then s5cmd first) and the best
-of each is kept.
+Prints, per layout: versions listed per second by ours at the CLI defaults (``--workers N``
+pins it instead), ours with the fast path off (botocore alone: ``--no-botocore`` skips it)
+and s5cmd, each one's ratio to s5cmd, client CPU seconds per 1,000 versions, and peak RSS.
+The runs take turns going first and the best of each is kept.
 
 ``--server seaweedfs`` (the default) fills a local SeaweedFS (~330 versioned PUTs/s here).
 ``--server synthetic`` serves a computed bucket (benchmarks/synthetic_s3.py) with no storage
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,53 +36,58 @@ from .common import (
     fill,
     flat_keys,
     measure,
+    rotated,
     server_env,
+    settings_label,
     tree_keys,
+    variants,
 )  # fmt: skip
 from .synthetic_s3 import SyntheticBucket, SyntheticS3, flat_key, tree_key
 
 
 def compare(
     endpoint: str, env: dict[str, str], bucket: str, versions: int, live: int,
-    workers: int, repeat: int, work: Path,
+    workers: int | None, botocore: bool, repeat: int, work: Path,
 ) -> None:  # fmt: skip
-    ours: list[Run] = []
-    theirs: list[Run] = []
     time.sleep(1.2)  # a snapshot records the last second that ended: the fill's must have
+    tools: list[tuple[str, list[str]]] = [
+        (f"{name} snapshot", [str(BIN / "backup-my-bucket"), *options, "--json"])
+        for name, options in variants(workers, botocore)
+    ]
+    s5cmd = "s5cmd ls --all-versions"
+    tools.append((s5cmd, [str(BIN / "s5cmd"), "--endpoint-url", endpoint, "ls",
+                          "--all-versions", f"s3://{bucket}/*"]))  # fmt: skip
+    runs: dict[str, list[Run]] = {label: [] for label, _ in tools}
     for i in range(repeat):
-        snapshot = [
-            str(BIN / "backup-my-bucket"), "--json", "--catalog", str(work / f"catalog-{bucket}-{i}"),
-            "--workers", str(workers), "snapshot", "--backup", f"s3://{bucket}",
-        ]  # fmt: skip
-        ls = [str(BIN / "s5cmd"), "--endpoint-url", endpoint, "ls", "--all-versions",
-              f"s3://{bucket}/*"]  # fmt: skip
-        runs = [
-            ("backup-my-bucket snapshot", snapshot, ours),
-            ("s5cmd ls --all-versions", ls, theirs),
-        ]
-        for label, args, into in runs if i % 2 == 0 else runs[::-1]:
-            into.append(measure(label, args, env, capture=True))
-    best_ours = min(ours, key=lambda r: r.wall)
-    best_theirs = min(theirs, key=lambda r: r.wall)
-    keys = json.loads(best_ours.stdout)["keys"]
-    listed_by_s5cmd = len(best_theirs.stdout.splitlines())
-    print(best_ours.line(versions))
-    print(best_theirs.line(listed_by_s5cmd))
-    if keys != live or listed_by_s5cmd != versions:
-        raise SystemExit(
-            f"wrong listing: snapshot has {keys} keys (expected {live}), "
-            f"s5cmd listed {listed_by_s5cmd} versions (expected {versions})"
+        for label, argv in rotated(tools, i):
+            if label != s5cmd:
+                argv = [*argv, "--catalog", str(work / f"catalog-{bucket}-{label}-{i}"),
+                        "snapshot", "--backup", f"s3://{bucket}"]  # fmt: skip
+            runs[label].append(measure(label, argv, env, capture=True))
+    best = {label: min(found, key=lambda r: r.wall) for label, found in runs.items()}
+    listed_by_s5cmd = len(best[s5cmd].stdout.splitlines())
+    if listed_by_s5cmd != versions:
+        raise SystemExit(f"wrong listing: s5cmd listed {listed_by_s5cmd}, expected {versions}")
+    theirs = best[s5cmd]
+    for label, run in best.items():
+        if label != s5cmd and json.loads(run.stdout)["keys"] != live:
+            raise SystemExit(f"wrong listing: {label} has {run.stdout!r}, expected {live} keys")
+        print(run.line(versions))
+    for label, run in best.items():
+        if label == s5cmd:
+            continue
+        print(
+            f"{label}: {theirs.wall / run.wall:.2f}x s5cmd's versions/s; CPU per 1,000 versions "
+            f"{1000 * run.cpu / versions:.4f} s against {1000 * theirs.cpu / versions:.4f} s "
+            f"({run.cpu / theirs.cpu:.2f}x); all runs (wall s): "
+            f"{[round(r.wall, 2) for r in runs[label]]}",
+            flush=True,
         )
     audit, requests = audit_alone(bucket, env)
     print(f"{audit.line(versions)}  {requests} requests (inside every snapshot run above)")
-    ratio = (versions / best_ours.wall) / (listed_by_s5cmd / best_theirs.wall)
-    print(
-        f"ratio (ours/s5cmd, versions/s): {ratio:.2f}x; CPU per 1,000 versions: ours "
-        f"{1000 * best_ours.cpu / versions:.4f} s, s5cmd {1000 * best_theirs.cpu / versions:.4f} s; "
-        f"all runs (wall s): ours {[round(r.wall, 1) for r in ours]}, "
-        f"s5cmd {[round(r.wall, 1) for r in theirs]}",
-        flush=True,
-    )
+    load = os.getloadavg()[0]
+    print(f"s5cmd all runs (wall s): {[round(r.wall, 2) for r in runs[s5cmd]]}; "
+          f"load average now {load:.1f}", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -90,11 +97,15 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=100_000, help="about this many versions")
     parser.add_argument("--layouts", default="tree,flat")
     parser.add_argument("--server", choices=["seaweedfs", "synthetic"], default="seaweedfs")
-    parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--workers", type=int, help="ours with --workers N (default: CLI defaults)")
+    parser.add_argument("--no-botocore", action="store_true", help="skip the --no-fast-path row")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each tool (best is kept)")
     args = parser.parse_args()
     keys_wanted = int(args.versions / 1.25)  # ~20% overwrites and ~5% delete markers
     layouts = args.layouts.split(",")
+    load = os.getloadavg()
+    print(f"ours: {settings_label(args.workers)}; load average {load[0]:.1f} {load[1]:.1f} "
+          f"{load[2]:.1f}, {os.cpu_count()} cores", flush=True)  # fmt: skip
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bmb-bench-")))
         if args.server == "synthetic":
@@ -110,7 +121,7 @@ def main() -> None:
             for name, bucket in buckets.items():
                 print(f"\n[{name}, synthetic] {bucket.keys:,} keys, {bucket.versions:,} versions")
                 compare(endpoint, env, name, bucket.versions, bucket.live, args.workers,
-                        args.repeat, work)  # fmt: skip
+                        not args.no_botocore, args.repeat, work)  # fmt: skip
             return
         server = stack.enter_context(
             LocalS3Server(work / "s3", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
@@ -126,7 +137,8 @@ def main() -> None:
                 f"(filled in {time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
-            compare(server.endpoint_url, env, name, versions, live, args.workers, args.repeat, work)
+            compare(server.endpoint_url, env, name, versions, live, args.workers,
+                    not args.no_botocore, args.repeat, work)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ the fastest seeder at hand), then restores them into two empty buckets:
   the backup's versions to compute the point in time;
 - s5cmd: ``s5cmd run FILE`` with one ``cp --version-id ID s3://B/KEY s3://T/KEY`` per
   version, the list computed beforehand (its listing is not timed).
-Two rounds in alternating order (ours first, then s5cmd first), each into a fresh bucket.
-Each process is reaped with ``os.wait4`` for its own CPU time; its peak RSS is polled.
+Ours runs at the CLI defaults (``--workers N`` pins it instead) and with the fast path off
+(``--no-fast-path``: botocore alone, what AWS costs without the fast path; ``--no-botocore``
+skips it); s5cmd at each ``--s5cmd-workers`` count, its best run of the round the yardstick.
+Two rounds, each tool in turn first, each run into a fresh bucket. Each process is reaped
+with ``os.wait4`` for its own CPU time; its peak RSS is polled.
 
 ``--reruns`` then times two restores with nothing to copy, and the requests each made
 beyond the listings (``checks``: HEADs comparing headers and metadata, docs/design.md, "What
@@ -42,7 +45,7 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 from backup_my_bucket.units import format_time
 
-from .common import audit_alone, measure
+from .common import audit_alone, measure, rotated, settings_label, variants
 
 ACCESS, SECRET = "benchaccess", "bench-secret-key-1234"
 BIN = Path(sys.executable).parent
@@ -63,7 +66,7 @@ class Run:
 
     def line(self) -> str:
         return (
-            f"{self.name:<6} -> {self.target:<15} {self.objects:>6} objects {self.seconds:6.2f} s  "
+            f"{self.name:<18} -> {self.target:<12} {self.objects:>6} objects {self.seconds:6.2f} s  "
             f"{self.rate:7.0f} objects/s  {self.cpu / self.objects * 1000:5.2f} s CPU/1,000  "
             f"peak RSS {self.max_rss_mib:5.0f} MiB"
         )
@@ -115,12 +118,12 @@ def seed(
 
 
 def restore_with(
-    tool: str, target: str, args: argparse.Namespace, endpoint: str, env: dict[str, str],
-    at: datetime, work: Path, listed: list[ObjectVersion],
+    tool: str, options: list[str], target: str, args: argparse.Namespace, endpoint: str,
+    env: dict[str, str], at: datetime, work: Path, listed: list[ObjectVersion],
 ) -> Run:  # fmt: skip
     """One timed restore of every listed version into the empty bucket ``target``."""
     asyncio.run(versions(endpoint, target))  # creates it
-    if tool == "s5cmd":
+    if tool.startswith("s5cmd"):
         commands = work / f"{target}.txt"
         commands.write_text(
             "".join(
@@ -129,14 +132,13 @@ def restore_with(
                 for v in listed
             )
         )
-        argv = [str(BIN / "s5cmd"), "--endpoint-url", endpoint, "--numworkers",
-                str(args.s5cmd_workers), "run", str(commands)]  # fmt: skip
+        argv = [str(BIN / "s5cmd"), "--endpoint-url", endpoint, *options, "run", str(commands)]
     else:
         profile = [sys.executable, "-m", "cProfile", "-o", args.profile] if args.profile else []
         point = (["--at", format_time(at), "--backup", "s3://bench-backup"]
                  if args.point == "at" else [args.snapshot_id])  # fmt: skip
         argv = [*profile, str(BIN / "backup-my-bucket"), "--endpoint-url", endpoint,
-                "--catalog", str(work / "catalog"), "--workers", str(args.workers), "--json",
+                "--catalog", str(work / "catalog"), *options, "--json",
                 "restore", *point, "--to", f"s3://{target}", "--journal-dir",
                 str(work / "journal")]  # fmt: skip
     return run_reaped(tool, target, argv, env, len(listed))
@@ -145,8 +147,10 @@ def restore_with(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--objects", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=128, help="our --workers")
-    parser.add_argument("--s5cmd-workers", type=int, default=256, help="s5cmd --numworkers")
+    parser.add_argument("--workers", type=int, help="ours with --workers N (default: CLI defaults)")
+    parser.add_argument("--no-botocore", action="store_true", help="skip the --no-fast-path runs")
+    parser.add_argument("--s5cmd-workers", default="128,256", help="s5cmd --numworkers (list)")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", metavar="FILE", help="run ours under cProfile into FILE")
     parser.add_argument(
         "--point", choices=["snapshot", "at"], default="snapshot",
@@ -176,29 +180,41 @@ def main() -> None:
             env=env, check=True, capture_output=True,
         )  # fmt: skip
         args.snapshot_id = json.loads(snapshot.stdout)["id"]
-        runs: list[Run] = []
-        for round_, order in enumerate((("bmb", "s5cmd"), ("s5cmd", "bmb"))):
-            for tool in order:
-                target = f"bench-{tool}-{round_}"
-                runs.append(restore_with(tool, target, args, endpoint, env, at, work, listed))
-        for run in runs:
+        tools = variants(args.workers, not args.no_botocore)
+        tools += [(f"s5cmd {n}", ["--numworkers", n]) for n in args.s5cmd_workers.split(",")]
+        runs: list[list[Run]] = []
+        for round_ in range(args.rounds):
+            runs.append([])
+            for n, (tool, options) in enumerate(rotated(tools, round_)):
+                target = f"bench-{round_}-{n}"
+                runs[-1].append(
+                    restore_with(tool, options, target, args, endpoint, env, at, work, listed)
+                )
+        for run in (r for round_runs in runs for r in round_runs):
             copied = asyncio.run(versions(endpoint, run.target))
             assert len(copied) == args.objects, f"{run.target} holds {len(copied)} objects"
+        restored = next(r.target for r in runs[0] if r.name == "bmb")
         reruns = [rerun(target, args, endpoint, env, work) for target in
-                  (["bench-bmb-0", "bench-intact"] if args.reruns else [])]  # fmt: skip
-        audit, requests = audit_alone("bench-bmb-0", {**env, "AWS_ENDPOINT_URL": endpoint})
+                  ([restored, "bench-intact"] if args.reruns else [])]  # fmt: skip
+        audit, requests = audit_alone(restored, {**env, "AWS_ENDPOINT_URL": endpoint})
+    load = os.getloadavg()
     print(
         f"restore ({args.point}) of {args.objects} small objects, SeaweedFS on loopback, "
-        f"{os.cpu_count()} cores, our --workers {args.workers}"
+        f"{os.cpu_count()} cores, ours: {settings_label(args.workers)}; "
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
-    for run in runs:
-        print(run.line())
-    ours = [r for r in runs if r.name == "bmb"]
-    theirs = [r for r in runs if r.name == "s5cmd"]
-    for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-        print(f"round {i + 1}: ratio (ours / s5cmd objects/s) {a.rate / b.rate:.2f}x")
-    total = sum(r.rate for r in ours) / sum(r.rate for r in theirs)
-    print(f"mean ratio {total:.2f}x")
+    for i, round_runs in enumerate(runs):
+        for run in round_runs:
+            print(run.line())
+        best = max((r for r in round_runs if r.name.startswith("s5cmd")), key=lambda r: r.rate)
+        for run in round_runs:
+            if not run.name.startswith("s5cmd"):
+                print(
+                    f"round {i + 1}: {run.name}: {run.rate / best.rate:.2f}x {best.name}'s "
+                    f"objects/s (the best s5cmd run), CPU per 1,000 "
+                    f"{run.cpu / run.objects * 1000:.2f} s against "
+                    f"{best.cpu / best.objects * 1000:.2f} s ({run.cpu / best.cpu:.2f}x)"
+                )
     for line in reruns:
         print(line)
     print(
@@ -210,8 +226,9 @@ def main() -> None:
 def rerun(target: str, args: argparse.Namespace, endpoint: str, env: dict[str, str],
           work: Path) -> str:  # fmt: skip
     """A restore of the snapshot into ``target``, which already holds it: nothing to copy."""
+    options = variants(args.workers, botocore=False)[0][1]
     argv = [str(BIN / "backup-my-bucket"), "--endpoint-url", endpoint, "--catalog",
-            str(work / "catalog"), "--workers", str(args.workers), "--json", "restore",
+            str(work / "catalog"), *options, "--json", "restore",
             args.snapshot_id, "--to", f"s3://{target}", "--journal-dir",
             str(work / "journal")]  # fmt: skip
     run = measure(f"rerun -> {target}", argv, env, capture=True)

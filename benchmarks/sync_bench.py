@@ -1,11 +1,19 @@
 """`backup-my-bucket sync` vs `s5cmd sync`, same data, same server, same run.
 
     python -m benchmarks.sync_bench --objects 10000 [--large 8 --large-size 32MiB] [--rounds 1]
+    python -m benchmarks.sync_bench --server synthetic --objects 100000
 
 Starts a local SeaweedFS, writes N small objects (and a few large ones) into source buckets,
-then syncs each into fresh versioned buckets with both tools as subprocesses, and prints
-objects/s (small) or MB/s (large), the ratio, client CPU seconds per 1,000 objects (that child
-alone, from ``os.wait4``) and peak RSS. A second, no-change sync of ours is timed too.
+then syncs each into fresh versioned buckets as subprocesses: ours at the CLI defaults
+(``--workers N`` pins it instead), ours with the fast path off (``--no-fast-path``: botocore
+alone; ``--no-botocore`` skips it), s5cmd at each ``--s5cmd-workers`` count, each tool in turn
+first; prints objects/s (small) or MB/s (large), the ratio to the best s5cmd run, client CPU
+seconds per 1,000 objects (that child alone, from ``os.wait4``) and peak RSS. A second,
+no-change sync of ours is timed too.
+
+``--server synthetic`` syncs a computed bucket (benchmarks/synthetic_s3.py) into an empty one
+on an endpoint that answers every copy at once and stores nothing: the client's own ceiling
+(s5cmd's sync lists with ListObjectsV2, which that endpoint does not serve).
 Figures are recorded in docs/performance.md ("Sync").
 """
 
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -22,7 +31,19 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 from backup_my_bucket.units import parse_size
 
-from .common import ACCESS_KEY, BIN, SECRET_KEY, Run, audit_alone, measure, server_env
+from .common import (
+    ACCESS_KEY,
+    BIN,
+    SECRET_KEY,
+    Run,
+    audit_alone,
+    measure,
+    rotated,
+    server_env,
+    settings_label,
+    variants,
+)  # fmt: skip
+from .synthetic_s3 import SyntheticBucket, SyntheticS3, flat_key
 
 
 def line(run: Run, items: int, nbytes: int) -> str:
@@ -71,42 +92,58 @@ async def count(server: LocalS3Server, bucket: str) -> int:
 
 def compare(
     server: LocalS3Server, env: dict[str, str], src: str, label: str, items: int, nbytes: int,
-    workers: int, round_no: int,
-) -> tuple[Run, Run]:  # fmt: skip
-    ours_dst, s5_dst = f"{label}-ours-{round_no}", f"{label}-s5-{round_no}"
-    asyncio.run(make_versioned(server, ours_dst, s5_dst))
+    args: argparse.Namespace, round_no: int,
+) -> None:  # fmt: skip
     url = server.endpoint_url
-    ours = measure(
-        f"bmb sync ({label})",
-        [str(BIN / "backup-my-bucket"), "--endpoint-url", url, "--workers", str(workers),
-         "--json", "sync", "--source", f"s3://{src}", "--backup", f"s3://{ours_dst}"],
-        env,
-    )  # fmt: skip
-    s5 = measure(
-        f"s5cmd sync ({label})",
-        [str(BIN / "s5cmd"), "--endpoint-url", url, "sync", f"s3://{src}/*", f"s3://{s5_dst}/"],
-        env,
-    )
-    again = measure(
-        f"bmb no-change ({label})",
-        [str(BIN / "backup-my-bucket"), "--endpoint-url", url, "--workers", str(workers),
-         "--json", "sync", "--source", f"s3://{src}", "--backup", f"s3://{ours_dst}"],
-        env,
-    )  # fmt: skip
-    for dst in (ours_dst, s5_dst):
+    tools = variants(args.workers, not args.no_botocore)
+    tools += [(f"s5cmd {n}", ["--numworkers", n]) for n in args.s5cmd_workers.split(",")]
+    runs: list[Run] = []
+    for n, (tool, options) in enumerate(rotated(tools, round_no)):
+        dst = f"{label}-{round_no}-{n}"
+        asyncio.run(make_versioned(server, dst))
+        if tool.startswith("s5cmd"):
+            argv = [str(BIN / "s5cmd"), "--endpoint-url", url, *options, "sync",
+                    f"s3://{src}/*", f"s3://{dst}/"]  # fmt: skip
+        else:
+            argv = [str(BIN / "backup-my-bucket"), "--endpoint-url", url, *options, "--json",
+                    "sync", "--source", f"s3://{src}", "--backup", f"s3://{dst}"]  # fmt: skip
+        runs.append(measure(f"{tool} ({label})", argv, env))
+        if tool == "bmb":
+            again = measure(f"bmb no-change ({label})", argv, env)
         got = asyncio.run(count(server, dst))
         if got != items:
             raise RuntimeError(f"{dst} holds {got} objects, expected {items}")
     audit, requests = audit_alone(src, env)
-    for run in (ours, s5, again, audit):
+    for run in [*runs, again, audit]:
         print(line(run, items, nbytes))
     print(f"  (the audit's pass: {requests} requests; each sync runs one per side, beside it)")
-    print(
-        f"  ratio ours/s5cmd: {s5.wall / ours.wall:.2f}x   "
-        f"CPU ours/s5cmd: {ours.cpu / max(s5.cpu, 1e-9):.2f}x",
-        flush=True,
-    )
-    return ours, s5
+    best = min((r for r in runs if r.label.startswith("s5cmd")), key=lambda r: r.wall)
+    for run in runs:
+        if not run.label.startswith("s5cmd"):
+            print(
+                f"  {run.label}: {best.wall / run.wall:.2f}x {best.label}'s rate (the best "
+                f"s5cmd run); CPU {run.cpu / max(best.cpu, 1e-9):.2f}x; "
+                f"load average now {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+
+
+def ceiling(args: argparse.Namespace) -> None:
+    """Ours against an endpoint that costs nothing: the client's own limit."""
+    source = SyntheticBucket(args.objects, flat_key)
+    with SyntheticS3({"ceiling-src": source, "ceiling-dst": SyntheticBucket(0, flat_key)}) as s3:
+        env = server_env(s3.endpoint_url)
+        for tool, options in variants(args.workers, not args.no_botocore):
+            run = measure(
+                f"{tool} (synthetic)",
+                [str(BIN / "backup-my-bucket"), *options, "--json", "sync", "--source",
+                 "s3://ceiling-src", "--backup", "s3://ceiling-dst"],
+                env, capture=True,
+            )  # fmt: skip
+            copied = json.loads(run.stdout)["copied"]
+            if copied != source.live:
+                raise RuntimeError(f"{tool} copied {copied}, expected {source.live}")
+            print(line(run, copied, copied * 64), flush=True)
 
 
 def main() -> None:
@@ -117,9 +154,18 @@ def main() -> None:
     parser.add_argument("--size", default="1KiB", help="size of each small object")
     parser.add_argument("--large", type=int, default=8, help="large objects (0: none)")
     parser.add_argument("--large-size", default="32MiB")
-    parser.add_argument("--workers", type=int, default=128)
+    parser.add_argument("--workers", type=int, help="ours with --workers N (default: CLI defaults)")
+    parser.add_argument("--no-botocore", action="store_true", help="skip the --no-fast-path runs")
+    parser.add_argument("--s5cmd-workers", default="128,256", help="s5cmd --numworkers (list)")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--server", choices=["seaweedfs", "synthetic"], default="seaweedfs")
     args = parser.parse_args()
+    load = os.getloadavg()
+    print(f"ours: {settings_label(args.workers)}; load average {load[0]:.1f} {load[1]:.1f} "
+          f"{load[2]:.1f}, {os.cpu_count()} cores", flush=True)  # fmt: skip
+    if args.server == "synthetic":
+        ceiling(args)
+        return
     size, large_size = parse_size(args.size), parse_size(args.large_size)
     with (
         tempfile.TemporaryDirectory(prefix="bmb-sync-bench-") as work,
@@ -131,15 +177,15 @@ def main() -> None:
             asyncio.run(fill(server, "large", args.large, large_size))
         print(
             f"{args.objects} x {args.size} small, {args.large} x {args.large_size} large, "
-            f"workers {args.workers}, SeaweedFS at {server.endpoint_url}",
+            f"SeaweedFS at {server.endpoint_url}",
             flush=True,
         )
         for round_no in range(args.rounds):
-            compare(server, env, "small", "small", args.objects, args.objects * size,
-                    args.workers, round_no)  # fmt: skip
+            compare(server, env, "small", "small", args.objects, args.objects * size, args,
+                    round_no)  # fmt: skip
             if args.large:
                 compare(server, env, "large", "large", args.large, args.large * large_size,
-                        args.workers, round_no)  # fmt: skip
+                        args, round_no)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ without storing it: keys, versions and delete markers are computed from their in
 
 It answers the requests a snapshot (and `s5cmd ls --all-versions`) makes: HEAD bucket,
 GetBucketVersioning, ListObjectVersions (prefix, key and version-id markers, max-keys, url
-encoding) in SeaweedFS's element order and escaping, and ListObjectsV2 (the listing audit's).
-It pages in key order (it does not name itself SeaweedFS), so listings page it plainly. Signatures are not
+encoding) in SeaweedFS's element order and escaping, and ListObjectsV2 (the listing audit's);
+and CopyObject, at once, storing nothing (a sync into an empty bucket: the client's copy
+ceiling). It pages in key order (it does not name itself SeaweedFS), so listings page it
+plainly. Signatures are not
 checked. It exists to measure the client alone at a scale the real server cannot be filled
 to on this machine (a million versions takes SeaweedFS ~50 minutes to write here): memory
 that must stay flat, and CPU per 1,000 versions without the server's share of the cores.
@@ -147,6 +149,7 @@ class SyntheticS3:
 
     def __init__(self, buckets: dict[str, SyntheticBucket]) -> None:
         self.buckets = buckets
+        self.copies = 0
         self.port = free_ports(1)[0]
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -163,6 +166,18 @@ class SyntheticS3:
             )
         if request.method == "HEAD":
             return web.Response()
+        if request.method == "PUT" and "x-amz-copy-source" in request.headers:
+            copied = self.copies = self.copies + 1
+            return web.Response(
+                body=b'<?xml version="1.0" encoding="UTF-8"?>\n<CopyObjectResult>'
+                b"<LastModified>"
+                + LATER.encode()
+                + b"</LastModified><ETag>"
+                + ETAG.encode()
+                + b"</ETag></CopyObjectResult>",
+                headers={"x-amz-version-id": f"c{copied}"},
+                content_type="application/xml",
+            )
         query = request.query
         if "versioning" in query:
             return _xml(

@@ -22,10 +22,13 @@ throttled answers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..clock import SYSTEM_CLOCK, Clock
+
+log = logging.getLogger(__name__)
 
 SLOW_START = 1.5
 SLOW_START_GAIN = 0.10
@@ -153,5 +156,9 @@ class Pace:
     def _take(self, limit: int) -> int:
         self.limit = min(max(limit, self.low), self.high)
         if self.limit != self.history[-1]:
+            log.debug(
+                "%d requests at once (was %d; last window %s)",
+                self.limit, self.history[-1], self._previous,
+            )  # fmt: skip
             self.history.append(self.limit)
         return self.limit

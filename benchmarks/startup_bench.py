@@ -1,6 +1,6 @@
 """Whole-process start-up: `bmb --help`, `bmb snapshots`, and a no-op `bmb backup`.
 
-    python -m benchmarks.startup_bench [--keys 1000] [--runs 5] [--bmb PATH]
+    python -m benchmarks.startup_bench [--keys 1000] [--runs 5] [--bmb PATH] [--vs PATH]
 
 Each command runs ``--runs`` times as a process of its own (after one untimed warm-up run),
 its start-up and set-up included; the wall time is a monotonic clock read around the child,
@@ -9,8 +9,9 @@ median). The no-op backup syncs a bucket of ``--keys`` small objects that is alr
 up (a listing of each side, nothing to copy), then takes its snapshot (a listing of the backup
 bucket, the Parquet index, the catalog entry): what a scheduled backup of an unchanged bucket
 costs. ``snapshots`` lists the local catalog (no request to S3). The server is a local
-SeaweedFS; the catalog lives in a temporary directory. Figures are in docs/performance.md
-("Start-up").
+SeaweedFS; the catalog lives in a temporary directory. ``--vs PATH`` times a second CLI (an
+older build: the "before" figure) in the same run, the two taking turns run by run.
+Figures are in docs/performance.md ("Start-up").
 """
 
 from __future__ import annotations
@@ -57,14 +58,20 @@ def spread(values: Sequence[float]) -> str:
     )
 
 
-def bench(label: str, args: Sequence[str], env: dict[str, str], runs: int) -> None:
-    timed(args, env)  # warm-up: file caches, .pyc files
-    walls, cpus = [], []
+def bench(label: str, clis: dict[str, list[str]], args: list[str], env: dict[str, str],
+          runs: int) -> None:  # fmt: skip
+    walls: dict[str, list[float]] = {name: [] for name in clis}
+    cpus: dict[str, list[float]] = {name: [] for name in clis}
+    for cli in clis.values():
+        timed([*cli, *args], env)  # warm-up: file caches, .pyc files
     for _ in range(runs):
-        wall, cpu = timed(args, env)
-        walls.append(wall)
-        cpus.append(cpu)
-    print(f"{label:<32} wall s: {spread(walls)}   cpu s: {spread(cpus)}", flush=True)
+        for name, cli in clis.items():  # in turn, run by run
+            wall, cpu = timed([*cli, *args], env)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    for name in clis:
+        print(f"{label + name:<40} wall s: {spread(walls[name])}   cpu s: {spread(cpus[name])}",
+              flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -72,11 +79,13 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=1000, help="objects in the source bucket")
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each command")
     parser.add_argument("--bmb", default=str(BIN / "bmb"), help="the CLI to time")
+    parser.add_argument("--vs", help="another CLI to time in the same runs (e.g. an older build)")
     parser.add_argument(
         "--option", action="append", default=[], help="a global option for every run (repeat)"
     )
     args = parser.parse_args()
     bmb = [args.bmb, *args.option]
+    clis = {"": bmb, **({" (vs)": [args.vs, *args.option]} if args.vs else {})}
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cores")
     with (
@@ -91,9 +100,10 @@ def main() -> None:
         asyncio.run(fill(server, "backup", [], versioned=True))
         buckets = ["--source", "s3://source", "--backup", "s3://backup"]
         timed([*bmb, "backup", *buckets], env)  # the first backup copies everything
-        bench("bmb --help", [*bmb, "--help"], env, args.runs)
-        bench("bmb snapshots", [*bmb, "snapshots", "--backup", "s3://backup"], env, args.runs)
-        bench(f"bmb backup (no-op, {args.keys:,} keys)", [*bmb, "backup", *buckets], env, args.runs)
+        bench("bmb --help", clis, ["--help"], env, args.runs)
+        bench("bmb snapshots", clis, ["snapshots", "--backup", "s3://backup"], env, args.runs)
+        bench(f"bmb backup (no-op, {args.keys:,} keys)", clis, ["backup", *buckets], env,
+              args.runs)  # fmt: skip
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", file=sys.stderr)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from backup_my_bucket.clock import SystemClock
 from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
@@ -116,8 +117,19 @@ async def test_catalog_in_the_backup_bucket(
 
 
 async def test_backup_is_sync_then_snapshot(
-    cli_env: None, s3_store: ObjectStore, capsys: pytest.CaptureFixture[str]
+    cli_env: None,
+    s3_store: ObjectStore,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    waits: list[float] = []
+    real_sleep = SystemClock.sleep
+
+    async def sleep(self: SystemClock, seconds: float) -> None:
+        waits.append(seconds)
+        await real_sleep(self, seconds)
+
+    monkeypatch.setattr(SystemClock, "sleep", sleep)
     source, target = unique_bucket("bsrc"), unique_bucket("bdst")
     await s3_store.create_bucket(source)
     await s3_store.create_bucket(target)
@@ -137,10 +149,16 @@ async def test_backup_is_sync_then_snapshot(
     assert result["sync"]["copied"] == 5
     assert result["snapshot"]["keys"] == 5 and result["snapshot"]["source"] == f"s3://{source}"
     assert result["snapshot"]["tags"] == ["nightly"]
+    assert len(waits) == 1 and waits[0] <= 1.02  # till the second after its copies (rule 8)
     code, out, _ = await bmb(capsys, *args)
     again = json.loads(out)
     assert again["sync"]["copied"] == 0 and again["snapshot"]["keys"] == 5
     assert again["snapshot"]["id"] != result["snapshot"]["id"]
+    assert len(waits) == 1  # nothing written, nothing seen after the cut: no wait
+    await s3_store.put(source, "f/new", b"new")
+    code, out, _ = await bmb(capsys, *args)
+    assert json.loads(out)["sync"]["copied"] == 1 and json.loads(out)["snapshot"]["keys"] == 6
+    assert len(waits) == 2  # a copy: the snapshot waits for the next second again
 
 
 async def test_restore_a_snapshot_by_id_into_its_source(

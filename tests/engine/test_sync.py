@@ -12,6 +12,7 @@ import pytest
 from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.engine.filters import KeyFilter
 from backup_my_bucket.engine.sync import (
+    NOTHING_LISTED,
     SyncOptions,
     SyncResult,
     plan_sync,
@@ -168,6 +169,15 @@ async def test_sync_mirrors_then_copies_nothing_then_marks_deletions(
     assert [e.is_delete_marker for e in history] == [True, False]  # the old version stays
     assert await read(store, bak, "mirror/q?x=1#frag") == b"changed"
 
+    # what a snapshot after it must hold (rule 8): the newest entry the backup listing showed,
+    # delete markers included; a sync that wrote must be waited for whatever it saw
+    fourth = await sync(store, source, store, backup, MULTIPART)
+    listed = [e async for e in iter_versions(store, bak, prefix="mirror/")]
+    newest = max(e.last_modified for e in listed)
+    assert fourth.newest_seen == newest and fourth.copied == fourth.deleted == 0
+    assert fourth.held_at(newest) and not fourth.held_at(newest - timedelta(seconds=1))
+    assert third.newest_seen is not None and not third.held_at(newest + timedelta(days=1))
+
 
 async def test_multipart_source_is_not_recopied(
     store: ObjectStore, make_bucket: BucketFactory
@@ -188,6 +198,27 @@ async def test_multipart_source_is_not_recopied(
     assert await sync(store, S3Url(src), store, S3Url(bak), options) == SyncResult(skipped=1)
     if not is_seaweedfs(store):
         assert (await store.head(bak, "mp")).etag == (await store.head(src, "mp")).etag
+
+
+async def test_a_delete_marker_is_what_a_snapshot_must_wait_for() -> None:
+    """The newest entry of the backup may be a delete marker, which no current listing
+    shows: the sync counts it all the same."""
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC), tick=timedelta(seconds=1))
+    store = MemoryStore(clock=clock)
+    for bucket in ("src", "bak"):
+        await store.create_bucket(bucket)
+    await store.set_versioning("bak", True)
+    await store.put("bak", "gone", b"x")
+    marker = await store.delete("bak", "gone")
+    assert marker is not None
+    stamp = (await anext(iter_versions(store, "bak"))).last_modified
+    result = await sync(store, S3Url("src"), store, S3Url("bak"), SyncOptions())
+    assert (result.copied, result.deleted, result.newest_seen) == (0, 0, stamp)
+    assert not result.held_at(stamp - timedelta(seconds=1)) and result.held_at(stamp)
+    await store.create_bucket("empty")
+    await store.set_versioning("empty", True)
+    empty = await sync(store, S3Url("src"), store, S3Url("empty"), SyncOptions())
+    assert empty.newest_seen == NOTHING_LISTED and empty.held_at(stamp)
 
 
 async def test_dry_run_plans_and_writes_nothing(

@@ -33,7 +33,7 @@ from ..storage.protocol import ObjectStore
 from ..storage.scratch import scratch_prefix, sweep_stale
 from ..units import format_time, human_time
 from .progress import NullProgress, Progress
-from .versions import Earliest, KeyHistory, require_versioning
+from .versions import KeyHistory, Seen, require_versioning
 
 
 def default_cut(clock: Clock) -> datetime:
@@ -62,7 +62,7 @@ def relative(version: ObjectVersion, url: S3Url) -> ObjectVersion | None:
 
 
 def live_at_reducer(
-    at: datetime, url: S3Url, seen: Earliest | None = None
+    at: datetime, url: S3Url, seen: Seen | None = None
 ) -> Callable[[KeyHistory], ObjectVersion | None]:
     def reduce(history: KeyHistory) -> ObjectVersion | None:
         if seen is not None:
@@ -74,7 +74,7 @@ def live_at_reducer(
 
 
 def current_reducer(
-    url: S3Url, seen: Earliest | None = None
+    url: S3Url, seen: Seen | None = None
 ) -> Callable[[KeyHistory], ObjectVersion | None]:
     def reduce(history: KeyHistory) -> ObjectVersion | None:
         if seen is not None:
@@ -92,13 +92,13 @@ def state_at(
     *,
     workers: int,
     within: str = "",
-    seen: Earliest | None = None,
+    seen: Seen | None = None,
     progress: Progress | None = None,
     listing: ListingOptions | None = None,
 ) -> AsyncIterator[ObjectVersion]:
     """The backup location's state at ``at`` in its sub-folder ``within`` (the whole location
     by default), keys relative to that folder, streamed in key order. The location's reserved
-    folder is never part of it; ``seen`` notes the oldest entry listed.
+    folder is never part of it; ``seen`` notes the oldest and the newest entry listed.
 
     The listing is audited (``listing.audit``): a short one ends the stream with
     IncompleteListing after its last row.
@@ -122,13 +122,14 @@ def live_state(
     *,
     workers: int,
     within: str = "",
-    seen: Earliest | None = None,
+    seen: Seen | None = None,
     listing: ListingOptions | None = None,
 ) -> AsyncIterator[ObjectVersion]:
     """The bucket's current state in the folder ``backup`` (keys relative to it), streamed in
     key order; ``within``: only relative keys in that sub-folder (a :func:`folder`). The
     location's reserved folder is never part of it (a restore target may be a backup
-    location itself); ``seen`` notes the oldest entry listed. Audited like :func:`state_at`."""
+    location itself); ``seen`` notes the oldest and the newest entry listed. Audited like
+    :func:`state_at`."""
     # ListObjectVersions, not ListObjectsV2: only the version listing is in key order on
     # every server we know (SeaweedFS lists V2 in its own directory order).
     return ParallelListing(
@@ -173,7 +174,7 @@ async def take_snapshot(
     cut = default_cut(clock) if at is None else min(at.replace(microsecond=0), default_cut(clock))
     await require_versioning(store, backup.bucket)
     snapshot_id = new_snapshot_id(cut)
-    seen = Earliest()
+    seen = Seen()
     async with catalog.lock("snapshot") as lease:
         sweep_stale("snapshot")  # the working directories of killed snapshots
         with tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot")) as work:
@@ -208,8 +209,8 @@ async def take_snapshot(
                 tags=tuple(tags),
                 tool_version=__version__,
             )
-            if seen.value is not None and (await read_span(store, backup)).start is None:
-                await note_start(store, backup, seen.value, "earliest version", required=False)
+            if seen.oldest is not None and (await read_span(store, backup)).start is None:
+                await note_start(store, backup, seen.oldest, "earliest version", required=False)
             await lease.check("publishing the snapshot")
             await catalog.publish(meta, path)
     return meta

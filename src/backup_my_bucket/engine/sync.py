@@ -31,6 +31,7 @@ import dataclasses
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ..catalog.history import note_sync
 from ..catalog.location import RESERVED, reserved_prefix
@@ -48,13 +49,14 @@ from .pace import Pace
 from .progress import NullProgress, Progress
 from .snapshot import live_state
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
-from .versions import Earliest, current_state, require_versioning
+from .versions import Seen, current_state, require_versioning
 from .workers import in_order, prefetch, run_pool
 
 OVERLAP_HINT = (
     "back up into another bucket, or into a folder beside the source's "
     "(s3://bucket/app1 -> s3://backups/app1)"
 )
+NOTHING_LISTED = datetime.min.replace(tzinfo=UTC)
 PREFETCH = 5_000
 """Listing entries each side may hold ahead of the merge (about 1 MB each side)."""
 LISTING_WORKERS = 16
@@ -119,6 +121,17 @@ class SyncResult:
     failures: tuple[ItemFailure, ...] = ()
     checks: int = 0  # HEAD and tag requests that settled what the listings could not tell
     incomplete: IncompleteListing | None = None  # a listing's audit found it short
+    # the newest LastModified among every entry (versions and delete markers) the backup's
+    # listing showed (NOTHING_LISTED: none; None: not known): a snapshot cut at or after it
+    # holds everything the sync compared the source against
+    newest_seen: datetime | None = field(default=None, compare=False)
+
+    def held_at(self, cut: datetime) -> bool:
+        """Whether a snapshot cut at ``cut`` holds everything this sync wrote and compared
+        against: it wrote nothing (a failed copy may have) and saw nothing newer. Then
+        ``backup`` need not wait for the next second before its snapshot (rule 8)."""
+        wrote = self.copied or self.deleted or self.failed
+        return not wrote and self.newest_seen is not None and self.newest_seen <= cut
 
     def to_json(self) -> dict[str, int | bool]:
         return {
@@ -223,11 +236,12 @@ async def settle_sync(
 
 
 def current_listing(
-    store: ObjectStore, url: S3Url, options: SyncOptions, seen: Earliest | None = None
+    store: ObjectStore, url: S3Url, options: SyncOptions, seen: Seen | None = None
 ) -> AsyncIterator[ObjectVersion]:
     """The current versions in the folder ``url``, keys relative to it, ascending; the
     location's reserved folder left out; audited (a short listing ends the stream with
-    IncompleteListing). ``seen`` notes the oldest entry listed."""
+    IncompleteListing). ``seen`` notes the oldest and the newest entry listed
+    there (versions and delete markers alike)."""
     workers = min(options.list_workers, LISTING_WORKERS)
     return live_state(store, url, workers=workers, seen=seen, listing=options.listing)
 
@@ -393,7 +407,7 @@ async def sync(
             ("the backup", backup_url),
             hint=OVERLAP_HINT,
         )
-    seen = Earliest()
+    seen = Seen()
     await source_store.check_bucket(source_url.bucket)
     await backup_store.check_bucket(backup_url.bucket)
     await require_versioning(backup_store, backup_url.bucket)
@@ -413,8 +427,9 @@ async def sync(
         source_store, source_url, backup_store, backup_url, options, progress, on_planned,
     )  # fmt: skip
     if not options.dry_run and not result.failures:
-        await note_sync(backup_store, backup_url, seen.value, clock.now())
-    return dataclasses.replace(result, checks=checker.requests)
+        await note_sync(backup_store, backup_url, seen.oldest, clock.now())
+    newest_seen = seen.newest or NOTHING_LISTED
+    return dataclasses.replace(result, checks=checker.requests, newest_seen=newest_seen)
 
 
 def lifecycle_warnings(rules: Sequence[LifecycleRule], prefix: str) -> list[str]:

@@ -65,20 +65,26 @@ async def require_versioning(store: ObjectStore, bucket: str) -> None:
         raise VersioningNotEnabled(bucket)
 
 
-class Earliest:
-    """The oldest entry seen in a listing: where a backup's history begins when nothing
-    recorded it (see catalog/history.py)."""
+class Seen:
+    """The oldest and the newest entry (versions and delete markers alike) seen in a listing.
+    The oldest: where a backup's history begins when nothing recorded it (see
+    catalog/history.py); the newest: whether a snapshot cut at a given second holds everything
+    the listing showed (``SyncResult.held_at``)."""
 
     def __init__(self) -> None:
-        self.value: datetime | None = None
+        self.oldest: datetime | None = None
+        self.newest: datetime | None = None
 
     def add(self, entries: Iterable[ObjectVersion]) -> None:
         for entry in entries:
-            if self.value is None or entry.last_modified < self.value:
-                self.value = entry.last_modified
+            stamp = entry.last_modified
+            if self.oldest is None or stamp < self.oldest:
+                self.oldest = stamp
+            if self.newest is None or stamp > self.newest:
+                self.newest = stamp
 
     async def tap(self, entries: AsyncIterable[ObjectVersion]) -> AsyncIterator[ObjectVersion]:
-        """Pass a listing through, noting its oldest entry."""
+        """Pass a listing through, noting its oldest and newest entries."""
         async for entry in entries:
             self.add((entry,))
             yield entry

@@ -11,7 +11,7 @@ import click
 from ...catalog.index import SnapshotMeta, preload_index
 from ...engine.filters import KeyFilter, refuse_overlap
 from ...engine.progress import Progress
-from ...engine.snapshot import seconds_to_next_second, take_snapshot
+from ...engine.snapshot import default_cut, seconds_to_next_second, take_snapshot
 from ...engine.sync import (
     OVERLAP_HINT,
     SyncOptions,
@@ -215,13 +215,15 @@ def backup(
         )  # fmt: skip
         if dry_run:
             return synced, None
-        # T must postdate the sync: wait for the next second, opening the catalog and loading
-        # the index writer (pyarrow) meanwhile instead of after
+        # T must postdate what the sync wrote and saw (rule 8): unless the sync wrote nothing
+        # and saw nothing newer than the cut a snapshot would take now, wait for the next
+        # second, opening the catalog and loading the index writer (pyarrow) meanwhile
         now = app.clock.now()
         resume = now + timedelta(seconds=seconds_to_next_second(now))
         catalog = await app.catalog(backup, writing=True)
         preload_index()
-        await app.clock.sleep((resume - app.clock.now()).total_seconds())
+        if not synced.held_at(default_cut(app.clock)):
+            await app.clock.sleep((resume - app.clock.now()).total_seconds())
         meta = await take_snapshot(
             await app.store("backup"),
             backup,

@@ -63,7 +63,9 @@ def variants(workers: int | None, botocore: bool = True) -> list[tuple[str, list
 
 def settings_label(workers: int | None) -> str:
     return (
-        f"--workers {workers}" if workers else "CLI defaults (listings 32, copies adapted 16-256)"
+        f"--workers {workers}"
+        if workers
+        else "CLI defaults (listings 32, copies adapted 16-256 from 128)"
     )
 
 
@@ -71,6 +73,19 @@ def rotated(items: Sequence[T], turn: int) -> list[T]:
     """``items`` starting at ``turn`` (mod its length): each run order in turn goes first."""
     turn %= max(len(items), 1)
     return [*items[turn:], *items[:turn]]
+
+
+def against_best_s5cmd(runs: Sequence[tuple[str, float, float]], where: str = "") -> None:
+    """Print each of our runs against the best s5cmd run over the same items: runs are
+    (label, wall seconds, CPU seconds); labels of s5cmd's start with "s5cmd"."""
+    best = min((r for r in runs if r[0].startswith("s5cmd")), key=lambda r: r[1])
+    for label, wall, cpu in runs:
+        if not label.startswith("s5cmd"):
+            print(
+                f"  {where}{label}: {best[1] / wall:.2f}x {best[0]}'s rate (the best s5cmd run); "
+                f"CPU {cpu / max(best[2], 1e-9):.2f}x; load average now {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
 
 
 def server_env(endpoint_url: str) -> dict[str, str]:

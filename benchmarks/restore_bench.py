@@ -45,7 +45,7 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 from backup_my_bucket.units import format_time
 
-from .common import audit_alone, measure, rotated, settings_label, variants
+from .common import against_best_s5cmd, audit_alone, measure, rotated, settings_label, variants
 
 ACCESS, SECRET = "benchaccess", "bench-secret-key-1234"
 BIN = Path(sys.executable).parent
@@ -206,15 +206,8 @@ def main() -> None:
     for i, round_runs in enumerate(runs):
         for run in round_runs:
             print(run.line())
-        best = max((r for r in round_runs if r.name.startswith("s5cmd")), key=lambda r: r.rate)
-        for run in round_runs:
-            if not run.name.startswith("s5cmd"):
-                print(
-                    f"round {i + 1}: {run.name}: {run.rate / best.rate:.2f}x {best.name}'s "
-                    f"objects/s (the best s5cmd run), CPU per 1,000 "
-                    f"{run.cpu / run.objects * 1000:.2f} s against "
-                    f"{best.cpu / best.objects * 1000:.2f} s ({run.cpu / best.cpu:.2f}x)"
-                )
+        runs_of_round = [(run.name, run.seconds, run.cpu) for run in round_runs]
+        against_best_s5cmd(runs_of_round, f"round {i + 1}: ")
     for line in reruns:
         print(line)
     print(

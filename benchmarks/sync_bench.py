@@ -36,6 +36,7 @@ from .common import (
     BIN,
     SECRET_KEY,
     Run,
+    against_best_s5cmd,
     audit_alone,
     measure,
     rotated,
@@ -117,15 +118,7 @@ def compare(
     for run in [*runs, again, audit]:
         print(line(run, items, nbytes))
     print(f"  (the audit's pass: {requests} requests; each sync runs one per side, beside it)")
-    best = min((r for r in runs if r.label.startswith("s5cmd")), key=lambda r: r.wall)
-    for run in runs:
-        if not run.label.startswith("s5cmd"):
-            print(
-                f"  {run.label}: {best.wall / run.wall:.2f}x {best.label}'s rate (the best "
-                f"s5cmd run); CPU {run.cpu / max(best.cpu, 1e-9):.2f}x; "
-                f"load average now {os.getloadavg()[0]:.1f}",
-                flush=True,
-            )
+    against_best_s5cmd([(run.label, run.wall, run.cpu) for run in runs])
 
 
 def ceiling(args: argparse.Namespace) -> None:

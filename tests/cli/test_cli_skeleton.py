@@ -134,7 +134,7 @@ def _concurrency(app: cli_main.App) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("args", "env", "file", "expected"),
     [
-        ([], {}, "", {"list": 32, "copy": [64, 16, 256], "pool": 272}),  # adapted by default
+        ([], {}, "", {"list": 32, "copy": [128, 16, 256], "pool": 272}),  # adapted by default
         (["--workers", "8"], {}, "", {"list": 8, "copy": [8, 8, 8], "pool": 24}),  # pins both
         (["--copy-workers", "100"], {}, "", {"list": 32, "copy": [100, 100, 100], "pool": 116}),
         (
@@ -144,8 +144,8 @@ def _concurrency(app: cli_main.App) -> dict[str, object]:
             {"list": 4, "copy": [8, 8, 8], "pool": 24},
         ),
         ([], {"BMB_COPY_WORKERS": "50"}, "", {"list": 32, "copy": [50, 50, 50], "pool": 66}),
-        ([], {}, "list-workers = 16\n", {"list": 16, "copy": [64, 16, 256], "pool": 272}),
-        (["--list-workers", "300"], {}, "", {"list": 300, "copy": [64, 16, 256], "pool": 316}),
+        ([], {}, "list-workers = 16\n", {"list": 16, "copy": [128, 16, 256], "pool": 272}),
+        (["--list-workers", "300"], {}, "", {"list": 300, "copy": [128, 16, 256], "pool": 316}),
     ],
 )
 def test_listing_and_copy_concurrency(

@@ -4,7 +4,8 @@
 runs its items under it), shared by every pool a command runs against that endpoint (sync's
 copies then its delete markers, restore's copies then deletes). Pinned (``low == high``:
 ``--workers N``, ``--copy-workers N``) it never moves. Otherwise it adapts, per window of at
-least :attr:`Pace.window` seconds and one completion per slot:
+least :attr:`Pace.window` seconds (one by default: shorter ones are mostly noise on a shared
+server) and one completion per slot, counted from the first item:
 
 - **slow start**: from ``start``, times 1.5 per window while throughput grows by ≥ 10 %;
 - **congestion avoidance**: then +⅛ per window while throughput still grows by ≥ 5 % and
@@ -60,7 +61,7 @@ class Pace:
         *,
         clock: Clock = SYSTEM_CLOCK,
         throttles: Callable[[], int] = lambda: 0,
-        window: float = 0.5,
+        window: float = 1.0,
     ) -> None:
         self.low = max(1, low if low is not None else start)
         self.high = max(self.low, high if high is not None else start)
@@ -68,9 +69,9 @@ class Pace:
         self.window = window
         self._clock = clock
         self._throttles = throttles
-        # the window being measured
-        self._since = clock.monotonic()
-        self._seen_throttles = throttles()
+        # the window being measured (from the first item on: not the listing before it)
+        self._since: float | None = None
+        self._seen_throttles = 0
         self._done = 0
         self._latency = 0.0
         # the policy's memory
@@ -97,14 +98,17 @@ class Pace:
 
     def begin(self) -> float:
         """An item starts: the time to hand back to :meth:`end`."""
-        return self._clock.monotonic()
+        now = self._clock.monotonic()
+        if self._since is None:
+            self._since, self._seen_throttles = now, self._throttles()
+        return now
 
     def end(self, started: float) -> None:
         """An item finished (whatever its outcome); a full window takes a decision."""
         now = self._clock.monotonic()
         self._done += 1
         self._latency += now - started
-        elapsed = now - self._since
+        elapsed = now - (self._since if self._since is not None else started)
         if self.pinned or elapsed < self.window or self._done < self.limit:
             return
         throttles = self._throttles()

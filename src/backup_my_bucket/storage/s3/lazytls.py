@@ -9,8 +9,16 @@ a plain-http endpoint never needs them at all. Importing this module imports aio
 the certificates of those two contexts deferred, and loads them the first time aiohttp hands
 one of them to a connection (``TCPConnector._get_ssl_context``), so every other user of
 aiohttp's defaults (a webhook over HTTPS, ops/notify.py) gets them as before. When aiohttp
-was imported already, or its internals are not those (another aiohttp), nothing is deferred.
-``storage/s3/store.py`` imports this first; tests/unit/test_startup.py checks both halves.
+was imported already, or its internals are not those, nothing is deferred.
+
+It leans on two private details of aiohttp (the module's two contexts, and
+``_get_ssl_context`` as the one place that hands them out), so it only defers on the aiohttp
+minor versions in ``TESTED``; on any other, aiohttp is imported as it is (its certificates
+loaded at import, ~45 ms of CPU more) and nothing is patched. Were a later aiohttp to hand a
+default context out by another path, that connection would fail its certificate check (no
+CA loaded: it fails closed, it never trusts more). ``storage/s3/store.py`` imports this
+first; tests/unit/test_startup.py checks both halves and the fallback, and fails on an
+untested aiohttp so that the version is checked before it is added here.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 _NAME = "set_default_verify_paths"
+TESTED = ("3.14",)
+"""aiohttp's minor versions whose internals this was checked against."""
 
 
 def _import_aiohttp() -> bool:
@@ -49,7 +59,9 @@ def _import_aiohttp() -> bool:
             setattr(ssl.SSLContext, _NAME, own)
     defaults = [getattr(connector, f"_SSL_CONTEXT_{n}", None) for n in ("VERIFIED", "UNVERIFIED")]
     get: Any = getattr(connector.TCPConnector, "_get_ssl_context", None)
-    if get is None or not deferred or any(c not in defaults for c in deferred):
+    version = str(getattr(sys.modules["aiohttp"], "__version__", ""))
+    known = version.rpartition(".")[0] in TESTED and get is not None
+    if not known or not deferred or any(c not in defaults for c in deferred):
         for context in deferred:  # not the aiohttp this was written for: load them now
             load(context)
         return False

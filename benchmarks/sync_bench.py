@@ -26,6 +26,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from backup_my_bucket.catalog.location import RESERVED
 from backup_my_bucket.localserver import LocalS3Server
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.s3 import S3Config, S3Store
@@ -87,8 +88,15 @@ async def make_versioned(server: LocalS3Server, *buckets: str) -> None:
 
 
 async def count(server: LocalS3Server, bucket: str) -> int:
+    """The objects synced into ``bucket`` (not our records in its reserved folder)."""
     async with S3Store(config(server)) as store:
-        return sum([1 async for v in iter_versions(store, bucket) if not v.is_delete_marker])
+        return sum(
+            [
+                1
+                async for v in iter_versions(store, bucket)
+                if not v.is_delete_marker and not v.key.startswith(RESERVED)
+            ]
+        )
 
 
 def compare(

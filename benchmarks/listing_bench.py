@@ -136,7 +136,6 @@ def main() -> None:
             name = f"bench-{layout}"
             t0 = time.perf_counter()
             versions, live = asyncio.run(fill(server, name, keys))
-            time.sleep(1.1)  # the snapshot cuts at the last whole second: after every write
             print(
                 f"\n[{name}, SeaweedFS] {len(keys):,} keys, {versions:,} versions "
                 f"(filled in {time.perf_counter() - t0:.0f} s)",

@@ -8,8 +8,8 @@ its CPU the child's own (``os.wait4``). Printed: min, median and max of each (qu
 median). The no-op backup syncs a bucket of ``--keys`` small objects that is already backed
 up (a listing of each side, nothing to copy), then takes its snapshot (a listing of the backup
 bucket, the Parquet index, the catalog entry): what a scheduled backup of an unchanged bucket
-costs. ``snapshots`` lists the local catalog (no request to S3). The server is a local
-SeaweedFS; the catalog lives in a temporary directory. ``--vs PATH`` times a second CLI (an
+costs. ``snapshots`` lists the backup's catalog, which lives in its bucket (one store
+opened). The server is a local SeaweedFS. ``--vs PATH`` times a second CLI (an
 older build: the "before" figure) in the same run, the two taking turns run by run.
 Figures are in docs/performance.md ("Start-up").
 """

@@ -35,6 +35,18 @@ class BackupError(Exception):
         self.message = message
         self.hint = hint
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled as its class and its state, whatever its constructor takes: a work unit
+        run in another process (a Dask worker) hands its items' errors back as they were."""
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[BackupError], message: str, state: dict[str, object]) -> BackupError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class UsageError(BackupError):
     """A bad argument, option, time or size given by the user."""
@@ -53,6 +65,10 @@ class NotImplementedYet(BackupError):
 
 class MissingDependency(BackupError):
     """An optional library (an extra such as ``ops``) that a command needs is not installed."""
+
+
+class ClusterError(BackupError):
+    """The Dask cluster that runs the work units cannot be reached, or lost a unit for good."""
 
 
 # --- not found (exit 10) -------------------------------------------------------------------

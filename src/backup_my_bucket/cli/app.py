@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from ..catalog.catalog import Catalog
 from ..catalog.finder import Finder, unmigrated
 from ..clock import SYSTEM_CLOCK, Clock
+from ..engine.executor import Executor, open_executor
 from ..engine.pace import Pace
 from ..engine.progress import Progress
 from ..engine.versions import require_versioning
@@ -47,6 +48,7 @@ class App:
         self.clock = clock
         self._stores: dict[S3Config, S3Store] = {}
         self._paces: dict[S3Config, Pace] = {}
+        self._executor: Executor | None = None
 
     def s3_config(self, side: Side) -> S3Config:
         s = self.settings
@@ -75,6 +77,13 @@ class App:
             await store.open()
             self._stores[config] = store
         return store
+
+    async def executor(self) -> Executor:
+        """Where the engines' work units run (--executor), connected on first use."""
+        if self._executor is None:
+            self._executor = await open_executor(self.settings.executor)
+            log.info("executor: %s", self.settings.executor)
+        return self._executor
 
     async def finder(self) -> Finder:
         """Opens catalogs; S3 ones through the backup side's store."""
@@ -169,6 +178,9 @@ class App:
 
     async def aclose(self) -> None:
         """Close the clients this app opened (``run`` does it; long-lived callers too)."""
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await executor.aclose()
         for store in self._stores.values():
             await store.close()
         self._stores.clear()

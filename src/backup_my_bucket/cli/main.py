@@ -31,7 +31,7 @@ from ..storage.s3.redact import redact, remember
 from .config import check_config, check_environment, find_config_arg, load_config
 from .lazy import LazyGroup
 from .logs import close_logging, setup_logging
-from .options import ENDPOINT
+from .options import ENDPOINT, EXECUTOR
 from .output import Output
 from .settings import (
     COPY_HIGH,
@@ -145,6 +145,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     default="auto",
     hidden=True,
 )  # tests: force how listings page (naive: follow the server's markers; tree: SeaweedFS-safe)
+@click.option(
+    "--executor",
+    type=EXECUTOR,
+    default="local",
+    show_default=True,
+    metavar="local|dask://HOST:PORT",
+    help="Where copies, deletes and checks run: in this process, or as work units on the Dask "
+    "cluster whose scheduler is at HOST:PORT (needs the dask extra; docs/scale.md).",
+)
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
 @click.option(
     "--fast-path/--no-fast-path",
@@ -199,6 +208,7 @@ def cli(
     audit: bool,
     list_page_size: int,
     list_paging: str,
+    executor: str,
     json_mode: bool,
     fast_path: bool,
     addressing_style: Literal["auto", "path", "virtual"],
@@ -226,6 +236,7 @@ def cli(
         list_page_size=list_page_size,
         list_paging=None if list_paging == "auto" else Paging(list_paging),
         audit=audit,
+        executor=executor,
         json=json_mode,
         debug=debug,
         fast_path=fast_path,

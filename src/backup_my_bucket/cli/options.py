@@ -12,6 +12,7 @@ import click
 from ..errors import UsageError
 from ..model import S3Url, folder
 from ..units import parse_size
+from .settings import check_executor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,6 +98,18 @@ class EndpointType(click.ParamType):  # type: ignore[type-arg]
         raise BadValue(f"not an endpoint URL: {text!r}{where}", hint, param, ctx)
 
 
+class ExecutorType(click.ParamType):  # type: ignore[type-arg]
+    """``local`` or ``dask://HOST:PORT`` (engine/executor.py), checked before any command."""
+
+    name = "EXECUTOR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return check_executor(str(value).strip())
+        except UsageError as exc:
+            raise BadValue(exc.message + _where_from(param, ctx), exc.hint, param, ctx) from None
+
+
 class FolderType(click.ParamType):  # type: ignore[type-arg]
     """A relative prefix, read as a folder: ``docs`` means ``docs/`` (model.folder)."""
 
@@ -110,6 +123,7 @@ S3URL = S3UrlType()
 SIZE = SizeType()
 ENDPOINT = EndpointType()
 FOLDER = FolderType()
+EXECUTOR = ExecutorType()
 
 
 def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:

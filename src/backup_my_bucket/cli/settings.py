@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import UsageError
 from ..storage.paging import Paging
 
+LOCAL, DASK_SCHEME = "local", "dask://"
 RERUN = "rerun the same command to continue: finished work is kept"
 DEFAULT_LIST_WORKERS = 32  # concurrent listing requests (16–32 do best: docs/performance.md)
 # copies and deletes, per endpoint: adapted within [low, high] from start (engine/pace.py)
@@ -37,6 +39,7 @@ class Settings:
     debug: bool = False
     fast_path: bool = True
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    executor: str = LOCAL  # where work units run: local, or dask://HOST:PORT (engine/executor.py)
     access_key: str | None = None  # not an option: for the embedded demo server only
     secret_key: str | None = None
 
@@ -46,6 +49,21 @@ class Settings:
         if self.copy_workers:
             return self.copy_workers, self.copy_workers, self.copy_workers
         return COPY_START, COPY_LOW, COPY_HIGH
+
+
+def check_executor(text: str) -> str:
+    """``local`` or ``dask://HOST:PORT`` (engine/executor.py), as given; else a usage error."""
+    if text == LOCAL:
+        return text
+    if text.startswith(DASK_SCHEME):
+        host, _, port = text[len(DASK_SCHEME) :].rpartition(":")
+        if host and port.isdigit() and 0 < int(port) < 65536:
+            return text
+    raise UsageError(
+        f"not an executor: {text!r}",
+        hint="--executor local (this process) or --executor dask://HOST:PORT (a Dask "
+        "scheduler, e.g. dask://127.0.0.1:8786)",
+    )
 
 
 def workers_settings(

@@ -52,11 +52,12 @@ from ..storage.iterate import iter_versions
 from ..storage.listing import ListingOptions
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
 from ..units import format_time, plural
+from .executor import IN_PROCESS, Executor
 from .pace import Pace
 from .progress import NullProgress, Progress
 from .retention import Decision, RetentionPolicy, SnapshotRef, apply_policy
 from .versions import KeyHistory, histories, require_versioning
-from .workers import run_pool
+from .workers import batched, run_pool
 
 LOCK_CHECK_WORKERS = 8
 """Concurrent HEADs per delete batch that check refused versions for Object Lock."""
@@ -169,17 +170,22 @@ async def _sort_refusals(
     return sorted_
 
 
-async def _batches(
-    plan: AsyncIterable[ObjectVersion], size: int
-) -> AsyncIterator[list[ObjectVersion]]:
-    batch: list[ObjectVersion] = []
-    async for entry in plan:
-        batch.append(entry)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+@dataclass(frozen=True, slots=True)
+class DeleteVersions:
+    """The delete unit (:mod:`.executor`): one DeleteObjects request of exact version ids in
+    ``bucket`` (``stores[0]``), each refusal paired with the Object Lock that explains it
+    (None: a failure). Idempotent: a version deleted twice is simply gone."""
+
+    bucket: str
+    now: datetime
+
+    async def __call__(
+        self, stores: Sequence[ObjectStore], batch: list[ObjectVersion]
+    ) -> list[tuple[ItemFailure, ItemFailure | None]]:
+        store = stores[0]
+        refs = [VersionRef(self.bucket, e.key, e.version_id) for e in batch]
+        refused = await store.delete_versions(self.bucket, refs)
+        return await _sort_refusals(store, self.bucket, refused, self.now)
 
 
 async def execute_deletions(
@@ -192,6 +198,7 @@ async def execute_deletions(
     now: datetime,
     batch_size: int = MAX_DELETE_BATCH,
     guard: Guard | None = None,
+    executor: Executor = IN_PROCESS,
 ) -> _Tally:
     """Delete the planned entries in batches of ≤ 1,000, ``workers`` batches at a time; a
     refused deletion is skipped if Object Lock keeps the version at ``now``, else a failure.
@@ -201,14 +208,11 @@ async def execute_deletions(
     if not 1 <= batch_size <= MAX_DELETE_BATCH:
         raise ValueError(f"batch_size must be within 1..{MAX_DELETE_BATCH}")
     tally = _Tally()
-
-    async def delete(batch: list[ObjectVersion]) -> list[tuple[ItemFailure, ItemFailure | None]]:
-        if guard is not None:
-            await guard("its next batch of deletions")
-        refs = [VersionRef(bucket, e.key, e.version_id) for e in batch]
-        return await _sort_refusals(store, bucket, await store.delete_versions(bucket, refs), now)
-
-    async for outcome in run_pool(_batches(plan, batch_size), delete, workers=workers):
+    work = DeleteVersions(bucket, now)
+    before = None if guard is None else lambda: guard("its next batch of deletions")
+    batches = batched(plan, batch_size)
+    run = executor.map(batches, work, stores=(store,), workers=workers, before=before, unit_size=1)
+    async for outcome in run:
         batch = outcome.item
         if isinstance(outcome.error, Locked):
             raise outcome.error  # the lock is lost: stop before anything more is deleted
@@ -339,6 +343,7 @@ async def run_gc(
     guard: Guard | None = None,
     on_pruned: OnPruned | None = None,
     listing: ListingOptions | None = None,
+    executor: Executor = IN_PROCESS,
 ) -> GcResult:
     """Apply ``policy`` to every snapshot of the backup at ``s3://bucket/prefix`` and collect.
 
@@ -354,7 +359,8 @@ async def run_gc(
     ``guard`` (the catalog lock's check) runs before the catalog removals and before each
     batch of deletions; ``on_pruned`` records what the run makes unrestorable, after the
     catalog removals and before the first deletion. The location's reserved folder (its
-    catalog and records) is never touched.
+    catalog and records) is never touched. ``executor`` runs the batches of deletions
+    (:mod:`.executor`); the plan, the guard and the catalog stay in this process.
     Raises UsageError for an empty policy or when nothing at all would stay restorable, and
     GcPartialFailure (exit 3, with the result) when some deletions failed.
     """
@@ -393,7 +399,9 @@ async def run_gc(
         paging=listing.paging,
     )  # fmt: skip
     plan = plan_gc(_content(versions, backup), points)
-    tally = await _collect(store, bucket, plan, dry_run, workers, progress, on_planned, now, guard)
+    tally = await _collect(
+        store, bucket, plan, dry_run, workers, progress, on_planned, now, guard, executor
+    )
     result = GcResult(
         removed,
         kept,
@@ -425,6 +433,7 @@ async def gc_catalog(
     progress: Progress | None = None,
     on_planned: Callable[[ObjectVersion], None] | None = None,
     listing: ListingOptions | None = None,
+    executor: Executor = IN_PROCESS,
 ) -> GcResult:
     """The whole `gc` command: under the catalog lock, collect the backup at ``backup``
     (default: the one location the catalog's snapshots record) with :func:`run_gc`.
@@ -465,6 +474,7 @@ async def gc_catalog(
             on_planned=on_planned,
             guard=lease.check,
             on_pruned=pruned,
+            executor=executor,
         )
 
 
@@ -522,6 +532,7 @@ async def _collect(
     on_planned: Callable[[ObjectVersion], None] | None,
     now: datetime,
     guard: Guard | None,
+    executor: Executor,
 ) -> _Tally:
     progress.start(
         "gc: planning (dry run)" if dry_run else "gc: deleting versions", unit="versions"
@@ -530,7 +541,8 @@ async def _collect(
         if dry_run:
             return await _count_only(plan, on_planned, progress)
         return await execute_deletions(
-            store, bucket, plan, workers=workers, progress=progress, now=now, guard=guard
-        )
+            store, bucket, plan, workers=workers, progress=progress, now=now, guard=guard,
+            executor=executor,
+        )  # fmt: skip
     finally:
         progress.finish()

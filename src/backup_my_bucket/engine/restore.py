@@ -27,7 +27,7 @@ older than the point's version (with ``compare_tags``, the tags of every unchang
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from ..storage.listing import ListingOptions
 from ..storage.protocol import ObjectStore
 from .actions import ActionKind
 from .confirm import Checker, Side, untrusted_etag
+from .executor import IN_PROCESS, DeleteKey, Executor
 from .filters import ALL_KEYS, KeyFilter, refuse_overlap
 from .journal import Journal, JournalEntry, run_identity
 from .pace import Pace
@@ -123,6 +124,7 @@ class _Sides:
     workers: int  # concurrent requests, for the listings as for the copies
     checker: Checker
     listing: ListingOptions | None = None
+    executor: Executor = IN_PROCESS
 
 
 @dataclass(slots=True)
@@ -146,32 +148,43 @@ def _single_part(etag: str | None) -> bool:
     return etag is not None and "-" not in etag
 
 
-async def _copy_one(sides: _Sides, action: Action) -> str:
-    """Server-side copy of the exact version; return the ETag the target now has."""
-    assert action.version_id is not None
-    source = VersionRef(sides.backup.bucket, sides.backup.key(action.key), action.version_id)
-    key = sides.target.key(action.key)
-    version_id = await copy_version(
-        sides.backup_store,
-        source,
-        sides.target_store,
-        sides.target.bucket,
-        key,
-        size=action.size,
-        etag=action.etag,
-        storage_class=action.storage_class,  # None (unknown) costs a HEAD
-        same_endpoint=sides.same_endpoint,
-        **({"multipart_threshold": sides.multipart_threshold} if sides.multipart_threshold else {}),
-    )
-    if _single_part(action.etag) and action.size <= SINGLE_PUT_MAX:
-        assert action.etag is not None
-        return action.etag  # copied in one request: the MD5 ETag is kept
-    # copied in parts: the ETag is the source's only when the part layout was kept (a
-    # multipart source on a same-endpoint copy); ask, so verification and the journal know
-    info = await sides.target_store.head(
-        sides.target.bucket, key, None if version_id == NULL_VERSION else version_id
-    )
-    return info.etag
+@dataclass(frozen=True, slots=True)
+class RestoreCopy:
+    """The copy unit (:mod:`.executor`): one planned action's exact version, from the backup
+    (``stores[0]``) to the target (``stores[1]``); returns the ETag the target now has."""
+
+    backup: S3Url
+    target: S3Url
+    same_endpoint: bool
+    multipart_threshold: int | None
+
+    async def __call__(self, stores: Sequence[ObjectStore], action: Action) -> str:
+        assert action.version_id is not None
+        backup_store, target_store = stores
+        source = VersionRef(self.backup.bucket, self.backup.key(action.key), action.version_id)
+        key = self.target.key(action.key)
+        threshold = self.multipart_threshold
+        version_id = await copy_version(
+            backup_store,
+            source,
+            target_store,
+            self.target.bucket,
+            key,
+            size=action.size,
+            etag=action.etag,
+            storage_class=action.storage_class,  # None (unknown) costs a HEAD
+            same_endpoint=self.same_endpoint,
+            **({"multipart_threshold": threshold} if threshold else {}),
+        )
+        if _single_part(action.etag) and action.size <= SINGLE_PUT_MAX:
+            assert action.etag is not None
+            return action.etag  # copied in one request: the MD5 ETag is kept
+        # copied in parts: the ETag is the source's only when the part layout was kept (a
+        # multipart source on a same-endpoint copy); ask, so verification and the journal know
+        info = await target_store.head(
+            self.target.bucket, key, None if version_id == NULL_VERSION else version_id
+        )
+        return info.etag
 
 
 async def _copy_all(
@@ -185,7 +198,9 @@ async def _copy_all(
     summary = spool.summary
     progress.start("restore: copying", total=summary.copies, total_bytes=summary.copy_bytes)
     todo = spool.read(lambda a: a.kind is ActionKind.COPY and not a.archived)
-    async for outcome in run_pool(todo, lambda a: _copy_one(sides, a), workers=workers):
+    work = RestoreCopy(sides.backup, sides.target, sides.same_endpoint, sides.multipart_threshold)
+    stores = (sides.backup_store, sides.target_store)
+    async for outcome in sides.executor.map(todo, work, stores=stores, workers=workers):
         action = outcome.item
         if outcome.error is not None or outcome.result is None:
             reason = outcome.error.message if outcome.error else "no result"
@@ -213,12 +228,9 @@ async def _delete_all(
     progress: Progress,
 ) -> None:
     progress.start("restore: deleting", total=spool.summary.deletes)
-
-    async def delete(action: Action) -> None:
-        await sides.target_store.delete(sides.target.bucket, sides.target.key(action.key))
-
     todo = spool.read(lambda a: a.kind is ActionKind.DELETE)
-    async for outcome in run_pool(todo, delete, workers=workers):
+    work, stores = DeleteKey(sides.target), (sides.target_store,)
+    async for outcome in sides.executor.map(todo, work, stores=stores, workers=workers):
         if outcome.error is not None:
             tally.fail(ItemFailure(outcome.item.key, None, outcome.error.message))
         else:
@@ -390,6 +402,7 @@ async def run_restore(
     on_planned: Callable[[Action], None] | None = None,
     compare_tags: bool = False,
     listing: ListingOptions | None = None,
+    executor: Executor = IN_PROCESS,
 ) -> RestoreResult:
     """Plan, execute and verify one restore; see the module docstring.
 
@@ -402,7 +415,8 @@ async def run_restore(
     A plan that deletes or overwrites objects in the target goes to ``confirm`` before the
     first change (docs/design.md, ordering rule 15); whatever it raises stops the restore.
     With ``dry_run``, ``on_planned`` sees every planned copy and delete in key order, read
-    back from the spooled plan.
+    back from the spooled plan. ``executor`` runs the copies and deletes (:mod:`.executor`);
+    planning, the journal and verification stay in this process.
     """
     progress = progress or NullProgress()
     rollback = mode is Mode.ROLLBACK
@@ -414,7 +428,7 @@ async def run_restore(
     )
     sides = _Sides(
         backup_store, backup, target_store, target, same_endpoint, multipart_threshold, workers,
-        checker, listing,
+        checker, listing, executor,
     )  # fmt: skip
     _check_sides(sides)
     journal = None

@@ -44,13 +44,14 @@ from ..storage.protocol import ObjectStore
 from ..units import plural
 from .actions import ActionKind
 from .confirm import Checker, Side, Verdict
+from .executor import IN_PROCESS, DeleteKey, Executor
 from .filters import KeyFilter, refuse_overlap
 from .pace import Pace
 from .progress import NullProgress, Progress
 from .snapshot import live_state
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
 from .versions import Seen, current_state, require_versioning
-from .workers import in_order, prefetch, run_pool
+from .workers import in_order, prefetch
 
 OVERLAP_HINT = (
     "back up into another bucket, or into a folder beside the source's "
@@ -106,6 +107,7 @@ class SyncOptions:
     key_filter: KeyFilter = field(default_factory=KeyFilter)
     compare_tags: bool = False
     listing: ListingOptions = field(default_factory=ListingOptions)
+    executor: Executor = IN_PROCESS  # where the copies and deletes run (engine/executor.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,37 +348,55 @@ async def execute_sync(
         report.finish()
         return tally.result(dry_run=True)
 
-    async def copy(item: SyncItem) -> str:
-        assert item.source is not None
-        version = item.source.version_id
-        ref = VersionRef(
-            source_url.bucket,
-            source_url.key(item.key),
-            None if version == NULL_VERSION else version,  # pin the listed version
-        )
-        return await copy_version(
-            source_store, ref, backup_store, backup_url.bucket, backup_url.key(item.key),
-            size=item.source.size, etag=item.source.etag, same_endpoint=options.same_endpoint,
-            multipart_threshold=options.multipart_threshold, part_size=options.part_size,
-            storage_class=item.source.storage_class,
-        )  # fmt: skip
-
-    async for outcome in run_pool(_copies(plan, tally, report), copy, workers=options.workers):
+    copy = SyncCopy(
+        source_url, backup_url, options.same_endpoint, options.multipart_threshold,
+        options.part_size,
+    )  # fmt: skip
+    run = options.executor.map
+    both = (source_store, backup_store)
+    async for outcome in run(
+        _copies(plan, tally, report), copy, stores=both, workers=options.workers
+    ):
         _record(outcome.item, outcome.error, tally, source_url)
         if outcome.error is None:
             tally.copied += 1
             tally.bytes_copied += outcome.item.size
         report.advance(1, outcome.item.size)
 
-    async def delete(item: SyncItem) -> str | None:
-        return await backup_store.delete(backup_url.bucket, backup_url.key(item.key))
-
-    async for gone in run_pool(tally.deletes, delete, workers=options.workers):
+    delete = DeleteKey(backup_url)
+    async for gone in run(tally.deletes, delete, stores=(backup_store,), workers=options.workers):
         _record(gone.item, gone.error, tally, backup_url)
         tally.deleted += gone.error is None
         report.advance(1)
     report.finish()
     return tally.result(dry_run=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCopy:
+    """The copy unit (:mod:`.executor`): the listed source version (``stores[0]``) into the
+    backup (``stores[1]``); returns the new version id."""
+
+    source: S3Url
+    backup: S3Url
+    same_endpoint: bool
+    multipart_threshold: int
+    part_size: int | None
+
+    async def __call__(self, stores: Sequence[ObjectStore], item: SyncItem) -> str:
+        assert item.source is not None
+        version = item.source.version_id
+        ref = VersionRef(
+            self.source.bucket,
+            self.source.key(item.key),
+            None if version == NULL_VERSION else version,  # pin the listed version
+        )
+        return await copy_version(
+            stores[0], ref, stores[1], self.backup.bucket, self.backup.key(item.key),
+            size=item.source.size, etag=item.source.etag, same_endpoint=self.same_endpoint,
+            multipart_threshold=self.multipart_threshold, part_size=self.part_size,
+            storage_class=item.source.storage_class,
+        )  # fmt: skip
 
 
 def _record(item: SyncItem, error: BackupError | None, tally: _Tally, where: S3Url) -> None:

@@ -16,7 +16,7 @@ a read is checked against.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +28,8 @@ from ..model import ObjectVersion, S3Url
 from ..storage.protocol import ObjectStore
 from .confirm import listed_etag, untrusted_etag
 from .diff import aiter_sync
+from .executor import IN_PROCESS, Executor
 from .progress import NullProgress, Progress
-from .workers import run_pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +112,20 @@ async def _check(
     return None, True, False
 
 
+@dataclass(frozen=True, slots=True)
+class CheckVersion:
+    """The HEAD unit (:mod:`.executor`): one version checked in ``backup`` (``stores[0]``)."""
+
+    backup: S3Url
+    read_share: float
+    salt: str
+
+    async def __call__(
+        self, stores: Sequence[ObjectStore], v: ObjectVersion
+    ) -> tuple[Problem | None, bool, bool]:
+        return await _check(stores[0], self.backup, v, self.read_share, self.salt)
+
+
 async def verify_versions(
     store: ObjectStore,
     backup: S3Url,
@@ -122,6 +136,7 @@ async def verify_versions(
     workers: int = 16,
     progress: Progress | None = None,
     total: int | None = None,
+    executor: Executor = IN_PROCESS,
 ) -> VerifyResult:
     """Check every row (``total`` of them, when known) against the backup bucket; collect
     what is wrong. Rows in the location's reserved folder (never part of a snapshot) are not
@@ -131,15 +146,13 @@ async def verify_versions(
     result = VerifyResult()
     reserved = reserved_prefix(backup)
 
-    async def work(v: ObjectVersion) -> tuple[Problem | None, bool, bool]:
-        return await _check(store, backup, v, read_share, salt)
-
     async def data_rows() -> AsyncIterator[ObjectVersion]:
         async for v in rows:
             if not (backup.prefix + v.key).startswith(reserved):
                 yield v
 
-    async for outcome in run_pool(data_rows(), work, workers=workers):
+    work = CheckVersion(backup, read_share, salt)
+    async for outcome in executor.map(data_rows(), work, stores=(store,), workers=workers):
         result.checked += 1
         progress.advance(1, outcome.item.size)
         if outcome.error is not None:
@@ -166,6 +179,7 @@ async def verify_snapshot(
     salt: str = "",
     workers: int = 16,
     progress: Progress | None = None,
+    executor: Executor = IN_PROCESS,
 ) -> tuple[SnapshotMeta, VerifyResult]:
     """The whole `verify` command: snapshot ``ref`` (an id, a prefix, ``latest``) checked
     against the backup bucket it records."""
@@ -182,5 +196,6 @@ async def verify_snapshot(
         workers=workers,
         progress=progress,
         total=meta.keys,
+        executor=executor,
     )
     return meta, result

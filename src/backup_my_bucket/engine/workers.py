@@ -90,6 +90,18 @@ class _Gate:
                 waiter.set_result(None)
 
 
+async def batched(items: Iterable[T] | AsyncIterable[T], size: int) -> AsyncIterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), as they stream in."""
+    batch: list[T] = []
+    async for item in _aiter(items):
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 async def run_pool(
     items: Iterable[T] | AsyncIterable[T],
     work: Callable[[T], Awaitable[R]],

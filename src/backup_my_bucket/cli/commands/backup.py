@@ -107,6 +107,7 @@ async def run_sync(
         key_filter=KeyFilter(include=tuple(include), exclude=tuple(exclude)),
         compare_tags=compare_tags,
         listing=app.listing,
+        executor=await app.executor(),
     )
     source_store, backup_store = await app.store("source"), await app.store("backup")
     return await run_engine(

@@ -80,6 +80,7 @@ def gc(app: App, /, backup: S3Url | None, dry_run: bool, **policy_options: Any) 
             progress=app.progress(),
             on_planned=planned if dry_run else None,
             listing=app.listing,
+            executor=await app.executor(),
         )
 
     try:
@@ -147,6 +148,7 @@ def verify(app: App, snapshot_id: str, read_data: float, backup: S3Url | None) -
             salt=app.clock.now().isoformat(),
             workers=app.settings.workers,
             progress=app.progress(),
+            executor=await app.executor(),
         )
         return result
 

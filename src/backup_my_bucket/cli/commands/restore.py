@@ -246,6 +246,7 @@ def restore(
             on_planned=lambda action: app.output.planned(action.to_json()),
             compare_tags=compare_tags,
             listing=app.listing,
+            executor=await app.executor(),
         )
 
     result = app.run(main)  # Ctrl-C, SIGTERM: exit 130, 143; the journal is flushed

@@ -1,0 +1,258 @@
+"""The Dask executor: the same work units on a Dask cluster (``--executor dask://HOST:PORT``).
+
+The coordinator (this process) streams the engine's items into units of :data:`UNIT_SIZE`,
+keeps at most two units per worker thread in flight (never the whole plan), and hands each
+item's outcome back to the engine, which records it (journal, tallies) as it does in-process.
+A worker runs a unit on an event loop of its own (one per worker process, in a thread) with
+stores built from the engine's stores' configuration *minus credentials*: the worker's own
+environment or credential chain supplies them, so no secret travels in a task.
+
+A unit whose worker is lost is retried (Dask reschedules it; :data:`UNIT_ATTEMPTS` more
+submissions if Dask gives up): units name exact version ids or keys, so running one twice
+changes nothing but, in a versioned target, adds a version identical to the one before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import dataclasses
+import logging
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ..errors import BackupError, ClusterError, MissingDependency, UsageError
+from ..storage.protocol import ObjectStore
+from ..storage.s3 import S3Config, S3Store
+from .executor import Before, Work
+from .pace import Pace
+from .workers import Outcome, batched, run_pool
+
+try:
+    import distributed
+    from distributed.comm.core import CommClosedError
+except ImportError as exc:  # the optional extra
+    raise MissingDependency(
+        "--executor dask://… needs dask[distributed], which is not installed",
+        hint="pip install 'backup-my-bucket[dask]'",
+    ) from exc
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+UNIT_SIZE = 256
+"""Items per unit: large enough that a task's overhead (ms) is small per item."""
+UNIT_ATTEMPTS = 3
+"""Submissions of one unit before its items fail (each after Dask's own reschedules)."""
+CONNECT_SECONDS = 10.0
+
+_LOST = (distributed.KilledWorker, CommClosedError, OSError)
+
+
+def portable(store: ObjectStore) -> S3Config:
+    """What a worker needs to build ``store`` again: its configuration without credentials."""
+    if not isinstance(store, S3Store):
+        raise UsageError(
+            "the Dask executor runs units against S3 endpoints only",
+            hint="use --executor local with this store",
+        )
+    return dataclasses.replace(store.config, access_key=None, secret_key=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Unit(Generic[T, R]):
+    """One task: ``work`` on ``items`` against stores built from ``configs``."""
+
+    work: Work[T, R]
+    configs: tuple[S3Config, ...]
+    items: list[T]
+    workers: int
+    attempts: int
+
+
+Result = list[tuple[Any, BackupError | None]]
+
+
+class DaskExecutor:
+    """Units on the Dask scheduler at ``address`` (``tcp://host:port``)."""
+
+    name = "dask"
+
+    def __init__(self, address: str, *, unit_size: int = UNIT_SIZE) -> None:
+        self.address = address
+        self.unit_size = unit_size
+        self.units = 0  # submitted, retries included
+        self.retried = 0
+        self._client: distributed.Client | None = None
+
+    async def open(self) -> None:
+        try:
+            self._client = await distributed.Client(  # type: ignore[no-untyped-call]
+                self.address, asynchronous=True, timeout=CONNECT_SECONDS
+            )
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {self.address}: {exc}",
+                hint="start one (`dask scheduler`, then `dask worker ADDRESS` on each machine) "
+                "or check HOST:PORT",
+            ) from exc
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()  # type: ignore[no-untyped-call]
+
+    def _in_flight(self, client: distributed.Client) -> int:
+        workers = client.scheduler_info()["workers"]
+        threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
+        return max(2, 2 * threads)
+
+    async def map(
+        self,
+        items: Iterable[T] | AsyncIterable[T],
+        work: Work[T, R],
+        *,
+        stores: Sequence[ObjectStore],
+        workers: int | Pace,
+        attempts: int = 3,
+        before: Before | None = None,
+        unit_size: int | None = None,
+    ) -> AsyncIterator[Outcome[T, R]]:
+        if self._client is None:
+            raise RuntimeError("DaskExecutor is not open")
+        client = self._client
+        configs = tuple(portable(store) for store in stores)
+        limit = self._in_flight(client)
+        units = batched(items, unit_size or self.unit_size)
+        running: dict[asyncio.Task[Result], list[T]] = {}
+        more = True
+        try:
+            while True:
+                while more and len(running) < limit:
+                    batch = await anext(units, None)
+                    if batch is None:
+                        more = False
+                        break
+                    if before is not None:
+                        try:
+                            await before()
+                        except BackupError as exc:
+                            for item in batch:
+                                yield Outcome(item, None, exc)
+                            continue
+                    unit = Unit(work, configs, batch, _per_unit(workers), attempts)
+                    running[asyncio.create_task(self._run(client, unit))] = batch
+                if not running:
+                    return
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    batch = running.pop(task)
+                    for item, (result, error) in zip(batch, task.result(), strict=True):
+                        yield Outcome(item, result, error)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _run(self, client: distributed.Client, unit: Unit[T, R]) -> Result:
+        """Submit ``unit`` until it completes; a unit lost every time fails its items."""
+        lost: BaseException | None = None
+        for attempt in range(UNIT_ATTEMPTS):
+            self.units += 1
+            self.retried += attempt > 0
+            future = client.submit(run_unit, unit, pure=False)
+            try:
+                result: Result = await future
+                return result
+            except _LOST as exc:
+                lost = exc
+                log.warning("a work unit's worker was lost (%s): submitting it again", exc)
+            finally:
+                future.release()  # type: ignore[no-untyped-call]
+        error = ClusterError(f"a work unit was lost {UNIT_ATTEMPTS} times on the cluster: {lost}")
+        return [(None, error)] * len(unit.items)
+
+
+def _per_unit(workers: int | Pace) -> int:
+    """Requests a unit keeps in flight: the pace's limit when it was submitted (the pace
+    adapts to what this process sees; units on other machines do not feed it)."""
+    return workers.limit if isinstance(workers, Pace) else workers
+
+
+# --- the worker's side ---------------------------------------------------------------------
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_stores: dict[S3Config, S3Store] = {}
+
+
+def _worker_loop() -> asyncio.AbstractEventLoop:
+    """This process's event loop for units (a thread of its own): its stores' connections
+    are reused from one unit to the next."""
+    global _loop
+    with _lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="bmb-units", daemon=True).start()
+            atexit.register(_close_stores, loop)
+            _loop = loop
+        return _loop
+
+
+def _close_stores(loop: asyncio.AbstractEventLoop) -> None:
+    """At the worker's exit: close its stores' connections (a lost worker just drops them)."""
+
+    async def close() -> None:
+        for store in _stores.values():
+            await store.close()
+        _stores.clear()
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=5)
+
+
+async def _store(config: S3Config, opening: asyncio.Lock) -> S3Store:
+    async with opening:
+        store = _stores.get(config)
+        if store is None:
+            store = S3Store(config)
+            await store.open()
+            _stores[config] = store
+        return store
+
+
+_opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+units_run = 0
+"""Units this worker process has run (what tests and benchmarks ask workers)."""
+
+
+async def _run_here(unit: Unit[T, R]) -> Result:
+    loop = asyncio.get_running_loop()
+    opening = _opening.setdefault(loop, asyncio.Lock())
+    stores = [await _store(config, opening) for config in unit.configs]
+    results: Result = [(None, None)] * len(unit.items)
+
+    async def one(numbered: tuple[int, T]) -> R:
+        return await unit.work(stores, numbered[1])
+
+    workers = max(1, min(unit.workers, len(unit.items)))
+    pool = run_pool(enumerate(unit.items), one, workers=workers, attempts=unit.attempts)
+    async for outcome in pool:
+        results[outcome.item[0]] = (outcome.result, outcome.error)
+    return results
+
+
+def run_unit(unit: Unit[T, R]) -> Result:
+    """The task a Dask worker runs: each item's (result, error), in the unit's order."""
+    global units_run
+    units_run += 1
+    future = asyncio.run_coroutine_threadsafe(_run_here(unit), _worker_loop())
+    try:
+        return future.result()
+    finally:
+        with contextlib.suppress(Exception):
+            future.cancel()

@@ -1,0 +1,139 @@
+"""The executor seam: where an engine's work units run.
+
+An engine hands :meth:`Executor.map` a stream of items (copies of exact version ids, deletes,
+batches of version deletes, HEADs) and one :class:`Work`: a small, picklable description of
+what to do with each item (URLs, settings; never a store, never a credential), called with
+the stores it needs. The engine keeps everything that decides: the plan, the journal, the
+catalog and its lock, the tallies and the final result. Outcomes come back per item, in
+completion order, exactly as :func:`~.workers.run_pool` yields them.
+
+- :data:`IN_PROCESS` (the default) is ``run_pool`` over this process's stores: what ran
+  before the seam existed, at the same speed.
+- ``dask://HOST:PORT`` (engine/cluster.py) groups the items into units, runs them on a Dask
+  cluster, each worker with stores built from the same configuration minus its credentials
+  (the worker's own environment or credential chain supplies them), and keeps a bounded
+  number of units in flight. A unit is idempotent: it names exact version ids or keys, so a
+  unit run twice (a lost worker's, retried elsewhere) changes nothing that matters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from ..errors import UsageError
+from ..model import S3Url
+from ..storage.protocol import ObjectStore
+from .pace import Pace
+from .workers import Outcome, run_pool
+
+T = TypeVar("T")
+R = TypeVar("R")
+T_contra = TypeVar("T_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+
+Before = Callable[[], Awaitable[None]]
+"""Run before each unit starts, on the coordinator's side (gc: the catalog lock's check)."""
+
+
+class Work(Protocol[T_contra, R_co]):
+    """What to do with one item, given the stores the engine named (in its order).
+
+    Implementations are frozen dataclasses at module level, so they pickle by reference."""
+
+    def __call__(self, stores: Sequence[ObjectStore], item: T_contra, /) -> Awaitable[R_co]: ...
+
+
+class Executor(Protocol):
+    """Runs :class:`Work` on a stream of items; see the module docstring."""
+
+    @property
+    def name(self) -> str: ...
+
+    def map(
+        self,
+        items: Iterable[T] | AsyncIterable[T],
+        work: Work[T, R],
+        *,
+        stores: Sequence[ObjectStore],
+        workers: int | Pace,
+        attempts: int = 3,
+        before: Before | None = None,
+        unit_size: int | None = None,
+    ) -> AsyncIterator[Outcome[T, R]]:
+        """Outcomes of ``work`` on every item. ``workers``: concurrent requests (in-process,
+        all of them; on a cluster, per unit). ``before`` runs before each unit: an error it
+        raises is that unit's items' outcome. ``unit_size``: items per unit on a cluster when
+        the executor's default does not suit (gc's items are already batches of 1,000)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class InProcess:
+    """Today's executor: a bounded pool of tasks in this process, one item at a time."""
+
+    name = "in-process"
+
+    def map(
+        self,
+        items: Iterable[T] | AsyncIterable[T],
+        work: Work[T, R],
+        *,
+        stores: Sequence[ObjectStore],
+        workers: int | Pace,
+        attempts: int = 3,
+        before: Before | None = None,
+        unit_size: int | None = None,
+    ) -> AsyncIterator[Outcome[T, R]]:
+        if before is None:
+            return run_pool(
+                items, lambda item: work(stores, item), workers=workers, attempts=attempts
+            )
+
+        async def guarded(item: T) -> R:
+            await before()
+            return await work(stores, item)
+
+        return run_pool(items, guarded, workers=workers, attempts=attempts)
+
+    async def aclose(self) -> None:
+        return None
+
+
+IN_PROCESS = InProcess()
+
+LOCAL = "local"
+DASK_SCHEME = "dask://"
+
+
+async def open_executor(text: str) -> Executor:
+    """The executor ``text`` names: ``local``, or ``dask://HOST:PORT`` (checked by the CLI's
+    ``settings.check_executor``), connected."""
+    if text == LOCAL:
+        return IN_PROCESS
+    if not text.startswith(DASK_SCHEME):
+        raise UsageError(f"not an executor: {text!r}", hint="local or dask://HOST:PORT")
+    from .cluster import DaskExecutor  # the optional extra: imported only when asked for
+
+    executor = DaskExecutor("tcp://" + text[len(DASK_SCHEME) :])
+    await executor.open()
+    return executor
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteKey:
+    """Delete one key (a delete marker in a versioned bucket), ``where`` joined to the item's
+    relative key: restore's deletes and sync's. Idempotent in effect: the key stays absent (a
+    retried unit may leave one more delete marker in a versioned bucket)."""
+
+    where: S3Url
+
+    async def __call__(self, stores: Sequence[ObjectStore], item: _Keyed) -> str | None:
+        return await stores[0].delete(self.where.bucket, self.where.key(item.key))
+
+
+class _Keyed(Protocol):
+    @property
+    def key(self) -> str: ...

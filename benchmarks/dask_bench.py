@@ -1,0 +1,234 @@
+"""A restore in-process vs through a Dask cluster on this machine, same data, same run.
+
+    python -m benchmarks.dask_bench --objects 5000 [--unit-size 256] [--rounds 2]
+
+Starts an embedded SeaweedFS, writes N small objects into a versioned bucket, then starts a
+real cluster as subprocesses (``dask scheduler`` and ``dask worker --nworkers 2 --nthreads 1``,
+credentials in their own environment) and restores the bucket into fresh empty buckets,
+alternating the in-process executor and the cluster (rounds). For each: wall time, CPU of
+every process involved (this coordinator, and for the cluster its scheduler, nanny and
+worker processes, from psutil) and CPU per object; for the cluster the units it ran and its
+CPU overhead per unit and per object over the in-process run (docs/scale.md quotes these).
+
+On 2 shared cores the cluster is not faster (its workers, scheduler and the server share
+them): the figure that matters is the overhead, which must stay a small share of the
+in-process CPU per object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from backup_my_bucket.engine.cluster import DaskExecutor
+from backup_my_bucket.engine.executor import IN_PROCESS, Executor
+from backup_my_bucket.engine.restore import run_restore
+from backup_my_bucket.engine.snapshot import live_state
+from backup_my_bucket.localserver import LocalS3Server, free_ports
+from backup_my_bucket.model import S3Url
+from backup_my_bucket.storage.s3 import S3Config, S3Store
+
+from .common import ACCESS_KEY, BIN, SECRET_KEY, server_env
+
+BACKUP = "bench-dask-backup"
+IDLE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Result:
+    label: str
+    objects: int
+    wall: float
+    coordinator_cpu: float
+    cluster_cpu: float
+    units: int
+    idle_cpu: float = 0.0  # what the cluster's processes burn doing nothing, over `wall`
+
+    @property
+    def cpu(self) -> float:
+        return self.coordinator_cpu + self.cluster_cpu
+
+    def line(self) -> str:
+        return (
+            f"{self.label:<12} {self.wall:7.2f} s {self.objects / self.wall:8,.0f} obj/s  "
+            f"cpu {self.cpu:6.2f} s = coordinator {self.coordinator_cpu:6.2f} + cluster "
+            f"{self.cluster_cpu:6.2f}  ({1e3 * self.cpu / self.objects:.3f} ms/object"
+            + (f", {self.units} units, idle share {self.idle_cpu:.2f} s" if self.units else "")
+            + ")"
+        )
+
+
+def _cpu(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+class Cluster:
+    """``dask scheduler`` and ``dask worker`` as subprocesses of this one."""
+
+    def __init__(self, env: dict[str, str], workers: int) -> None:
+        port = free_ports(1)[0]
+        self.address = f"tcp://127.0.0.1:{port}"
+        dask = str(BIN / "dask")
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.scheduler = subprocess.Popen(
+            [dask, "scheduler", "--port", str(port), "--dashboard-address", ":0"],
+            env=env,
+            **quiet,  # type: ignore[arg-type]
+        )
+        self.worker = subprocess.Popen(
+            [dask, "worker", self.address, "--nworkers", str(workers), "--nthreads", "1",
+             "--no-dashboard"],
+            env=env,
+            **quiet,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def processes(self) -> list[psutil.Process]:
+        found = []
+        for pid in (self.scheduler.pid, self.worker.pid):
+            process = psutil.Process(pid)
+            found += [process, *process.children(recursive=True)]
+        return found
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.scheduler):  # by PID: ours alone
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def seed(store: S3Store, objects: int) -> None:
+    await store.create_bucket(BACKUP)
+    await store.set_versioning(BACKUP, True)
+    sem = asyncio.Semaphore(64)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await store.put(BACKUP, f"d{i // 1000:03d}/obj{i:07d}", f"object {i} ".encode() * 10)
+
+    await asyncio.gather(*(one(i) for i in range(objects)))
+    await asyncio.sleep(1.1)
+
+
+async def restore(
+    store: S3Store, executor: Executor, target: str, workers: int
+) -> tuple[float, float, int]:
+    await store.create_bucket(target)
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    result = await run_restore(
+        backup_store=store,
+        backup=S3Url(BACKUP, ""),
+        desired=live_state(store, S3Url(BACKUP, ""), workers=workers),
+        target_store=store,
+        target=S3Url(target, ""),
+        point="bench",
+        workers=workers,
+        executor=executor,
+    )
+    if not result.verified or result.failed:
+        raise RuntimeError(f"restore into {target} failed: {result.failures[:3]}")
+    return time.perf_counter() - start_wall, time.process_time() - start_cpu, result.copied
+
+
+async def bench(args: argparse.Namespace, endpoint: str) -> list[Result]:
+    env = server_env(endpoint)
+    config = S3Config(endpoint_url=endpoint, region="us-east-1", access_key=ACCESS_KEY,
+                      secret_key=SECRET_KEY, max_pool_connections=args.workers + 16)  # fmt: skip
+    results: list[Result] = []
+    async with S3Store(config) as store:
+        await seed(store, args.objects)
+        cluster = Cluster(env, args.dask_workers)
+        executor = DaskExecutor(cluster.address, unit_size=args.unit_size)
+        try:
+            for _ in range(50):  # the scheduler takes a moment to listen
+                try:
+                    await executor.open()
+                    break
+                except Exception:
+                    await asyncio.sleep(0.2)
+            assert executor._client is not None
+            await executor._client.wait_for_workers(args.dask_workers)
+            # a warm-up unit each: imports and connections are not per-restore costs
+            await restore(store, executor, "bench-dask-warm", args.workers)
+            before = _cpu(cluster.processes())
+            await asyncio.sleep(IDLE_SECONDS)
+            idle = (_cpu(cluster.processes()) - before) / IDLE_SECONDS
+            print(f"cluster idle (heartbeats, event loops): {1e3 * idle:.0f} ms CPU per second")
+            for round_ in range(args.rounds):
+                order = [IN_PROCESS, executor] if round_ % 2 == 0 else [executor, IN_PROCESS]
+                for chosen in order:
+                    label = "in-process" if chosen is IN_PROCESS else "dask"
+                    units_before = executor.units
+                    before = _cpu(cluster.processes()) if chosen is executor else 0.0
+                    target = f"bench-dask-{label}-{round_}"
+                    wall, cpu, copied = await restore(store, chosen, target, args.workers)
+                    after = _cpu(cluster.processes()) if chosen is executor else 0.0
+                    results.append(
+                        Result(label, copied, wall, cpu, after - before,
+                               executor.units - units_before, idle * wall if after else 0.0)
+                    )  # fmt: skip
+                    print(results[-1].line(), flush=True)
+        finally:
+            await executor.aclose()
+            cluster.stop()
+    return results
+
+
+def report(results: list[Result]) -> None:
+    local = [r for r in results if r.label == "in-process"]
+    remote = [r for r in results if r.label == "dask"]
+    per_object_local = sum(r.cpu for r in local) / sum(r.objects for r in local)
+    per_object_dask = sum(r.cpu for r in remote) / sum(r.objects for r in remote)
+    units = sum(r.units for r in remote)
+    objects = sum(r.objects for r in remote)
+    busy = per_object_dask - sum(r.idle_cpu for r in remote) / objects
+    print(f"in-process CPU per object: {1e3 * per_object_local:.3f} ms")
+    print(f"cluster CPU per object:    {1e3 * per_object_dask:.3f} ms (all processes)")
+    for name, value in (("all of it", per_object_dask), ("idle share deducted", busy)):
+        overhead = value - per_object_local
+        print(
+            f"cluster overhead ({name}): {1e3 * overhead:+.3f} ms per object "
+            f"({100 * overhead / per_object_local:+.1f} % of in-process), "
+            f"{1e3 * overhead * objects / max(units, 1):+.1f} ms per unit"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, default=5000)
+    parser.add_argument("--unit-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=32, help="concurrent requests (per unit)")
+    parser.add_argument("--dask-workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = LocalS3Server(Path(tmp), access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+        server.start()
+        try:
+            report(asyncio.run(bench(args, server.endpoint_url)))
+        finally:
+            server.stop()
+    sys.stdout.flush()
+    os._exit(0)  # the cluster's clients leave threads behind; everything was stopped
+
+
+if __name__ == "__main__":
+    main()

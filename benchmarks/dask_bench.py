@@ -1,6 +1,7 @@
 """A restore in-process vs through a Dask cluster on this machine, same data, same run.
 
     python -m benchmarks.dask_bench --objects 5000 [--unit-size 256] [--rounds 2]
+    python -m benchmarks.dask_bench --plan-memory 10000000 [--unit-size 1024]
 
 Starts an embedded SeaweedFS, writes N small objects into a versioned bucket, then starts a
 real cluster as subprocesses (``dask scheduler`` and ``dask worker --nworkers 2 --nthreads 1``,
@@ -13,6 +14,9 @@ CPU overhead per unit and per object over the in-process run (docs/scale.md quot
 On 2 shared cores the cluster is not faster (its workers, scheduler and the server share
 them): the figure that matters is the overhead, which must stay a small share of the
 in-process CPU per object.
+
+``--plan-memory KEYS``: the coordinator's peak RSS for a plan of KEYS copies spooled and
+streamed through the cluster (units that send no request), against no server at all.
 """
 
 from __future__ import annotations
@@ -29,18 +33,28 @@ from pathlib import Path
 
 import psutil
 
+from backup_my_bucket.engine.actions import ActionKind
 from backup_my_bucket.engine.cluster import DaskExecutor
-from backup_my_bucket.engine.executor import IN_PROCESS, Executor
-from backup_my_bucket.engine.restore import run_restore
+from backup_my_bucket.engine.executor import IN_PROCESS, Executor, Job
+from backup_my_bucket.engine.filters import KeyFilter
+from backup_my_bucket.engine.restore import Action, Reason, run_restore
+from backup_my_bucket.engine.restore_plan import Spool
 from backup_my_bucket.engine.snapshot import live_state
+from backup_my_bucket.errors import ClusterError
 from backup_my_bucket.localserver import LocalS3Server, free_ports
 from backup_my_bucket.model import S3Url
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 
-from .common import ACCESS_KEY, BIN, SECRET_KEY, server_env
+from .common import ACCESS_KEY, BIN, SECRET_KEY, self_peak_rss_mb, server_env
+from .synthetic_s3 import SyntheticS3
 
 BACKUP = "bench-dask-backup"
 IDLE_SECONDS = 5.0
+DASK_SETTINGS = {
+    # Dask's sampling profiler walks every thread's stack every 10 ms: CPU per copy, not
+    # per unit; docs/scale.md recommends turning it off on workers that run our units
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": os.environ.get("BENCH_DASK_PROFILE", "False"),
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,7 @@ class Cluster:
     """``dask scheduler`` and ``dask worker`` as subprocesses of this one."""
 
     def __init__(self, env: dict[str, str], workers: int) -> None:
+        env = {**env, **DASK_SETTINGS}
         port = free_ports(1)[0]
         self.address = f"tcp://127.0.0.1:{port}"
         dask = str(BIN / "dask")
@@ -98,9 +113,12 @@ class Cluster:
             **quiet,  # type: ignore[arg-type]
         )  # fmt: skip
 
-    def processes(self) -> list[psutil.Process]:
+    def processes(self, role: str = "all") -> list[psutil.Process]:
+        """The scheduler's process, the workers' (the `dask worker` parent, its nannies and
+        their worker processes), or all of them."""
         found = []
-        for pid in (self.scheduler.pid, self.worker.pid):
+        pids = {"scheduler": [self.scheduler.pid], "workers": [self.worker.pid]}
+        for pid in pids.get(role, [self.scheduler.pid, self.worker.pid]):
             process = psutil.Process(pid)
             found += [process, *process.children(recursive=True)]
         return found
@@ -129,17 +147,18 @@ async def seed(store: S3Store, objects: int) -> None:
 
 
 async def restore(
-    store: S3Store, executor: Executor, target: str, workers: int
+    store: S3Store, executor: Executor, target: str, workers: int, prefix: str = ""
 ) -> tuple[float, float, int]:
     await store.create_bucket(target)
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     result = await run_restore(
         backup_store=store,
         backup=S3Url(BACKUP, ""),
-        desired=live_state(store, S3Url(BACKUP, ""), workers=workers),
+        desired=live_state(store, S3Url(BACKUP, ""), workers=workers, within=prefix),
         target_store=store,
         target=S3Url(target, ""),
         point="bench",
+        filters=KeyFilter(prefix=prefix),
         workers=workers,
         executor=executor,
     )
@@ -158,16 +177,9 @@ async def bench(args: argparse.Namespace, endpoint: str) -> list[Result]:
         cluster = Cluster(env, args.dask_workers)
         executor = DaskExecutor(cluster.address, unit_size=args.unit_size)
         try:
-            for _ in range(50):  # the scheduler takes a moment to listen
-                try:
-                    await executor.open()
-                    break
-                except Exception:
-                    await asyncio.sleep(0.2)
-            assert executor._client is not None
-            await executor._client.wait_for_workers(args.dask_workers)
+            await _connect(executor, args.dask_workers)
             # a warm-up unit each: imports and connections are not per-restore costs
-            await restore(store, executor, "bench-dask-warm", args.workers)
+            await restore(store, executor, "bench-dask-warm", args.workers, prefix="d000/")
             before = _cpu(cluster.processes())
             await asyncio.sleep(IDLE_SECONDS)
             idle = (_cpu(cluster.processes()) - before) / IDLE_SECONDS
@@ -178,6 +190,7 @@ async def bench(args: argparse.Namespace, endpoint: str) -> list[Result]:
                     label = "in-process" if chosen is IN_PROCESS else "dask"
                     units_before = executor.units
                     before = _cpu(cluster.processes()) if chosen is executor else 0.0
+                    scheduler_before = _cpu(cluster.processes("scheduler"))
                     target = f"bench-dask-{label}-{round_}"
                     wall, cpu, copied = await restore(store, chosen, target, args.workers)
                     after = _cpu(cluster.processes()) if chosen is executor else 0.0
@@ -186,6 +199,13 @@ async def bench(args: argparse.Namespace, endpoint: str) -> list[Result]:
                                executor.units - units_before, idle * wall if after else 0.0)
                     )  # fmt: skip
                     print(results[-1].line(), flush=True)
+                    if chosen is executor:
+                        scheduler = _cpu(cluster.processes("scheduler")) - scheduler_before
+                        print(
+                            f"{'':12} of which the scheduler {scheduler:.2f} s, the worker "
+                            f"processes {after - before - scheduler:.2f} s",
+                            flush=True,
+                        )
         finally:
             await executor.aclose()
             cluster.stop()
@@ -211,6 +231,75 @@ def report(results: list[Result]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Nothing:
+    """A unit that sends no request: what the coordinator does for a plan, alone. Defined in
+    ``__main__`` when run with -m, so Dask ships it by value to workers that lack this file."""
+
+    async def __call__(self, stores: object, action: Action) -> str:
+        return action.etag or ""
+
+
+async def plan_memory(keys: int, unit_size: int, dask_workers: int) -> None:
+    """Coordinator peak RSS for a ``keys``-copy plan: spooled (engine/restore_plan.Spool), then
+    streamed from the spool through the Dask executor and tallied as restore does, each unit
+    a no-op on the workers (no server: the synthetic endpoint named is never contacted)."""
+    with SyntheticS3({}) as synthetic:
+        env = server_env(synthetic.endpoint_url)
+        config = S3Config(endpoint_url=synthetic.endpoint_url, access_key=ACCESS_KEY,
+                          secret_key=SECRET_KEY)  # fmt: skip
+        store = S3Store(config)  # never opened: only its configuration travels
+        cluster = Cluster(env, dask_workers)
+        executor = DaskExecutor(cluster.address, unit_size=unit_size)
+        try:
+            await _connect(executor, dask_workers)
+            start = time.perf_counter()
+            spool = Spool()
+            for i in range(keys):
+                spool.write(
+                    Action(
+                        ActionKind.COPY,
+                        f"d{i // 5000:05d}/s{i % 50:02d}/obj{i:09d}",
+                        Reason.MISSING,
+                        f"v{i:012d}",
+                        1024,
+                        f"{i:032x}",
+                        "STANDARD",
+                    )
+                )
+            print(
+                f"spooled {keys:,} actions in {time.perf_counter() - start:.0f} s, "
+                f"peak RSS {self_peak_rss_mb():.0f} MB",
+                flush=True,
+            )
+            done = nbytes = 0
+            todo = spool.read(lambda a: a.kind is ActionKind.COPY)
+            async for outcome in executor.map(todo, Job(Nothing(), (store,), 32)):
+                done += outcome.error is None
+                nbytes += outcome.item.size
+            spool.close()
+            print(
+                f"ran {done:,} items in {executor.units:,} units through the cluster in "
+                f"{time.perf_counter() - start:.0f} s; coordinator peak RSS "
+                f"{self_peak_rss_mb():.0f} MB",
+                flush=True,
+            )
+        finally:
+            await executor.aclose()
+            cluster.stop()
+
+
+async def _connect(executor: DaskExecutor, workers: int) -> None:
+    for _ in range(50):  # the scheduler takes a moment to listen
+        try:
+            await executor.open()
+            break
+        except ClusterError:
+            await asyncio.sleep(0.2)
+    assert executor._client is not None
+    await executor._client.wait_for_workers(workers)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=5000)
@@ -218,7 +307,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=32, help="concurrent requests (per unit)")
     parser.add_argument("--dask-workers", type=int, default=2, help="worker processes")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--plan-memory", type=int, metavar="KEYS",
+        help="instead: the coordinator's peak RSS for a plan of KEYS copies (no server)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.plan_memory:
+        asyncio.run(plan_memory(args.plan_memory, args.unit_size, args.dask_workers))
+        sys.stdout.flush()
+        os._exit(0)
     with tempfile.TemporaryDirectory() as tmp:
         server = LocalS3Server(Path(tmp), access_key=ACCESS_KEY, secret_key=SECRET_KEY)
         server.start()

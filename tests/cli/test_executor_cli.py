@@ -183,13 +183,17 @@ async def _units_per_worker(executor: DaskExecutor) -> list[int]:
 
 
 class _KillAfter(NullProgress):
-    """Progress that SIGKILLs one worker process once ``after`` items are done."""
+    """Progress that SIGKILLs one worker process once ``after`` copies are done."""
 
     def __init__(self, pid: int, after: int) -> None:
         self.pid, self.after, self.done, self.killed = pid, after, 0, False
+        self.copying = False
 
-    def advance(self, n: int = 1, nbytes: int = 0) -> None:
-        self.done += n
+    def start(self, description: str, *args: Any, **kwargs: Any) -> None:
+        self.copying = description in ("sync", "restore: copying")  # not planning
+
+    def advance(self, items: int = 1, nbytes: int = 0) -> None:
+        self.done += items * self.copying
         if self.done >= self.after and not self.killed:
             os.kill(self.pid, signal.SIGKILL)
             self.killed = True

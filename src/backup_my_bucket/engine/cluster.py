@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ..errors import BackupError, ClusterError, MissingDependency, UsageError
 from ..storage.protocol import ObjectStore
 from ..storage.s3 import S3Config, S3Store
-from .executor import Before, Work
+from .executor import Job, Work
 from .pace import Pace
 from .workers import Outcome, batched, run_pool
 
@@ -111,22 +111,14 @@ class DaskExecutor:
         return max(2, 2 * threads)
 
     async def map(
-        self,
-        items: Iterable[T] | AsyncIterable[T],
-        work: Work[T, R],
-        *,
-        stores: Sequence[ObjectStore],
-        workers: int | Pace,
-        attempts: int = 3,
-        before: Before | None = None,
-        unit_size: int | None = None,
+        self, items: Iterable[T] | AsyncIterable[T], job: Job[T, R]
     ) -> AsyncIterator[Outcome[T, R]]:
         if self._client is None:
             raise RuntimeError("DaskExecutor is not open")
         client = self._client
-        configs = tuple(portable(store) for store in stores)
+        configs = tuple(portable(store) for store in job.stores)
         limit = self._in_flight(client)
-        units = batched(items, unit_size or self.unit_size)
+        units = batched(items, job.unit_size or self.unit_size)
         running: dict[asyncio.Task[Result], list[T]] = {}
         more = True
         try:
@@ -136,14 +128,14 @@ class DaskExecutor:
                     if batch is None:
                         more = False
                         break
-                    if before is not None:
+                    if job.before is not None:
                         try:
-                            await before()
+                            await job.before()
                         except BackupError as exc:
                             for item in batch:
                                 yield Outcome(item, None, exc)
                             continue
-                    unit = Unit(work, configs, batch, _per_unit(workers), attempts)
+                    unit = Unit(job.work, configs, batch, Pace.now(job.workers), job.attempts)
                     running[asyncio.create_task(self._run(client, unit))] = batch
                 if not running:
                     return
@@ -174,12 +166,6 @@ class DaskExecutor:
                 future.release()  # type: ignore[no-untyped-call]
         error = ClusterError(f"a work unit was lost {UNIT_ATTEMPTS} times on the cluster: {lost}")
         return [(None, error)] * len(unit.items)
-
-
-def _per_unit(workers: int | Pace) -> int:
-    """Requests a unit keeps in flight: the pace's limit when it was submitted (the pace
-    adapts to what this process sees; units on other machines do not feed it)."""
-    return workers.limit if isinstance(workers, Pace) else workers
 
 
 # --- the worker's side ---------------------------------------------------------------------

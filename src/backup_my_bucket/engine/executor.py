@@ -1,11 +1,11 @@
 """The executor seam: where an engine's work units run.
 
 An engine hands :meth:`Executor.map` a stream of items (copies of exact version ids, deletes,
-batches of version deletes, HEADs) and one :class:`Work`: a small, picklable description of
-what to do with each item (URLs, settings; never a store, never a credential), called with
-the stores it needs. The engine keeps everything that decides: the plan, the journal, the
-catalog and its lock, the tallies and the final result. Outcomes come back per item, in
-completion order, exactly as :func:`~.workers.run_pool` yields them.
+batches of version deletes, HEADs) and a :class:`Job` around one :class:`Work`: a small,
+picklable description of what to do with each item (URLs, settings; never a store, never a
+credential), called with the stores it needs. The engine keeps everything that decides: the
+plan, the journal, the catalog and its lock, the tallies and the final result. Outcomes come
+back per item, in completion order, exactly as :func:`~.workers.run_pool` yields them.
 
 - :data:`IN_PROCESS` (the default) is ``run_pool`` over this process's stores: what ran
   before the seam existed, at the same speed.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from ..errors import UsageError
 from ..model import S3Url
@@ -32,6 +32,14 @@ T = TypeVar("T")
 R = TypeVar("R")
 T_contra = TypeVar("T_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
+
+
+class _Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+K = TypeVar("K", bound=_Keyed)
 
 Before = Callable[[], Awaitable[None]]
 """Run before each unit starts, on the coordinator's side (gc: the catalog lock's check)."""
@@ -45,27 +53,33 @@ class Work(Protocol[T_contra, R_co]):
     def __call__(self, stores: Sequence[ObjectStore], item: T_contra, /) -> Awaitable[R_co]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Job(Generic[T, R]):
+    """What :meth:`Executor.map` runs on each item.
+
+    ``workers``: concurrent requests (in-process, all of them; on a cluster, per unit).
+    ``before`` runs before each unit starts (in-process: each item): an error it raises is
+    that unit's items' outcome. ``unit_size``: items per unit on a cluster when the
+    executor's default does not suit (gc's items are already batches of 1,000)."""
+
+    work: Work[T, R]
+    stores: Sequence[ObjectStore]
+    workers: int | Pace
+    attempts: int = 3
+    before: Before | None = None
+    unit_size: int | None = None
+
+
 class Executor(Protocol):
-    """Runs :class:`Work` on a stream of items; see the module docstring."""
+    """Runs a :class:`Job` on a stream of items; see the module docstring."""
 
     @property
     def name(self) -> str: ...
 
     def map(
-        self,
-        items: Iterable[T] | AsyncIterable[T],
-        work: Work[T, R],
-        *,
-        stores: Sequence[ObjectStore],
-        workers: int | Pace,
-        attempts: int = 3,
-        before: Before | None = None,
-        unit_size: int | None = None,
+        self, items: Iterable[T] | AsyncIterable[T], job: Job[T, R]
     ) -> AsyncIterator[Outcome[T, R]]:
-        """Outcomes of ``work`` on every item. ``workers``: concurrent requests (in-process,
-        all of them; on a cluster, per unit). ``before`` runs before each unit: an error it
-        raises is that unit's items' outcome. ``unit_size``: items per unit on a cluster when
-        the executor's default does not suit (gc's items are already batches of 1,000)."""
+        """Outcomes of ``job.work`` on every item, in completion order."""
         ...
 
     async def aclose(self) -> None: ...
@@ -77,26 +91,19 @@ class InProcess:
     name = "in-process"
 
     def map(
-        self,
-        items: Iterable[T] | AsyncIterable[T],
-        work: Work[T, R],
-        *,
-        stores: Sequence[ObjectStore],
-        workers: int | Pace,
-        attempts: int = 3,
-        before: Before | None = None,
-        unit_size: int | None = None,
+        self, items: Iterable[T] | AsyncIterable[T], job: Job[T, R]
     ) -> AsyncIterator[Outcome[T, R]]:
+        work, stores, before = job.work, job.stores, job.before
         if before is None:
             return run_pool(
-                items, lambda item: work(stores, item), workers=workers, attempts=attempts
+                items, lambda item: work(stores, item), workers=job.workers, attempts=job.attempts
             )
 
         async def guarded(item: T) -> R:
             await before()
             return await work(stores, item)
 
-        return run_pool(items, guarded, workers=workers, attempts=attempts)
+        return run_pool(items, guarded, workers=job.workers, attempts=job.attempts)
 
     async def aclose(self) -> None:
         return None
@@ -123,17 +130,12 @@ async def open_executor(text: str) -> Executor:
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteKey:
+class DeleteKey(Generic[K]):
     """Delete one key (a delete marker in a versioned bucket), ``where`` joined to the item's
     relative key: restore's deletes and sync's. Idempotent in effect: the key stays absent (a
     retried unit may leave one more delete marker in a versioned bucket)."""
 
     where: S3Url
 
-    async def __call__(self, stores: Sequence[ObjectStore], item: _Keyed) -> str | None:
+    async def __call__(self, stores: Sequence[ObjectStore], item: K) -> str | None:
         return await stores[0].delete(self.where.bucket, self.where.key(item.key))
-
-
-class _Keyed(Protocol):
-    @property
-    def key(self) -> str: ...

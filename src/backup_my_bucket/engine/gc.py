@@ -52,7 +52,7 @@ from ..storage.iterate import iter_versions
 from ..storage.listing import ListingOptions
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
 from ..units import format_time, plural
-from .executor import IN_PROCESS, Executor
+from .executor import IN_PROCESS, Executor, Job
 from .pace import Pace
 from .progress import NullProgress, Progress
 from .retention import Decision, RetentionPolicy, SnapshotRef, apply_policy
@@ -211,7 +211,7 @@ async def execute_deletions(
     work = DeleteVersions(bucket, now)
     before = None if guard is None else lambda: guard("its next batch of deletions")
     batches = batched(plan, batch_size)
-    run = executor.map(batches, work, stores=(store,), workers=workers, before=before, unit_size=1)
+    run = executor.map(batches, Job(work, (store,), workers, before=before, unit_size=1))
     async for outcome in run:
         batch = outcome.item
         if isinstance(outcome.error, Locked):

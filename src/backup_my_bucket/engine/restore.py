@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackupError, IncompleteListing, ItemFailure
-from ..model import NULL_VERSION, ObjectVersion, S3Url, Versioning, VersionRef
+from ..model import NULL_VERSION, ObjectVersion, S3Url, Versioning
 from ..storage.listing import ListingOptions
 from ..storage.protocol import ObjectStore
 from .actions import ActionKind
 from .confirm import Checker, Side, untrusted_etag
-from .executor import IN_PROCESS, DeleteKey, Executor
+from .executor import IN_PROCESS, DeleteKey, Executor, Job
 from .filters import ALL_KEYS, KeyFilter, refuse_overlap
 from .journal import Journal, JournalEntry, run_identity
 from .pace import Pace
@@ -59,7 +59,7 @@ from .restore_plan import (
     relative,
 )
 from .snapshot import live_state
-from .transfer import SINGLE_PUT_MAX, copy_version
+from .transfer import SINGLE_PUT_MAX, CopyBetween
 from .workers import run_pool
 
 __all__ = [  # the plan's vocabulary, re-exported: callers import a restore from one place
@@ -153,36 +153,24 @@ class RestoreCopy:
     """The copy unit (:mod:`.executor`): one planned action's exact version, from the backup
     (``stores[0]``) to the target (``stores[1]``); returns the ETag the target now has."""
 
-    backup: S3Url
-    target: S3Url
-    same_endpoint: bool
-    multipart_threshold: int | None
+    copy: CopyBetween  # backup folder -> target folder
 
     async def __call__(self, stores: Sequence[ObjectStore], action: Action) -> str:
         assert action.version_id is not None
-        backup_store, target_store = stores
-        source = VersionRef(self.backup.bucket, self.backup.key(action.key), action.version_id)
-        key = self.target.key(action.key)
-        threshold = self.multipart_threshold
-        version_id = await copy_version(
-            backup_store,
-            source,
-            target_store,
-            self.target.bucket,
-            key,
-            size=action.size,
-            etag=action.etag,
-            storage_class=action.storage_class,  # None (unknown) costs a HEAD
-            same_endpoint=self.same_endpoint,
-            **({"multipart_threshold": threshold} if threshold else {}),
-        )
+        version_id = await self.copy(
+            stores, action.key, action.version_id,
+            size=action.size, etag=action.etag, storage_class=action.storage_class,
+        )  # fmt: skip
         if _single_part(action.etag) and action.size <= SINGLE_PUT_MAX:
             assert action.etag is not None
             return action.etag  # copied in one request: the MD5 ETag is kept
         # copied in parts: the ETag is the source's only when the part layout was kept (a
         # multipart source on a same-endpoint copy); ask, so verification and the journal know
-        info = await target_store.head(
-            self.target.bucket, key, None if version_id == NULL_VERSION else version_id
+        target = self.copy.target
+        info = await stores[1].head(
+            target.bucket,
+            target.key(action.key),
+            None if version_id == NULL_VERSION else version_id,
         )
         return info.etag
 
@@ -198,9 +186,11 @@ async def _copy_all(
     summary = spool.summary
     progress.start("restore: copying", total=summary.copies, total_bytes=summary.copy_bytes)
     todo = spool.read(lambda a: a.kind is ActionKind.COPY and not a.archived)
-    work = RestoreCopy(sides.backup, sides.target, sides.same_endpoint, sides.multipart_threshold)
-    stores = (sides.backup_store, sides.target_store)
-    async for outcome in sides.executor.map(todo, work, stores=stores, workers=workers):
+    work = RestoreCopy(
+        CopyBetween(sides.backup, sides.target, sides.same_endpoint, sides.multipart_threshold)
+    )
+    job = Job(work, (sides.backup_store, sides.target_store), workers)
+    async for outcome in sides.executor.map(todo, job):
         action = outcome.item
         if outcome.error is not None or outcome.result is None:
             reason = outcome.error.message if outcome.error else "no result"
@@ -229,8 +219,9 @@ async def _delete_all(
 ) -> None:
     progress.start("restore: deleting", total=spool.summary.deletes)
     todo = spool.read(lambda a: a.kind is ActionKind.DELETE)
-    work, stores = DeleteKey(sides.target), (sides.target_store,)
-    async for outcome in sides.executor.map(todo, work, stores=stores, workers=workers):
+    delete: DeleteKey[Action] = DeleteKey(sides.target)  # (a subscripted call fails: frozen)
+    job = Job(delete, (sides.target_store,), workers)
+    async for outcome in sides.executor.map(todo, job):
         if outcome.error is not None:
             tally.fail(ItemFailure(outcome.item.key, None, outcome.error.message))
         else:

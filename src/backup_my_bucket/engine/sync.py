@@ -37,19 +37,19 @@ from ..catalog.history import note_sync
 from ..catalog.location import RESERVED, reserved_prefix
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import BackupError, IncompleteListing, ItemFailure, StorageError, UsageError
-from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, VersionRef
+from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url
 from ..storage.iterate import iter_versions
 from ..storage.listing import ListingOptions
 from ..storage.protocol import ObjectStore
 from ..units import plural
 from .actions import ActionKind
 from .confirm import Checker, Side, Verdict
-from .executor import IN_PROCESS, DeleteKey, Executor
+from .executor import IN_PROCESS, DeleteKey, Executor, Job
 from .filters import KeyFilter, refuse_overlap
 from .pace import Pace
 from .progress import NullProgress, Progress
 from .snapshot import live_state
-from .transfer import DEFAULT_MULTIPART_THRESHOLD, copy_version
+from .transfer import DEFAULT_MULTIPART_THRESHOLD, CopyBetween
 from .versions import Seen, current_state, require_versioning
 from .workers import in_order, prefetch
 
@@ -349,13 +349,14 @@ async def execute_sync(
         return tally.result(dry_run=True)
 
     copy = SyncCopy(
-        source_url, backup_url, options.same_endpoint, options.multipart_threshold,
-        options.part_size,
+        CopyBetween(
+            source_url, backup_url, options.same_endpoint, options.multipart_threshold,
+            options.part_size,
+        )
     )  # fmt: skip
-    run = options.executor.map
-    both = (source_store, backup_store)
-    async for outcome in run(
-        _copies(plan, tally, report), copy, stores=both, workers=options.workers
+    both, workers = (source_store, backup_store), options.workers
+    async for outcome in options.executor.map(
+        _copies(plan, tally, report), Job(copy, both, workers)
     ):
         _record(outcome.item, outcome.error, tally, source_url)
         if outcome.error is None:
@@ -363,8 +364,9 @@ async def execute_sync(
             tally.bytes_copied += outcome.item.size
         report.advance(1, outcome.item.size)
 
-    delete = DeleteKey(backup_url)
-    async for gone in run(tally.deletes, delete, stores=(backup_store,), workers=options.workers):
+    delete: DeleteKey[SyncItem] = DeleteKey(backup_url)  # (a subscripted call fails: frozen)
+    deletes = Job(delete, (backup_store,), workers)
+    async for gone in options.executor.map(tally.deletes, deletes):
         _record(gone.item, gone.error, tally, backup_url)
         tally.deleted += gone.error is None
         report.advance(1)
@@ -377,25 +379,14 @@ class SyncCopy:
     """The copy unit (:mod:`.executor`): the listed source version (``stores[0]``) into the
     backup (``stores[1]``); returns the new version id."""
 
-    source: S3Url
-    backup: S3Url
-    same_endpoint: bool
-    multipart_threshold: int
-    part_size: int | None
+    copy: CopyBetween  # source folder -> backup folder
 
     async def __call__(self, stores: Sequence[ObjectStore], item: SyncItem) -> str:
         assert item.source is not None
         version = item.source.version_id
-        ref = VersionRef(
-            self.source.bucket,
-            self.source.key(item.key),
-            None if version == NULL_VERSION else version,  # pin the listed version
-        )
-        return await copy_version(
-            stores[0], ref, stores[1], self.backup.bucket, self.backup.key(item.key),
-            size=item.source.size, etag=item.source.etag, same_endpoint=self.same_endpoint,
-            multipart_threshold=self.multipart_threshold, part_size=self.part_size,
-            storage_class=item.source.storage_class,
+        return await self.copy(
+            stores, item.key, None if version == NULL_VERSION else version,  # pin the listed one
+            size=item.source.size, etag=item.source.etag, storage_class=item.source.storage_class,
         )  # fmt: skip
 
 

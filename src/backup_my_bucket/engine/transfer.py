@@ -27,11 +27,11 @@ import asyncio
 import contextlib
 import re
 import weakref
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
 
 from ..errors import BackupError, StorageError
-from ..model import NULL_VERSION, CompletedPart, ObjectAttrs, ObjectInfo, VersionRef
+from ..model import NULL_VERSION, CompletedPart, ObjectAttrs, ObjectInfo, S3Url, VersionRef
 from ..storage.protocol import (
     MAX_COPY_SIZE,
     MAX_PART_SIZE,
@@ -209,6 +209,40 @@ async def copy_version(
             ),
         )
     return await _multipart(source, pinned, target, bucket, key, info, tags, ranges, same_endpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyBetween:
+    """Copies from the folder ``source`` (in ``stores[0]``) to the folder ``target`` (in
+    ``stores[1]``) of exact versions named by relative key: what restore's and sync's copy
+    units share (engine/executor.py: picklable, no store held)."""
+
+    source: S3Url
+    target: S3Url
+    same_endpoint: bool
+    multipart_threshold: int | None = None
+    part_size: int | None = None
+
+    async def __call__(
+        self,
+        stores: Sequence[ObjectStore],
+        key: str,
+        version_id: str | None,
+        *,
+        size: int,
+        etag: str | None,
+        storage_class: str | None,
+    ) -> str:
+        """Copy version ``version_id`` of relative ``key``; return the target's version id.
+        ``storage_class`` None (unknown) costs a HEAD."""
+        ref = VersionRef(self.source.bucket, self.source.key(key), version_id)
+        return await copy_version(
+            stores[0], ref, stores[1], self.target.bucket, self.target.key(key),
+            size=size, etag=etag, storage_class=storage_class,
+            same_endpoint=self.same_endpoint,
+            multipart_threshold=self.multipart_threshold or DEFAULT_MULTIPART_THRESHOLD,
+            part_size=self.part_size,
+        )  # fmt: skip
 
 
 async def read_range(store: ObjectStore, src: VersionRef, byte_range: Range) -> bytearray:

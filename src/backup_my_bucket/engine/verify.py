@@ -28,7 +28,7 @@ from ..model import ObjectVersion, S3Url
 from ..storage.protocol import ObjectStore
 from .confirm import listed_etag, untrusted_etag
 from .diff import aiter_sync
-from .executor import IN_PROCESS, Executor
+from .executor import IN_PROCESS, Executor, Job
 from .progress import NullProgress, Progress
 
 
@@ -152,7 +152,7 @@ async def verify_versions(
                 yield v
 
     work = CheckVersion(backup, read_share, salt)
-    async for outcome in executor.map(data_rows(), work, stores=(store,), workers=workers):
+    async for outcome in executor.map(data_rows(), Job(work, (store,), workers)):
         result.checked += 1
         progress.advance(1, outcome.item.size)
         if outcome.error is not None:

@@ -319,3 +319,18 @@ async def test_a_wrong_executor_is_a_usage_error(
         capsys, "--config", str(config), "sync", "--source", "s3://a", "--backup", "s3://b"
     )
     assert (code, "(from the config file)" in err) == (2, True)
+
+
+async def test_workers_of_another_version_are_refused(
+    cli_env: None, cluster: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Units are pickled by reference to this code: a worker running other code would fail
+    each unit in its own way, or worse. The executor refuses before the first unit."""
+    from backup_my_bucket.engine import cluster as module
+
+    monkeypatch.setattr(module, "__version__", "0.0.0-other")
+    urls = ["--source", "s3://nowhere-src", "--backup", "s3://nowhere-bak"]
+    code, _, err = await bmb(capsys, "--executor", cluster, "sync", *urls)
+    assert code == 1
+    assert "2 worker(s) of the Dask cluster" in err and "this is 0.0.0-other" in err
+    assert "install backup-my-bucket 0.0.0-other on every worker" in err

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from .. import __version__
 from ..errors import BackupError, ClusterError, MissingDependency, UsageError
 from ..storage.protocol import ObjectStore
 from ..storage.s3 import S3Config, S3Store
@@ -98,7 +99,29 @@ class DaskExecutor:
                 hint="start one (`dask scheduler`, then `dask worker ADDRESS` on each machine) "
                 "or check HOST:PORT",
             ) from exc
+        await self._same_version(self._client)
         await self._client.register_plugin(CloseStores())
+
+    async def _same_version(self, client: distributed.Client) -> None:
+        """Every worker runs this version: units are pickled by reference to its code."""
+        try:
+            versions = await client.run(worker_version)
+        except Exception as exc:  # a worker without the package cannot even load the probe
+            await client.close()  # type: ignore[no-untyped-call]
+            raise ClusterError(
+                f"a worker of the Dask cluster at {self.address} cannot run "
+                f"backup-my-bucket: {type(exc).__name__}: {exc}",
+                hint=f"install backup-my-bucket {__version__} on every worker",
+            ) from exc
+        other = {address: v for address, v in versions.items() if v != __version__}
+        if other:
+            await client.close()  # type: ignore[no-untyped-call]
+            address, version = sorted(other.items())[0]
+            raise ClusterError(
+                f"{len(other)} worker(s) of the Dask cluster at {self.address} run "
+                f"backup-my-bucket {version} ({address}), this is {__version__}",
+                hint=f"install backup-my-bucket {__version__} on every worker",
+            )
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -174,6 +197,10 @@ _stores: dict[S3Config, S3Store] = {}
 _opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 units_run = 0
 """Units this worker process has run (what tests and benchmarks ask workers)."""
+
+
+def worker_version() -> str:
+    return __version__
 
 
 async def _store(config: S3Config) -> S3Store:

@@ -207,8 +207,10 @@ async def bench(args: argparse.Namespace, endpoint: str) -> list[Result]:
                             flush=True,
                         )
         finally:
-            await executor.aclose()
-            cluster.stop()
+            try:
+                await executor.aclose()
+            finally:
+                cluster.stop()  # whatever the client did
     return results
 
 
@@ -285,8 +287,10 @@ async def plan_memory(keys: int, unit_size: int, dask_workers: int) -> None:
                 flush=True,
             )
         finally:
-            await executor.aclose()
-            cluster.stop()
+            try:
+                await executor.aclose()
+            finally:
+                cluster.stop()  # whatever the client did
 
 
 async def _connect(executor: DaskExecutor, workers: int) -> None:

@@ -334,3 +334,35 @@ async def test_workers_of_another_version_are_refused(
     assert code == 1
     assert "2 worker(s) of the Dask cluster" in err and "this is 0.0.0-other" in err
     assert "install backup-my-bucket 0.0.0-other on every worker" in err
+
+
+def test_a_unit_carries_no_credentials(s3_server: S3Server, s3_store: S3Store) -> None:
+    """What travels to a worker: the store's configuration without its keys."""
+    import pickle
+
+    from backup_my_bucket.engine.cluster import Unit, portable
+    from backup_my_bucket.engine.executor import DeleteKey
+
+    assert s3_store.config.secret_key == s3_server.secret_key  # the coordinator has them
+    config = portable(s3_store)
+    assert (config.access_key, config.secret_key) == (None, None)
+    assert config.endpoint_url == s3_store.config.endpoint_url
+    unit = Unit(DeleteKey(S3Url("b", "")), (config,), [], 4, 3)
+    payload = pickle.dumps(unit)
+    assert s3_server.secret_key.encode() not in payload
+    assert s3_server.access_key.encode() not in payload
+
+
+async def test_an_in_memory_store_cannot_go_to_a_cluster(cluster: str) -> None:
+    from backup_my_bucket.engine.executor import DeleteKey, Job
+    from backup_my_bucket.errors import UsageError
+    from backup_my_bucket.storage.memory import MemoryStore
+
+    executor = DaskExecutor("tcp://" + cluster.removeprefix("dask://"))
+    await executor.open()
+    try:
+        with pytest.raises(UsageError, match="S3 endpoints only"):
+            async for _ in executor.map(["k"], Job(DeleteKey(S3Url("b", "")), (MemoryStore(),), 1)):
+                pass
+    finally:
+        await executor.aclose()

@@ -84,6 +84,7 @@ def promote(
             confirm=confirm_restore(app.output, yes, "promote"),
             on_planned=lambda action: app.output.planned(action.to_json()),
             listing=app.listing,
+            executor=await app.executor(),
         )
         report: dict[str, Any] = {
             "snapshot": meta.id,

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,10 +176,7 @@ async def bench(args: argparse.Namespace, endpoint: str) -> list[Result]:
     results: list[Result] = []
     async with S3Store(config) as store:
         await seed(store, args.objects)
-        cluster = Cluster(env, args.dask_workers)
-        executor = DaskExecutor(cluster.address, unit_size=args.unit_size)
-        try:
-            await _connect(executor, args.dask_workers)
+        async with connected(env, args.dask_workers, args.unit_size) as (cluster, executor):
             # a warm-up unit each: imports and connections are not per-restore costs
             await restore(store, executor, "bench-dask-warm", args.workers, prefix="d000/")
             before = _cpu(cluster.processes())
@@ -206,11 +205,6 @@ async def bench(args: argparse.Namespace, endpoint: str) -> list[Result]:
                             f"processes {after - before - scheduler:.2f} s",
                             flush=True,
                         )
-        finally:
-            try:
-                await executor.aclose()
-            finally:
-                cluster.stop()  # whatever the client did
     return results
 
 
@@ -251,10 +245,7 @@ async def plan_memory(keys: int, unit_size: int, dask_workers: int) -> None:
         config = S3Config(endpoint_url=synthetic.endpoint_url, access_key=ACCESS_KEY,
                           secret_key=SECRET_KEY)  # fmt: skip
         store = S3Store(config)  # never opened: only its configuration travels
-        cluster = Cluster(env, dask_workers)
-        executor = DaskExecutor(cluster.address, unit_size=unit_size)
-        try:
-            await _connect(executor, dask_workers)
+        async with connected(env, dask_workers, unit_size) as (_, executor):
             start = time.perf_counter()
             spool = Spool()
             for i in range(keys):
@@ -286,22 +277,31 @@ async def plan_memory(keys: int, unit_size: int, dask_workers: int) -> None:
                 f"{self_peak_rss_mb():.0f} MB",
                 flush=True,
             )
-        finally:
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    env: dict[str, str], workers: int, unit_size: int
+) -> AsyncIterator[tuple[Cluster, DaskExecutor]]:
+    """A cluster of ``workers`` processes and an executor connected to it; both stopped after,
+    whatever the client did."""
+    cluster = Cluster(env, workers)
+    executor = DaskExecutor(cluster.address, unit_size=unit_size)
+    try:
+        for _ in range(50):  # the scheduler takes a moment to listen
             try:
-                await executor.aclose()
-            finally:
-                cluster.stop()  # whatever the client did
-
-
-async def _connect(executor: DaskExecutor, workers: int) -> None:
-    for _ in range(50):  # the scheduler takes a moment to listen
+                await executor.open()
+                break
+            except ClusterError:
+                await asyncio.sleep(0.2)
+        assert executor._client is not None
+        await executor._client.wait_for_workers(workers)
+        yield cluster, executor
+    finally:
         try:
-            await executor.open()
-            break
-        except ClusterError:
-            await asyncio.sleep(0.2)
-    assert executor._client is not None
-    await executor._client.wait_for_workers(workers)
+            await executor.aclose()
+        finally:
+            cluster.stop()
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from backup_my_bucket.engine import sync as sync_engine
+from backup_my_bucket.engine import transfer
 from backup_my_bucket.engine.sync import lifecycle_warnings
 from backup_my_bucket.errors import ExitCode, StorageError
 from backup_my_bucket.model import LifecycleRule, ObjectAttrs, Versioning
@@ -129,14 +129,14 @@ async def test_failed_objects_exit_3_after_the_json(
     src, bak = await buckets(s3_store)
     await s3_store.put(src, "good", b"1")
     await s3_store.put(src, "bad", b"2")
-    real = sync_engine.copy_version
+    real = transfer.copy_version  # what sync's copy unit (transfer.CopyBetween) calls
 
     async def flaky(source, src_ref, *args, **kwargs):  # type: ignore[no-untyped-def]
         if src_ref.key == "bad":
             raise StorageError("InternalError: the disk is on fire")
         return await real(source, src_ref, *args, **kwargs)
 
-    monkeypatch.setattr(sync_engine, "copy_version", flaky)
+    monkeypatch.setattr(transfer, "copy_version", flaky)
     code, out, err = await bmb(
         capsys, "--json", "sync", "--source", f"s3://{src}", "--backup", f"s3://{bak}"
     )

@@ -103,3 +103,29 @@ async def test_without_the_internals_the_hooks_turn_themselves_off(
     _, stack = await _client()
     await stack.aclose()
     assert "User-Agent per request" in caplog.text and "check of every 200" in caplog.text
+
+
+def test_the_quick_loader_reads_the_same_models_as_botocores_own() -> None:
+    """_quick_loading swaps botocore's JSON reading and its service listing (start-up): the
+    S3 model, the endpoint rules and the service names it finds are botocore's own."""
+    from collections import OrderedDict
+
+    import botocore.session
+
+    from backup_my_bucket.storage.s3.client import _quick_loading
+
+    plain = botocore.session.get_session().get_component("data_loader")
+    quick_session = botocore.session.get_session()
+    _quick_loading(quick_session)  # type: ignore[arg-type]  # the same loader component
+    quick = quick_session.get_component("data_loader")
+    assert type(plain.load_data("_retry")) is OrderedDict
+    assert type(quick.load_data("_retry")) is dict  # read by ours, not botocore's
+    for type_name in ("service-2", "endpoint-rule-set-1"):
+        assert quick.load_service_model("s3", type_name) == plain.load_service_model(
+            "s3", type_name
+        )
+    assert quick.load_data("endpoints") == plain.load_data("endpoints")
+    assert set(plain.list_available_services("service-2")) <= set(
+        quick.list_available_services("service-2")
+    )
+    assert {"s3", "sts", "sso"} <= set(quick.list_available_services("service-2"))

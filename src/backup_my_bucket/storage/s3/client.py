@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import os
 import socket
@@ -13,6 +14,7 @@ import urllib.parse
 from typing import Any
 
 import botocore.exceptions
+import botocore.loaders
 import botocore.utils
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioCredentials
@@ -43,6 +45,41 @@ def _track(credentials: Any) -> None:
         return frozen
 
     credentials.get_frozen_credentials = tracked
+
+
+class _DictJSONLoader(botocore.loaders.JSONFileLoader):
+    """botocore's model files read into plain dicts (ordered since Python 3.7) rather than
+    OrderedDicts: about half the decoding time of the ~1 MB of JSON every client loads."""
+
+    def _load_file(self, full_path: str, open_method: Any) -> Any:
+        if not os.path.isfile(full_path):
+            return None
+        with open_method(full_path, "rb") as fp:
+            return json.loads(fp.read())
+
+
+def _service_dirs(loader: Any, type_name: str) -> list[str]:
+    """The services on botocore's data path, by directory name alone (its own listing also
+    opens each of ~400 directories to look for ``type_name``; a service without that file
+    still fails to load, with DataNotFoundError)."""
+    found: set[str] = set()
+    for path in loader._potential_locations():
+        with os.scandir(path) as entries:
+            found.update(entry.name for entry in entries if entry.is_dir())
+    return sorted(found)
+
+
+def _quick_loading(session: AioSession) -> None:
+    """Make the client's start-up cheaper (~45 ms of CPU per process, measured on the
+    ``open`` of a store); botocore's own loading stays where its internals differ."""
+    loader = session.get_component("data_loader")
+    if not hasattr(loader, "_potential_locations") or not hasattr(
+        botocore.loaders.JSONFileLoader, "_load_file"
+    ):
+        log.debug("botocore's data loader stays as it is (its internals changed)")
+        return
+    loader.file_loader = _DictJSONLoader()
+    loader.list_available_services = lambda type_name: _service_dirs(loader, type_name)
 
 
 async def _credentials(session: AioSession, cfg: S3Config) -> Any:
@@ -102,6 +139,7 @@ async def open_client(
     the endpoint is to be probed before the first request (:func:`probe_endpoint`)."""
     try:
         session = AioSession(profile=cfg.profile)
+        _quick_loading(session)
         try:
             session.get_component("response_parser_factory").set_parser_defaults(
                 timestamp_parser=parse_timestamp

@@ -40,14 +40,42 @@ class Run:
     max_rss_mb: float
     returncode: int
     stdout: bytes
+    server_cpu: float = 0.0  # the local server's CPU seconds during the run (watch_server)
 
     def line(self, items: int, unit: str = "versions") -> str:
         rate = items / self.wall if self.wall else 0.0
         return (
             f"{self.label:<28} {self.wall:8.2f} s  {rate:10,.0f} {unit}/s  "
             f"cpu {self.cpu:7.2f} s ({1000 * self.cpu / max(items, 1):6.3f} s/1k)  "
-            f"peak RSS {self.max_rss_mb:7.1f} MB"
+            f"peak RSS {self.max_rss_mb:7.1f} MB{server_note(self.server_cpu)}"
         )
+
+
+_watched: list[int] = []  # the PID of the local server whose CPU each run reports
+
+
+def watch_server(server: LocalS3Server) -> None:
+    """Report ``server``'s CPU time in every measured run from now on: on this machine the
+    server shares the client's cores, so client CPU + server CPU over the cores bounds the
+    wall time of any client (docs/performance.md, "The CPU budget")."""
+    assert server.process is not None, "start the server first"
+    _watched[:] = [server.process.pid]
+
+
+def server_cpu_seconds() -> float:
+    """The watched server's user + system CPU so far (0.0 when none is watched)."""
+    if not _watched:
+        return 0.0
+    try:
+        with open(f"/proc/{_watched[0]}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_note(seconds: float) -> str:
+    return f"  server cpu {seconds:6.2f} s" if seconds else ""
 
 
 def variants(workers: int | None, botocore: bool = True) -> list[tuple[str, list[str]]]:
@@ -75,17 +103,27 @@ def rotated(items: Sequence[T], turn: int) -> list[T]:
     return [*items[turn:], *items[:turn]]
 
 
-def against_best_s5cmd(runs: Sequence[tuple[str, float, float]], where: str = "") -> None:
+def against_best_s5cmd(runs: Sequence[tuple[str, float, float, float]], where: str = "") -> None:
     """Print each of our runs against the best s5cmd run over the same items: runs are
-    (label, wall seconds, CPU seconds); labels of s5cmd's start with "s5cmd"."""
+    (label, wall seconds, CPU seconds, the server's CPU seconds); labels of s5cmd's start with
+    "s5cmd". With the server's CPU known, also the CPU budget: (client + server CPU) / cores,
+    the least wall time the pair could take on this machine."""
     best = min((r for r in runs if r[0].startswith("s5cmd")), key=lambda r: r[1])
-    for label, wall, cpu in runs:
+    cores = os.cpu_count() or 1
+    for label, wall, cpu, served in runs:
         if not label.startswith("s5cmd"):
             print(
                 f"  {where}{label}: {best[1] / wall:.2f}x {best[0]}'s rate (the best s5cmd run); "
                 f"CPU {cpu / max(best[2], 1e-9):.2f}x; load average now {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
+            if served and best[3]:
+                print(
+                    f"  {where}CPU budget (client + server) / {cores} cores: {label} "
+                    f"{(cpu + served) / cores:.2f} s in {wall:.2f} s, {best[0]} "
+                    f"{(best[2] + best[3]) / cores:.2f} s in {best[1]:.2f} s",
+                    flush=True,
+                )
 
 
 def server_env(endpoint_url: str) -> dict[str, str]:
@@ -119,6 +157,7 @@ def measure(label: str, args: Sequence[str], env: dict[str, str], capture: bool 
     wait4's ``ru_maxrss`` would report the forked copy of this process from before exec.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        served = server_cpu_seconds()
         start = time.perf_counter()
         proc = subprocess.Popen(
             list(args), env=env, stdout=out if capture else subprocess.DEVNULL, stderr=err
@@ -131,6 +170,7 @@ def measure(label: str, args: Sequence[str], env: dict[str, str], capture: bool 
             peak = max(peak, _peak_rss_mb(proc.pid))
             time.sleep(0.02)
         wall = time.perf_counter() - start
+        served = server_cpu_seconds() - served
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         if code != 0:
             err.seek(0)
@@ -138,7 +178,7 @@ def measure(label: str, args: Sequence[str], env: dict[str, str], capture: bool 
             raise RuntimeError(f"{label} failed ({code}): {message}")
         out.seek(0)
         stdout = out.read() if capture else b""
-    return Run(label, wall, usage.ru_utime + usage.ru_stime, peak, code, stdout)
+    return Run(label, wall, usage.ru_utime + usage.ru_stime, peak, code, stdout, served)
 
 
 def audit_alone(bucket: str, env: dict[str, str]) -> tuple[Run, int]:

@@ -42,6 +42,7 @@ from .common import (
     settings_label,
     tree_keys,
     variants,
+    watch_server,
 )  # fmt: skip
 from .synthetic_s3 import SyntheticBucket, SyntheticS3, flat_key, tree_key
 
@@ -87,6 +88,14 @@ def compare(
             f"{[round(r.wall, 2) for r in runs[label]]}",
             flush=True,
         )
+        if run.server_cpu and theirs.server_cpu:
+            cores = os.cpu_count() or 1
+            print(
+                f"  CPU budget (client + server) / {cores} cores: {label} "
+                f"{(run.cpu + run.server_cpu) / cores:.2f} s in {run.wall:.2f} s, s5cmd "
+                f"{(theirs.cpu + theirs.server_cpu) / cores:.2f} s in {theirs.wall:.2f} s",
+                flush=True,
+            )
     audit, requests = audit_alone(bucket, env)
     print(f"{audit.line(versions)}  {requests} requests (inside every snapshot run above)")
     load = os.getloadavg()[0]
@@ -130,6 +139,7 @@ def main() -> None:
         server = stack.enter_context(
             LocalS3Server(work / "s3", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
         )
+        watch_server(server)
         env = server_env(server.endpoint_url)
         for layout in layouts:
             keys = tree_keys(keys_wanted) if layout == "tree" else flat_keys(keys_wanted)

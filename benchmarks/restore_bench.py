@@ -45,7 +45,16 @@ from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 from backup_my_bucket.units import format_time
 
-from .common import against_best_s5cmd, audit_alone, measure, rotated, settings_label, variants
+from .common import (
+    against_best_s5cmd,
+    audit_alone,
+    measure,
+    rotated,
+    server_note,
+    settings_label,
+    variants,
+    watch_server,
+)  # fmt: skip
 
 ACCESS, SECRET = "benchaccess", "bench-secret-key-1234"
 BIN = Path(sys.executable).parent
@@ -59,6 +68,7 @@ class Run:
     cpu: float
     max_rss_mib: float
     objects: int
+    server_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -68,14 +78,14 @@ class Run:
         return (
             f"{self.name:<18} -> {self.target:<12} {self.objects:>6} objects {self.seconds:6.2f} s  "
             f"{self.rate:7.0f} objects/s  {self.cpu / self.objects * 1000:5.2f} s CPU/1,000  "
-            f"peak RSS {self.max_rss_mib:5.0f} MiB"
+            f"peak RSS {self.max_rss_mib:5.0f} MiB{server_note(self.server_cpu)}"
         )
 
 
 def run_reaped(name: str, target: str, args: list[str], env: dict[str, str], objects: int) -> Run:
     """Run ``args``: wall time, its own CPU time and peak RSS (benchmarks/common.py)."""
     run = measure(name, args, env)
-    return Run(name, target, run.wall, run.cpu, run.max_rss_mb, objects)
+    return Run(name, target, run.wall, run.cpu, run.max_rss_mb, objects, run.server_cpu)
 
 
 async def versions(endpoint: str, bucket: str) -> list[ObjectVersion]:
@@ -166,6 +176,7 @@ def main() -> None:
         LocalS3Server(Path(tmp) / "s3", access_key=ACCESS, secret_key=SECRET) as server,
     ):
         work = Path(tmp)
+        watch_server(server)
         env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
                "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
         endpoint = server.endpoint_url
@@ -206,7 +217,7 @@ def main() -> None:
     for i, round_runs in enumerate(runs):
         for run in round_runs:
             print(run.line())
-        runs_of_round = [(run.name, run.seconds, run.cpu) for run in round_runs]
+        runs_of_round = [(run.name, run.seconds, run.cpu, run.server_cpu) for run in round_runs]
         against_best_s5cmd(runs_of_round, f"round {i + 1}: ")
     for line in reruns:
         print(line)

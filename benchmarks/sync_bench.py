@@ -42,8 +42,10 @@ from .common import (
     measure,
     rotated,
     server_env,
+    server_note,
     settings_label,
     variants,
+    watch_server,
 )  # fmt: skip
 from .synthetic_s3 import SyntheticBucket, SyntheticS3, flat_key
 
@@ -53,6 +55,7 @@ def line(run: Run, items: int, nbytes: int) -> str:
         f"{run.label:<24} {run.wall:8.2f} s  {items / run.wall:8,.0f} obj/s  "
         f"{nbytes / run.wall / 1e6:8.1f} MB/s  cpu {run.cpu:6.2f} s "
         f"({1000 * run.cpu / max(items, 1):6.3f} s/1k)  peak RSS {run.max_rss_mb:6.1f} MB"
+        f"{server_note(run.server_cpu)}"
     )
 
 
@@ -126,7 +129,7 @@ def compare(
     for run in [*runs, again, audit]:
         print(line(run, items, nbytes))
     print(f"  (the audit's pass: {requests} requests; each sync runs one per side, beside it)")
-    against_best_s5cmd([(run.label, run.wall, run.cpu) for run in runs])
+    against_best_s5cmd([(run.label, run.wall, run.cpu, run.server_cpu) for run in runs])
 
 
 def ceiling(args: argparse.Namespace) -> None:
@@ -173,6 +176,7 @@ def main() -> None:
         LocalS3Server(Path(work) / "s3", access_key=ACCESS_KEY, secret_key=SECRET_KEY) as server,
     ):
         env = server_env(server.endpoint_url)
+        watch_server(server)
         asyncio.run(fill(server, "small", args.objects, size))
         if args.large:
             asyncio.run(fill(server, "large", args.large, large_size))

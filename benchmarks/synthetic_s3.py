@@ -5,7 +5,9 @@ It answers the requests a snapshot (and `s5cmd ls --all-versions`) makes: HEAD b
 GetBucketVersioning, ListObjectVersions (prefix, key and version-id markers, max-keys, url
 encoding) in SeaweedFS's element order and escaping, and ListObjectsV2 (the listing audit's);
 and CopyObject, at once, storing nothing (a sync into an empty bucket: the client's copy
-ceiling). It pages in key order (it does not name itself SeaweedFS), so listings page it
+ceiling). Single objects (PUT, conditional on If-None-Match/If-Match, GET, HEAD, DELETE) are
+kept in memory beside the computed ones, unlisted: the small records a command keeps in the
+bucket's reserved folder (its catalog's name, its history, its lock). It pages in key order (it does not name itself SeaweedFS), so listings page it
 plainly. Signatures are not
 checked. It exists to measure the client alone at a scale the real server cannot be filled
 to on this machine (a million versions takes SeaweedFS ~50 minutes to write here): memory
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import hashlib
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -150,6 +153,7 @@ class SyntheticS3:
     def __init__(self, buckets: dict[str, SyntheticBucket]) -> None:
         self.buckets = buckets
         self.copies = 0
+        self.stored: dict[tuple[str, str], tuple[bytes, str, str]] = {}  # body, etag, version
         self.port = free_ports(1)[0]
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -164,6 +168,9 @@ class SyntheticS3:
                 status=404,
                 body=b"<Error><Code>NoSuchBucket</Code><Message>no such bucket</Message></Error>",
             )
+        key = request.path.lstrip("/").split("/", 1)[1] if "/" in request.path.lstrip("/") else ""
+        if key and "x-amz-copy-source" not in request.headers:
+            return await self._object(request, name, key)
         if request.method == "HEAD":
             return web.Response()
         if request.method == "PUT" and "x-amz-copy-source" in request.headers:
@@ -214,6 +221,37 @@ class SyntheticS3:
             + "".join(page)
             + "</ListVersionsResult>"
         )
+
+    async def _object(self, request: web.Request, bucket: str, key: str) -> web.StreamResponse:
+        """One stored object: PUT (conditional), GET, HEAD, DELETE."""
+        found = self.stored.get((bucket, key))
+        method = request.method
+        if method == "PUT":
+            wanted = request.headers.get("If-Match")
+            if (request.headers.get("If-None-Match") == "*" and found is not None) or (
+                wanted is not None and (found is None or f'"{found[1]}"' != wanted)
+            ):
+                return web.Response(
+                    status=412, body=b"<Error><Code>PreconditionFailed</Code></Error>"
+                )
+            body = await request.read()
+            etag = hashlib.md5(body).hexdigest()  # S3's ETag
+            version = f"p{len(self.stored) + 1}"
+            self.stored[bucket, key] = (body, etag, version)
+            return web.Response(headers={"ETag": f'"{etag}"', "x-amz-version-id": version})
+        if method == "DELETE":
+            self.stored.pop((bucket, key), None)
+            return web.Response(status=204)
+        if found is None:
+            body = b"" if method == "HEAD" else b"<Error><Code>NoSuchKey</Code></Error>"
+            return web.Response(status=404, body=body)
+        headers = {
+            "ETag": f'"{found[1]}"', "x-amz-version-id": found[2],
+            "Last-Modified": "Thu, 01 Jan 2026 00:00:02 GMT",
+        }  # fmt: skip
+        if method == "HEAD":
+            return web.Response(headers={**headers, "Content-Length": str(len(found[0]))})
+        return web.Response(body=found[0], headers=headers)
 
     async def _start(self) -> None:
         app = web.Application()

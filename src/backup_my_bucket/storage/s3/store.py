@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+FRESH_FOR = 30.0
+"""Seconds a bucket's answered HeadBucket or versioning status is reused: a command asks again
+in each phase (sync, the catalog, the snapshot), and on AWS each ask is a round trip. Short
+enough that a long-lived process (the daemon) sees a change soon; an error is never kept."""
+
 
 def _present(fields: Mapping[str, str]) -> dict[str, str]:
     """The listing parameters that have a value (an empty one would still be sent)."""
@@ -59,6 +64,7 @@ class S3Store:
         self._reached = True  # or not yet: set when opened (open_client says)
         self._reaching = asyncio.Lock()
         self._server: str | None = None  # the endpoint's Server header, once asked
+        self._known: dict[tuple[str, str], tuple[float, object]] = {}  # (what, bucket): FRESH_FOR
         self._throttled = 0  # throttled answers botocore got
 
     async def __aenter__(self) -> S3Store:
@@ -135,9 +141,25 @@ class S3Store:
             if "BucketAlreadyOwnedByYou" not in str(exc):
                 raise
 
+    def _recall(self, what: str, bucket: str) -> object | None:
+        found = self._known.get((what, bucket))
+        if found is None or asyncio.get_running_loop().time() - found[0] >= FRESH_FOR:
+            return None
+        return found[1]
+
+    def _remember(self, what: str, bucket: str, value: object) -> None:
+        self._known[what, bucket] = (asyncio.get_running_loop().time(), value)
+
     async def check_bucket(self, bucket: str) -> None:
+        if self._recall("bucket", bucket) is not None:
+            return
         try:
-            await self._call("ListBucket", bucket, self.client.head_bucket(Bucket=bucket))
+            resp: Mapping[str, Any] = await self._call(
+                "ListBucket", bucket, self.client.head_bucket(Bucket=bucket)
+            )
+            if self._server is None:
+                headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+                self._server = str(headers.get("server", ""))
         except AccessDenied:
             # A HEAD answer has no body: its 403 may as well be a wrong secret key or an
             # unknown access key. A listing's error names it (SignatureDoesNotMatch ->
@@ -145,6 +167,7 @@ class S3Store:
             await self._call(
                 "ListBucket", bucket, self.client.list_objects_v2(Bucket=bucket, MaxKeys=1)
             )
+        self._remember("bucket", bucket, True)
 
     async def server(self, bucket: str) -> str:
         """The endpoint's ``Server`` header (asked once, with a HeadBucket)."""
@@ -157,11 +180,16 @@ class S3Store:
         return self._server
 
     async def get_versioning(self, bucket: str) -> Versioning:
+        known = self._recall("versioning", bucket)
+        if isinstance(known, Versioning):
+            return known
         resp = await self._call(
             "GetBucketVersioning", bucket, self.client.get_bucket_versioning(Bucket=bucket)
         )
         status = resp.get("Status")
-        return Versioning(status) if status else Versioning.UNVERSIONED
+        versioning = Versioning(status) if status else Versioning.UNVERSIONED
+        self._remember("versioning", bucket, versioning)
+        return versioning
 
     async def set_versioning(self, bucket: str, enabled: bool) -> None:
         status: Literal["Enabled", "Suspended"] = "Enabled" if enabled else "Suspended"
@@ -172,6 +200,7 @@ class S3Store:
                 Bucket=bucket, VersioningConfiguration={"Status": status}
             ),
         )
+        self._known.pop(("versioning", bucket), None)  # asked again: some servers lag
 
     async def get_lifecycle(self, bucket: str) -> list[LifecycleRule]:
         try:

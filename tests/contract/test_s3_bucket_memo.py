@@ -1,11 +1,14 @@
-"""S3Store asks a bucket's HeadBucket and versioning status once per FRESH_FOR seconds: a
-command's phases (sync, the catalog, the snapshot) each ask, and on AWS each ask is a round
-trip. A change made through the store is seen at once, an error is never kept, and past
-FRESH_FOR the store asks the server again (a long-lived daemon sees outside changes)."""
+"""With ``bucket_facts_ttl`` (the CLI's stores: FRESH_FOR), S3Store asks a bucket's HeadBucket
+and versioning status once per that many seconds: a command's phases (sync, the catalog, the
+snapshot) each ask, and on AWS each ask is a round trip. A change made through the store is
+seen at once, an error is never kept, an older answer is asked again; a store without it (a
+library user's) asks every time."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,11 +16,17 @@ import pytest
 from backup_my_bucket.errors import BucketNotFound
 from backup_my_bucket.model import Versioning
 from backup_my_bucket.storage.s3 import S3Store
-from backup_my_bucket.storage.s3 import store as s3_store_module
+from backup_my_bucket.storage.s3.config import FRESH_FOR
 
-from ..conftest import unique_bucket
+from ..conftest import S3Server, unique_bucket
 
 pytestmark = pytest.mark.s3
+
+
+@pytest.fixture
+async def cli_store(s3_server: S3Server) -> AsyncIterator[S3Store]:
+    async with S3Store(s3_server.config(bucket_facts_ttl=FRESH_FOR)) as store:
+        yield store
 
 
 def _count_requests(store: S3Store) -> Counter[str]:
@@ -30,30 +39,36 @@ def _count_requests(store: S3Store) -> Counter[str]:
     return sent
 
 
-async def test_bucket_checks_and_versioning_are_asked_once(s3_store: S3Store) -> None:
+async def test_bucket_checks_and_versioning_are_asked_once(
+    cli_store: S3Store, s3_store: S3Store
+) -> None:
     bucket = unique_bucket("memo")
-    await s3_store.create_bucket(bucket)
-    sent = _count_requests(s3_store)
+    await cli_store.create_bucket(bucket)
+    sent, plain = _count_requests(cli_store), _count_requests(s3_store)
     for _ in range(3):
-        await s3_store.check_bucket(bucket)
-        assert await s3_store.get_versioning(bucket) is Versioning.UNVERSIONED
+        for store in (cli_store, s3_store):
+            await store.check_bucket(bucket)
+            assert await store.get_versioning(bucket) is Versioning.UNVERSIONED
     assert sent == Counter({"HeadBucket": 1, "GetBucketVersioning": 1})
-    await s3_store.set_versioning(bucket, True)  # through the store: seen at once
-    assert await s3_store.get_versioning(bucket) is Versioning.ENABLED
+    assert plain == Counter({"HeadBucket": 3, "GetBucketVersioning": 3})  # no ttl: every time
+    await cli_store.set_versioning(bucket, True)  # through the store: seen at once
+    assert await cli_store.get_versioning(bucket) is Versioning.ENABLED
     assert sent["GetBucketVersioning"] == 2
 
 
 async def test_an_error_is_not_kept_and_old_answers_are_asked_again(
-    s3_store: S3Store, monkeypatch: pytest.MonkeyPatch
+    s3_server: S3Server,
 ) -> None:
     bucket = unique_bucket("memo")
-    with pytest.raises(BucketNotFound):
-        await s3_store.check_bucket(bucket)
-    await s3_store.create_bucket(bucket)
-    await s3_store.check_bucket(bucket)  # the error was not remembered
-    sent = _count_requests(s3_store)
-    monkeypatch.setattr(s3_store_module, "FRESH_FOR", 0.0)
-    await s3_store.check_bucket(bucket)
-    await s3_store.get_versioning(bucket)
-    await s3_store.get_versioning(bucket)
-    assert sent == Counter({"HeadBucket": 1, "GetBucketVersioning": 2})
+    async with S3Store(s3_server.config(bucket_facts_ttl=0.2)) as store:
+        with pytest.raises(BucketNotFound):
+            await store.check_bucket(bucket)
+        await store.create_bucket(bucket)
+        await store.check_bucket(bucket)  # the error was not remembered
+        await store.get_versioning(bucket)
+        sent = _count_requests(store)
+        await asyncio.sleep(0.3)  # older than the ttl: asked again
+        await store.check_bucket(bucket)
+        await store.get_versioning(bucket)
+        await store.get_versioning(bucket)
+    assert sent == Counter({"HeadBucket": 1, "GetBucketVersioning": 1})

@@ -21,6 +21,7 @@ from ..ops.signals import stop_on_signals
 from ..storage.listing import ListingOptions
 from ..storage.protocol import MAX_PAGE, ObjectStore
 from ..storage.s3 import S3Config
+from ..storage.s3.config import FRESH_FOR
 from .output import Output
 from .progress import make_progress
 from .settings import RERUN, Settings
@@ -65,6 +66,7 @@ class App:
             max_pool_connections=max(s.workers, s.copy_bounds[2]) + 16,
             fast_path=s.fast_path,
             addressing_style=s.addressing_style,
+            bucket_facts_ttl=FRESH_FOR,
         )
 
     async def store(self, side: Side) -> ObjectStore:

@@ -6,6 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+FRESH_FOR = 30.0
+"""What the CLI sets as ``S3Config.bucket_facts_ttl``: a command asks for a bucket's HeadBucket
+and versioning status in each phase (sync, the catalog, the snapshot), a round trip each on
+AWS; its store (one per command, one per daemon run) answers again from what it was told
+within this many seconds. An error is never kept; a library user's store asks every time."""
+
 
 @dataclass(frozen=True, slots=True)
 class S3Config:
@@ -22,3 +28,6 @@ class S3Config:
     # botocore's S3 addressing style; "auto": path style on a custom endpoint, botocore's own
     # choice on AWS (virtual-hosted where the bucket name allows it)
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # seconds a bucket's answered HeadBucket and versioning status are reused (0: always ask);
+    # the CLI sets FRESH_FOR for its commands, whose phases each ask again
+    bucket_facts_ttl: float = 0.0

@@ -39,11 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-FRESH_FOR = 30.0
-"""Seconds a bucket's answered HeadBucket or versioning status is reused: a command asks again
-in each phase (sync, the catalog, the snapshot), and on AWS each ask is a round trip. Short
-enough that a long-lived process (the daemon) sees a change soon; an error is never kept."""
-
 
 def _present(fields: Mapping[str, str]) -> dict[str, str]:
     """The listing parameters that have a value (an empty one would still be sent)."""
@@ -143,12 +138,14 @@ class S3Store:
 
     def _recall(self, what: str, bucket: str) -> object | None:
         found = self._known.get((what, bucket))
-        if found is None or asyncio.get_running_loop().time() - found[0] >= FRESH_FOR:
+        if found is None:
             return None
-        return found[1]
+        fresh = asyncio.get_running_loop().time() - found[0] < self.config.bucket_facts_ttl
+        return found[1] if fresh else None
 
     def _remember(self, what: str, bucket: str, value: object) -> None:
-        self._known[what, bucket] = (asyncio.get_running_loop().time(), value)
+        if self.config.bucket_facts_ttl > 0:
+            self._known[what, bucket] = (asyncio.get_running_loop().time(), value)
 
     async def check_bucket(self, bucket: str) -> None:
         if self._recall("bucket", bucket) is not None:

@@ -3,7 +3,9 @@
 This package is the only place that imports botocore or aiobotocore. Everything it raises is
 a :mod:`backup_my_bucket.errors` exception; botocore's types never leave it. Its modules:
 
-- :mod:`.store`: :class:`S3Store`;
+- :mod:`.store`: :class:`S3Store`, the protocol's operations, over :mod:`.connection`: the
+  client and fast path it opens, the first-request probe, error translation, the bucket facts
+  a command may reuse;
 - :mod:`.config`: :class:`S3Config` (light: no botocore, no aiohttp);
 - :mod:`.client`: the opening of the botocore client (credentials, retries, hooks, the fast
   path);

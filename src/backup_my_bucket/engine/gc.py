@@ -38,7 +38,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from ..catalog.catalog import Catalog, Damaged
@@ -46,6 +46,7 @@ from ..catalog.finder import refuse_unmigrated
 from ..catalog.history import note_gc
 from ..catalog.index import SnapshotMeta
 from ..catalog.location import reserved_prefix
+from ..catalog.tidy import tidy_reserved
 from ..errors import BackupError, CatalogError, ItemFailure, Locked, PartialFailure, UsageError
 from ..model import LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
@@ -282,12 +283,15 @@ class GcResult:
     failures: tuple[ItemFailure, ...] = ()
     warnings: tuple[str, ...] = ()
     catalog_leftovers: tuple[str, ...] = ()  # files of interrupted runs swept from the catalog
+    records_tidied: int = 0  # noncurrent entries deleted from the reserved folder (tidy.py)
+    records_bytes: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
             "snapshots_removed": list(self.snapshots_removed),
             "snapshots_kept": list(self.snapshots_kept),
             "catalog_leftovers_removed": list(self.catalog_leftovers),
+            "catalog_versions_removed": self.records_tidied,
             "versions_deleted": self.versions_deleted,
             "delete_markers_deleted": self.delete_markers_deleted,
             "bytes_freed": self.bytes_freed,
@@ -456,7 +460,7 @@ async def gc_catalog(
             if points.keep_from is not None:
                 await note_gc(store, url, points.instants, points.keep_from)
 
-        return await run_gc(
+        result = await run_gc(
             store,
             url.bucket,
             url.prefix,
@@ -476,6 +480,10 @@ async def gc_catalog(
             on_pruned=pruned,
             executor=executor,
         )
+        if not dry_run:
+            await lease.check("tidying the catalog's folder")
+        tidied = await tidy_reserved(store, url, dry_run=dry_run)
+        return replace(result, records_tidied=tidied.deleted, records_bytes=tidied.nbytes)
 
 
 def backup_of(metas: Sequence[SnapshotMeta]) -> S3Url:

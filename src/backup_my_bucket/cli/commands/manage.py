@@ -114,6 +114,12 @@ def _gc_text(result: GcResult, planned: list[ObjectVersion]) -> str:
             f"in the catalog: {', '.join(result.catalog_leftovers[:5])}"
             + (", ..." if len(result.catalog_leftovers) > 5 else "")
         )
+    if result.records_tidied:
+        verb = "would delete" if result.dry_run else "deleted"
+        lines.append(
+            f"{verb} {plural(result.records_tidied, 'old version')} of the catalog's records "
+            f"({format_size(result.records_bytes)}: removed snapshots, past locks)"
+        )
     for warning in result.warnings:
         lines.append(f"warning: {warning}")
     for failure in result.skipped_locked:

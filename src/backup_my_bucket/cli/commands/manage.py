@@ -53,6 +53,8 @@ def gc(app: App, /, backup: S3Url | None, dry_run: bool, **policy_options: Any) 
     are never deleted. Runs under the catalog lock. An empty policy is refused.
     A version that Object Lock keeps (legal hold, retention in force) is skipped and
     reported; any other refused deletion, AccessDenied included, fails the run (exit 3).
+    Last, the old versions of the backup's .backup-my-bucket/ folder that nothing reads any
+    more (removed snapshots' indexes, past locks and records) are deleted.
     """
     policy = policy_from_options(**policy_options)
     policy.check()

@@ -60,9 +60,13 @@ async def test_gc_frees_only_what_removed_snapshots_needed(
     assert plan["dry_run"] is True and plan["snapshots_removed"] == [ids[0]]
     assert await data_versions(s3_store, bucket) == before  # nothing touched
 
+    records = reserved_entries(await versions_of(s3_store, bucket))
+    assert any(len(entries) > 1 for entries in records.values())  # the locks' past versions
     code, out, err = await bmb(capsys, "--json", "gc", "--backup", backup, "--keep-last", "2")
     assert code == 0, err
     done = json.loads(out)
+    check_tidied(records, reserved_entries(await versions_of(s3_store, bucket)), ids[0])
+    assert done["catalog_versions_removed"] > 0
     # a0 and "gone" were needed only by the first snapshot; the marker on "gone" is current
     assert done["snapshots_removed"] == [ids[0]]
     assert set(done["snapshots_kept"]) == set(ids[1:])
@@ -79,7 +83,37 @@ async def test_gc_frees_only_what_removed_snapshots_needed(
 
 async def data_versions(store: ObjectStore, bucket: str) -> list[ObjectVersion]:
     """The bucket's versions without the reserved folder (the catalog, the records)."""
-    return [v async for v in iter_versions(store, bucket) if is_data(v.key)]
+    return [v for v in await versions_of(store, bucket) if is_data(v.key)]
+
+
+async def versions_of(store: ObjectStore, bucket: str) -> list[ObjectVersion]:
+    return [v async for v in iter_versions(store, bucket)]
+
+
+def reserved_entries(listed: list[ObjectVersion]) -> dict[str, list[ObjectVersion]]:
+    found: dict[str, list[ObjectVersion]] = {}
+    for v in listed:
+        if v.key.startswith(RESERVED):
+            found.setdefault(v.key, []).append(v)
+    return found
+
+
+def check_tidied(
+    before: dict[str, list[ObjectVersion]], after: dict[str, list[ObjectVersion]], removed: str
+) -> None:
+    """gc kept the reserved folder to its current entries (rule 25): one per key (gc's own
+    lease aside), each the one before gc (but what gc itself writes), a removed snapshot's
+    manifest and index only as a delete marker."""
+    lock = after.pop(f"{RESERVED}catalog/lock.json")
+    assert len(lock) == 2 and lock[0].is_delete_marker  # gc's own lease, released after
+    assert {k: len(v) for k, v in after.items() if len(v) > 1} == {}
+    written_by_gc = (f"{RESERVED}catalog/lock.json", f"{RESERVED}history.json")
+    for key, (top, *_) in before.items():
+        if key not in written_by_gc and removed not in key:
+            assert after[key][0].version_id == top.version_id, key
+    for key in (f"{RESERVED}catalog/snapshots/{removed}.json",
+                f"{RESERVED}catalog/index/{removed}.parquet"):  # fmt: skip
+        assert [v.is_delete_marker for v in after[key]] == [True]
 
 
 async def test_gc_refuses_empty_policy_and_respects_the_lock(
@@ -308,50 +342,3 @@ async def test_gc_that_loses_its_lock_stops_with_exit_11(
     assert len(await data_versions(s3_store, bucket)) == 1100
     code, _, err = await bmb(capsys, "verify", snap, "--backup", f"s3://{bucket}")
     assert code == 0, err
-
-
-async def test_gc_keeps_the_catalog_folder_to_its_current_entries(
-    cli_env: None, s3_store: ObjectStore, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Every snapshot leaves a lock's versions behind, and a removed snapshot its manifest and
-    index under delete markers: gc deletes those noncurrent entries, never a current one."""
-    bucket = unique_bucket("gct")
-    await s3_store.create_bucket(bucket)
-    await s3_store.set_versioning(bucket, True)
-    backup = f"s3://{bucket}"
-    ids = []
-    for round_ in range(3):
-        await s3_store.put(bucket, "a", f"a{round_}".encode())
-        await asyncio.sleep(1.1)
-        code, out, err = await bmb(capsys, "--json", "snapshot", "--backup", backup)
-        assert code == 0, err
-        ids.append(json.loads(out)["id"])
-
-    def entries(listed: list[ObjectVersion]) -> dict[str, list[ObjectVersion]]:
-        found: dict[str, list[ObjectVersion]] = {}
-        for v in listed:
-            if v.key.startswith(RESERVED):
-                found.setdefault(v.key, []).append(v)
-        return found
-
-    before = entries([v async for v in iter_versions(s3_store, bucket)])
-    assert any(len(versions) > 1 for versions in before.values())  # the locks' past versions
-    code, out, err = await bmb(capsys, "--json", "gc", "--backup", backup, "--keep-last", "2")
-    assert code == 0, err
-    done = json.loads(out)
-    after = entries([v async for v in iter_versions(s3_store, bucket)])
-    lock = after.pop(f"{RESERVED}catalog/lock.json")
-    assert len(lock) == 2 and lock[0].is_delete_marker  # gc's own lease, released after
-    assert {k: len(v) for k, v in after.items() if len(v) > 1} == {}
-    assert done["catalog_versions_removed"] > 0
-    written_by_gc = (f"{RESERVED}catalog/lock.json", f"{RESERVED}history.json")
-    for key, (top, *_) in before.items():  # every other current entry is still there, the same
-        if key not in written_by_gc and ids[0] not in key:
-            assert after[key][0].version_id == top.version_id, key
-    for key in (f"{RESERVED}catalog/snapshots/{ids[0]}.json",
-                f"{RESERVED}catalog/index/{ids[0]}.parquet"):  # fmt: skip
-        assert [v.is_delete_marker for v in after[key]] == [True]  # only the marker is left
-    code, out, _ = await bmb(capsys, "--json", "snapshots", "--backup", backup)
-    assert [json.loads(line)["id"] for line in out.splitlines()] == ids[1:]
-    code, out, _ = await bmb(capsys, "--json", "verify", ids[2], "--backup", backup)
-    assert code == 0

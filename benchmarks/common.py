@@ -138,16 +138,23 @@ def server_env(endpoint_url: str) -> dict[str, str]:
     return env
 
 
-def _peak_rss_mb(pid: int) -> float:
-    """The process's peak RSS so far: VmHWM of its own address space (after exec)."""
+def rss_mb(pid: int | str = "self") -> tuple[float, float]:
+    """A process's resident memory now and its peak so far (VmRSS, VmHWM of its own address
+    space, after exec), in MB; zeros when it is gone."""
+    found = {"VmRSS": 0.0, "VmHWM": 0.0}
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+                name, _, value = line.partition(":")
+                if name in found:
+                    found[name] = int(value.split()[0]) / 1024
     except OSError:
         pass
-    return 0.0
+    return found["VmRSS"], found["VmHWM"]
+
+
+def _peak_rss_mb(pid: int) -> float:
+    return rss_mb(pid)[1]
 
 
 def measure(label: str, args: Sequence[str], env: dict[str, str], capture: bool = False) -> Run:

@@ -1,7 +1,7 @@
 """A restore in-process vs through a Dask cluster on this machine, same data, same run.
 
     python -m benchmarks.dask_bench --objects 5000 [--unit-size 256] [--rounds 2]
-    python -m benchmarks.dask_bench --plan-memory 10000000 [--unit-size 1024]
+    python -m benchmarks.dask_bench --plan-memory 10000000 [--unit-size 1024] [--local]
 
 Starts an embedded SeaweedFS, writes N small objects into a versioned bucket, then starts a
 real cluster as subprocesses (``dask scheduler`` and ``dask worker --nworkers 2 --nthreads 1``,
@@ -47,7 +47,7 @@ from backup_my_bucket.localserver import LocalS3Server, free_ports
 from backup_my_bucket.model import S3Url
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 
-from .common import ACCESS_KEY, BIN, SECRET_KEY, self_peak_rss_mb, server_env
+from .common import ACCESS_KEY, BIN, SECRET_KEY, rss_mb, server_env
 from .synthetic_s3 import SyntheticS3
 
 BACKUP = "bench-dask-backup"
@@ -236,17 +236,34 @@ class Nothing:
         return action.etag or ""
 
 
-async def plan_memory(keys: int, unit_size: int, dask_workers: int) -> None:
+def _memory(label: str, started: float, items: int | None = None) -> None:
+    now, peak = rss_mb()
+    elapsed = time.perf_counter() - started
+    rate = f", {items:,} items ({items / elapsed:,.0f}/s)" if items is not None else ""
+    print(f"{elapsed:6.0f} s {label}{rate}: RSS {now:.0f} MB, peak {peak:.0f} MB", flush=True)
+
+
+async def plan_memory(keys: int, unit_size: int, dask_workers: int, local: bool) -> None:
     """Coordinator peak RSS for a ``keys``-copy plan: spooled (engine/restore_plan.Spool), then
-    streamed from the spool through the Dask executor and tallied as restore does, each unit
-    a no-op on the workers (no server: the synthetic endpoint named is never contacted)."""
+    streamed from the spool through the Dask executor (or in-process, ``local``: what the
+    coordinator holds without a Dask client) and tallied as restore does, each item a no-op
+    (no server: the synthetic endpoint named is never contacted). Prints this process's
+    resident memory (VmRSS) and peak (VmHWM) before the client connects, after, after
+    spooling and every 30 s while streaming."""
+    started = time.perf_counter()
+    _memory("before connecting", started)
     with SyntheticS3({}) as synthetic:
         env = server_env(synthetic.endpoint_url)
         config = S3Config(endpoint_url=synthetic.endpoint_url, access_key=ACCESS_KEY,
                           secret_key=SECRET_KEY)  # fmt: skip
         store = S3Store(config)  # never opened: only its configuration travels
-        async with connected(env, dask_workers, unit_size) as (_, executor):
-            start = time.perf_counter()
+        async with contextlib.AsyncExitStack() as stack:
+            executor: Executor = IN_PROCESS
+            if not local:
+                _, executor = await stack.enter_async_context(
+                    connected(env, dask_workers, unit_size)
+                )
+                _memory("Dask client connected", started)
             spool = Spool()
             for i in range(keys):
                 spool.write(
@@ -260,23 +277,22 @@ async def plan_memory(keys: int, unit_size: int, dask_workers: int) -> None:
                         "STANDARD",
                     )
                 )
-            print(
-                f"spooled {keys:,} actions in {time.perf_counter() - start:.0f} s, "
-                f"peak RSS {self_peak_rss_mb():.0f} MB",
-                flush=True,
-            )
+            _memory(f"spooled {keys:,} actions", started)
             done = nbytes = 0
+            streamed = time.perf_counter()
             todo = spool.read(lambda a: a.kind is ActionKind.COPY)
+            shown = time.monotonic()
             async for outcome in executor.map(todo, Job(Nothing(), (store,), 32)):
                 done += outcome.error is None
                 nbytes += outcome.item.size
+                if time.monotonic() - shown >= 30:
+                    _memory("streaming", streamed, done)
+                    shown = time.monotonic()
             spool.close()
-            print(
-                f"ran {done:,} items in {executor.units:,} units through the cluster in "
-                f"{time.perf_counter() - start:.0f} s; coordinator peak RSS "
-                f"{self_peak_rss_mb():.0f} MB",
-                flush=True,
-            )
+            where = "in-process" if local else "through the cluster"
+            _memory(f"ran {done:,} no-op items {where}", streamed, done)
+            if isinstance(executor, DaskExecutor):
+                print(f"{executor.units:,} units of {unit_size}", flush=True)
 
 
 @contextlib.asynccontextmanager
@@ -315,9 +331,14 @@ def main() -> None:
         "--plan-memory", type=int, metavar="KEYS",
         help="instead: the coordinator's peak RSS for a plan of KEYS copies (no server)",
     )  # fmt: skip
+    parser.add_argument(
+        "--local", action="store_true",
+        help="with --plan-memory: stream the plan in-process (no Dask client) to compare",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.plan_memory:
-        asyncio.run(plan_memory(args.plan_memory, args.unit_size, args.dask_workers))
+        plan = plan_memory(args.plan_memory, args.unit_size, args.dask_workers, args.local)
+        asyncio.run(plan)
         sys.stdout.flush()
         os._exit(0)
     with tempfile.TemporaryDirectory() as tmp:

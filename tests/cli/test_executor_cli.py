@@ -342,14 +342,14 @@ def test_a_unit_carries_no_credentials(s3_server: S3Server, s3_store: S3Store) -
     """What travels to a worker: the store's configuration without its keys."""
     import pickle
 
-    from backup_my_bucket.engine.cluster import Unit, portable
+    from backup_my_bucket.engine.cluster import Packed, Unit, portable
     from backup_my_bucket.engine.executor import DeleteKey
 
     assert s3_store.config.secret_key == s3_server.secret_key  # the coordinator has them
     config = portable(s3_store)
     assert (config.access_key, config.secret_key) == (None, None)
     assert config.endpoint_url == s3_store.config.endpoint_url
-    unit = Unit(DeleteKey(S3Url("b", "")), (config,), [], 4, 3)
+    unit = Unit(DeleteKey(S3Url("b", "")), (config,), Packed.of([]), 4, 3)
     payload = pickle.dumps(unit)
     assert s3_server.secret_key.encode() not in payload
     assert s3_server.access_key.encode() not in payload

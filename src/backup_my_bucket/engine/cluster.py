@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import operator
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -62,18 +63,64 @@ def portable(store: ObjectStore) -> S3Config:
     return dataclasses.replace(store.config, access_key=None, secret_key=None)
 
 
+def _positional_fields(kind: type | None) -> tuple[str, ...] | None:
+    """The fields ``kind(*values)`` takes, in order, when its instances are exactly those
+    values (a dataclass of two or more fields, all of them positional), else None."""
+    if kind is None or not dataclasses.is_dataclass(kind):
+        return None
+    fields = dataclasses.fields(kind)
+    if len(fields) < 2 or any(not f.init or f.kw_only for f in fields):
+        return None  # (attrgetter of one name gives the value, not a tuple)
+    return tuple(f.name for f in fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Packed(Generic[T]):
+    """A unit's items as they travel: a batch of one slotted dataclass (restore's actions,
+    sync's and verify's listed versions) as its class and one tuple of field values per
+    item, anything else as it is. Pickling dataclass instances one by one costs ~3 µs each
+    way per item (``dataclasses.fields`` on every call); tuples of plain values, ~0.3 µs."""
+
+    kind: type[T] | None
+    rows: list[Any]
+
+    @staticmethod
+    def of(items: list[T]) -> Packed[T]:
+        kind = type(items[0]) if items else None
+        names = _positional_fields(kind)
+        if kind is None or names is None or any(type(item) is not kind for item in items):
+            return Packed(None, items)
+        return Packed(kind, list(map(operator.attrgetter(*names), items)))
+
+    def items(self) -> list[T]:
+        kind = self.kind
+        if kind is None:
+            return self.rows
+        return [kind(*row) for row in self.rows]
+
+
 @dataclass(frozen=True, slots=True)
 class Unit(Generic[T, R]):
-    """One task: ``work`` on ``items`` against stores built from ``configs``."""
+    """One task: ``work`` on the ``packed`` items against stores built from ``configs``."""
 
     work: Work[T, R]
     configs: tuple[S3Config, ...]
-    items: list[T]
+    packed: Packed[T]
     workers: int
     attempts: int
 
+    @property
+    def size(self) -> int:
+        return len(self.packed.rows)
 
-Result = list[tuple[Any, BackupError | None]]
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A unit's outcomes, each item's (result, error) in the unit's order. Not a bare list:
+    Dask serialises a list item by item (one frame each, read one by one on the way back),
+    an object in one piece."""
+
+    results: list[tuple[Any, BackupError | None]]
 
 
 class DaskExecutor:
@@ -142,7 +189,7 @@ class DaskExecutor:
         configs = tuple(portable(store) for store in job.stores)
         limit = self._in_flight(client)
         units = batched(items, job.unit_size or self.unit_size)
-        running: dict[asyncio.Task[Result], list[T]] = {}
+        running: dict[asyncio.Task[Done], list[T]] = {}
         more = True
         try:
             while True:
@@ -158,21 +205,22 @@ class DaskExecutor:
                             for item in batch:
                                 yield Outcome(item, None, exc)
                             continue
-                    unit = Unit(job.work, configs, batch, Pace.now(job.workers), job.attempts)
+                    packed = Packed.of(batch)
+                    unit = Unit(job.work, configs, packed, Pace.now(job.workers), job.attempts)
                     running[asyncio.create_task(self._run(client, unit))] = batch
                 if not running:
                     return
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     batch = running.pop(task)
-                    for item, (result, error) in zip(batch, task.result(), strict=True):
+                    for item, (result, error) in zip(batch, task.result().results, strict=True):
                         yield Outcome(item, result, error)
         finally:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
-    async def _run(self, client: distributed.Client, unit: Unit[T, R]) -> Result:
+    async def _run(self, client: distributed.Client, unit: Unit[T, R]) -> Done:
         """Submit ``unit`` until it completes; a unit lost every time fails its items."""
         lost: BaseException | None = None
         for attempt in range(UNIT_ATTEMPTS):
@@ -180,15 +228,15 @@ class DaskExecutor:
             self.retried += attempt > 0
             future = client.submit(run_unit, unit, pure=False)
             try:
-                result: Result = await future
-                return result
+                done: Done = await future
+                return done
             except _LOST as exc:
                 lost = exc
                 log.warning("a work unit's worker was lost (%s): submitting it again", exc)
             finally:
                 future.release()  # type: ignore[no-untyped-call]
         error = ClusterError(f"a work unit was lost {UNIT_ATTEMPTS} times on the cluster: {lost}")
-        return [(None, error)] * len(unit.items)
+        return Done([(None, error)] * unit.size)
 
 
 # --- the worker's side ---------------------------------------------------------------------
@@ -226,19 +274,20 @@ class CloseStores(distributed.WorkerPlugin):
         _stores.clear()
 
 
-async def run_unit(unit: Unit[T, R]) -> Result:
+async def run_unit(unit: Unit[T, R]) -> Done:
     """The task a Dask worker runs, on its event loop: each item's (result, error), in the
     unit's order."""
     global units_run
     units_run += 1
     stores = [await _store(config) for config in unit.configs]
-    results: Result = [(None, None)] * len(unit.items)
+    items = unit.packed.items()
+    results: list[tuple[Any, BackupError | None]] = [(None, None)] * len(items)
 
     async def one(numbered: tuple[int, T]) -> R:
         return await unit.work(stores, numbered[1])
 
-    workers = max(1, min(unit.workers, len(unit.items)))
-    pool = run_pool(enumerate(unit.items), one, workers=workers, attempts=unit.attempts)
+    workers = max(1, min(unit.workers, len(items)))
+    pool = run_pool(enumerate(items), one, workers=workers, attempts=unit.attempts)
     async for outcome in pool:
         results[outcome.item[0]] = (outcome.result, outcome.error)
-    return results
+    return Done(results)

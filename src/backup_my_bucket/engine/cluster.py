@@ -32,6 +32,7 @@ from .pace import Pace
 from .workers import Outcome, batched, run_pool
 
 try:
+    import dask.config
     import distributed
     from distributed.comm.core import CommClosedError
 except ImportError as exc:  # the optional extra
@@ -49,6 +50,10 @@ UNIT_SIZE = 256
 UNIT_ATTEMPTS = 3
 """Submissions of one unit before its items fail (each after Dask's own reschedules)."""
 CONNECT_SECONDS = 10.0
+MESSAGE_LOG = 20
+"""Messages to the scheduler the client keeps for debugging (Dask's
+``distributed.admin.low-level-log-length``, 1,000 by default). Each holds a unit's pickled
+items (~100 kB for 1,024 of restore's actions): Dask's default held ~100 MB of them."""
 
 _LOST = (distributed.KilledWorker, CommClosedError, OSError)
 
@@ -136,6 +141,8 @@ class DaskExecutor:
         self._client: distributed.Client | None = None
 
     async def open(self) -> None:
+        # read when the client's connection to the scheduler is made (and remade)
+        dask.config.set({"distributed.admin.low-level-log-length": MESSAGE_LOG})
         try:
             self._client = await distributed.Client(  # type: ignore[no-untyped-call]
                 self.address, asynchronous=True, timeout=CONNECT_SECONDS

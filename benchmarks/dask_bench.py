@@ -1,11 +1,13 @@
 """A restore in-process vs through a Dask cluster on this machine, same data, same run.
 
-    python -m benchmarks.dask_bench --objects 5000 [--unit-size 256] [--rounds 2]
+    python -m benchmarks.dask_bench --objects 20000 [--unit-size 1024] [--rounds 2]
+                                    [--dask-defaults]
     python -m benchmarks.dask_bench --plan-memory 10000000 [--unit-size 1024] [--local]
 
 Starts an embedded SeaweedFS, writes N small objects into a versioned bucket, then starts a
 real cluster as subprocesses (``dask scheduler`` and ``dask worker --nworkers 2 --nthreads 1``,
-credentials in their own environment) and restores the bucket into fresh empty buckets,
+credentials in their own environment, the settings docs/scale.md recommends unless
+``--dask-defaults``) and restores the bucket into fresh empty buckets,
 alternating the in-process executor and the cluster (rounds). For each: wall time, CPU of
 every process involved (this coordinator, and for the cluster its scheduler, nanny and
 worker processes, from psutil) and CPU per object; for the cluster the units it ran and its
@@ -16,7 +18,8 @@ them): the figure that matters is the overhead, which must stay a small share of
 in-process CPU per object.
 
 ``--plan-memory KEYS``: the coordinator's peak RSS for a plan of KEYS copies spooled and
-streamed through the cluster (units that send no request), against no server at all.
+streamed through the cluster (units that send no request), against no server at all;
+``--local``: the same stream in-process, without a Dask client, to compare.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pathlib import Path
 import psutil
 
 from backup_my_bucket.engine.actions import ActionKind
-from backup_my_bucket.engine.cluster import DaskExecutor
+from backup_my_bucket.engine.cluster import UNIT_SIZE, DaskExecutor
 from backup_my_bucket.engine.executor import IN_PROCESS, Executor, Job
 from backup_my_bucket.engine.filters import KeyFilter
 from backup_my_bucket.engine.restore import Action, Reason, run_restore
@@ -53,9 +56,15 @@ from .synthetic_s3 import SyntheticS3
 BACKUP = "bench-dask-backup"
 IDLE_SECONDS = 5.0
 DASK_SETTINGS = {
-    # Dask's sampling profiler walks every thread's stack every 10 ms: CPU per copy, not
-    # per unit; docs/scale.md recommends turning it off on workers that run our units
-    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": os.environ.get("BENCH_DASK_PROFILE", "False"),
+    # what docs/scale.md recommends for the cluster's processes (--dask-defaults: none of it).
+    # Dask's sampling profiler walks every thread's stack every 10 ms: CPU per copy
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+    # the upkeep every process pays per second, busy or not (74 -> 11 ms of CPU per second
+    # for a scheduler and 2 workers, idle): the event loop's health check (20 ms), the
+    # system monitor's samples (500 ms), the nanny's look at its worker's memory (100 ms)
+    "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
+    "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "5s",
+    "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "1s",
 }
 
 
@@ -97,8 +106,8 @@ def _cpu(processes: list[psutil.Process]) -> float:
 class Cluster:
     """``dask scheduler`` and ``dask worker`` as subprocesses of this one."""
 
-    def __init__(self, env: dict[str, str], workers: int) -> None:
-        env = {**env, **DASK_SETTINGS}
+    def __init__(self, env: dict[str, str], workers: int, *, defaults: bool = False) -> None:
+        env = env if defaults else {**env, **DASK_SETTINGS}
         port = free_ports(1)[0]
         self.address = f"tcp://127.0.0.1:{port}"
         dask = str(BIN / "dask")
@@ -176,7 +185,8 @@ async def bench(args: argparse.Namespace, endpoint: str) -> list[Result]:
     results: list[Result] = []
     async with S3Store(config) as store:
         await seed(store, args.objects)
-        async with connected(env, args.dask_workers, args.unit_size) as (cluster, executor):
+        cluster_of = connected(env, args.dask_workers, args.unit_size, args.dask_defaults)
+        async with cluster_of as (cluster, executor):
             # a warm-up unit each: imports and connections are not per-restore costs
             await restore(store, executor, "bench-dask-warm", args.workers, prefix="d000/")
             before = _cpu(cluster.processes())
@@ -297,11 +307,11 @@ async def plan_memory(keys: int, unit_size: int, dask_workers: int, local: bool)
 
 @contextlib.asynccontextmanager
 async def connected(
-    env: dict[str, str], workers: int, unit_size: int
+    env: dict[str, str], workers: int, unit_size: int, defaults: bool = False
 ) -> AsyncIterator[tuple[Cluster, DaskExecutor]]:
     """A cluster of ``workers`` processes and an executor connected to it; both stopped after,
     whatever the client did."""
-    cluster = Cluster(env, workers)
+    cluster = Cluster(env, workers, defaults=defaults)
     executor = DaskExecutor(cluster.address, unit_size=unit_size)
     try:
         for _ in range(50):  # the scheduler takes a moment to listen
@@ -323,10 +333,14 @@ async def connected(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=5000)
-    parser.add_argument("--unit-size", type=int, default=256)
+    parser.add_argument("--unit-size", type=int, default=UNIT_SIZE)
     parser.add_argument("--workers", type=int, default=32, help="concurrent requests (per unit)")
     parser.add_argument("--dask-workers", type=int, default=2, help="worker processes")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--dask-defaults", action="store_true",
+        help="run the cluster with Dask's default settings, not those docs/scale.md recommends",
+    )  # fmt: skip
     parser.add_argument(
         "--plan-memory", type=int, metavar="KEYS",
         help="instead: the coordinator's peak RSS for a plan of KEYS copies (no server)",

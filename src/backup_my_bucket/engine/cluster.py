@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-UNIT_SIZE = 256
-"""Items per unit: large enough that a task's overhead (ms) is small per item."""
+UNIT_SIZE = 1024
+"""Items per unit: large enough that a task's overhead (~10 ms of the scheduler's and the
+coordinator's CPU, measured: docs/scale.md) is small per item; a unit lost with its worker
+is run again whole, so at most this many copies are made twice per lost worker."""
 UNIT_ATTEMPTS = 3
 """Submissions of one unit before its items fail (each after Dask's own reschedules)."""
 CONNECT_SECONDS = 10.0

@@ -11,7 +11,8 @@ An entry is deleted only when three signs agree that it is not its key's current
 not the first entry of its key in the listing (newest first), the server flags it not latest,
 and it is not the version a HEAD of the key shows now. A delete marker on top of a key is
 never deleted (that would bring the version under it back), so a removed snapshot leaves two
-markers. A deletion the server refuses (Object Lock) is left alone: it is not data.
+markers. A deletion the server refuses (Object Lock, a missing permission) is left alone and
+reported as a warning, not a failure: it is not data, and nothing reads it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,17 @@ class Tidied:
 
     deleted: int = 0
     nbytes: int = 0
-    refused: int = 0  # deletions the server refused (Object Lock): left where they are
+    refused: int = 0  # deletions the server refused (Object Lock...): left where they are
+    reason: str = ""  # the first refusal's
+
+    def warning(self) -> str | None:
+        """What gc reports when some could not be deleted (they are not data: no failure)."""
+        if not self.refused:
+            return None
+        return (
+            f"{self.refused} old version(s) of the catalog's records could not be deleted "
+            f"({self.reason}); they stay, unread"
+        )
 
 
 async def noncurrent(store: ObjectStore, bucket: str, prefix: str) -> list[ObjectVersion]:
@@ -63,10 +74,12 @@ async def tidy_reserved(store: ObjectStore, backup: S3Url, *, dry_run: bool = Fa
     if dry_run or not found:
         return Tidied(len(found), nbytes)
     refused: set[tuple[str, str | None]] = set()
+    reason = ""
     for start in range(0, len(found), MAX_DELETE_BATCH):
         batch = found[start : start + MAX_DELETE_BATCH]
         refs = [VersionRef(backup.bucket, e.key, e.version_id) for e in batch]
         failures = await retrying(lambda: store.delete_versions(backup.bucket, refs))  # noqa: B023
         refused.update((f.key, f.version_id) for f in failures)
+        reason = reason or (f"{failures[0].key}: {failures[0].reason}" if failures else "")
     kept = sum(e.size for e in found if (e.key, e.version_id) in refused)
-    return Tidied(len(found) - len(refused), nbytes - kept, len(refused))
+    return Tidied(len(found) - len(refused), nbytes - kept, len(refused), reason)

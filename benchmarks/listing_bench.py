@@ -34,6 +34,7 @@ from .common import (
     SECRET_KEY,
     Run,
     audit_alone,
+    budget_line,
     fill,
     flat_keys,
     measure,
@@ -89,13 +90,8 @@ def compare(
             flush=True,
         )
         if run.server_cpu and theirs.server_cpu:
-            cores = os.cpu_count() or 1
-            print(
-                f"  CPU budget (client + server) / {cores} cores: {label} "
-                f"{(run.cpu + run.server_cpu) / cores:.2f} s in {run.wall:.2f} s, s5cmd "
-                f"{(theirs.cpu + theirs.server_cpu) / cores:.2f} s in {theirs.wall:.2f} s",
-                flush=True,
-            )
+            mine = (label, run.wall, run.cpu, run.server_cpu)
+            print(f"  {budget_line(mine, ('s5cmd', theirs.wall, theirs.cpu, theirs.server_cpu))}")
     audit, requests = audit_alone(bucket, env)
     print(f"{audit.line(versions)}  {requests} requests (inside every snapshot run above)")
     load = os.getloadavg()[0]

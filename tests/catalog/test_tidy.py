@@ -62,5 +62,5 @@ async def test_only_noncurrent_entries_of_the_folder_go() -> None:
     assert after[folder + "catalog/probe"] == before[folder + "catalog/probe"]  # locked: kept
     again = await tidy_reserved(store, backup)
     assert (again.deleted, again.refused) == (0, 1)
-    warning = again.warning()
-    assert warning and "catalog/probe" in warning and "1 old version" in warning
+    (warning,) = again.warnings()
+    assert "catalog/probe" in warning and "1 old version" in warning

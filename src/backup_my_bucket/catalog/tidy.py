@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import NotFoundError
 from ..model import ObjectVersion, S3Url, VersionRef
-from ..storage.iterate import iter_versions
+from ..storage.iterate import iter_histories
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
 from ..storage.retry import retrying
 from .location import reserved_prefix
@@ -37,29 +37,27 @@ class Tidied:
     refused: int = 0  # deletions the server refused (Object Lock...): left where they are
     reason: str = ""  # the first refusal's
 
-    def warning(self) -> str | None:
+    def warnings(self) -> tuple[str, ...]:
         """What gc reports when some could not be deleted (they are not data: no failure)."""
         if not self.refused:
-            return None
+            return ()
         return (
             f"{self.refused} old version(s) of the catalog's records could not be deleted "
-            f"({self.reason}); they stay, unread"
+            f"({self.reason}); they stay, unread",
         )
 
 
 async def noncurrent(store: ObjectStore, bucket: str, prefix: str) -> list[ObjectVersion]:
     """The entries under ``prefix`` that are surely not their key's current one (module
     docstring), in listing order."""
-    by_key: dict[str, list[ObjectVersion]] = {}
-    async for entry in iter_versions(store, bucket, prefix=prefix):
-        by_key.setdefault(entry.key, []).append(entry)
     found: list[ObjectVersion] = []
-    for key, entries in by_key.items():
-        older = [e for e in entries[1:] if not e.is_latest and e.version_id]
+    async for history in iter_histories(store, bucket, prefix=prefix):
+        older = [e for e in history.versions[1:] if not e.is_latest and e.version_id]
         if not older:
             continue
         try:
-            shown = (await retrying(lambda: store.head(bucket, key))).version_id  # noqa: B023
+            head = await retrying(lambda: store.head(bucket, history.key))  # noqa: B023
+            shown: str | None = head.version_id
         except NotFoundError:
             shown = None  # a delete marker on top (never deleted here), or the key is gone
         found += [e for e in older if e.version_id != shown]

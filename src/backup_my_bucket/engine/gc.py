@@ -483,10 +483,9 @@ async def gc_catalog(
         if not dry_run:
             await lease.check("tidying the catalog's folder")
         tidied = await tidy_reserved(store, url, dry_run=dry_run)
-        warned = (tidied.warning(),) if tidied.warning() else ()
         return replace(
             result, records_tidied=tidied.deleted, records_bytes=tidied.nbytes,
-            warnings=(*result.warnings, *warned),
+            warnings=(*result.warnings, *tidied.warnings()),
         )  # fmt: skip
 
 

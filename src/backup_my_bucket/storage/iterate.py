@@ -29,16 +29,34 @@ async def iter_versions(
     flattened; without its audit (engines that act on a whole bucket ask for that). Raises
     StorageError if the server lists keys out of order.
     """
-    options = ListingOptions(page_size=page_size, paging=paging, audit=False)
-    listing = ParallelListing(
-        store, bucket, _whole, prefix=prefix, after=start_after, workers=workers,
-        options=options, audit=False,
+    histories = iter_histories(
+        store, bucket, prefix=prefix, start_after=start_after, page_size=page_size,
+        workers=workers, paging=paging,
     )  # fmt: skip
-    async for history in listing.results():
+    async for history in histories:
         if end_before is not None and history.key >= end_before:
             return
         for version in history.versions:
             yield version
+
+
+def iter_histories(
+    store: ObjectStore,
+    bucket: str,
+    *,
+    prefix: str = "",
+    start_after: str = "",
+    page_size: int = MAX_PAGE,
+    workers: int = 4,
+    paging: Paging | None = None,
+) -> AsyncIterator[KeyHistory]:
+    """Every key's history (its versions and delete markers, newest first) after
+    ``start_after``, in key order: the listing of :func:`iter_versions`, not flattened."""
+    options = ListingOptions(page_size=page_size, paging=paging, audit=False)
+    return ParallelListing(
+        store, bucket, _whole, prefix=prefix, after=start_after, workers=workers,
+        options=options, audit=False,
+    ).results()  # fmt: skip
 
 
 def _whole(history: KeyHistory) -> KeyHistory:

@@ -61,12 +61,7 @@ class S3Store(Connection):
         if self._recall("bucket", bucket) is not None:
             return
         try:
-            resp: Mapping[str, Any] = await self._call(
-                "ListBucket", bucket, self.client.head_bucket(Bucket=bucket)
-            )
-            if self._server is None:
-                headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-                self._server = str(headers.get("server", ""))
+            await self._head_bucket(bucket)
         except AccessDenied:
             # A HEAD answer has no body: its 403 may as well be a wrong secret key or an
             # unknown access key. A listing's error names it (SignatureDoesNotMatch ->
@@ -79,12 +74,17 @@ class S3Store(Connection):
     async def server(self, bucket: str) -> str:
         """The endpoint's ``Server`` header (asked once, with a HeadBucket)."""
         if self._server is None:
-            resp: Mapping[str, Any] = await self._call(
-                "ListBucket", bucket, self.client.head_bucket(Bucket=bucket)
-            )
+            await self._head_bucket(bucket)
+        return self._server or ""
+
+    async def _head_bucket(self, bucket: str) -> None:
+        """HeadBucket; the endpoint's ``Server`` header is noted from the first answer."""
+        resp: Mapping[str, Any] = await self._call(
+            "ListBucket", bucket, self.client.head_bucket(Bucket=bucket)
+        )
+        if self._server is None:
             headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             self._server = str(headers.get("server", ""))
-        return self._server
 
     async def get_versioning(self, bucket: str) -> Versioning:
         known = self._recall("versioning", bucket)

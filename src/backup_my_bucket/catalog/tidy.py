@@ -11,15 +11,15 @@ An entry is deleted only when three signs agree that it is not its key's current
 not the first entry of its key in the listing (newest first), the server flags it not latest,
 and it is not the version a HEAD of the key shows now. A delete marker on top of a key is
 never deleted (that would bring the version under it back), so a removed snapshot leaves two
-markers. A deletion the server refuses (Object Lock, a missing permission) is left alone and
-reported as a warning, not a failure: it is not data, and nothing reads it.
+markers. A deletion the server refuses is handed back: gc reports it as it reports its own
+(rule 17: kept by Object Lock, or a failure, exit 3).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import NotFoundError
+from ..errors import ItemFailure, NotFoundError
 from ..model import ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_histories
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
@@ -29,22 +29,12 @@ from .location import reserved_prefix
 
 @dataclass(frozen=True, slots=True)
 class Tidied:
-    """Noncurrent entries of the reserved folder deleted (or, in a dry run, found), and their
-    bytes."""
+    """Noncurrent entries of the reserved folder deleted (or, in a dry run, found), their
+    bytes, and the deletions the server refused (gc sorts them as it sorts its own: rule 17)."""
 
     deleted: int = 0
     nbytes: int = 0
-    refused: int = 0  # deletions the server refused (Object Lock...): left where they are
-    reason: str = ""  # the first refusal's
-
-    def warnings(self) -> tuple[str, ...]:
-        """What gc reports when some could not be deleted (they are not data: no failure)."""
-        if not self.refused:
-            return ()
-        return (
-            f"{self.refused} old version(s) of the catalog's records could not be deleted "
-            f"({self.reason}); they stay, unread",
-        )
+    refused: tuple[ItemFailure, ...] = ()
 
 
 async def noncurrent(store: ObjectStore, bucket: str, prefix: str) -> list[ObjectVersion]:
@@ -71,13 +61,11 @@ async def tidy_reserved(store: ObjectStore, backup: S3Url, *, dry_run: bool = Fa
     nbytes = sum(e.size for e in found)
     if dry_run or not found:
         return Tidied(len(found), nbytes)
-    refused: set[tuple[str, str | None]] = set()
-    reason = ""
+    refused: list[ItemFailure] = []
     for start in range(0, len(found), MAX_DELETE_BATCH):
         batch = found[start : start + MAX_DELETE_BATCH]
         refs = [VersionRef(backup.bucket, e.key, e.version_id) for e in batch]
-        failures = await retrying(lambda: store.delete_versions(backup.bucket, refs))  # noqa: B023
-        refused.update((f.key, f.version_id) for f in failures)
-        reason = reason or (f"{failures[0].key}: {failures[0].reason}" if failures else "")
-    kept = sum(e.size for e in found if (e.key, e.version_id) in refused)
-    return Tidied(len(found) - len(refused), nbytes - kept, len(refused), reason)
+        refused += await retrying(lambda: store.delete_versions(backup.bucket, refs))  # noqa: B023
+    left = {(f.key, f.version_id) for f in refused}
+    kept = sum(e.size for e in found if (e.key, e.version_id) in left)
+    return Tidied(len(found) - len(left), nbytes - kept, tuple(refused))

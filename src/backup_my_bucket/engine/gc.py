@@ -483,10 +483,15 @@ async def gc_catalog(
         if not dry_run:
             await lease.check("tidying the catalog's folder")
         tidied = await tidy_reserved(store, url, dry_run=dry_run)
-        return replace(
+        sorted_ = await _sort_refusals(store, url.bucket, tidied.refused, now)
+        result = replace(
             result, records_tidied=tidied.deleted, records_bytes=tidied.nbytes,
-            warnings=(*result.warnings, *tidied.warnings()),
+            skipped_locked=(*result.skipped_locked, *(lock for _, lock in sorted_ if lock)),
+            failures=tuple(refused for refused, lock in sorted_ if lock is None),
         )  # fmt: skip
+        if result.failures:
+            raise GcPartialFailure(result)
+        return result
 
 
 def backup_of(metas: Sequence[SnapshotMeta]) -> S3Url:

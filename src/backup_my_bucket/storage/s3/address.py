@@ -25,6 +25,7 @@ A proxy it cannot use the same way (TLS to the proxy) leaves that host to botoco
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import urllib.parse
@@ -86,6 +87,12 @@ class Address:
     @property
     def tls(self) -> bool:
         return self.origin.startswith("https:")
+
+    @functools.cached_property
+    def socket(self) -> tuple[str, int]:
+        """The host name (no brackets) and port to connect to."""
+        parts = urllib.parse.urlsplit(self.origin)
+        return parts.hostname or "", parts.port or (443 if self.tls else 80)
 
     def target(self, url_path: str, query: str = "") -> tuple[str, str]:
         """(the request's URL, its path as signed) for an operation's path and query."""

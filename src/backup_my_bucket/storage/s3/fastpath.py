@@ -1,4 +1,5 @@
-"""The fast request path: the hot requests signed by :mod:`.sigv4` and sent through aiohttp.
+"""The fast request path: the hot requests signed by :mod:`.sigv4` and sent by :mod:`.http11`
+(aiohttp where the endpoint is reached through a proxy).
 
 CopyObject with the COPY directives (sync's and restore's inner loop), ListObjectVersions
 (every engine's), ListObjectsV2 (the listing audit's) and HEAD of a whole object (the copy
@@ -46,6 +47,7 @@ from ... import __version__
 from ...model import ObjectPage, VersionPage, VersionRef
 from .address import Address, tls_context
 from .hooks import THROTTLE_CODES
+from .http11 import Http11Pool
 from .parse import ListingParseError, parse_objects_xml, parse_versions_xml
 from .sigv4 import SigV4, canonical_query, quote
 
@@ -163,13 +165,11 @@ class _FastPath:
         self._tls: ssl.SSLContext | None = None  # built for the first HTTPS address
         self._name = name
         self._max_attempts = max(1, max_attempts)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=pool),
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=connect_timeout, sock_read=read_timeout
-            ),
-            skip_auto_headers=("User-Agent",),
-        )
+        self._pool = pool
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._http = Http11Pool(pool, connect_timeout=connect_timeout, read_timeout=read_timeout)
+        self._session: aiohttp.ClientSession | None = None  # for proxied endpoints only
         self._calm_until = 0.0  # loop time before which no fast request is sent (throttled)
         self._suspicious_in_a_row = 0
         self.enabled = True
@@ -219,6 +219,30 @@ class _FastPath:
         signer = self._signer(where.region)
         url, signed = signed_request(signer, where, credentials, method, path, query, extra)
         signed["user-agent"] = _USER_AGENT
+        if where.proxy is not None:
+            return await self._through_proxy(where, method, url, signed)
+        host, port = where.socket
+        target = where.target(path, query)[1] + (f"?{query}" if query else "")
+        tls = (self._tls or ssl.create_default_context()) if where.tls else None
+        try:
+            return await self._http.request(method, host, port, target, signed, tls=tls)
+        except ssl.SSLError as exc:  # before OSError, which it is: botocore says what is wrong
+            raise _Fallback(f"{type(exc).__name__}: {exc}") from exc
+        except OSError as exc:  # TimeoutError and BadResponse too
+            raise _unreached(url, exc) from exc
+
+    async def _through_proxy(
+        self, where: Address, method: str, url: str, signed: dict[str, str]
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """A request to a proxied endpoint, through aiohttp (the lean client speaks no proxy)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self._connect_timeout, sock_read=self._read_timeout
+                ),
+                skip_auto_headers=("User-Agent",),
+            )
         try:
             async with self._session.request(
                 method,
@@ -235,8 +259,7 @@ class _FastPath:
         except aiohttp.ClientHttpProxyError as exc:
             raise _Fallback(f"proxy answered {exc.status}") from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            error = botocore.exceptions.EndpointConnectionError(endpoint_url=url, error=exc)
-            raise _Retry(f"{type(exc).__name__}: {exc}", error) from exc
+            raise _unreached(url, exc) from exc
 
     async def _request(
         self,
@@ -370,7 +393,15 @@ class _FastPath:
         return headers
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._http.close()
+        if self._session is not None:
+            await self._session.close()
+
+
+def _unreached(url: str, exc: BaseException) -> _Retry:
+    """A request that got no whole answer: retried, and botocore's error when none is left."""
+    error = botocore.exceptions.EndpointConnectionError(endpoint_url=url, error=exc)
+    return _Retry(f"{type(exc).__name__}: {exc}", error)
 
 
 def _judge(op: str, status: int, body: bytes, headers: Mapping[str, str]) -> _Retry | _Fallback:

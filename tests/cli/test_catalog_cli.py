@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,14 @@ async def test_a_catalog_kept_elsewhere_must_be_the_one_the_bucket_names(
     assert await data_versions(s3_store, bak) == before
     code, out, err = await bmb(capsys, "--json", "--catalog", other, "snapshots", *backup)
     assert code == 0 and out == "" and "reading it anyway" in err  # reading: a warning
+
+    # the named directory emptied and made again: the message says what happened there
+    shutil.move(mine, f"{mine}.saved")
+    Path(mine).mkdir()
+    code, _, err = await bmb(capsys, "--catalog", mine, "snapshot", *backup)
+    assert code == ExitCode.USAGE and "whose catalog there has been emptied" in err, err
+    Path(mine).rmdir()
+    shutil.move(f"{mine}.saved", mine)
 
     # move it into the bucket: the local directory is then no longer the backup's catalog
     code, out, err = await bmb(capsys, "--json", "catalog", "migrate", *backup)

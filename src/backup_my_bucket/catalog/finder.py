@@ -143,12 +143,20 @@ class Finder:
         """Refuse a write through a catalog that is not the backup's (reading: a warning)."""
         if binding is None:
             return
-        if await catalog.identity() == binding.catalog_id:
+        found = await catalog.identity()
+        if found == binding.catalog_id:
             return
         message = (
             f"{catalog.location} is not the catalog of {backup}: the backup bucket names "
             f"{binding.describe()}"
         )
+        if catalog.location == binding.catalog:  # the same place, another catalog
+            message += (
+                ", whose catalog there has been emptied"
+                if found is None
+                else f", but the catalog there now is another one (id {found}, not "
+                f"{binding.catalog_id}): it was replaced"
+            )
         if not writing:
             log.warning("%s (reading it anyway)", message)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import subprocess
@@ -16,7 +17,7 @@ from backup_my_bucket.model import KeyHistory
 from backup_my_bucket.storage import listing, scratch
 from backup_my_bucket.storage.listing import ListingOptions, ParallelListing
 from backup_my_bucket.storage.memory import MemoryStore
-from backup_my_bucket.storage.paging import MAX_CHAR, split_key
+from backup_my_bucket.storage.paging import MAX_CHAR, fan_out, siblings, split_key, split_keys
 
 
 def test_split_key() -> None:
@@ -39,6 +40,51 @@ def test_split_key_orders(keys: list[str], until_seed: str) -> None:
         if cut is not None:
             assert key < cut
             assert until is None or cut < until
+
+
+def test_siblings_are_the_rest_of_a_run() -> None:
+    M = MAX_CHAR
+    assert siblings("d0000/s0" + M, None) == [f"d0000/s{c}{M}" for c in "123456789"]
+    assert siblings("obj7" + M, "obj9" + M) == ["obj8" + M]  # below the upper bound only
+    assert siblings("x" + M, None) == [c + M for c in "yz"]
+    assert siblings("a-" + M, None) == []  # no run: no guess
+    assert siblings("z" + M, None) == [] and siblings("Z9" + M, None) == []
+
+
+def test_fan_out_spreads_the_spare_budget_over_the_shallowest_levels() -> None:
+    M = MAX_CHAR
+    cuts = split_keys("d0000/s08/f00004", None, "", 9)
+    assert cuts[:2] == ["d" + M, "d0" + M]
+    assert fan_out(cuts, None, len(cuts)) == cuts  # no spare budget: unchanged
+    spread = fan_out(cuts, None, len(cuts) + 30)
+    assert spread == sorted(spread, reverse=True) and len(spread) == len(cuts) + 30
+    assert set(cuts) <= set(spread)
+    assert "d0001" + M in spread and "d0000/s1" + M in spread and "d0000/s09" + M in spread
+
+
+@given(
+    st.text(alphabet="ab09yzAZ/-.", min_size=1, max_size=8),
+    st.one_of(st.none(), st.text(alphabet="ab09yzAZ/-.", min_size=1, max_size=8)),
+    st.integers(min_value=1, max_value=40),
+)
+def test_fan_out_ranges_keep_every_key_under_their_prefix(
+    last_key: str, until: str | None, budget: int
+) -> None:
+    """Each range (cut, next larger cut] holds only keys under the larger cut's stem, the
+    prefix the listing gives that unit: no key can fall outside every unit's prefix."""
+    if until is not None and not last_key < until:
+        return
+    cuts = fan_out(split_keys(last_key, until, "", len(last_key)), until, budget)
+    assert cuts == sorted(set(cuts), reverse=True)
+    assert all(last_key < c and (until is None or c < until) for c in cuts)
+    alphabet = "ab09yzAZ/-.\x00"
+    probes = {last_key[:i] + ch + tail for i in range(len(last_key) + 1) for ch in alphabet
+              for tail in ("", "0", "z/")}  # fmt: skip
+    for upper, lower in itertools.pairwise(cuts):
+        stem = upper[: -len(MAX_CHAR)]
+        for key in probes:
+            if lower < key <= upper:
+                assert key.startswith(stem), (key, lower, upper)
 
 
 def _key(history: KeyHistory) -> tuple[str, str]:

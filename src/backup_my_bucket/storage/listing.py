@@ -50,7 +50,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import StorageError
 from ..model import KeyHistory, Versioning, VersionPage
 from .audit import Audit
-from .paging import MAX_CHAR, Paging, is_safe, split_keys
+from .paging import MAX_CHAR, Paging, fan_out, is_safe, split_keys
 from .protocol import MAX_PAGE, ObjectStore
 from .ranges import History, ListingStats, Unit, kept
 from .retry import retrying
@@ -230,7 +230,9 @@ class ParallelListing(Generic[R]):
     def _split(self, unit: Unit[R], first_key: str, last_key: str) -> None:
         """Hand what is left of the unit's range after last_key to new units, one per trie
         level between the unit's own and the level where this page's keys still branched
-        (their common prefix): a single page spreads the work as wide as the data goes."""
+        (their common prefix), and one per guessed sibling at those levels while workers are
+        idle (:func:`.paging.fan_out`): a single page spreads the work as wide as the data
+        goes."""
         if unit.point is not None or unit.first_page is not None:
             return
         deepest = len(os.path.commonprefix([first_key, last_key]))  # noqa: RUF071  # by character
@@ -238,14 +240,23 @@ class ParallelListing(Generic[R]):
         cuts = split_keys(floor, unit.until, unit.prefix, deepest)
         if self.paging is Paging.TREE:
             cuts = [c for c in cuts if is_safe(c, unit.prefix, unit.cleared)]
-        cuts = cuts[-max(1, self.workers - self._running) :]  # the deepest: nearest the data
+        budget = max(1, self.workers - self._running)
+        cuts = cuts[-budget:]  # the deepest: nearest the data
+        spread = fan_out(cuts, unit.until, budget)
+        # a sibling differs from its level's cut by one character above '/': as safe as it
+        if self.paging is not Paging.TREE or all(
+            is_safe(c, unit.prefix, unit.cleared) for c in spread
+        ):
+            cuts = spread
         if not cuts:
             return
         until, prefix, following = unit.until, unit.prefix, unit.next
         new: list[Unit[R]] = []
         for cut in cuts:  # shallowest first: each new unit takes (cut, the previous cut]
+            # below its prefix (a guessed sibling's unit): every key of the prefix is after it
+            wire = cut if cut >= prefix else ""
             new.insert(
-                0, Unit(after=cut, until=until, prefix=prefix, wire=cut, cleared=unit.cleared)
+                0, Unit(after=cut, until=until, prefix=prefix, wire=wire, cleared=unit.cleared)
             )
             until, prefix = cut, cut[: -len(MAX_CHAR)]
         # key order: unit -> the deepest new unit -> ... -> the shallowest -> the old next

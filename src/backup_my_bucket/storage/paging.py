@@ -94,6 +94,70 @@ def split_keys(last_key: str, until: str | None, common: str = "", deepest: int 
     return cuts
 
 
+_RUNS = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def siblings(cut: str, upper: str | None) -> list[str]:
+    """Guessed next siblings of the trie node a level cut closes, ascending.
+
+    For ``cut = stem + MAX`` with ``stem = base + c``: ``base + c' + MAX`` for the characters
+    c' after c in its run (digits, lower-case or upper-case letters), each below ``upper``.
+    They are consecutive code points, so the keys between two such cuts are exactly those that
+    start with the larger one's stem: the prefix each unit lists with stays exact.
+    """
+    stem = cut[: -len(MAX_CHAR)]
+    if not stem or not cut.endswith(MAX_CHAR):
+        return []
+    base, c = stem[:-1], stem[-1]
+    for run in _RUNS:
+        at = run.find(c)
+        if at < 0:
+            continue
+        found: list[str] = []
+        for char in run[at + 1 :]:
+            sibling = base + char + MAX_CHAR
+            if upper is not None and not sibling < upper:
+                break
+            found.append(sibling)
+        return found
+    return []
+
+
+def fan_out(cuts: list[str], until: str | None, budget: int) -> list[str]:
+    """Level cuts (:func:`split_keys`, largest first) with guessed siblings between them, at
+    most ``budget`` cuts in all, largest first.
+
+    A level's rest (``base + c'…`` for c' after c) is often a run of siblings as large as the
+    page just listed (``d0001/``, ``d0002/``… after ``d0000/``): one unit per guessed sibling
+    lists them at once instead of one after another. Siblings go to the shallowest levels
+    first (the largest subtrees), one per level in turn, each level's nearest first, so a
+    level's siblings stay contiguous from its cut; a guess that names nothing costs one
+    request that answers an empty page.
+    """
+    spare = budget - len(cuts)
+    if spare <= 0:
+        return cuts
+    options: list[list[str]] = []
+    upper = until
+    for cut in cuts:
+        options.append(siblings(cut, upper))
+        upper = cut
+    taken = [0] * len(cuts)
+    while spare > 0:
+        before = spare
+        for i, found in enumerate(options):
+            if spare > 0 and taken[i] < len(found):
+                taken[i] += 1
+                spare -= 1
+        if spare == before:
+            break
+    merged: list[str] = []
+    for cut, found, count in zip(cuts, options, taken, strict=True):
+        merged.extend(reversed(found[:count]))
+        merged.append(cut)
+    return merged
+
+
 def predecessor(bound: str) -> str:
     """A marker just below ``bound`` of the ``X + MAX`` form: lists from ``bound`` on."""
     last = bound[-1]

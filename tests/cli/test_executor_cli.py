@@ -368,3 +368,27 @@ async def test_an_in_memory_store_cannot_go_to_a_cluster(cluster: str) -> None:
                 pass
     finally:
         await executor.aclose()
+
+
+async def test_the_dask_setting_is_the_callers_again_after_the_executor(
+    cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dask.config
+
+    from backup_my_bucket.engine import cluster as cluster_module
+    from backup_my_bucket.errors import ClusterError
+
+    name = "distributed.admin.low-level-log-length"
+    with dask.config.set({name: 12_345}):  # a library user's own setting
+        executor = DaskExecutor("tcp://" + cluster.removeprefix("dask://"))
+        await executor.open()
+        try:
+            assert dask.config.get(name) == cluster_module.MESSAGE_LOG
+        finally:
+            await executor.aclose()
+        assert dask.config.get(name) == 12_345
+
+        monkeypatch.setattr(cluster_module, "CONNECT_SECONDS", 0.5)
+        with pytest.raises(ClusterError, match="cannot reach"):
+            await DaskExecutor("tcp://127.0.0.1:9").open()  # nothing listens there
+        assert dask.config.get(name) == 12_345

@@ -141,12 +141,24 @@ class DaskExecutor:
         self.units = 0  # submitted, retries included
         self.retried = 0
         self._client: distributed.Client | None = None
+        self._config: dask.config.set | None = None  # restores the caller's setting
 
     async def open(self) -> None:
-        # read when the client's connection to the scheduler is made (and remade)
-        dask.config.set({"distributed.admin.low-level-log-length": MESSAGE_LOG})
+        # read when the client's connection to the scheduler is made (and remade): set while
+        # this executor is open; the caller's own value comes back at aclose (or a failed open)
+        self._config = dask.config.set({"distributed.admin.low-level-log-length": MESSAGE_LOG})
         try:
-            self._client = await distributed.Client(  # type: ignore[no-untyped-call]
+            self._client = await self._connect()
+            await self._same_version(self._client)
+            await self._client.register_plugin(CloseStores())
+        except BaseException:
+            self._client = None
+            self._restore_config()
+            raise
+
+    async def _connect(self) -> distributed.Client:
+        try:
+            return await distributed.Client(  # type: ignore[no-untyped-call, no-any-return]
                 self.address, asynchronous=True, timeout=CONNECT_SECONDS
             )
         except (OSError, TimeoutError) as exc:
@@ -155,8 +167,11 @@ class DaskExecutor:
                 hint="start one (`dask scheduler`, then `dask worker ADDRESS` on each machine) "
                 "or check HOST:PORT",
             ) from exc
-        await self._same_version(self._client)
-        await self._client.register_plugin(CloseStores())
+
+    def _restore_config(self) -> None:
+        if self._config is not None:
+            config, self._config = self._config, None
+            config.__exit__(None, None, None)  # type: ignore[no-untyped-call]
 
     async def _same_version(self, client: distributed.Client) -> None:
         """Every worker runs this version: units are pickled by reference to its code."""
@@ -180,9 +195,12 @@ class DaskExecutor:
             )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()  # type: ignore[no-untyped-call]
+        try:
+            if self._client is not None:
+                client, self._client = self._client, None
+                await client.close()  # type: ignore[no-untyped-call]
+        finally:
+            self._restore_config()
 
     def _in_flight(self, client: distributed.Client) -> int:
         workers = client.scheduler_info()["workers"]

@@ -11,9 +11,9 @@ What it does, and nothing more:
 - answers framed by Content-Length, chunked transfer coding, or the end of the connection;
   no body for HEAD, 1xx, 204 and 304 (the framing of RFC 9112, section 6.3);
 - HTTPS through :mod:`ssl` with the context the caller gives (verification is the caller's);
-- a request sent on a kept-alive connection that closes before any byte of the answer
-  arrives is sent once more on a new connection (the server had closed it while idle:
-  nothing of the request was read);
+- a request sent on a kept-alive connection that closes (or fails its TLS) before any byte
+  of the answer arrives is sent once more on a new connection (the server had closed it
+  while idle: nothing of the request was read);
 - a connection idle for ``idle_timeout`` is not reused; an answer whose bytes stop for
   ``read_timeout`` fails with :class:`TimeoutError` (one watchdog per pool, not a timer per
   read); connecting is bounded by ``connect_timeout``.
@@ -266,7 +266,7 @@ class Http11Pool:
             if connection is not None:
                 try:
                     return await self._exchange(connection, origin, request, no_body)
-                except (ConnectionError, BadResponse):
+                except (ConnectionError, ssl.SSLError):  # BadResponse is a ConnectionError
                     if connection.received:
                         raise
                     # closed while idle before it read the request: once more, on a new one

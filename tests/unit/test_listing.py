@@ -45,8 +45,10 @@ def test_split_key_orders(keys: list[str], until_seed: str) -> None:
 def test_siblings_are_the_rest_of_a_run() -> None:
     M = MAX_CHAR
     assert siblings("d0000/s0" + M, None) == [f"d0000/s{c}{M}" for c in "123456789"]
+    assert siblings("a" + M, None) == [c + M for c in "bcde"]  # GUESSES letters
     assert siblings("obj7" + M, "obj9" + M) == ["obj8" + M]  # below the upper bound only
     assert siblings("x" + M, None) == [c + M for c in "yz"]
+    assert siblings("a7" + M, None) == ["a8" + M, "a9" + M]
     assert siblings("a-" + M, None) == []  # no run: no guess
     assert siblings("z" + M, None) == [] and siblings("Z9" + M, None) == []
 
@@ -57,9 +59,10 @@ def test_fan_out_spreads_the_spare_budget_over_the_shallowest_levels() -> None:
     assert cuts[:2] == ["d" + M, "d0" + M]
     assert fan_out(cuts, None, len(cuts)) == cuts  # no spare budget: unchanged
     spread = fan_out(cuts, None, len(cuts) + 30)
-    assert spread == sorted(spread, reverse=True) and len(spread) == len(cuts) + 30
+    assert spread == sorted(spread, reverse=True) and len(cuts) < len(spread) <= len(cuts) + 30
     assert set(cuts) <= set(spread)
     assert "d0001" + M in spread and "d0000/s1" + M in spread and "d0000/s09" + M in spread
+    assert "e" + M in spread and "i" + M not in spread  # at most GUESSES letters per level
 
 
 @given(

@@ -95,13 +95,15 @@ def split_keys(last_key: str, until: str | None, common: str = "", deepest: int 
 
 
 _RUNS = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+GUESSES = 4  # letters guessed per level at one split (digits: up to 9); later splits go on
 
 
 def siblings(cut: str, upper: str | None) -> list[str]:
     """Guessed next siblings of the trie node a level cut closes, ascending.
 
     For ``cut = stem + MAX`` with ``stem = base + c``: ``base + c' + MAX`` for the characters
-    c' after c in its run (digits, lower-case or upper-case letters), each below ``upper``.
+    c' after c in its run (the digits; at most :data:`GUESSES` lower-case or upper-case
+    letters: names made of words are sparse), each below ``upper``.
     They are consecutive code points, so the keys between two such cuts are exactly those that
     start with the larger one's stem: the prefix each unit lists with stays exact.
     """
@@ -114,7 +116,7 @@ def siblings(cut: str, upper: str | None) -> list[str]:
         if at < 0:
             continue
         found: list[str] = []
-        for char in run[at + 1 :]:
+        for char in run[at + 1 : at + 1 + (9 if run[0] == "0" else GUESSES)]:
             sibling = base + char + MAX_CHAR
             if upper is not None and not sibling < upper:
                 break

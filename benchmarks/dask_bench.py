@@ -38,10 +38,12 @@ from pathlib import Path
 
 import psutil
 
+from backup_my_bucket.cli.settings import COPY_HIGH, COPY_LOW, COPY_START, DEFAULT_LIST_WORKERS
 from backup_my_bucket.engine.actions import ActionKind
 from backup_my_bucket.engine.cluster import UNIT_SIZE, DaskExecutor
 from backup_my_bucket.engine.executor import IN_PROCESS, Executor, Job
 from backup_my_bucket.engine.filters import KeyFilter
+from backup_my_bucket.engine.pace import Pace
 from backup_my_bucket.engine.restore import Action, Reason, run_restore
 from backup_my_bucket.engine.restore_plan import Spool
 from backup_my_bucket.engine.snapshot import live_state
@@ -50,7 +52,7 @@ from backup_my_bucket.localserver import LocalS3Server, free_ports
 from backup_my_bucket.model import S3Url
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 
-from .common import ACCESS_KEY, BIN, SECRET_KEY, rss_mb, server_env
+from .common import ACCESS_KEY, BIN, SECRET_KEY, rss_mb, server_env, settings_label
 from .synthetic_s3 import SyntheticS3
 
 BACKUP = "bench-dask-backup"
@@ -158,19 +160,28 @@ async def seed(store: S3Store, objects: int) -> None:
 
 
 async def restore(
-    store: S3Store, executor: Executor, target: str, workers: int, prefix: str = ""
+    store: S3Store, executor: Executor, target: str, workers: int | None, prefix: str = ""
 ) -> tuple[float, float, int]:
+    """A restore of the backup into ``target``: at the CLI's defaults (``workers`` None:
+    listings 32, copies adapted from 128, each unit on the cluster at the pace of the moment)
+    or ``workers`` requests at once for both."""
     await store.create_bucket(target)
     start_wall, start_cpu = time.perf_counter(), time.process_time()
+    copies: int | Pace = workers or Pace(
+        COPY_START, COPY_LOW, COPY_HIGH, throttles=lambda: store.throttled
+    )
     result = await run_restore(
         backup_store=store,
         backup=S3Url(BACKUP, ""),
-        desired=live_state(store, S3Url(BACKUP, ""), workers=workers, within=prefix),
+        desired=live_state(
+            store, S3Url(BACKUP, ""), workers=workers or DEFAULT_LIST_WORKERS, within=prefix
+        ),
         target_store=store,
         target=S3Url(target, ""),
         point="bench",
         filters=KeyFilter(prefix=prefix),
-        workers=workers,
+        workers=workers or DEFAULT_LIST_WORKERS,
+        copy_workers=copies,
         executor=executor,
     )
     if not result.verified or result.failed:
@@ -181,7 +192,8 @@ async def restore(
 async def bench(args: argparse.Namespace, endpoint: str) -> list[Result]:
     env = server_env(endpoint)
     config = S3Config(endpoint_url=endpoint, region="us-east-1", access_key=ACCESS_KEY,
-                      secret_key=SECRET_KEY, max_pool_connections=args.workers + 16)  # fmt: skip
+                      secret_key=SECRET_KEY,
+                      max_pool_connections=(args.workers or COPY_HIGH) + 16)  # fmt: skip
     results: list[Result] = []
     async with S3Store(config) as store:
         await seed(store, args.objects)
@@ -193,6 +205,7 @@ async def bench(args: argparse.Namespace, endpoint: str) -> list[Result]:
             await asyncio.sleep(IDLE_SECONDS)
             idle = (_cpu(cluster.processes()) - before) / IDLE_SECONDS
             print(f"cluster idle (heartbeats, event loops): {1e3 * idle:.0f} ms CPU per second")
+            print(f"requests at once: {settings_label(args.workers)}")
             for round_ in range(args.rounds):
                 order = [IN_PROCESS, executor] if round_ % 2 == 0 else [executor, IN_PROCESS]
                 for chosen in order:
@@ -334,7 +347,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--unit-size", type=int, default=UNIT_SIZE)
-    parser.add_argument("--workers", type=int, default=32, help="concurrent requests (per unit)")
+    parser.add_argument(
+        "--workers", type=int,
+        help="requests at once, in-process and per unit (default: the CLI's defaults)",
+    )  # fmt: skip
     parser.add_argument("--dask-workers", type=int, default=2, help="worker processes")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(

@@ -74,6 +74,29 @@ def server_cpu_seconds() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+QUIET_CORES = 0.05  # the watched server counts as settled below this CPU use
+SETTLE_LIMIT = 30.0  # seconds to wait for it at most
+
+
+def settle(window: float = 0.5) -> float:
+    """Wait until the watched server is idle (its CPU use over ``window`` below
+    :data:`QUIET_CORES`), at most :data:`SETTLE_LIMIT` s; the seconds waited.
+
+    After a fill or a run SeaweedFS keeps working for seconds (its store compacts what was
+    written), and that work lands in whichever run comes next: the first run after the fill
+    paid 20-25 % more server CPU than the same run later. Every run starts from an idle server.
+    """
+    if not _watched:
+        return 0.0
+    start = time.perf_counter()
+    while time.perf_counter() - start < SETTLE_LIMIT:
+        before = server_cpu_seconds()
+        time.sleep(window)
+        if (server_cpu_seconds() - before) / window < QUIET_CORES:
+            break
+    return time.perf_counter() - start
+
+
 def server_note(seconds: float) -> str:
     return f"  server cpu {seconds:6.2f} s" if seconds else ""
 
@@ -164,11 +187,13 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def measure(label: str, args: Sequence[str], env: dict[str, str], capture: bool = False) -> Run:
-    """Run a command; return its wall time, own CPU time and own peak RSS.
+    """Run a command, once the watched server is idle (:func:`settle`); return its wall time,
+    own CPU time and own peak RSS.
 
     CPU comes from ``os.wait4`` (that child alone). Peak RSS is the child's VmHWM, polled:
     wait4's ``ru_maxrss`` would report the forked copy of this process from before exec.
     """
+    settle()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         served = server_cpu_seconds()
         start = time.perf_counter()

@@ -109,3 +109,6 @@ class Connection:
     def _remember(self, what: str, bucket: str, value: object) -> None:
         if self.config.bucket_facts_ttl > 0:
             self._known[what, bucket] = (asyncio.get_running_loop().time(), value)
+
+    def _forget(self, what: str, bucket: str) -> None:
+        self._known.pop((what, bucket), None)

@@ -222,7 +222,7 @@ class _FastPath:
         if where.proxy is not None:
             return await self._through_proxy(where, method, url, signed)
         host, port = where.socket
-        target = where.target(path, query)[1] + (f"?{query}" if query else "")
+        target = url[len(where.origin) :]  # the path as signed, and the query
         tls = (self._tls or ssl.create_default_context()) if where.tls else None
         try:
             return await self._http.request(method, host, port, target, signed, tls=tls)

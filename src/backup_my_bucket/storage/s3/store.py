@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ...errors import AccessDenied, ItemFailure, ObjectNotFound, StorageError
 from ...model import (
@@ -25,9 +25,6 @@ from .connection import Connection
 from .hooks import _PAGE
 from .parse import parse_timestamp
 from .redact import redact
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,7 +104,7 @@ class S3Store(Connection):
                 Bucket=bucket, VersioningConfiguration={"Status": status}
             ),
         )
-        self._known.pop(("versioning", bucket), None)  # asked again: some servers lag
+        self._forget("versioning", bucket)  # asked again: some servers lag
 
     async def get_lifecycle(self, bucket: str) -> list[LifecycleRule]:
         try:

@@ -16,6 +16,8 @@ from .errors import UsageError
 
 NULL_VERSION = "null"
 """The version id S3 gives objects written while versioning was never enabled (or suspended)."""
+UNLISTED_VERSION = ""
+"""The version id of a current object known from ListObjectsV2, which does not show it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,20 @@ class ObjectSummary:
     size: int
     etag: str
     storage_class: str | None = None
+
+    def __reduce__(self) -> tuple[type[ObjectSummary], tuple[object, ...]]:
+        # sorted runs spill to disk with pickle (storage/current.py)
+        return (ObjectSummary, (
+            self.key, self.last_modified, self.size, self.etag, self.storage_class,
+        ))  # fmt: skip
+
+    def as_current(self) -> ObjectVersion:
+        """The entry as a version listing's current version, its id unknown
+        (:data:`UNLISTED_VERSION`)."""
+        return ObjectVersion(
+            self.key, UNLISTED_VERSION, self.last_modified, self.size, self.etag,
+            is_latest=True, storage_class=self.storage_class,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

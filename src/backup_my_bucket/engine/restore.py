@@ -28,16 +28,16 @@ older than the point's version (with ``compare_tags``, the tags of every unchang
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackupError, IncompleteListing, ItemFailure
+from ..errors import BackupError, ItemFailure
 from ..model import NULL_VERSION, ObjectVersion, S3Url, Versioning
 from ..storage.listing import ListingOptions
 from ..storage.protocol import ObjectStore
 from .actions import ActionKind
-from .confirm import Checker, Side, untrusted_etag
+from .confirm import Checker, Side
 from .executor import IN_PROCESS, DeleteKey, Executor, Job
 from .filters import ALL_KEYS, KeyFilter, refuse_overlap
 from .journal import Journal, JournalEntry, run_identity
@@ -58,9 +58,8 @@ from .restore_plan import (
     plan_restore,
     relative,
 )
-from .snapshot import live_state
+from .snapshot import live_objects, live_state
 from .transfer import SINGLE_PUT_MAX, CopyBetween
-from .workers import run_pool
 
 __all__ = [  # the plan's vocabulary, re-exported: callers import a restore from one place
     "ARCHIVE_CLASSES",
@@ -265,52 +264,35 @@ async def _verify(
     filters: KeyFilter,
     progress: Progress,
 ) -> list[ItemFailure]:
-    """List the target again and check it against the plan; an ETag that contradicts it but
-    is untrusted (a SeaweedFS chunk ETag) is checked again with HEAD before it is a problem."""
+    """List the target again (its current objects, with their own ETags: no SeaweedFS chunk
+    ETag to confirm) and check it against the plan."""
     progress.start("restore: verifying", sum(spool.summary.by_reason.values()), unit="keys")
-    listing = _target_state(sides, filters)
-    have = KeyCursor(listing, "target listing", filters)
+    have = KeyCursor(_target_state(sides, filters), "target listing", filters)
     problems: list[ItemFailure] = []
 
     def problem(key: str, text: str) -> None:
         problems.append(ItemFailure(key, None, f"verify: {text}"))
 
-    async def merged() -> AsyncIterator[tuple[Action, ObjectVersion]]:
-        """The problems found from the listing; yields the pairs HEAD must decide."""
-        try:
-            await have.advance()
-            for action in spool.read():
-                while have.head is not None and have.head.key < action.key:
-                    if mode is Mode.ROLLBACK:
-                        problem(have.head.key, "not in the plan")
-                    await have.advance()
-                found = await have.seek(action.key)
-                if found is not None:
-                    await have.advance()
-                wrong = _check(action, found, tally)
-                if wrong is not None and found is not None and untrusted_etag(found):
-                    yield action, found
-                elif wrong is not None:
-                    problem(action.key, wrong)
-                progress.advance(1)
-            while have.head is not None:
+    try:
+        await have.advance()
+        for action in spool.read():
+            while have.head is not None and have.head.key < action.key:
                 if mode is Mode.ROLLBACK:
                     problem(have.head.key, "not in the plan")
                 await have.advance()
-        except IncompleteListing as exc:  # the checks above missed these keys: unverified
-            for key in exc.keys:
-                problem(key, "the target's version listing missed it (ListObjectsV2 shows it)")
-
-    async def confirm(pair: tuple[Action, ObjectVersion]) -> str | None:
-        action, found = pair
-        real = await sides.checker.live.head(action.key, None)
-        sides.checker.requests += 1
-        return _check(action, replace(found, etag=real.etag), tally)
-
-    async for outcome in run_pool(merged(), confirm, workers=sides.workers):
-        wrong = outcome.error.message if outcome.error else outcome.result
-        if wrong is not None:
-            problem(outcome.item[0].key, wrong)
+            found = await have.seek(action.key)
+            if found is not None:
+                await have.advance()
+            wrong = _check(action, found, tally)
+            if wrong is not None:
+                problem(action.key, wrong)
+            progress.advance(1)
+        while have.head is not None:
+            if mode is Mode.ROLLBACK:
+                problem(have.head.key, "not in the plan")
+            await have.advance()
+    finally:
+        await have.aclose()
     progress.finish()
     return problems
 
@@ -319,10 +301,10 @@ async def _verify(
 
 
 def _target_state(sides: _Sides, filters: KeyFilter) -> AsyncIterator[ObjectVersion]:
-    return live_state(
-        sides.target_store, sides.target, workers=sides.workers, within=filters.prefix,
-        listing=sides.listing,
-    )  # fmt: skip
+    # its current objects, not its versions: planned and verified from the same listing
+    return live_objects(
+        sides.target_store, sides.target, within=filters.prefix, listing=sides.listing
+    )
 
 
 def _check_sides(sides: _Sides) -> None:

@@ -28,6 +28,7 @@ from ..catalog.location import reserved_prefix
 from ..clock import Clock
 from ..errors import UsageError
 from ..model import ObjectVersion, S3Url
+from ..storage.current import current_objects
 from ..storage.listing import ListingOptions, ParallelListing
 from ..storage.protocol import ObjectStore
 from ..storage.scratch import scratch_prefix, sweep_stale
@@ -141,6 +142,29 @@ def live_state(
         skip_prefix=reserved_prefix(backup),
         options=listing,
     ).results()
+
+
+async def live_objects(
+    store: ObjectStore,
+    url: S3Url,
+    *,
+    within: str = "",
+    listing: ListingOptions | None = None,
+) -> AsyncIterator[ObjectVersion]:
+    """The folder's current objects (keys relative to it; ``within``: only a sub-folder), in
+    key order, from ListObjectsV2 (:mod:`..storage.current`) rather than from its versions:
+    what a restore needs of its target. Complete on SeaweedFS without an audit, about a third
+    of a version listing's server time, and the ETags are the objects' own; the version ids
+    are :data:`~..model.UNLISTED_VERSION`. The location's reserved folder is never part of
+    it."""
+    page_size = (listing or ListingOptions()).page_size
+    async for obj in current_objects(
+        store, url.bucket, url.child(within).prefix, skip_prefix=reserved_prefix(url),
+        page_size=page_size,
+    ):  # fmt: skip
+        entry = relative(obj.as_current(), url)
+        if entry is not None:
+            yield entry
 
 
 async def take_snapshot(

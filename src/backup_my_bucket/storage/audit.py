@@ -11,7 +11,7 @@ a key gone since, or written after the listing began (minus a margin for clock s
 concurrent change, not a loss. Confirmed losses raise :class:`~..errors.IncompleteListing`.
 
 The ListObjectsV2 walk splits into ranges like the version listing, on a tree-walking server
-only where walk order and key order agree (see :meth:`Audit._walk`).
+only where walk order and key order agree (:func:`.current.walk_objects`).
 
 Cost: one ListObjectsV2 page per 1,000 current keys (about a fifth of a version page's
 server time on SeaweedFS), 8 bytes of memory per key on each side.
@@ -20,33 +20,23 @@ server time on SeaweedFS), 8 bytes of memory per key on each side.
 from __future__ import annotations
 
 import asyncio
-import os
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import IncompleteListing, NotFoundError
 from ..model import KeyHistory, ObjectSummary
-from .paging import MAX_CHAR, is_safe, split_keys
+from .current import CONCURRENCY, WalkStats, walk_objects
 from .protocol import MAX_PAGE, ObjectStore
 from .retry import retrying
 
 MARGIN = timedelta(seconds=2)  # a key this close to the listing's start may be a race
-CONCURRENCY = 8  # ListObjectsV2 requests at once (each is cheap for the server)
 _MASK = (1 << 64) - 1
 
 
 def _hash(key: str) -> int:
     return hash(key) & _MASK
-
-
-@dataclass
-class AuditStats:
-    requests: int = 0
-    keys: int = 0
-    ranges: int = 1
 
 
 class Audit:
@@ -70,7 +60,7 @@ class Audit:
         self.tree = tree
         self.page_size = page_size
         self.started = clock.now()
-        self.stats = AuditStats()
+        self.stats = WalkStats()
         self._listed = array("Q")  # keys the version listing found live
         self._shown = array("Q")  # keys ListObjectsV2 shows
 
@@ -85,8 +75,7 @@ class Audit:
         def keep(obj: ObjectSummary) -> None:
             self._shown.append(_hash(obj.key))
 
-        await self._walk(keep)
-        self.stats.keys = len(self._shown)
+        await self._walk(keep, self.stats)
 
     async def check(self) -> None:
         """Raise IncompleteListing naming the keys the version listing missed."""
@@ -101,7 +90,9 @@ class Audit:
             if _hash(obj.key) in missing:
                 found.append(obj)
 
-        await self._walk(keep)
+        again = WalkStats()
+        await self._walk(keep, again)
+        self.stats.requests += again.requests
         lost = await self._confirm(found)
         if lost:
             where = f"s3://{self.bucket}/{self.prefix}"
@@ -125,81 +116,8 @@ class Audit:
         verdicts = await asyncio.gather(*(lost(obj) for obj in found))
         return [obj.key for obj, gone in zip(found, verdicts, strict=True) if gone]
 
-    # --- the ListObjectsV2 walk --------------------------------------------------------------
-
-    async def _walk(self, keep: Callable[[ObjectSummary], None]) -> None:
-        """ListObjectsV2 over the prefix, ``keep`` called for every key (in no set order).
-
-        The walk splits into ranges like the version listing's (each new range takes what
-        follows a trie node). On a server that lists in key order the range that split narrows
-        its Prefix and goes on after its last key. A tree-walking server (SeaweedFS) can only
-        be resumed by its continuation token, and lists in walk order: there a range splits
-        only at a name one level below the prefix that a walk cannot skip keys from
-        (``X`` + U+10FFFF, no ``/`` in ``X`` past the prefix), where walk order and key order
-        agree on what lies before the cut and what after; the range goes on with its token and
-        ends at the first key past the cut.
-        """
-        gate = asyncio.Semaphore(CONCURRENCY)
-        tasks: set[asyncio.Task[None]] = set()
-
-        async def walk_range(after: str, until: str | None, prefix: str) -> None:
-            token: str | None = None
-            highest = after
-            while True:
-                async with gate:
-                    page = await retrying(
-                        lambda: self.store.list_objects_page(
-                            self.bucket,
-                            prefix=prefix,  # noqa: B023  # awaited in the loop
-                            start_after=after if token is None else "",  # noqa: B023
-                            continuation_token=token,  # noqa: B023
-                            max_keys=self.page_size,
-                        )
-                    )
-                self.stats.requests += 1
-                lowest = None
-                for obj in page.objects:
-                    key = obj.key
-                    if key <= after or not key.startswith(self.prefix):
-                        continue  # below StartAfter (a tree walk shows them after it)
-                    if until is not None and key > until:
-                        return  # the rest belongs to the range after this one
-                    highest = max(highest, key)
-                    lowest = key if lowest is None else min(lowest, key)
-                    if self.skip_prefix is None or not key.startswith(self.skip_prefix):
-                        keep(obj)
-                if not page.is_truncated:
-                    return
-                token = page.next_token
-                if len(tasks) >= CONCURRENCY or lowest is None:
-                    continue
-                deepest = len(os.path.commonprefix([lowest, highest]))  # noqa: RUF071
-                cuts = split_keys(highest, until, prefix, deepest)
-                if self.tree:
-                    cuts = [
-                        c for c in cuts if "/" not in c[len(prefix) :] and is_safe(c, prefix, ())
-                    ]
-                cuts = cuts[-(CONCURRENCY - len(tasks)) :]
-                for cut in cuts:  # shallowest first: each new range takes (cut, previous cut]
-                    start(cut, until, prefix)
-                    until = cut
-                    if not self.tree:
-                        prefix = cut[: -len(MAX_CHAR)]
-                if cuts and not self.tree:  # go on after the last key, in the narrowed node
-                    after, token = max(after, highest), None
-
-        def start(after: str, until: str | None, prefix: str) -> None:
-            self.stats.ranges += after != ""
-            tasks.add(asyncio.create_task(walk_range(after, until, prefix)))
-
-        start("", None, self.prefix)
-        try:
-            while tasks:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    tasks.discard(task)
-                    task.result()  # an error ends the audit (and the listing) with it
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async def _walk(self, keep: Callable[[ObjectSummary], None], stats: WalkStats) -> None:
+        await walk_objects(
+            self.store, self.bucket, self.prefix, keep, skip_prefix=self.skip_prefix,
+            tree=self.tree, page_size=self.page_size, stats=stats,
+        )  # fmt: skip

@@ -50,7 +50,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import StorageError
 from ..model import KeyHistory, Versioning, VersionPage
 from .audit import Audit
-from .paging import MAX_CHAR, Paging, fan_out, is_safe, split_keys
+from .paging import MAX_CHAR, Paging, fan_out, is_safe, paging_for, split_keys
 from .protocol import MAX_PAGE, ObjectStore
 from .ranges import History, ListingStats, Unit, kept
 from .retry import retrying
@@ -62,11 +62,6 @@ R = TypeVar("R")
 BUFFER_ROWS = 100_000  # rows held in memory by all the units ahead of the consumer
 MIN_SPILL = 2_000  # rows a unit writes out at once
 POINT_SUFFIX = ".versions"  # SeaweedFS matches a Prefix against this directory's name
-
-
-def paging_for(server: str) -> Paging:
-    """The paging a server needs, from how it names itself (its ``Server`` header)."""
-    return Paging.TREE if "seaweedfs" in server.lower() else Paging.NAIVE
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,11 @@ class Paging(StrEnum):
     TREE = "tree"
 
 
+def paging_for(server: str) -> Paging:
+    """The paging a server needs, from how it names itself (its ``Server`` header)."""
+    return Paging.TREE if "seaweedfs" in server.lower() else Paging.NAIVE
+
+
 def _interior(text: str, i: int) -> bool:
     """Whether index i is inside a path component (not its first character)."""
     return i >= 1 and text[i - 1] != SEP

@@ -219,11 +219,14 @@ def measure(label: str, args: Sequence[str], env: dict[str, str], capture: bool 
     return Run(label, wall, usage.ru_utime + usage.ru_stime, peak, code, stdout, served)
 
 
-def audit_alone(bucket: str, env: dict[str, str]) -> tuple[Run, int]:
+def audit_alone(bucket: str, env: dict[str, str], *, current: bool = False) -> tuple[Run, int]:
     """The listing audit's own ListObjectsV2 pass over ``bucket``, alone (it runs beside every
-    audited listing): its run, and how many requests it made."""
-    argv = [sys.executable, "-m", "benchmarks.audit_alone", bucket]
-    run = measure("audit alone (ListObjectsV2)", argv, env, capture=True)
+    audited listing), or with ``current`` that walk sorted as a restore reads its target: its
+    run, and how many requests it made."""
+    argv = [sys.executable, "-m", "benchmarks.audit_alone", *(["--current"] if current else []),
+            bucket]  # fmt: skip
+    name = "target listing alone (V2, sorted)" if current else "audit alone (ListObjectsV2)"
+    run = measure(name, argv, env, capture=True)
     return run, int(json.loads(run.stdout)["requests"])
 
 

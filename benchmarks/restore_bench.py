@@ -207,7 +207,7 @@ def main() -> None:
         restored = next(r.target for r in runs[0] if r.name == "bmb")
         reruns = [rerun(target, args, endpoint, env, work) for target in
                   ([restored, "bench-intact"] if args.reruns else [])]  # fmt: skip
-        audit, requests = audit_alone(restored, {**env, "AWS_ENDPOINT_URL": endpoint})
+        alone = audit_alone(restored, {**env, "AWS_ENDPOINT_URL": endpoint}, current=True)
     load = os.getloadavg()
     print(
         f"restore ({args.point}) of {args.objects} small objects, SeaweedFS on loopback, "
@@ -222,8 +222,8 @@ def main() -> None:
     for line in reruns:
         print(line)
     print(
-        f"{audit.line(args.objects, 'objects')}  {requests} requests (the audit of the "
-        "verification listing; the plan's, of an empty target, is one request)"
+        f"{alone[0].line(args.objects, 'objects')}  {alone[1]} requests (the verification's "
+        "listing; the plan's, of an empty target, is one request)"
     )
 
 

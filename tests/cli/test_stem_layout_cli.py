@@ -151,6 +151,44 @@ async def test_restore_into_a_fresh_bucket_brings_every_key_back(
         assert await read(s3_store, target, key) == truth[key]
 
 
+async def test_rollback_into_a_populated_target_ends_exactly_at_the_point(
+    world: World, s3_store: S3Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The target's own listing (ListObjectsV2, sorted) must see every key it holds, those
+    beside folders included: an extra key it missed would stay and pass verification."""
+    target = unique_bucket("stem-roll")
+    await s3_store.create_bucket(target)
+    await s3_store.set_versioning(target, True)
+    truth = world.history.then
+    extras = {
+        f"{base}img{g}{sep}{tail}": b"extra"
+        for base in ("", "img0/deep/", "img0/deep/img1/deeper/")
+        for g in (0, 3)
+        for sep, tail in (("-", "9999.jpg"), (".", "idx2"), ("/", "9999.jpg"), (" ", "x"))
+    }
+    changed = {key: b"changed" for key in sorted(truth)[::53]}
+    writes = {**truth, **changed, **extras}
+    gate = asyncio.Semaphore(64)
+
+    async def put(key: str, body: bytes) -> None:
+        async with gate:
+            await s3_store.put(target, key, body)
+
+    await asyncio.gather(*(put(k, b) for k, b in writes.items()))
+    code, out, err = await bmb(
+        capsys, "--json", "--list-page-size", "97", "restore", "--at", format_time(world.history.at), "--backup", f"s3://{world.hist}",
+        "--to", f"s3://{target}", "--mode", "rollback", "--yes",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["copied"], result["deleted"], result["failed"], result["verified"]) == (
+        len(changed), len(extras), 0, True,
+    )  # fmt: skip
+    assert await shown(s3_store, target) == sorted(truth)
+    for key in changed:
+        assert await read(s3_store, target, key) == truth[key]
+
+
 async def test_gc_deletes_exactly_the_versions_the_model_says(
     world: World, s3_store: S3Store
 ) -> None:

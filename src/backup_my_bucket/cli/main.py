@@ -134,9 +134,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "--audit/--no-audit",
     default=True,
     show_default=True,
-    help="Check every listing of sync, snapshot and restore against ListObjectsV2 (a failed "
-    "check exits 1, naming the missed keys). --no-audit saves that pass on servers with no "
-    "known listing deviation; on SeaweedFS the audit always runs.",
+    help="Check every version listing of sync, snapshot and restore against ListObjectsV2 (a "
+    "failed check exits 1, naming the missed keys; a restore target is read with "
+    "ListObjectsV2 itself). --no-audit saves that pass on servers with no known listing "
+    "deviation; on SeaweedFS the audit always runs.",
 )
 @click.option("--list-page-size", type=click.IntRange(1, 1000), default=1000, hidden=True)
 @click.option(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +20,27 @@ def cli_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials and endpoint of the test server, as a user's environment would hold them."""
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server: S3Server) -> Iterator[str]:
+    """A LocalCluster of 2 worker processes for the module (starting one costs seconds); its
+    address as ``dask://HOST:PORT``. Its workers take their credentials from their own
+    environment (set before they start, restarts too), never from the task."""
+    import distributed
+
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        worker_dashboard_address=None,
+        env=s3_server.env(),
+    )
+    try:
+        yield "dask://" + cluster.scheduler_address.removeprefix("tcp://")
+    finally:
+        cluster.close()
 
 
 async def bmb(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -1,8 +1,7 @@
 """The same commands in-process and on a Dask cluster (2 worker processes) against SeaweedFS:
 identical end states, catalogs and JSON summaries; a worker killed mid-restore and mid-sync.
 
-One LocalCluster serves the module (starting one costs seconds). Its workers take their
-credentials from their own environment (set before they start), never from the task."""
+One LocalCluster serves the module (``cluster``, tests/cli/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +11,9 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import distributed
 import pytest
 
 from backup_my_bucket.engine.cluster import DaskExecutor
@@ -46,23 +43,6 @@ LAYOUT = {
     "sp ace/ü+%25.txt": "ü".encode(),
     "a//double": b"double",
 }
-
-
-@pytest.fixture(scope="module")
-def cluster(s3_server: S3Server) -> Iterator[str]:
-    """A LocalCluster of 2 worker processes; its address as ``dask://HOST:PORT``."""
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        worker_dashboard_address=None,
-        env=s3_server.env(),  # the workers' own environment (restarts too): their credentials
-    )
-    try:
-        yield "dask://" + cluster.scheduler_address.removeprefix("tcp://")
-    finally:
-        cluster.close()
 
 
 async def _fill(store: S3Store, bucket: str) -> None:
@@ -344,12 +324,13 @@ def test_a_unit_carries_no_credentials(s3_server: S3Server, s3_store: S3Store) -
 
     from backup_my_bucket.engine.cluster import Packed, Unit, portable
     from backup_my_bucket.engine.executor import DeleteKey
+    from backup_my_bucket.engine.rate import Share
 
     assert s3_store.config.secret_key == s3_server.secret_key  # the coordinator has them
     config = portable(s3_store)
     assert (config.access_key, config.secret_key) == (None, None)
     assert config.endpoint_url == s3_store.config.endpoint_url
-    unit = Unit(DeleteKey(S3Url("b", "")), (config,), Packed.of([]), 4, 3)
+    unit = Unit(DeleteKey(S3Url("b", "")), (config,), Packed.of([]), 4, 3, Share("k", 0, 9), 1)
     payload = pickle.dumps(unit)
     assert s3_server.secret_key.encode() not in payload
     assert s3_server.access_key.encode() not in payload

@@ -16,7 +16,11 @@ form go to the same upstream), over TLS (``tls``: an SSL context), and can re-si
 request with the upstream's real keys (``resign``), so a client may sign with any
 credentials (a session token, refreshed keys) that the upstream does not know. Every
 request is logged in ``stats.log`` (method, path and query, User-Agent,
-Proxy-Authorization).
+Proxy-Authorization) and ``stats.timeline`` (when, and whether it was throttled).
+
+``limit`` (requests per second, settable while it runs) makes it an S3 partition at its
+rate: requests above it are answered ``503 SlowDown`` (a token bucket holding one second's
+requests), whatever ``rate`` draws.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -59,6 +64,7 @@ class FaultStats:
     injected: Counter[str] = field(default_factory=Counter)
     # method, path and query, User-Agent, Proxy-Authorization
     log: list[tuple[str, str, str, str]] = field(default_factory=list)
+    timeline: list[tuple[float, bool]] = field(default_factory=list)  # (monotonic, throttled)
 
     @property
     def faults(self) -> int:
@@ -89,6 +95,8 @@ class FaultProxy:
         self.tls = tls
         self.resign = resign
         self.stats = FaultStats()
+        self.limit: float | None = None  # requests per second served; above: 503 SlowDown
+        self._next_free = 0.0  # the limit's token bucket: when the next request is in time
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -165,8 +173,15 @@ class FaultProxy:
                 await runner.cleanup()
 
     # -- one request -----------------------------------------------------------------------
-    def _draw(self) -> str | None:
+    def _draw(self, now: float) -> str | None:
         self.stats.requests += 1  # only the proxy's loop thread touches the stats and RNG
+        limit = self.limit
+        if limit is not None:
+            start = max(self._next_free, now - 1.0)
+            if start > now:
+                self.stats.injected["slowdown"] += 1
+                return "slowdown"
+            self._next_free = start + 1.0 / limit
         if self._rng.random() >= self.rate:
             return None
         fault = self._rng.choice(self.faults)
@@ -180,7 +195,9 @@ class FaultProxy:
             request.method, path, request.headers.get("User-Agent", ""),
             request.headers.get("Proxy-Authorization", ""),
         ))  # fmt: skip
-        fault = self._draw()
+        now = time.monotonic()
+        fault = self._draw(now)
+        self.stats.timeline.append((now, fault == "slowdown"))
         if fault in _ERRORS:
             status, code = _ERRORS[fault]
             xml = f"<Error><Code>{code}</Code><Message>injected</Message></Error>"

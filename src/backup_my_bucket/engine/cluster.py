@@ -11,6 +11,12 @@ credential chain supplies them, so no secret travels in a task.
 A unit whose worker is lost is retried (Dask reschedules it; :data:`UNIT_ATTEMPTS` more
 submissions if Dask gives up): units name exact version ids or keys, so running one twice
 changes nothing but, in a versioned target, adds a version identical to the one before.
+
+The request rate of each destination is the coordinator's to decide (engine/rate.py): each
+running unit reports what it did and the throttled answers its worker saw once a window (a
+Dask event on :data:`TOPIC`, sent on the worker's batched stream: no round trip), the
+coordinator broadcasts each change of a limit to the workers (``client.run``), and every
+unit starts its items at its share (no limit at all until 503s stop being rare).
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from typing import Any, Generic, TypeVar
 
 from .. import __version__
 from ..errors import BackupError, ClusterError, MissingDependency, UsageError
+from ..model import S3Url
 from ..storage.protocol import ObjectStore
 from ..storage.s3 import S3Config, S3Store
-from .executor import Job, Work
+from .executor import Job, Work, destination
 from .pace import Pace
+from .rate import WINDOW, Report, Share, SharedRate, UnitPace
 from .workers import Outcome, batched, run_pool
 
 try:
@@ -49,6 +57,9 @@ UNIT_SIZE = 1024
 """Items per unit: large enough that a task's overhead (~10 ms of the scheduler's and the
 coordinator's CPU, measured: docs/scale.md) is small per item; a unit lost with its worker
 is run again whole, so at most this many copies are made twice per lost worker."""
+TOPIC = "backup-my-bucket-rates"
+"""The Dask event topic of the units' reports (one for every coordinator: the scheduler keeps
+the last ``distributed.admin.low-level-log-length`` events of each topic it has seen)."""
 UNIT_ATTEMPTS = 3
 """Submissions of one unit before its items fail (each after Dask's own reschedules)."""
 CONNECT_SECONDS = 10.0
@@ -108,13 +119,16 @@ class Packed(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Unit(Generic[T, R]):
-    """One task: ``work`` on the ``packed`` items against stores built from ``configs``."""
+    """One task: ``work`` on the ``packed`` items against stores built from ``configs``,
+    ``workers`` at once, at its ``share`` of its destination's rate (engine/rate.py)."""
 
     work: Work[T, R]
     configs: tuple[S3Config, ...]
     packed: Packed[T]
     workers: int
     attempts: int
+    share: Share
+    window: float  # of its reports
 
     @property
     def size(self) -> int:
@@ -123,11 +137,12 @@ class Unit(Generic[T, R]):
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """A unit's outcomes, each item's (result, error) in the unit's order. Not a bare list:
-    Dask serialises a list item by item (one frame each, read one by one on the way back),
-    an object in one piece."""
+    """A unit's outcomes, each item's (result, error) in the unit's order, and its last
+    report (engine/rate.py). Not a bare list: Dask serialises a list item by item (one frame
+    each, read one by one on the way back), an object in one piece."""
 
     results: list[tuple[Any, BackupError | None]]
+    report: Report | None = None
 
 
 class DaskExecutor:
@@ -135,12 +150,19 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, address: str, *, unit_size: int = UNIT_SIZE) -> None:
+    def __init__(
+        self, address: str, *, unit_size: int | None = None, window: float = WINDOW
+    ) -> None:
         self.address = address
-        self.unit_size = unit_size
+        self.unit_size = unit_size or UNIT_SIZE
+        self.window = window  # of the shared rates (engine/rate.py)
         self.units = 0  # submitted, retries included
         self.retried = 0
+        self.rates: dict[tuple[S3Config, S3Url | None], SharedRate] = {}  # per destination
+        self._by_key: dict[str, SharedRate] = {}
+        self._broadcasts: set[asyncio.Task[None]] = set()
         self._client: distributed.Client | None = None
+        self._client_id = ""  # names this executor's rates on the workers
         self._config: dask.config.set | None = None  # restores the caller's setting
 
     async def open(self) -> None:
@@ -149,8 +171,10 @@ class DaskExecutor:
         self._config = dask.config.set({"distributed.admin.low-level-log-length": MESSAGE_LOG})
         try:
             self._client = await self._connect()
+            self._client_id = str(self._client.id)
             await self._same_version(self._client)
             await self._client.register_plugin(CloseStores())
+            self._client.subscribe_topic(TOPIC, self._on_event)  # type: ignore[no-untyped-call]
         except BaseException:
             self._client = None
             self._restore_config()
@@ -198,14 +222,49 @@ class DaskExecutor:
         try:
             if self._client is not None:
                 client, self._client = self._client, None
+                for task in self._broadcasts:
+                    task.cancel()
+                await asyncio.gather(*self._broadcasts, return_exceptions=True)
                 await client.close()  # type: ignore[no-untyped-call]
         finally:
             self._restore_config()
 
-    def _in_flight(self, client: distributed.Client) -> int:
-        workers = client.scheduler_info()["workers"]
-        threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
-        return max(2, 2 * threads)
+    async def _threads(self, client: distributed.Client) -> int:
+        """The cluster's worker threads, from the scheduler (the client's cached
+        ``scheduler_info`` of an asynchronous client lists only some workers, or none)."""
+        nthreads: dict[str, int] = await client.nthreads()  # type: ignore[no-untyped-call]
+        return max(1, sum(nthreads.values()))
+
+    def _rate(self, configs: tuple[S3Config, ...], work: object) -> SharedRate:
+        """The shared rate of the folder ``work`` sends its requests to."""
+        where = destination(work)
+        key = (configs[-1], where)
+        rate = self.rates.get(key)
+        if rate is None:
+            name = str(where) if where is not None else configs[-1].endpoint_url or "S3"
+            rate = SharedRate(name, f"{self._client_id}/{len(self.rates)}", window=self.window)
+            self.rates[key] = self._by_key[rate.key] = rate
+        return rate
+
+    def _on_event(self, event: tuple[float, object]) -> None:
+        """A unit's report, from the scheduler (ours only: others may share the topic)."""
+        report = Report.of(event[1])
+        if report is not None:
+            self._heard_from(report)
+
+    def _heard_from(self, report: Report) -> None:
+        rate = self._by_key.get(report.key)
+        if rate is not None and rate.report(report) and self._client is not None:
+            task = asyncio.create_task(self._broadcast(self._client, rate.share()))
+            self._broadcasts.add(task)
+            task.add_done_callback(self._broadcasts.discard)
+
+    async def _broadcast(self, client: distributed.Client, share: Share) -> None:
+        """Tell every worker of ``share`` (a message each; the scheduler acknowledges)."""
+        try:
+            await client.run(hear, share, wait=False)
+        except Exception as exc:  # units sent from now on carry it anyway
+            log.debug("the rate could not be broadcast: %s", exc)
 
     async def map(
         self, items: Iterable[T] | AsyncIterable[T], job: Job[T, R]
@@ -214,7 +273,11 @@ class DaskExecutor:
             raise RuntimeError("DaskExecutor is not open")
         client = self._client
         configs = tuple(portable(store) for store in job.stores)
-        limit = self._in_flight(client)
+        threads = await self._threads(client)
+        limit = max(2, 2 * threads)  # units in flight: one running and one waiting per thread
+        rate = self._rate(configs, job.work)
+        rate.threads = threads
+        rate.begin()
         units = batched(items, job.unit_size or self.unit_size)
         running: dict[asyncio.Task[Done], list[T]] = {}
         more = True
@@ -232,16 +295,23 @@ class DaskExecutor:
                             for item in batch:
                                 yield Outcome(item, None, exc)
                             continue
-                    packed = Packed.of(batch)
-                    unit = Unit(job.work, configs, packed, Pace.now(job.workers), job.attempts)
+                    unit = Unit(
+                        job.work, configs, Packed.of(batch), Pace.now(job.workers), job.attempts,
+                        rate.share(), self.window,
+                    )  # fmt: skip
                     running[asyncio.create_task(self._run(client, unit))] = batch
+                    rate.running = min(threads, len(running))
                 if not running:
                     return
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     batch = running.pop(task)
-                    for item, (result, error) in zip(batch, task.result().results, strict=True):
+                    finished = task.result()
+                    if finished.report is not None:
+                        self._heard_from(finished.report)
+                    for item, (result, error) in zip(batch, finished.results, strict=True):
                         yield Outcome(item, result, error)
+                rate.running = max(1, min(threads, len(running)))
         finally:
             for task in running:
                 task.cancel()
@@ -269,6 +339,9 @@ class DaskExecutor:
 # --- the worker's side ---------------------------------------------------------------------
 
 _stores: dict[S3Config, S3Store] = {}
+_throttles_reported: dict[S3Config, int] = {}
+_heard: dict[str, Share] = {}
+"""The newest share of each limit the coordinator broadcast."""
 _opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 units_run = 0
 """Units this worker process has run (what tests and benchmarks ask workers)."""
@@ -276,6 +349,14 @@ units_run = 0
 
 def worker_version() -> str:
     return __version__
+
+
+async def hear(share: Share) -> None:
+    """A broadcast from the coordinator (``client.run``, which takes a coroutine function
+    when it does not wait for an answer)."""
+    known = _heard.get(share.key)
+    if known is None or known.generation < share.generation:
+        _heard[share.key] = share
 
 
 async def _store(config: S3Config) -> S3Store:
@@ -299,22 +380,45 @@ class CloseStores(distributed.WorkerPlugin):
         for store in list(_stores.values()):
             await store.close()
         _stores.clear()
+        _throttles_reported.clear()
+        _heard.clear()
 
 
 async def run_unit(unit: Unit[T, R]) -> Done:
     """The task a Dask worker runs, on its event loop: each item's (result, error), in the
-    unit's order."""
+    unit's order, started no faster than its share of its destination's limit allows."""
     global units_run
     units_run += 1
     stores = [await _store(config) for config in unit.configs]
     items = unit.packed.items()
     results: list[tuple[Any, BackupError | None]] = [(None, None)] * len(items)
+    worker = distributed.get_worker()
+    pace = UnitPace(
+        unit.share,
+        window=unit.window,
+        latest=_heard.get,
+        throttled=lambda: _throttled(unit.configs),
+        send=lambda report: worker.log_event(TOPIC, report.message()),
+    )
 
     async def one(numbered: tuple[int, T]) -> R:
+        await pace.take()
         return await unit.work(stores, numbered[1])
 
     workers = max(1, min(unit.workers, len(items)))
     pool = run_pool(enumerate(items), one, workers=workers, attempts=unit.attempts)
     async for outcome in pool:
         results[outcome.item[0]] = (outcome.result, outcome.error)
-    return Done(results)
+        pace.done()
+    return Done(results, pace.rest())
+
+
+def _throttled(configs: tuple[S3Config, ...]) -> int:
+    """Throttled answers this process's stores for ``configs`` counted since they were last
+    asked: each is reported once, by whichever unit asks next."""
+    total = 0
+    for config in set(configs):
+        seen = _stores[config].throttled
+        total += seen - _throttles_reported.get(config, 0)
+        _throttles_reported[config] = seen
+    return total

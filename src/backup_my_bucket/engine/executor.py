@@ -26,6 +26,7 @@ from ..errors import UsageError
 from ..model import S3Url
 from ..storage.protocol import ObjectStore
 from .pace import Pace
+from .transfer import CopyBetween
 from .workers import Outcome, run_pool
 
 T = TypeVar("T")
@@ -48,9 +49,20 @@ Before = Callable[[], Awaitable[None]]
 class Work(Protocol[T_contra, R_co]):
     """What to do with one item, given the stores the engine named (in its order).
 
-    Implementations are frozen dataclasses at module level, so they pickle by reference."""
+    Implementations are frozen dataclasses at module level, so they pickle by reference.
+    Those whose requests go to one folder say which as ``destination`` (an :class:`S3Url`)."""
 
     def __call__(self, stores: Sequence[ObjectStore], item: T_contra, /) -> Awaitable[R_co]: ...
+
+
+def destination(work: object) -> S3Url | None:
+    """The folder a work's requests go to, in the last of its stores: its ``destination``, or
+    the target of the :class:`~.transfer.CopyBetween` it wraps as ``copy`` (restore's and
+    sync's copies); None when it names none."""
+    where = getattr(work, "destination", None)
+    if where is None and isinstance(getattr(work, "copy", None), CopyBetween):
+        where = work.copy.target  # type: ignore[attr-defined]
+    return where if isinstance(where, S3Url) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +148,10 @@ class DeleteKey(Generic[K]):
     retried unit may leave one more delete marker in a versioned bucket)."""
 
     where: S3Url
+
+    @property
+    def destination(self) -> S3Url:
+        return self.where
 
     async def __call__(self, stores: Sequence[ObjectStore], item: K) -> str | None:
         return await stores[0].delete(self.where.bucket, self.where.key(item.key))

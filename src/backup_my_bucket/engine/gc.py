@@ -180,6 +180,10 @@ class DeleteVersions:
     bucket: str
     now: datetime
 
+    @property
+    def destination(self) -> S3Url:
+        return S3Url(self.bucket)
+
     async def __call__(
         self, stores: Sequence[ObjectStore], batch: list[ObjectVersion]
     ) -> list[tuple[ItemFailure, ItemFailure | None]]:

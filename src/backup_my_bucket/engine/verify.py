@@ -120,6 +120,10 @@ class CheckVersion:
     read_share: float
     salt: str
 
+    @property
+    def destination(self) -> S3Url:
+        return self.backup
+
     async def __call__(
         self, stores: Sequence[ObjectStore], v: ObjectVersion
     ) -> tuple[Problem | None, bool, bool]:

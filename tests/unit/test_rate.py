@@ -1,0 +1,225 @@
+"""The limit a Dask cluster shares per destination (engine/rate.py) on synthetic servers: a
+fake clock, a made-up demand and a partition that answers 503 above its rate; no timed
+assertion."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from datetime import timedelta
+
+import pytest
+
+from backup_my_bucket.clock import ManualClock
+from backup_my_bucket.engine.pace import BACK_OFF, HOLD_AFTER_THROTTLE
+from backup_my_bucket.engine.rate import (
+    LIFT,
+    STEP,
+    Report,
+    Share,
+    SharedRate,
+    Tally,
+    TokenBucket,
+    UnitPace,
+)
+
+
+def window(rate: SharedRate, demand: float, partition: float) -> Tally:
+    """One second of a cluster that would send ``demand`` items/s, under ``rate``'s limit, to
+    a partition that serves ``partition`` items/s and throttles a fifth of what is above."""
+    sent = demand if rate.limit is None else min(demand, rate.limit)
+    throttled = int(max(0.0, sent - partition) / 5)
+    return Tally(sent, int(sent), throttled, int(sent), throttled)
+
+
+def run(
+    rate: SharedRate,
+    demand: float,
+    partition: float,
+    windows: int,
+    shares: list[float] | None = None,
+) -> list[float | None]:
+    """The limits after each window; the throttled share of each window's items in ``shares``."""
+    limits = []
+    for _ in range(windows):
+        tally = window(rate, demand, partition)
+        if shares is not None:
+            shares.append(tally.throttled / tally.items)
+        rate.decide(tally)
+        limits.append(rate.limit)
+    return limits
+
+
+def test_no_limit_while_nothing_is_throttled() -> None:
+    rate = SharedRate("s3://b/")
+    assert run(rate, demand=50_000, partition=100_000, windows=30) == [None] * 30
+    assert rate.share().rate is None and rate.history == [None] and rate.generation == 0
+
+
+def test_a_few_throttled_answers_are_tolerated() -> None:
+    rate = SharedRate("s3://b/")
+    rate.decide(Tally(3_000, 3_000, 30, 3_000, 30))  # 1 %: rare
+    assert rate.limit is None
+
+
+def test_backs_off_below_the_partition_then_holds_near_it() -> None:
+    rate = SharedRate("s3://b/")
+    shares: list[float] = []
+    limits = run(rate, demand=10_000, partition=3_500, windows=60, shares=shares)
+    assert limits[0] == pytest.approx(10_000 * BACK_OFF)  # from what the cluster measured
+    assert min(limits[:8]) < 3_500  # cut until the partition stops throttling
+    late = [limit for limit in limits[20:] if limit is not None]
+    assert len(late) == 40  # never lifted while the partition stays where it is
+    assert min(late) > 3_500 * BACK_OFF * 0.9 and max(late) < 3_500 * 1.1
+    assert sum(late) / len(late) > 0.8 * 3_500  # a sawtooth just under the partition's rate
+    assert shares[0] > 0.1 and sum(shares[20:]) / 40 < 0.005  # and 503s rare on it
+
+
+def test_ramps_back_then_lifts_the_limit_once_the_partition_has_grown() -> None:
+    rate = SharedRate("s3://b/")
+    run(rate, demand=10_000, partition=3_500, windows=30)
+    held = rate.limit
+    assert held is not None
+    limits = run(rate, demand=20_000, partition=1_000_000, windows=40)  # S3 split it
+    grown = [limit for limit in limits if limit is not None]
+    assert grown[0] >= held
+    assert all(a <= b <= a * (1 + STEP) + 1e-9 for a, b in itertools.pairwise(grown))
+    assert grown[-1] < LIFT * 10_000 <= grown[-1] * (1 + STEP)  # twice the first throttled
+    windows = len(grown) + 1
+    assert limits[windows - 1 :] == [None] * (40 - windows + 1)  # then lifted for good
+    assert windows <= HOLD_AFTER_THROTTLE + 1 + math.log(LIFT * 10_000 / held, 1 + STEP)
+
+
+def test_a_cut_holds_growth_for_some_windows() -> None:
+    rate = SharedRate("s3://b/")
+    rate.decide(Tally(1_000, 1_000, 100, 1_000, 100))
+    assert (rate.limit, rate.generation) == (pytest.approx(700), 1)
+    for _ in range(HOLD_AFTER_THROTTLE):
+        rate.decide(Tally(700, 700, 0, 700, 0))
+        assert rate.limit == pytest.approx(700)
+    rate.decide(Tally(700, 700, 0, 700, 0))
+    assert (rate.limit, rate.generation) == (pytest.approx(700 * (1 + STEP)), 2)
+
+
+def test_throttles_reported_under_an_older_limit_do_not_cut_again() -> None:
+    rate = SharedRate("s3://b/")
+    rate.decide(Tally(1_000, 1_000, 100, 1_000, 100))
+    assert (rate.limit, rate.generation) == (pytest.approx(700), 1)
+    rate.decide(Tally(900, 900, 90, 0, 0))  # units that had not heard of the cut yet
+    assert (rate.limit, rate.generation) == (pytest.approx(700), 1)
+    rate.decide(Tally(700, 700, 50, 700, 50))  # fresh ones throttled too: cut again
+    assert (rate.limit, rate.generation) == (pytest.approx(490), 2)
+
+
+def test_a_window_waits_for_a_second_and_for_a_report_per_running_unit() -> None:
+    clock = ManualClock()
+    rate = SharedRate("s3://b/", "k", clock=clock)
+    rate.running, rate.threads = 3, 4
+    clock.advance(timedelta(seconds=0.5))
+    assert not rate.report(Report("k", 0, 500, 50))  # half a second
+    clock.advance(timedelta(seconds=0.6))
+    assert not rate.report(Report("k", 0, 500, 50))  # two reports of three units running
+    clock.advance(timedelta(seconds=0.4))
+    assert rate.report(Report("k", 0, 500, 50))  # a decision that changed the limit
+    assert rate.limit == pytest.approx(1_500 / 1.5 * BACK_OFF)  # measured over the window
+    assert rate.share() == Share("k", 1, pytest.approx(rate.limit / 4))
+
+
+def test_a_new_job_does_not_count_the_pause_before_it() -> None:
+    clock = ManualClock()
+    rate = SharedRate("s3://b/", clock=clock)
+    clock.advance(timedelta(seconds=60))  # verification between the copies and the deletes
+    rate.begin()
+    clock.advance(timedelta(seconds=1))
+    rate.report(Report("s3://b/", 0, 2_000, 200))
+    assert rate.limit == pytest.approx(2_000 * BACK_OFF)
+
+
+def test_reports_travel_as_plain_values() -> None:
+    report = Report("client-1/0", 3, 1024, 7)
+    assert Report.of(report.message()) == report
+    assert Report.of(tuple(report.message())) == report
+    for other in ({"action": "add-client"}, ["k", 1, 2], ["k", 1, 2, "3"], None):
+        assert Report.of(other) is None
+
+
+async def test_a_unit_follows_a_newer_share_and_reports_once_a_window() -> None:
+    clock = ManualClock()
+    heard: dict[str, Share] = {}
+    sent: list[Report] = []
+    throttled = iter([3, 0, 5])
+    pace = UnitPace(
+        Share("k", 1, 10.0), window=0.99, latest=heard.get, throttled=lambda: next(throttled),
+        send=sent.append, clock=clock,
+    )  # fmt: skip
+    for _ in range(10):  # 10 a second: one window
+        await pace.take()
+        pace.done()
+    assert clock.monotonic() == pytest.approx(0.9)
+    assert sent == []
+    await pace.take()
+    pace.done()
+    assert sent == [Report("k", 1, 11, 3)]
+    heard["k"] = Share("k", 0, 1.0)  # older than the unit's: ignored
+    await pace.take()
+    assert clock.monotonic() == pytest.approx(1.1)
+    heard["k"] = Share("k", 2, None)  # a lift: no limit at once
+    start = clock.monotonic()
+    for _ in range(100):
+        await pace.take()
+        pace.done()
+    assert clock.monotonic() == start
+    assert pace.rest() == Report("k", 2, 100, 0)
+    assert pace.rest() == Report("k", 2, 0, 5)
+
+
+async def test_items_waiting_under_a_share_follow_a_newer_one_within_a_window() -> None:
+    clock = ManualClock()  # each sleeper moves it: time runs faster, in the same order
+    heard: dict[str, Share] = {}
+    pace = UnitPace(
+        Share("k", 0, 1.0), window=0.05, latest=heard.get, throttled=lambda: 0,
+        send=lambda _: None, clock=clock,
+    )  # fmt: skip
+    waiting = [asyncio.create_task(pace.take()) for _ in range(5)]  # 1 a second: 4 s of them
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert sum(task.done() for task in waiting) == 1
+    heard["k"] = Share("k", 1, None)  # lifted
+    await asyncio.gather(*waiting)
+    assert clock.monotonic() < 1.0  # none waited for its old moment
+
+
+async def test_a_new_share_spaces_from_the_last_item_not_from_now() -> None:
+    clock = ManualClock()
+    heard: dict[str, Share] = {}
+    pace = UnitPace(
+        Share("k", 0, 10.0), window=1.0, latest=heard.get, throttled=lambda: 0,
+        send=lambda _: None, clock=clock,
+    )  # fmt: skip
+    await pace.take()
+    heard["k"] = Share("k", 1, 5.0)
+    await pace.take()
+    assert clock.monotonic() == pytest.approx(0.2)  # no burst at the change
+
+
+async def test_the_token_bucket_spaces_takes_at_its_rate() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(100.0, clock=clock)
+    starts = []
+    for _ in range(5):
+        await bucket.take()
+        starts.append(clock.monotonic())
+    assert starts == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04])
+
+
+async def test_the_token_bucket_lets_a_burst_through_after_a_pause() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(10.0, burst=3, clock=clock)
+    clock.advance(timedelta(seconds=5))
+    await asyncio.gather(*(bucket.take() for _ in range(3)))
+    assert clock.monotonic() == pytest.approx(5.0)  # three at once
+    await bucket.take()
+    assert clock.monotonic() == pytest.approx(5.1)
+    with pytest.raises(ValueError, match="positive"):
+        TokenBucket(0)

@@ -10,21 +10,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
+import distributed
+import psutil
 import pytest
 
 from backup_my_bucket.engine.cluster import DaskExecutor
 from backup_my_bucket.engine.rate import STEP
 from backup_my_bucket.engine.sync import SyncOptions, sync
 from backup_my_bucket.engine.workers import run_pool
+from backup_my_bucket.localserver import free_ports
 from backup_my_bucket.model import S3Url
 from backup_my_bucket.storage.s3 import S3Store
 
 from ..conftest import S3Server, unique_bucket
 from ..reliability.faultproxy import FaultProxy
-from .test_executor_cli import _live
+from .conftest import bmb
+from .test_executor_cli import _fill as _fill_layout
+from .test_executor_cli import _live, _versions_beyond_one
 
 pytestmark = pytest.mark.s3
 
@@ -103,22 +115,197 @@ async def test_the_cluster_slows_down_together_on_503s_then_ramps_back(
     assert await _live(s3_store, bak) == await _live(s3_store, src)
 
     (shared,) = executor.rates.values()
-    limits = [limit for limit in shared.history if limit is not None]
-    assert shared.history[0] is None and limits, "never limited"
+    history = [*shared.history, (end, None)]
+    limits = [limit for _, limit in history if limit is not None]
+    assert history[0][1] is None and limits, "never limited"
     low = limits.index(min(limits))
-    assert limits[low] < partition  # it fell below the partition's rate
+    assert limits[low] < partition  # the limit fell below the partition's rate
     assert limits[-1] > limits[low] * (1 + STEP) ** 3  # then ramped back up
-    late = (lifted - 1.5, lifted)  # the limited phase's second half: the limit in force
-    sent, slowed = copies.rate(*late), copies.rate(*late, throttled=True)
-    assert sent < max(before / 2, 1.5 * partition)  # the cluster's rate fell...
-    assert slowed <= 0.1 * sent  # ...and 503s became rare
+    assert shared.limit is None  # and was lifted once the partition had grown
+    for (start, limit), (stop, _) in itertools.pairwise(history):
+        if limit is not None and stop - start >= 0.5:  # the cluster kept every limit
+            assert copies.rate(start, stop) <= 1.5 * limit + 10 / (stop - start), (limit, start)
+    late = (lifted - 1.5, lifted)
+    assert copies.rate(*late) < before / 2  # the cluster's rate fell while limited
     after = max(copies.rate(t, t + 1.0) for t in _steps(lifted, end - 1.0))
-    assert after > 1.5 * partition  # it ramped back
+    assert after > 1.5 * partition  # and came back after
     with capsys.disabled():
         print(
-            f"\n[figure] shared limit: {before:.0f} copies/s, then {sent:.0f}/s sent "
-            f"({slowed:.0f}/s throttled) against a partition of {partition:.0f}/s, "
-            f"{after:.0f}/s at best after; limits "
-            f"{[round(x) if x else x for x in shared.history]}",
+            f"\n[figure] shared limit: {before:.0f} copies/s, then {copies.rate(*late):.0f}/s "
+            f"sent ({copies.rate(*late, throttled=True):.0f}/s throttled) against a partition "
+            f"of {partition:.0f}/s, {after:.0f}/s at best after; limits "
+            f"{[round(limit) if limit else limit for _, limit in shared.history]}",
             file=sys.stderr,
         )
+
+
+# --- a lost scheduler ------------------------------------------------------------------------
+
+
+class _Processes:
+    """``dask scheduler`` and ``dask worker`` as subprocesses, so the scheduler can die alone.
+    Stopped by PID, each process and its descendants: SIGTERM, then SIGKILL after a grace."""
+
+    def __init__(self, env: dict[str, str], workers: int = 2) -> None:
+        self.address = f"127.0.0.1:{free_ports(1)[0]}"
+        dask = str(Path(sys.executable).with_name("dask"))
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        env = {**os.environ, **env}
+        self.scheduler = subprocess.Popen(
+            [dask, "scheduler", "--port", self.address.rsplit(":", 1)[1],
+             "--dashboard-address", ":0"],
+            env=env, **quiet,  # type: ignore[call-overload]
+        )  # fmt: skip
+        self.workers = subprocess.Popen(
+            [dask, "worker", f"tcp://{self.address}", "--nworkers", str(workers),
+             "--nthreads", "1", "--no-dashboard"],
+            env=env, **quiet,  # type: ignore[call-overload]
+        )  # fmt: skip
+        self._count = workers
+
+    async def ready(self) -> None:
+        """Once the scheduler listens and every worker has joined it."""
+        for _ in range(100):
+            try:
+                async with distributed.Client(
+                    f"tcp://{self.address}", asynchronous=True, timeout=1
+                ) as client:
+                    await client.wait_for_workers(self._count, timeout=30)
+                    return
+            except (OSError, TimeoutError):
+                await asyncio.sleep(0.2)
+        raise AssertionError("the Dask processes did not start")
+
+    def kill_scheduler(self) -> None:
+        os.kill(self.scheduler.pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        family = []
+        for parent in (self.workers, self.scheduler):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                family += [psutil.Process(parent.pid)]
+                family += family[-1].children(recursive=True)
+        for process in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.terminate()
+        _, alive = psutil.wait_procs(family, timeout=1)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(alive, timeout=5)
+        for parent in (self.workers, self.scheduler):
+            parent.wait(5)
+
+
+SMALL = 300
+MiB = 1024 * 1024
+
+
+async def _keys(store: S3Store, bucket: str) -> set[str]:
+    return set(await _live(store, bucket))
+
+
+async def _same_objects(store: S3Store, copy: str, original: str) -> None:
+    """The same keys and sizes, and ETags where SeaweedFS keeps them (its server-side copy
+    of an object over 5 MiB gets a multipart ETag)."""
+    copied, source = await _live(store, copy), await _live(store, original)
+    assert {k: size for k, (size, _) in copied.items()} == {
+        k: size for k, (size, _) in source.items()
+    }
+    assert all(copied[k] == source[k] for k, (size, _) in source.items() if size < 5 * MiB)
+
+
+async def _killed_mid_copy(
+    processes: _Processes,
+    store: S3Store,
+    target: str,
+    capsys: pytest.CaptureFixture[str],
+    *args: str,
+) -> tuple[int, str, str]:
+    """``bmb --executor dask://… ARGS``, its scheduler SIGKILLed once a quarter of the copies
+    reached ``target``; the command's exit code and output."""
+    run = asyncio.create_task(bmb(capsys, "--executor", f"dask://{processes.address}", *args))
+    for _ in range(1200):
+        page = await store.list_objects_page(target)
+        if len(page.objects) >= SMALL // 4 or run.done():
+            break
+        await asyncio.sleep(0.05)
+    assert not run.done(), "the command ended before the scheduler could be killed"
+    processes.kill_scheduler()
+    return await asyncio.wait_for(run, 120)
+
+
+async def test_a_lost_scheduler_fails_the_command_and_a_rerun_completes(
+    cli_env: None,
+    s3_server: S3Server,
+    s3_store: S3Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The scheduler SIGKILLed mid-restore, then (a new cluster) mid-sync: exit 1 with the
+    ClusterError, no success printed; the restore's journal holds only copies that are in
+    the target; a rerun in-process completes to the exact end state, copying only what is
+    missing (a copy is never made twice in the versioned targets)."""
+    from backup_my_bucket.engine import cluster as module
+
+    monkeypatch.setattr(module, "UNIT_SIZE", 8)  # many units: some finish before the kill
+    src, bak = unique_bucket("lsrc"), unique_bucket("lbak")
+    dst, mirror = unique_bucket("ldst"), unique_bucket("lmir")
+    for bucket in (src, bak, dst, mirror):
+        await s3_store.create_bucket(bucket)
+    for bucket in (bak, dst, mirror):
+        await s3_store.set_versioning(bucket, True)
+    await _fill_layout(s3_store, src)
+    await _fill(s3_store, src, SMALL)
+    await asyncio.sleep(1.05)
+    code, _, err = await bmb(capsys, "backup", "--source", f"s3://{src}", "--backup", f"s3://{bak}")
+    assert code == 0, err
+    everything = await _keys(s3_store, src)
+    journals = tmp_path / "journals"
+    restore = ["--json", "restore", "latest", "--backup", f"s3://{bak}", "--to", f"s3://{dst}",
+               "--journal-dir", str(journals), "--yes"]  # fmt: skip
+
+    processes = _Processes(s3_server.env())
+    try:
+        await processes.ready()
+        code, out, err = await _killed_mid_copy(processes, s3_store, dst, capsys, *restore)
+    finally:
+        processes.stop()
+    assert code == 1, err
+    assert "lost the Dask scheduler" in err and "rerun the command" in err
+    assert '"copied"' not in out  # no summary: nothing claims success
+    present = await _keys(s3_store, dst)
+    (journal,) = journals.glob("restore-*.jsonl")
+    recorded = {
+        json.loads(line)["key"] for line in journal.read_text().splitlines() if '"op"' in line
+    }
+    assert recorded and recorded <= present < everything  # what finished, and only that
+
+    code, out, err = await bmb(capsys, *restore)  # in-process
+    assert code == 0, err
+    summary = json.loads(out.splitlines()[-1])
+    assert (summary["copied"], summary["failed"], summary["verified"]) == (
+        len(everything - present),
+        0,
+        True,
+    )
+    await _same_objects(s3_store, dst, src)
+    assert await _versions_beyond_one(s3_store, dst) == 0
+
+    processes = _Processes(s3_server.env())  # a new cluster: the sync half
+    try:
+        await processes.ready()
+        sync_args = ["--json", "sync", "--source", f"s3://{src}", "--backup", f"s3://{mirror}"]
+        code, out, err = await _killed_mid_copy(processes, s3_store, mirror, capsys, *sync_args)
+    finally:
+        processes.stop()
+    assert code == 1, err
+    assert "lost the Dask scheduler" in err and '"copied"' not in out
+    present = await _keys(s3_store, mirror)
+    assert present < everything
+    code, out, err = await bmb(capsys, *sync_args)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[-1])["copied"] == len(everything - present)
+    await _same_objects(s3_store, mirror, src)
+    assert await _versions_beyond_one(s3_store, mirror) == 0

@@ -54,7 +54,11 @@ def run(
 def test_no_limit_while_nothing_is_throttled() -> None:
     rate = SharedRate("s3://b/")
     assert run(rate, demand=50_000, partition=100_000, windows=30) == [None] * 30
-    assert rate.share().rate is None and rate.history == [None] and rate.generation == 0
+    assert (
+        rate.share().rate is None
+        and [limit for _, limit in rate.history] == [None]
+        and rate.generation == 0
+    )
 
 
 def test_a_few_throttled_answers_are_tolerated() -> None:

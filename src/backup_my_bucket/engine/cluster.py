@@ -10,7 +10,9 @@ credential chain supplies them, so no secret travels in a task.
 
 A unit whose worker is lost is retried (Dask reschedules it; :data:`UNIT_ATTEMPTS` more
 submissions if Dask gives up): units name exact version ids or keys, so running one twice
-changes nothing but, in a versioned target, adds a version identical to the one before.
+changes nothing but, in a versioned target, adds a version identical to the one before. A
+lost scheduler ends the command with a :class:`~..errors.ClusterError` (exit 1): what the
+engine recorded stays (a restore's journal), and a rerun continues from there.
 
 The request rate of each destination is the coordinator's to decide (engine/rate.py): each
 running unit reports what it did and the throttled answers its worker saw once a window (a
@@ -22,10 +24,12 @@ unit starts its items at its share (no limit at all until 503s stop being rare).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import operator
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -69,6 +73,20 @@ MESSAGE_LOG = 20
 items (~100 kB for 1,024 of restore's actions): Dask's default held ~100 MB of them."""
 
 _LOST = (distributed.KilledWorker, CommClosedError, OSError)
+
+
+@contextlib.contextmanager
+def _quiet(lost: bool) -> Iterator[None]:
+    """Closing a client whose scheduler is gone cancels its attempt to reconnect, which Dask
+    logs as an error with a traceback: the ClusterError already said what happened."""
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    if lost:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def portable(store: ObjectStore) -> S3Config:
@@ -163,6 +181,7 @@ class DaskExecutor:
         self._broadcasts: set[asyncio.Task[None]] = set()
         self._client: distributed.Client | None = None
         self._client_id = ""  # names this executor's rates on the workers
+        self._lost = False  # the scheduler went away mid-work (a ClusterError said so)
         self._config: dask.config.set | None = None  # restores the caller's setting
 
     async def open(self) -> None:
@@ -225,7 +244,8 @@ class DaskExecutor:
                 for task in self._broadcasts:
                     task.cancel()
                 await asyncio.gather(*self._broadcasts, return_exceptions=True)
-                await client.close()  # type: ignore[no-untyped-call]
+                with _quiet(self._lost):
+                    await client.close()  # type: ignore[no-untyped-call]
         finally:
             self._restore_config()
 
@@ -317,6 +337,14 @@ class DaskExecutor:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
+    def _scheduler_lost(self, reason: str) -> ClusterError:
+        self._lost = True
+        return ClusterError(
+            f"lost the Dask scheduler at {self.address} in the middle of the work ({reason})",
+            hint="what finished is recorded (a restore's journal, sync's copies): rerun the "
+            "command once the cluster is back, or with --executor local",
+        )
+
     async def _run(self, client: distributed.Client, unit: Unit[T, R]) -> Done:
         """Submit ``unit`` until it completes; a unit lost every time fails its items."""
         lost: BaseException | None = None
@@ -328,8 +356,13 @@ class DaskExecutor:
                 done: Done = await future
                 return done
             except _LOST as exc:
+                if client.status != "running":  # not a worker: the scheduler
+                    raise self._scheduler_lost(str(exc)) from exc
                 lost = exc
                 log.warning("a work unit's worker was lost (%s): submitting it again", exc)
+            except concurrent.futures.CancelledError as exc:  # every unit's, at once
+                reason = getattr(exc, "reason", None) or "its units were cancelled"
+                raise self._scheduler_lost(reason) from exc
             finally:
                 future.release()  # type: ignore[no-untyped-call]
         error = ClusterError(f"a work unit was lost {UNIT_ATTEMPTS} times on the cluster: {lost}")

@@ -118,7 +118,8 @@ class SharedRate:
         self.key = key or name
         self.limit: float | None = None
         self.generation = 0
-        self.history: list[float | None] = [None]  # every limit taken (for --debug and tests)
+        self.history: list[tuple[float, float | None]] = [(clock.monotonic(), None)]
+        """Every limit taken, and when (``clock.monotonic()``): for tests and benchmarks."""
         self.threads = self.running = 1
         self.window = window
         self._clock = clock
@@ -187,7 +188,7 @@ class SharedRate:
         )  # fmt: skip
         self.limit = limit
         self.generation += 1
-        self.history.append(limit)
+        self.history.append((self._clock.monotonic(), limit))
         return limit
 
 

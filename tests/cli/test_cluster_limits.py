@@ -1,8 +1,9 @@
 """A Dask cluster against a server that throttles, and a cluster that loses its scheduler.
 
 - The cluster shares one request rate per destination (engine/rate.py): behind a proxy that
-  serves a partition's rate and answers 503 SlowDown above it, the cluster's copy rate falls
-  to that rate, 503s become rare, and once the partition grows the rate ramps back up.
+  serves a partition's rate and answers 503 SlowDown above it, the shared limit falls below
+  that rate and the cluster keeps it; once the partition grows the limit ramps back up and
+  is lifted.
 - The scheduler killed mid-restore and mid-sync: the command fails with a ClusterError
   (exit 1), what finished is kept, and a rerun completes to the exact end state.
 """
@@ -80,9 +81,9 @@ async def test_the_cluster_slows_down_together_on_503s_then_ramps_back(
     cluster: str, s3_server: S3Server, s3_store: S3Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Behind a proxy that serves a partition's rate (a quarter of what the cluster sent
-    before; 503 SlowDown above it) for 3 s, then any rate: the cluster's limit falls below
-    the partition's rate, 503s become rare, then the limit ramps back up, and the sync
-    completes with the exact end state."""
+    before; 503 SlowDown above it) for 3 s, then any rate: the shared limit falls below the
+    partition's rate, the cluster's copies keep every limit in force, then the limit ramps
+    back up and is lifted, and the sync completes with the exact end state."""
     src, bak = unique_bucket("rsrc"), unique_bucket("rbak")
     for bucket in (src, bak):
         await s3_store.create_bucket(bucket)

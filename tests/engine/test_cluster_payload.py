@@ -12,10 +12,14 @@ from distributed.protocol import deserialize, serialize
 
 from backup_my_bucket.engine.actions import ActionKind
 from backup_my_bucket.engine.cluster import Done, Packed
+from backup_my_bucket.engine.executor import DeleteKey, destination
+from backup_my_bucket.engine.gc import DeleteVersions
+from backup_my_bucket.engine.restore import RestoreCopy
 from backup_my_bucket.engine.restore_plan import Action, Reason
-from backup_my_bucket.engine.sync import SyncItem
+from backup_my_bucket.engine.sync import SyncCopy, SyncItem
+from backup_my_bucket.engine.transfer import CopyBetween
 from backup_my_bucket.errors import StorageError
-from backup_my_bucket.model import ObjectVersion, VersionRef
+from backup_my_bucket.model import ObjectVersion, S3Url, VersionRef
 
 WHEN = datetime(2026, 11, 30, 7, 0, 0, 123000, tzinfo=UTC)
 
@@ -85,3 +89,15 @@ def test_a_units_outcomes_are_one_piece_for_dask_whatever_their_number() -> None
         back = deserialize(header, frames)
         assert back.results[:-1] == done.results[:-1]
         assert isinstance(back.results[-1][1], StorageError)
+
+
+def test_every_unit_of_work_names_the_folder_it_writes_to() -> None:
+    """The shared rate is kept per destination (engine/rate.py): each copy, delete and
+    verify work says where its requests go."""
+    src, dst = S3Url("src", "a/"), S3Url("dst", "b/")
+    copy = CopyBetween(src, dst, same_endpoint=True)
+    assert destination(RestoreCopy(copy)) == dst
+    assert destination(SyncCopy(copy)) == dst
+    assert destination(DeleteKey(dst)) == dst
+    assert destination(DeleteVersions("dst", WHEN)) == S3Url("dst")
+    assert destination(object()) is None

@@ -26,7 +26,6 @@ from ..errors import UsageError
 from ..model import S3Url
 from ..storage.protocol import ObjectStore
 from .pace import Pace
-from .transfer import CopyBetween
 from .workers import Outcome, run_pool
 
 T = TypeVar("T")
@@ -56,12 +55,9 @@ class Work(Protocol[T_contra, R_co]):
 
 
 def destination(work: object) -> S3Url | None:
-    """The folder a work's requests go to, in the last of its stores: its ``destination``, or
-    the target of the :class:`~.transfer.CopyBetween` it wraps as ``copy`` (restore's and
-    sync's copies); None when it names none."""
+    """The folder a work's requests go to, in the last of its stores (its ``destination``);
+    None when it names none."""
     where = getattr(work, "destination", None)
-    if where is None and isinstance(getattr(work, "copy", None), CopyBetween):
-        where = work.copy.target  # type: ignore[attr-defined]
     return where if isinstance(where, S3Url) else None
 
 

@@ -154,6 +154,10 @@ class RestoreCopy:
 
     copy: CopyBetween  # backup folder -> target folder
 
+    @property
+    def destination(self) -> S3Url:
+        return self.copy.target
+
     async def __call__(self, stores: Sequence[ObjectStore], action: Action) -> str:
         assert action.version_id is not None
         version_id = await self.copy(

@@ -381,6 +381,10 @@ class SyncCopy:
 
     copy: CopyBetween  # source folder -> backup folder
 
+    @property
+    def destination(self) -> S3Url:
+        return self.copy.target
+
     async def __call__(self, stores: Sequence[ObjectStore], item: SyncItem) -> str:
         assert item.source is not None
         version = item.source.version_id

@@ -33,7 +33,7 @@ def cluster(s3_server: S3Server) -> Iterator[str]:
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # its HTTP server on a free port (8787 may be taken)
         worker_dashboard_address=None,
         env=s3_server.env(),
     )

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from backup_my_bucket.storage.s3.http11 import BadResponse, Http11Pool
+from backup_my_bucket.storage.s3.http11 import BadResponse, BodyTooLarge, Http11Pool
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
 """Writes the answer to one request (its head given); False closes the connection."""
@@ -227,3 +227,53 @@ async def test_at_most_limit_requests_at_once() -> None:
         assert s.most_open <= 2 and pool.connections_made <= 2
     finally:
         await pool.close()
+
+
+async def test_a_body_goes_with_its_length_and_the_connection_stays_in_step(
+    pool: Http11Pool,
+) -> None:
+    bodies: list[bytes] = []
+
+    async def echo_length(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes
+    ) -> bool:
+        length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+        bodies.append(await reader.readexactly(length))
+        writer.write(ok(str(length).encode()))
+        return True
+
+    payload = bytes(range(256)) * 300
+    async with Scripted([echo_length]) as s:
+        for body in (payload, b"", b"x"):
+            status, answer_body, _ = await pool.request(
+                "PUT", "127.0.0.1", s.port, "/b/k", HEADERS, body=body
+            )
+            assert (status, answer_body) == (200, str(len(body)).encode())
+    assert bodies == [payload, b"", b"x"] and s.connections == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        ok(b"y" * 101),  # the length says so at once
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"40\r\n"
+        + b"z" * 64
+        + b"\r\n"
+        + b"40\r\n"
+        + b"z" * 64
+        + b"\r\n0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\n" + b"w" * 101,  # framed by the close
+    ],
+)
+async def test_a_body_over_the_limit_fails_and_its_connection_is_dropped(
+    pool: Http11Pool, raw: bytes
+) -> None:
+    async with Scripted([answer(raw, keep=False), answer(ok(b"small"))]) as s:
+        with pytest.raises(BodyTooLarge):
+            await pool.request("GET", "127.0.0.1", s.port, "/b/k", HEADERS, max_body=100)
+        status, body, _ = await pool.request(
+            "GET", "127.0.0.1", s.port, "/b/k", HEADERS, max_body=100
+        )
+        assert (status, body) == (200, b"small")
+    assert s.connections == 2 and len(s.requests) == 2

@@ -7,9 +7,12 @@ the request in one call and parses the answer when its bytes arrive (~0.05 ms pe
 
 What it does, and nothing more:
 - one request at a time per connection, connections kept alive in a pool per origin, at
-  most ``limit`` requests in flight across the pool;
+  most ``limit`` requests in flight across the pool; a request's body (a small PUT) is
+  written with its head, framed by Content-Length;
 - answers framed by Content-Length, chunked transfer coding, or the end of the connection;
-  no body for HEAD, 1xx, 204 and 304 (the framing of RFC 9112, section 6.3);
+  no body for HEAD, 1xx, 204 and 304 (the framing of RFC 9112, section 6.3); an answer whose
+  body would pass ``max_body`` bytes fails with :class:`BodyTooLarge` as soon as its length
+  (or its bytes so far) say so, and its connection is closed;
 - HTTPS through :mod:`ssl` with the context the caller gives (verification is the caller's);
 - a request sent on a kept-alive connection that closes (or fails its TLS) before any byte
   of the answer arrives is sent once more on a new connection (the server had closed it
@@ -19,8 +22,9 @@ What it does, and nothing more:
   read); connecting is bounded by ``connect_timeout``.
 
 Every failure is an :class:`OSError` (a cut or malformed answer: :class:`BadResponse`, a
-:class:`ConnectionError`) or :class:`TimeoutError`; :class:`ssl.SSLError` passes through as
-raised. A connection that failed, or whose request was cancelled, is closed, never reused.
+:class:`ConnectionError`; a body over the limit: :class:`BodyTooLarge`) or
+:class:`TimeoutError`; :class:`ssl.SSLError` passes through as raised. A connection that
+failed, or whose request was cancelled, is closed, never reused.
 Proxies are not handled here: the fast path keeps aiohttp for a proxied endpoint.
 """
 
@@ -40,6 +44,10 @@ class BadResponse(ConnectionError):
     """The server's bytes are not an HTTP/1.1 answer we can frame, or stop short of one."""
 
 
+class BodyTooLarge(OSError):
+    """An answer's body is larger than the request allowed (``max_body``): not read."""
+
+
 class _Connection(asyncio.Protocol):
     """One connection: :meth:`exchange` sends a request and waits for its whole answer."""
 
@@ -57,6 +65,8 @@ class _Connection(asyncio.Protocol):
         self._parts: list[bytes] = []
         self._remaining = -1  # bytes of a Content-Length body still to come
         self._until_close = False
+        self._max_body: int | None = None
+        self._body_size = 0  # bytes of the current answer's body so far
         self.received = False  # any byte of the current answer
 
     # --- asyncio.Protocol ---------------------------------------------------------------
@@ -83,8 +93,9 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._take(data)
-        except (BadResponse, ValueError, UnicodeError) as exc:
-            self._fail(exc if isinstance(exc, BadResponse) else BadResponse(str(exc)))
+        except (BadResponse, BodyTooLarge, ValueError, UnicodeError) as exc:
+            failed = exc if isinstance(exc, BadResponse | BodyTooLarge) else BadResponse(str(exc))
+            self._fail(failed)
             self.abort()
 
     def eof_received(self) -> bool | None:
@@ -93,10 +104,14 @@ class _Connection(asyncio.Protocol):
 
     # --- the exchange -------------------------------------------------------------------
 
-    async def exchange(self, request: bytes, no_body: bool) -> tuple[int, bytes, dict[str, str]]:
+    async def exchange(
+        self, request: bytes, no_body: bool, max_body: int | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
         assert self.transport is not None
         self._waiter = self._loop.create_future()
         self._no_body = no_body
+        self._max_body = max_body
+        self._body_size = 0
         self.received = False
         self.last_byte = time.monotonic()
         self.busy = True
@@ -158,6 +173,7 @@ class _Connection(asyncio.Protocol):
                 if not length.isdigit():
                     raise BadResponse(f"Content-Length {length!r}")
                 self._remaining = int(length)
+                self._count(self._remaining)
             else:
                 self._until_close = True
             data = rest
@@ -165,6 +181,7 @@ class _Connection(asyncio.Protocol):
             self._buffer += data
             self._chunks()
         elif self._until_close:
+            self._count(len(data))
             self._parts.append(data)
         else:
             if data:
@@ -174,6 +191,12 @@ class _Connection(asyncio.Protocol):
                 raise BadResponse("more bytes than the answer's Content-Length")
             if self._remaining == 0:
                 self._finish(b"".join(self._parts))
+
+    def _count(self, size: int) -> None:
+        """Account ``size`` more bytes of the body (all of them, for a Content-Length)."""
+        self._body_size += size
+        if self._max_body is not None and self._body_size > self._max_body:
+            raise BodyTooLarge(f"an answer's body over {self._max_body} bytes")
 
     def _chunks(self) -> None:
         """Move whole chunks from the buffer to the body; finish at the last chunk."""
@@ -199,6 +222,7 @@ class _Connection(asyncio.Protocol):
                 return
             if buffer[start + size : start + size + 2] != b"\r\n":
                 raise BadResponse("a chunk not followed by CRLF")
+            self._count(size)
             self._parts.append(bytes(buffer[start : start + size]))
             del buffer[: start + size + 2]
 
@@ -249,37 +273,40 @@ class Http11Pool:
         target: str,
         headers: Mapping[str, str],
         *,
+        body: bytes = b"",
         tls: ssl.SSLContext | None = None,
+        max_body: int | None = None,
     ) -> tuple[int, bytes, dict[str, str]]:
-        """Send a body-less request (``headers`` must hold ``host``); the status, the body and
-        the headers (lower-case names) of its answer."""
+        """Send a request (``headers`` must hold ``host``; ``body`` goes with a Content-Length);
+        the status, the body and the headers (lower-case names) of its answer. An answer's
+        body over ``max_body`` bytes raises :class:`BodyTooLarge`."""
         lines = [f"{method} {target} HTTP/1.1\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
-        if method in ("PUT", "POST"):
-            lines.append("content-length: 0\r\n")
+        if body or method in ("PUT", "POST"):
+            lines.append(f"content-length: {len(body)}\r\n")
         lines.append("\r\n")
-        request = "".join(lines).encode("utf-8")
-        no_body = method == "HEAD"
+        request = "".join(lines).encode("utf-8") + body
+        exchange = (request, method == "HEAD", max_body)
         origin = (host, port, tls is not None)
         async with self._slots:
             connection = self._kept(origin)
             if connection is not None:
                 try:
-                    return await self._exchange(connection, origin, request, no_body)
+                    return await self._exchange(connection, origin, *exchange)
                 except (ConnectionError, ssl.SSLError):  # BadResponse is a ConnectionError
                     if connection.received:
                         raise
                     # closed while idle before it read the request: once more, on a new one
             connection = await self._connect(host, port, tls)
-            return await self._exchange(connection, origin, request, no_body)
+            return await self._exchange(connection, origin, *exchange)
 
     async def _exchange(
         self, connection: _Connection, origin: tuple[str, int, bool], request: bytes,
-        no_body: bool,
+        no_body: bool, max_body: int | None,
     ) -> tuple[int, bytes, dict[str, str]]:  # fmt: skip
         self._watch()
         try:
-            status, body, headers = await connection.exchange(request, no_body)
+            status, body, headers = await connection.exchange(request, no_body, max_body)
         except BaseException:
             connection.abort()
             self._all.discard(connection)

@@ -258,14 +258,14 @@ async def test_gc_skips_and_reports_versions_under_object_lock(
     """Retention in force and a legal hold: kept and reported, not failures (exit 0); a
     version whose retention has passed is deleted."""
     bucket = unique_bucket("gco")
-    await s3_store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    await (await s3_store.botocore()).create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     old = (await _two_rounds(s3_store, bucket, capsys)).split(",")
     until = datetime.now(UTC) + timedelta(hours=1)
-    await s3_store.client.put_object_retention(
+    await (await s3_store.botocore()).put_object_retention(
         Bucket=bucket, Key="a", VersionId=old[0],
         Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
     )  # fmt: skip
-    await s3_store.client.put_object_legal_hold(
+    await (await s3_store.botocore()).put_object_legal_hold(
         Bucket=bucket, Key="b", VersionId=old[1], LegalHold={"Status": "ON"}
     )
     code, out, err = await bmb(
@@ -278,7 +278,7 @@ async def test_gc_skips_and_reports_versions_under_object_lock(
     assert [k[:2] for k in kept] == [("a", old[0]), ("b", old[1])]
     assert kept[0][2].startswith("kept by Object Lock: GOVERNANCE retention until ")
     assert kept[1][2] == "kept by Object Lock: a legal hold"
-    await s3_store.client.put_object_legal_hold(
+    await (await s3_store.botocore()).put_object_legal_hold(
         Bucket=bucket, Key="b", VersionId=old[1], LegalHold={"Status": "OFF"}
     )
     code, out, err = await bmb(capsys, "gc", "--backup", f"s3://{bucket}", "--keep-last", "1")

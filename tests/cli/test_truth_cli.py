@@ -63,7 +63,7 @@ async def test_a_metadata_only_change_through_the_cli(
     assert json.loads(out)["copied"] == 1  # the restored headers, backed up in turn
 
     tag_set = [{"Key": "tier", "Value": "changed"}]
-    await s3_store.client.put_object_tagging(
+    await (await s3_store.botocore()).put_object_tagging(
         Bucket=src, Key="page.html", Tagging={"TagSet": tag_set}
     )
     code, out, _ = await bmb(capsys, "--json", "sync", *urls)

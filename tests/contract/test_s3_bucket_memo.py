@@ -29,14 +29,30 @@ async def cli_store(s3_server: S3Server) -> AsyncIterator[S3Store]:
         yield store
 
 
-def _count_requests(store: S3Store) -> Counter[str]:
-    sent: Counter[str] = Counter()
+class Sent:
+    """The requests a store sends from now on, by operation: botocore's and the fast path's."""
 
-    def count(model: Any, **_: Any) -> None:
-        sent[model.name] += 1
+    def __init__(self, store: S3Store) -> None:
+        self.store = store
+        self.botocore: Counter[str] = Counter()
+        self.fast_before = self._fast()
 
-    store.client.meta.events.register("before-call.s3", count)
-    return sent
+    def _fast(self) -> Counter[str]:
+        return Counter(self.store._fast.served) if self.store._fast is not None else Counter()
+
+    async def watch(self) -> Sent:
+        def count(model: Any, **_: Any) -> None:
+            self.botocore[model.name] += 1
+
+        (await self.store.botocore()).meta.events.register("before-call.s3", count)
+        return self
+
+    def counts(self) -> Counter[str]:
+        return self.botocore + (self._fast() - self.fast_before)
+
+
+async def _count_requests(store: S3Store) -> Sent:
+    return await Sent(store).watch()
 
 
 async def test_bucket_checks_and_versioning_are_asked_once(
@@ -44,16 +60,16 @@ async def test_bucket_checks_and_versioning_are_asked_once(
 ) -> None:
     bucket = unique_bucket("memo")
     await cli_store.create_bucket(bucket)
-    sent, plain = _count_requests(cli_store), _count_requests(s3_store)
+    sent, plain = await _count_requests(cli_store), await _count_requests(s3_store)
     for _ in range(3):
         for store in (cli_store, s3_store):
             await store.check_bucket(bucket)
             assert await store.get_versioning(bucket) is Versioning.UNVERSIONED
-    assert sent == Counter({"HeadBucket": 1, "GetBucketVersioning": 1})
-    assert plain == Counter({"HeadBucket": 3, "GetBucketVersioning": 3})  # no ttl: every time
+    assert sent.counts() == Counter({"HeadBucket": 1, "GetBucketVersioning": 1})
+    assert plain.counts() == Counter({"HeadBucket": 3, "GetBucketVersioning": 3})  # every time
     await cli_store.set_versioning(bucket, True)  # through the store: seen at once
     assert await cli_store.get_versioning(bucket) is Versioning.ENABLED
-    assert sent["GetBucketVersioning"] == 2
+    assert sent.counts()["GetBucketVersioning"] == 2
 
 
 async def test_an_error_is_not_kept_and_old_answers_are_asked_again(
@@ -66,9 +82,9 @@ async def test_an_error_is_not_kept_and_old_answers_are_asked_again(
         await store.create_bucket(bucket)
         await store.check_bucket(bucket)  # the error was not remembered
         await store.get_versioning(bucket)
-        sent = _count_requests(store)
+        sent = await _count_requests(store)
         await asyncio.sleep(0.3)  # older than the ttl: asked again
         await store.check_bucket(bucket)
         await store.get_versioning(bucket)
         await store.get_versioning(bucket)
-    assert sent == Counter({"HeadBucket": 1, "GetBucketVersioning": 1})
+        assert sent.counts() == Counter({"HeadBucket": 1, "GetBucketVersioning": 1})

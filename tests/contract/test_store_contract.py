@@ -493,7 +493,7 @@ async def test_object_lock_refuses_deletion_and_head_shows_it(
     else:
         assert isinstance(store, S3Store)
         bucket = unique_bucket("lock")
-        await store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        await (await store.botocore()).create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     held, retained, free = [await store.put(bucket, k, b"x") for k in ("a", "b", "c")]
     for key in ("a", "b", "c"):
         await store.put(bucket, key, b"newer")
@@ -503,10 +503,10 @@ async def test_object_lock_refuses_deletion_and_head_shows_it(
         store.lock(bucket, "b", retained, mode="GOVERNANCE", until=until)
     else:
         assert isinstance(store, S3Store)
-        await store.client.put_object_legal_hold(
+        await (await store.botocore()).put_object_legal_hold(
             Bucket=bucket, Key="a", VersionId=held, LegalHold={"Status": "ON"}
         )
-        await store.client.put_object_retention(
+        await (await store.botocore()).put_object_retention(
             Bucket=bucket, Key="b", VersionId=retained,
             Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
         )  # fmt: skip

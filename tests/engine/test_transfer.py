@@ -311,7 +311,7 @@ async def test_fast_head_answers_what_botocore_answers(s3_store: S3Store) -> Non
     fast = s3_store._fast
     assert fast is not None
     bucket = unique_bucket("fhead")
-    await s3_store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    await (await s3_store.botocore()).create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     refs: list[tuple[str, str | None]] = []
     for key in ODD_KEYS:
         old = await s3_store.put(bucket, key, b"old " + key.encode(), attrs=ATTRS, tags=TAGS)
@@ -319,11 +319,11 @@ async def test_fast_head_answers_what_botocore_answers(s3_store: S3Store) -> Non
         refs += [(key, old), (key, None)]
     until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     locked = refs[0][1]
-    await s3_store.client.put_object_retention(
+    await (await s3_store.botocore()).put_object_retention(
         Bucket=bucket, Key=ODD_KEYS[0], VersionId=locked,
         Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
     )  # fmt: skip
-    await s3_store.client.put_object_legal_hold(
+    await (await s3_store.botocore()).put_object_legal_hold(
         Bucket=bucket, Key=ODD_KEYS[1], VersionId=refs[2][1], LegalHold={"Status": "ON"}
     )
     plain = unique_bucket("fhead")  # unversioned: null versions

@@ -294,4 +294,6 @@ async def retag(store: ObjectStore, bucket: str, key: str, tags: dict[str, str])
     else:
         assert isinstance(store, S3Store)
         tag_set = [{"Key": k, "Value": v} for k, v in tags.items()]
-        await store.client.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
+        await (await store.botocore()).put_object_tagging(
+            Bucket=bucket, Key=key, Tagging={"TagSet": tag_set}
+        )

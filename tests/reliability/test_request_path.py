@@ -71,8 +71,8 @@ async def test_store_requests_all_go_through_the_proxy(
             await _copy_and_list(store, bucket, version)
             assert store._fast is not None and (store._fast.copies, store._fast.listings) == (1, 1)
     fast = [entry for entry in proxy.stats.log if FAST in entry[2]]
-    assert [method for method, *_ in fast] == ["PUT", "GET"]
-    assert len(proxy.stats.log) == 5  # create, versioning, put (botocore) + the two fast ones
+    assert [method for method, *_ in fast] == ["PUT", "PUT", "GET"]  # put, copy, listing
+    assert len(proxy.stats.log) == 5  # create, versioning (botocore) + the three fast ones
     basic = "Basic " + base64.b64encode(b"user:p%w").decode()  # the proxy's own credentials
     assert {entry[3] for entry in proxy.stats.log} == {basic}
 

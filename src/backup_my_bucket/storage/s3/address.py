@@ -29,21 +29,33 @@ import functools
 import os
 import ssl
 import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import botocore.httpsession
-import botocore.utils
-
 from .sigv4 import canonical_host, quote
+
+
+def environ_proxies(url: str) -> dict[str, str]:
+    """botocore's ``get_environ_proxies``; without any proxy setting (its answer is then
+    empty whatever the URL), botocore is not imported to say so."""
+    if not urllib.request.getproxies():
+        return {}
+    import botocore.utils
+
+    found: dict[str, str] = botocore.utils.get_environ_proxies(url)
+    return found
 
 
 def proxy_for(url: str) -> tuple[str | None, dict[str, str]] | str:
     """The proxy botocore would take for ``url`` and its headers, or why we cannot follow."""
-    proxies = botocore.httpsession.ProxyConfiguration(
-        proxies=botocore.utils.get_environ_proxies(url)
-    )
+    proxies_found = environ_proxies(url)
+    if not proxies_found:
+        return None, {}
+    import botocore.httpsession
+
+    proxies = botocore.httpsession.ProxyConfiguration(proxies=proxies_found)
     proxy = proxies.proxy_url_for(url)
     if proxy and not proxy.startswith("http:"):
         scheme = urllib.parse.urlsplit(proxy).scheme
@@ -54,6 +66,8 @@ def proxy_for(url: str) -> tuple[str | None, dict[str, str]] | str:
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     """The trust botocore's endpoint verifies against: the session's bundle (``AWS_CA_BUNDLE``
     or the profile's), else ``REQUESTS_CA_BUNDLE``, else botocore's own."""
+    import botocore.httpsession
+
     verify: Any = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or True
     tls: ssl.SSLContext = botocore.httpsession.create_urllib3_context()
     tls.verify_mode = ssl.CERT_REQUIRED

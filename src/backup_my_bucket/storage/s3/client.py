@@ -1,26 +1,28 @@
-"""S3Config and the opening of one store's botocore client: credentials (each set registered
-for redaction), retries, the hooks and the fast path."""
+"""The opening of one store's botocore client: its session, credentials (each set registered
+for redaction), retries, the hooks and, when the store opens with it, the fast path.
+
+Imported only when a store builds its client (storage/s3/connection.py): aiobotocore and
+aiohttp come with it (:mod:`.lazytls` first, so that aiohttp's default TLS contexts read no
+certificates until one is used)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import json
 import logging
 import os
-import socket
-import urllib.parse
 from typing import Any
 
+# isort: off
+from . import lazytls  # noqa: F401  (first: aiohttp without its TLS contexts' certificates)
 import botocore.exceptions
 import botocore.loaders
-import botocore.utils
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioCredentials
 from aiobotocore.session import AioSession
 
-from ...errors import EndpointUnreachable
+# isort: on
 from .address import Address, address, proxy_for
 from .config import S3Config
 from .errors import translate_error
@@ -102,41 +104,12 @@ async def _credentials(session: AioSession, cfg: S3Config) -> Any:
     return credentials
 
 
-async def probe_endpoint(endpoint_url: str, seconds: float) -> None:
-    """Connect to a custom endpoint once, before its first request: a wrong port, host or scheme
-    fails now, naming the endpoint, instead of after every retry of every request
-    (``max_attempts`` x ``connect_timeout``, a minute of silence). Skipped behind a proxy
-    (the proxy connects), and for AWS's own endpoints."""
-    if botocore.utils.get_environ_proxies(endpoint_url):
-        return
-    parts = urllib.parse.urlsplit(endpoint_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), seconds)
-    except TimeoutError:
-        reason = f"no answer within {seconds:g} s"
-    except socket.gaierror:
-        reason = f"the host name {parts.hostname!r} does not resolve"
-    except OSError as exc:  # asyncio's own text is "Connect call failed (...)": say why
-        reason = (os.strerror(exc.errno) if exc.errno else exc.strerror) or type(exc).__name__
-        reason = reason[0].lower() + reason[1:]
-    else:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return
-    raise EndpointUnreachable(
-        f"cannot connect to the S3 endpoint {endpoint_url}: {reason}",
-        hint="is an S3 server listening there? check --endpoint-url (or AWS_ENDPOINT_URL): "
-        "scheme, host and port",
-    )
-
-
 async def open_client(
-    cfg: S3Config, stack: contextlib.AsyncExitStack
+    cfg: S3Config, stack: contextlib.AsyncExitStack, fast: Resolver | None = None
 ) -> tuple[Any, _FastPath | None, bool]:
-    """The configured client (entered into ``stack``), its fast path if any, and whether
-    the endpoint is to be probed before the first request (:func:`probe_endpoint`)."""
+    """The configured client (entered into ``stack``); with ``fast`` (where the fast path asks
+    for a bucket's endpoint), its fast path if it can have one; whether the endpoint is to be
+    probed before the first request (``Connection._reach``)."""
     try:
         session = AioSession(profile=cfg.profile)
         _quick_loading(session)
@@ -152,7 +125,7 @@ async def open_client(
             retries={"mode": "adaptive", "total_max_attempts": cfg.max_attempts},
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
-            s3={"addressing_style": _addressing(cfg)},
+            s3={"addressing_style": cfg.addressing()},
             signature_version="s3v4",
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -175,26 +148,21 @@ async def open_client(
         _track(signer_credentials)  # a botocore that copied them: follow its copy too
     _install_listing_hooks(client.meta.events)
     _fixed_user_agent(client)
-    fast = await _fast_path(cfg, session, client, credentials)
-    if fast is not None:
-        stack.push_async_callback(fast.close)
+    fast_path = None if fast is None else _fast_path(cfg, session, client, credentials, fast)
+    if fast_path is not None:
+        stack.push_async_callback(fast_path.close)
     # without credentials no request goes out: the first one says so, before any connection
     probe = credentials is not None and bool(cfg.endpoint_url)
-    log.info(
-        "S3 client for %s (region %s, fast request path %s)",
-        cfg.endpoint_url or "AWS",
-        client.meta.region_name,
-        "on" if fast is not None else "off",
-    )
-    return client, fast, probe
-
-
-def _addressing(cfg: S3Config) -> str:
-    """botocore's addressing style: as configured; by default path style on a custom endpoint
-    (most S3-compatible servers want it), botocore's own choice on AWS."""
-    if cfg.addressing_style != "auto":
-        return cfg.addressing_style
-    return "path" if cfg.endpoint_url else "auto"
+    if fast is None:  # a light store's: its fast path was opened without botocore
+        log.debug("botocore's client for %s built on first need", cfg.endpoint_url or "AWS")
+    else:
+        log.info(
+            "S3 client for %s (region %s, fast request path %s)",
+            cfg.endpoint_url or "AWS",
+            client.meta.region_name,
+            "on" if fast_path is not None else "off",
+        )
+    return client, fast_path, probe
 
 
 def _plain_http(endpoint_url: str | None) -> bool:
@@ -228,8 +196,8 @@ def _resolver(client: Any) -> Resolver | str:
     return resolve
 
 
-async def _fast_path(
-    cfg: S3Config, session: AioSession, client: Any, credentials: Any
+def _fast_path(
+    cfg: S3Config, session: AioSession, client: Any, credentials: Any, resolve: Resolver
 ) -> _FastPath | None:
     if not cfg.fast_path:
         log.debug("fast request path off: turned off by the settings")
@@ -237,18 +205,10 @@ async def _fast_path(
     if credentials is None:
         log.debug("fast request path off: no credentials (botocore's requests will say so)")
         return None
-    resolve = _resolver(client)
-    if isinstance(resolve, str):
-        log.debug("fast request path off: %s", resolve)
+    if isinstance(why := _resolver(client), str):
+        log.debug("fast request path off: %s", why)
         return None
     ca_bundle = session.get_config_variable("ca_bundle")
-    return _FastPath(
-        resolve,
-        credentials,
-        pool=cfg.max_pool_connections,
-        max_attempts=cfg.max_attempts,
-        ca_bundle=ca_bundle if isinstance(ca_bundle, str) else None,
-        name=cfg.endpoint_url or "AWS",
-        connect_timeout=cfg.connect_timeout,
-        read_timeout=cfg.read_timeout,
+    return _FastPath.of(
+        cfg, resolve, credentials, ca_bundle if isinstance(ca_bundle, str) else None
     )

@@ -31,3 +31,10 @@ class S3Config:
     # seconds a bucket's answered HeadBucket and versioning status are reused (0: always ask);
     # the CLI sets FRESH_FOR for its commands, whose phases each ask again
     bucket_facts_ttl: float = 0.0
+
+    def addressing(self) -> str:
+        """botocore's addressing style: as configured; by default path style on a custom
+        endpoint (most S3-compatible servers want it), botocore's own choice on AWS."""
+        if self.addressing_style != "auto":
+            return self.addressing_style
+        return "path" if self.endpoint_url else "auto"

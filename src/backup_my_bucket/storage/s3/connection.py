@@ -5,34 +5,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+import logging
+import os
+import socket
+import urllib.parse
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Self, TypeVar
 
 import botocore.exceptions
 
-from . import lazytls  # noqa: F401  (first: aiohttp without its TLS contexts' certificates)
-from .client import open_client, probe_endpoint
+from ...errors import EndpointUnreachable
+from .address import Address, environ_proxies
 from .config import S3Config
 from .errors import translate_error
 from .fastpath import _FastPath
-from .hooks import _count_throttles
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Connection:
-    """One store's client and fast path, opened and closed together; every request goes
-    through :meth:`_call`, which reaches the endpoint first and translates errors."""
+    """One store's botocore client and fast path, opened and closed together; every request
+    goes through :meth:`_call` (:meth:`_api` for botocore's), which reaches the endpoint first
+    and translates errors."""
 
     def __init__(self, config: S3Config | None = None) -> None:
         self.config = config or S3Config()
         self._client: S3Client | None = None
         self._fast: _FastPath | None = None
+        self._opened = False
+        self._building = asyncio.Lock()
+        self.clients_built = 0  # botocore clients this store built
         self._exit_stack = contextlib.AsyncExitStack()
-        self._reached = True  # or not yet: set when opened (open_client says)
+        self._reached = True  # or not yet: set when opened
         self._reaching = asyncio.Lock()
         self._server: str | None = None  # the endpoint's Server header, once asked
         self._known: dict[tuple[str, str], tuple[float, object]] = {}  # (what, bucket): FRESH_FOR
@@ -46,10 +54,35 @@ class Connection:
         await self.close()
 
     async def open(self) -> None:
+        if not self._opened:
+            await self.botocore()
+            self._opened = True
+
+    async def botocore(self) -> S3Client:
+        """botocore's client, built on the first call (once, whoever else waits for it)."""
         if self._client is None:
-            self._client, self._fast, probe = await open_client(self.config, self._exit_stack)
-            self._reached = not probe
-            _count_throttles(self._client.meta.events, self._count_throttle)
+            async with self._building:
+                if self._client is None:
+                    # aiobotocore and aiohttp: only now
+                    from .client import open_client
+
+                    client, fast, probe = await open_client(
+                        self.config, self._exit_stack, self._resolve
+                    )
+                    from .hooks import _count_throttles
+
+                    _count_throttles(client.meta.events, self._count_throttle)
+                    self._fast, self._reached = fast, not probe
+                    self.clients_built += 1
+                    self._client = client
+        return self._client
+
+    async def _resolve(self, bucket: str, op: str) -> Address | str:
+        """Where the fast path sends ``op`` for ``bucket``: botocore's endpoint rules."""
+        from .client import _resolver
+
+        resolve = _resolver(await self.botocore())
+        return resolve if isinstance(resolve, str) else await resolve(bucket, op)
 
     def _count_throttle(self) -> None:
         self._throttled += 1
@@ -63,13 +96,20 @@ class Connection:
     async def close(self) -> None:
         self._client = None
         self._fast = None
+        self._opened = False
         await self._exit_stack.aclose()
 
-    @property
-    def client(self) -> S3Client:
-        if self._client is None:
-            raise RuntimeError(f"{type(self).__name__} is not open")
-        return self._client
+    async def _api(
+        self,
+        op: str,
+        bucket: str,
+        send: Callable[[S3Client], Awaitable[T]],
+        key: str | None = None,
+        version_id: str | None = None,
+    ) -> T:
+        """A request through botocore's client (built first if need be)."""
+        client = await self.botocore()
+        return await self._call(op, bucket, send(client), key, version_id)
 
     async def _call(
         self,
@@ -92,7 +132,7 @@ class Connection:
             raise translate_error(exc, op, bucket, key, version_id) from exc
 
     async def _reach(self) -> None:
-        """Before the first request: is anything listening at the endpoint? (client.py)"""
+        """Before the first request: is anything listening at the endpoint?"""
         async with self._reaching:
             if not self._reached:
                 assert self.config.endpoint_url is not None
@@ -112,3 +152,33 @@ class Connection:
 
     def _forget(self, what: str, bucket: str) -> None:
         self._known.pop((what, bucket), None)
+
+
+async def probe_endpoint(endpoint_url: str, seconds: float) -> None:
+    """Connect to a custom endpoint once, before its first request: a wrong port, host or scheme
+    fails now, naming the endpoint, instead of after every retry of every request
+    (``max_attempts`` x ``connect_timeout``, a minute of silence). Skipped behind a proxy
+    (the proxy connects), and for AWS's own endpoints."""
+    if environ_proxies(endpoint_url):
+        return
+    parts = urllib.parse.urlsplit(endpoint_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), seconds)
+    except TimeoutError:
+        reason = f"no answer within {seconds:g} s"
+    except socket.gaierror:
+        reason = f"the host name {parts.hostname!r} does not resolve"
+    except OSError as exc:  # asyncio's own text is "Connect call failed (...)": say why
+        reason = (os.strerror(exc.errno) if exc.errno else exc.strerror) or type(exc).__name__
+        reason = reason[0].lower() + reason[1:]
+    else:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+    raise EndpointUnreachable(
+        f"cannot connect to the S3 endpoint {endpoint_url}: {reason}",
+        hint="is an S3 server listening there? check --endpoint-url (or AWS_ENDPOINT_URL): "
+        "scheme, host and port",
+    )

@@ -4,9 +4,11 @@
 CopyObject with the COPY directives (sync's and restore's inner loop), ListObjectVersions
 (every engine's), ListObjectsV2 (the listing audit's) and HEAD of a whole object (the copy
 engine's, and the checks of what listings cannot tell: ~0.3 ms of client CPU against
-botocore's ~1.6 ms) skip botocore's per-request pipeline (endpoint rules, user agent, request
-objects, signing, parsing, retry hooks), on AWS as on custom endpoints. What it keeps of
-botocore's behaviour, and how:
+botocore's ~1.6 ms), and the smaller requests every command sends while it sets up and keeps
+its catalog (HeadBucket, GetBucketVersioning, GetObject of at most :data:`BODY_LIMIT` bytes,
+PutObject of as many without attributes or tags, DeleteObject) skip botocore's per-request
+pipeline (endpoint rules, user agent, request objects, signing, parsing, retry hooks), on AWS
+as on custom endpoints. What it keeps of botocore's behaviour, and how:
 
 - addressing: each bucket's endpoint (virtual-hosted or path style, regional, the region
   learned from a redirect) is botocore's own resolution, asked once per bucket and operation
@@ -23,57 +25,52 @@ botocore's behaviour, and how:
   AuthorizationHeaderMalformed, any answer naming ``x-amz-bucket-region``) goes to botocore,
   whose redirector re-sends the request to the bucket's region and remembers it; the fast
   path then asks botocore for the bucket's endpoint again, and goes on in that region;
+- a conditional write's 412 PreconditionFailed is raised at once, as botocore raises it;
 - anything else it was not written for (a 3xx, 400, 403, 404, an unknown answer, a TLS or
-  proxy failure) falls back to botocore: the caller repeats the request there (one debug
-  line says why). After :data:`GIVE_UP` suspicious fallbacks in a row the fast path turns
-  itself off for the store (a systematic 403 would otherwise only show as slowness).
+  proxy failure, a body over the limit) falls back to botocore: the caller repeats the
+  request there (one debug line says why). After :data:`GIVE_UP` suspicious fallbacks in a
+  row the fast path turns itself off for the store (a systematic 403 would otherwise only
+  show as slowness). A GET over the limit also turns fast GETs off for the store: it reads
+  large objects, which botocore streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiohttp
 import botocore.exceptions
-import yarl
 
 from ... import __version__
 from ...model import ObjectPage, VersionPage, VersionRef
 from .address import Address, tls_context
-from .hooks import THROTTLE_CODES
-from .http11 import Http11Pool
+from .answers import Fallback, Refused, Retry, judge, unreached
+from .config import S3Config
+from .http11 import BodyTooLarge, Http11Pool
 from .parse import ListingParseError, parse_objects_xml, parse_versions_xml
-from .sigv4 import SigV4, canonical_query, quote
+from .sigv4 import EMPTY_SHA256, SigV4, canonical_query, quote
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = TypeVar("P", VersionPage, ObjectPage)
 
 GIVE_UP = 16  # suspicious fallbacks in a row before the fast path turns itself off
+BODY_LIMIT = 16 * 1024 * 1024  # the largest body a fast GET reads or a fast PUT sends
 MAX_BACKOFF = 20.0  # botocore's standard retry mode: full jitter, base 2, capped at 20 s
 BACKOFF_BASE = 1.0
 _USER_AGENT = f"backup-my-bucket/{__version__} (fast path)"
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-_TRANSIENT_CODES = frozenset({
-    "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException",
-    "PriorRequestNotComplete",
-})  # fmt: skip
-# the bucket is in another region, or moved: botocore's redirector follows (botocore/utils.py)
-_REDIRECT_CODES = frozenset({
-    "PermanentRedirect", "TemporaryRedirect", "AuthorizationHeaderMalformed",
-    "IllegalLocationConstraintException",
-})  # fmt: skip
-# definitive answers about the request's object: they say nothing about the fast path itself
-# (405: AWS's HEAD of a delete marker's version)
-_DEFINITIVE_STATUS = frozenset({404, 405, 409, 412})
-_CODE = re.compile(rb"<Code>([^<]*)</Code>")
-_MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
+_STATUS = re.compile(rb"<Status>([^<]*)</Status>")
+_OK = frozenset({200})
 
 
 def copy_request(source: VersionRef, key: str) -> tuple[str, dict[str, str]]:
@@ -82,18 +79,36 @@ def copy_request(source: VersionRef, key: str) -> tuple[str, dict[str, str]]:
     copy_source = quote(f"{source.bucket}/{source.key}", "/~")
     if source.version_id:
         copy_source += f"?versionId={source.version_id}"
-    return f"/{quote(key)}", {"x-amz-copy-source": copy_source}
+    return object_path(key), {"x-amz-copy-source": copy_source}
 
 
 def head_request(key: str, version_id: str | None) -> tuple[str, str]:
     """HEAD's path under the bucket's endpoint and its (canonical) query."""
-    return f"/{quote(key)}", canonical_query({"versionId": version_id} if version_id else {})
+    return object_path(key), canonical_query({"versionId": version_id} if version_id else {})
 
 
 def list_versions_request(params: Mapping[str, str]) -> tuple[str, str]:
     """A listing's path under the bucket's endpoint and its (canonical) query
     (ListObjectVersions, ListObjectsV2)."""
     return "", canonical_query(params)
+
+
+def object_path(key: str) -> str:
+    """An object's path under its bucket's endpoint, encoded as botocore encodes it."""
+    return f"/{quote(key)}"
+
+
+def versioning_request() -> tuple[str, str]:
+    """GetBucketVersioning's path under the bucket's endpoint and its (canonical) query."""
+    return "", canonical_query({"versioning": ""})
+
+
+def get_request(
+    key: str, version_id: str | None, byte_range: tuple[int, int] | None
+) -> tuple[str, str, dict[str, str]]:
+    """GetObject's path, query and headers (``byte_range``: inclusive, as Range says)."""
+    path, query = head_request(key, version_id)
+    return path, query, {"range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
 
 
 def signed_request(
@@ -105,27 +120,13 @@ def signed_request(
     query: str,
     extra: Mapping[str, str],
     amz_date: str | None = None,
+    payload_hash: str = EMPTY_SHA256,
 ) -> tuple[str, dict[str, str]]:
     """The URL and the signed headers of a request to a bucket's endpoint."""
     url, path = where.target(url_path, query)
-    return url, signer.headers(credentials, method, where.host, path, query, extra, amz_date)
-
-
-class _Retry(Exception):
-    """One attempt failed in a way worth another (throttling, 5xx, a dropped connection)."""
-
-    def __init__(self, reason: str, error: Exception, throttled: bool = False) -> None:
-        super().__init__(reason)
-        self.reason, self.error, self.throttled = reason, error, throttled
-
-
-class _Fallback(Exception):
-    """An answer the fast path was not written for: botocore repeats the request.
-    ``redirect``: the bucket is elsewhere (botocore follows, the fast path asks again)."""
-
-    def __init__(self, reason: str, suspicious: bool = True, redirect: bool = False) -> None:
-        super().__init__(reason)
-        self.reason, self.suspicious, self.redirect = reason, suspicious, redirect
+    return url, signer.headers(
+        credentials, method, where.host, path, query, extra, amz_date, payload_hash
+    )
 
 
 Resolver = Callable[[str, str], Awaitable[Address | str]]
@@ -133,15 +134,34 @@ Resolver = Callable[[str, str], Awaitable[Address | str]]
 
 
 class _FastPath:
-    """CopyObject (COPY directives), ListObjectVersions, ListObjectsV2 and HEAD, at the
-    endpoint botocore resolves for each bucket (``resolve``, asked once per bucket and
-    operation, and again after a redirect).
+    """CopyObject (COPY directives), ListObjectVersions, ListObjectsV2 and HEAD, and the
+    smaller requests of a command's set-up and catalog (HeadBucket, GetBucketVersioning,
+    GetObject, PutObject without attributes, DeleteObject), at the endpoint botocore resolves
+    for each bucket (``resolve``, asked once per bucket and operation, and again after a
+    redirect).
 
     ``credentials``: botocore's credentials object of the client (refreshed by botocore);
     ``ca_bundle``: the session's, for HTTPS endpoints. Each method answers the result, None
     when the caller must repeat the request through botocore, or raises botocore's
-    ``ClientError``/``EndpointConnectionError`` when every attempt failed.
+    ``ClientError``/``EndpointConnectionError`` when every attempt failed (or the server
+    refused a conditional write: 412).
     """
+
+    @classmethod
+    def of(
+        cls, cfg: S3Config, resolve: Resolver, credentials: Any, ca_bundle: str | None
+    ) -> _FastPath:
+        """The fast path of a store with these settings."""
+        return cls(
+            resolve,
+            credentials,
+            pool=cfg.max_pool_connections,
+            max_attempts=cfg.max_attempts,
+            ca_bundle=ca_bundle,
+            name=cfg.endpoint_url or "AWS",
+            connect_timeout=cfg.connect_timeout,
+            read_timeout=cfg.read_timeout,
+        )
 
     def __init__(
         self,
@@ -173,10 +193,21 @@ class _FastPath:
         self._calm_until = 0.0  # loop time before which no fast request is sent (throttled)
         self._suspicious_in_a_row = 0
         self.enabled = True
-        self.copies = 0  # requests served here (tests check the path is really taken)
-        self.listings = 0
-        self.heads = 0
+        self.gets = True  # False once an object was too large for a fast GET: big reads
+        self.served: Counter[str] = Counter()  # requests answered here, by operation
         self.throttled = 0  # throttling answers seen (503 SlowDown...), for the pacing
+
+    @property
+    def copies(self) -> int:  # (tests check that the path is really taken)
+        return self.served["CopyObject"]
+
+    @property
+    def listings(self) -> int:
+        return self.served["ListObjectVersions"] + self.served["ListObjectsV2"]
+
+    @property
+    def heads(self) -> int:
+        return self.served["HeadObject"]
 
     async def _address(self, bucket: str, op: str) -> Address | None:
         """The bucket's endpoint for ``op`` (botocore's), None if botocore must send it."""
@@ -209,32 +240,47 @@ class _FastPath:
             if hasattr(frozen, "__await__"):
                 frozen = await frozen
         except Exception as exc:  # botocore reports a refresh failure in its own terms
-            raise _Fallback(f"credentials unavailable ({type(exc).__name__})") from exc
+            raise Fallback(f"credentials unavailable ({type(exc).__name__})") from exc
         return frozen
 
     async def _attempt(
-        self, where: Address, method: str, path: str, query: str, extra: Mapping[str, str]
-    ) -> tuple[int, bytes, Mapping[str, str]]:
+        self, where: Address, method: str, path: str, query: str, extra: Mapping[str, str],
+        body: bytes, payload_hash: str,
+    ) -> tuple[int, bytes, Mapping[str, str]]:  # fmt: skip
         credentials = await self._credentials_now()
         signer = self._signer(where.region)
-        url, signed = signed_request(signer, where, credentials, method, path, query, extra)
+        url, signed = signed_request(
+            signer, where, credentials, method, path, query, extra, None, payload_hash
+        )
         signed["user-agent"] = _USER_AGENT
         if where.proxy is not None:
-            return await self._through_proxy(where, method, url, signed)
+            return await self._through_proxy(where, method, url, signed, body)
         host, port = where.socket
         target = url[len(where.origin) :]  # the path as signed, and the query
         tls = (self._tls or ssl.create_default_context()) if where.tls else None
         try:
-            return await self._http.request(method, host, port, target, signed, tls=tls)
+            return await self._http.request(
+                method, host, port, target, signed, body=body, tls=tls, max_body=BODY_LIMIT
+            )
         except ssl.SSLError as exc:  # before OSError, which it is: botocore says what is wrong
-            raise _Fallback(f"{type(exc).__name__}: {exc}") from exc
+            raise Fallback(f"{type(exc).__name__}: {exc}") from exc
+        except BodyTooLarge as exc:  # a big object: botocore streams it
+            self.gets = False
+            raise Fallback(str(exc), suspicious=False) from exc
         except OSError as exc:  # TimeoutError and BadResponse too
-            raise _unreached(url, exc) from exc
+            raise unreached(url, exc) from exc
 
     async def _through_proxy(
-        self, where: Address, method: str, url: str, signed: dict[str, str]
+        self, where: Address, method: str, url: str, signed: dict[str, str], body: bytes
     ) -> tuple[int, bytes, Mapping[str, str]]:
         """A request to a proxied endpoint, through aiohttp (the lean client speaks no proxy)."""
+        # isort: off
+        from . import lazytls  # noqa: F401  (before aiohttp: its TLS contexts load on use)
+        import aiohttp
+        import yarl
+
+        # isort: on
+
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool),
@@ -248,18 +294,22 @@ class _FastPath:
                 method,
                 yarl.URL(url, encoded=True),
                 headers=signed,
+                data=body or None,
                 proxy=where.proxy,
                 proxy_headers=where.proxy_headers or None,
                 allow_redirects=False,
                 ssl=self._tls if where.tls and self._tls is not None else True,
             ) as resp:
+                if (resp.content_length or 0) > BODY_LIMIT:
+                    self.gets = False
+                    raise Fallback(f"an answer's body over {BODY_LIMIT} bytes", suspicious=False)
                 return resp.status, await resp.read(), resp.headers
         except (aiohttp.ClientSSLError, aiohttp.ClientProxyConnectionError) as exc:
-            raise _Fallback(f"{type(exc).__name__}: {exc}") from exc
+            raise Fallback(f"{type(exc).__name__}: {exc}") from exc
         except aiohttp.ClientHttpProxyError as exc:
-            raise _Fallback(f"proxy answered {exc.status}") from exc
+            raise Fallback(f"proxy answered {exc.status}") from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _unreached(url, exc) from exc
+            raise unreached(url, exc) from exc
 
     async def _request(
         self,
@@ -270,27 +320,37 @@ class _FastPath:
         read: Callable[[bytes, Mapping[str, str]], T],
         query: str = "",
         extra: Mapping[str, str] | None = None,
+        *,
+        body: bytes = b"",
+        ok: Collection[int] = _OK,
     ) -> T | None:
-        """Up to ``max_attempts`` attempts; ``read`` turns a 200 into the result or raises
-        :class:`_Retry` (a body cut short, an error inside a 200)."""
+        """Up to ``max_attempts`` attempts; ``read`` turns an ``ok`` answer into the result or
+        raises :class:`_Retry` (a body cut short, an error inside a 200)."""
         where = await self._address(bucket, op)
         if where is None:
             return None
+        payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         loop = asyncio.get_running_loop()
         for attempt in range(1, self._max_attempts + 1):
             if (pause := self._calm_until - loop.time()) > 0:
                 await asyncio.sleep(pause)
             try:
-                status, body, headers = await self._attempt(where, method, path, query, extra or {})
-                if status == 200:
-                    result = read(body, headers)
+                status, answer, headers = await self._attempt(
+                    where, method, path, query, extra or {}, body, payload_hash
+                )
+                if status in ok:
+                    result = read(answer, headers)
                     self._suspicious_in_a_row = 0
+                    self.served[op] += 1
                     return result
-                raise _judge(op, status, body, headers)
-            except _Fallback as fallback:
+                raise judge(op, status, answer, headers)
+            except Refused as refused:
+                self._suspicious_in_a_row = 0
+                raise refused.error from None
+            except Fallback as fallback:
                 self._fell_back(op, bucket, path, fallback, where)
                 return None
-            except _Retry as retry:
+            except Retry as retry:
                 self.throttled += retry.throttled
                 if attempt == self._max_attempts:
                     log.debug("fast path: %s %s: %s, attempts exhausted", op, path, retry.reason)
@@ -306,7 +366,7 @@ class _FastPath:
         raise AssertionError("unreachable")
 
     def _fell_back(
-        self, op: str, bucket: str, path: str, fallback: _Fallback, where: Address
+        self, op: str, bucket: str, path: str, fallback: Fallback, where: Address
     ) -> None:
         log.debug("fast path: %s %s falls back to botocore: %s", op, path, fallback.reason)
         if fallback.redirect:  # botocore follows it; the bucket's requests are its own until
@@ -333,14 +393,11 @@ class _FastPath:
         def read(body: bytes, headers: Mapping[str, str]) -> str:
             if b"<Error>" in body or b"</CopyObjectResult>" not in body:
                 # S3 may report a failed copy in a 200; botocore retries it as a 500
-                raise _judge("CopyObject", 500, body, headers)
+                raise judge("CopyObject", 500, body, headers)
             return headers.get("x-amz-version-id") or "null"
 
         path, extra = copy_request(source, key)
-        version = await self._request("CopyObject", bucket, "PUT", path, read, extra=extra)
-        if version is not None:
-            self.copies += 1
-        return version
+        return await self._request("CopyObject", bucket, "PUT", path, read, extra=extra)
 
     async def list_versions(self, bucket: str, params: Mapping[str, str]) -> VersionPage | None:
         return await self._listing(
@@ -363,34 +420,82 @@ class _FastPath:
     ) -> P | None:
         def read(body: bytes, headers: Mapping[str, str]) -> P:
             if not body.rstrip().endswith(end):
-                raise _judge(op, 500, body, headers)  # cut short, or an <Error>
+                raise judge(op, 500, body, headers)  # cut short, or an <Error>
             try:
                 return parse(body)
             except ListingParseError as exc:
                 error = botocore.exceptions.ClientError(
                     {"Error": {"Code": "BadListing", "Message": str(exc)}}, op
                 )
-                raise _Retry(f"unparsable page ({exc})", error) from exc
+                raise Retry(f"unparsable page ({exc})", error) from exc
 
         path, query = list_versions_request(params)
-        page = await self._request(op, bucket, "GET", path, read, query)
-        if page is not None:
-            self.listings += 1
-        return page
+        return await self._request(op, bucket, "GET", path, read, query)
 
     async def head(self, bucket: str, key: str, version_id: str | None) -> Mapping[str, str] | None:
         """The headers of an object version's HEAD (a delete marker falls back to botocore)."""
 
         def read(body: bytes, headers: Mapping[str, str]) -> Mapping[str, str]:
             if headers.get("x-amz-delete-marker") == "true":
-                raise _Fallback("a delete marker", suspicious=False)
+                raise Fallback("a delete marker", suspicious=False)
             return headers
 
         path, query = head_request(key, version_id)
-        headers = await self._request("HeadObject", bucket, "HEAD", path, read, query)
-        if headers is not None:
-            self.heads += 1
-        return headers
+        return await self._request("HeadObject", bucket, "HEAD", path, read, query)
+
+    async def head_bucket(self, bucket: str) -> Mapping[str, str] | None:
+        """HeadBucket's answer headers (the bucket exists and may be read)."""
+        return await self._request("HeadBucket", bucket, "HEAD", "", _headers)
+
+    async def get_versioning(self, bucket: str) -> str | None:
+        """GetBucketVersioning's status: "Enabled", "Suspended", or "" (never turned on)."""
+
+        def read(body: bytes, headers: Mapping[str, str]) -> str:
+            if b"<Error>" in body or b"VersioningConfiguration" not in body:
+                raise judge("GetBucketVersioning", 500, body, headers)  # as botocore's check
+            found = _STATUS.search(body)
+            return found.group(1).decode().strip() if found else ""
+
+        path, query = versioning_request()
+        return await self._request("GetBucketVersioning", bucket, "GET", path, read, query)
+
+    async def get_object(
+        self, bucket: str, key: str, version_id: str | None, byte_range: tuple[int, int] | None
+    ) -> bytes | None:
+        """An object's bytes (of ``byte_range``, inclusive), when at most :data:`BODY_LIMIT`;
+        a larger one goes to botocore, which streams it, and so does every later GET."""
+        if not self.gets:
+            return None
+        path, query, extra = get_request(key, version_id, byte_range)
+        ok = (200, 206) if byte_range else _OK
+        return await self._request("GetObject", bucket, "GET", path, _body, query, extra, ok=ok)
+
+    async def put_object(
+        self, bucket: str, key: str, data: bytes, conditions: Mapping[str, str]
+    ) -> str | None:
+        """PutObject of ``data`` with no attributes or tags; its version id. ``conditions``:
+        ``if-none-match``/``if-match`` headers (a 412 raises PreconditionFailed at once)."""
+        if len(data) > BODY_LIMIT:
+            return None
+
+        def read(body: bytes, headers: Mapping[str, str]) -> str:
+            if b"<Error>" in body:  # S3 may report a failed write in a 200: botocore retries
+                raise judge("PutObject", 500, body, headers)
+            return headers.get("x-amz-version-id") or "null"
+
+        path = object_path(key)
+        return await self._request(
+            "PutObject", bucket, "PUT", path, read, extra=conditions, body=data
+        )
+
+    async def delete_object(self, bucket: str, key: str) -> tuple[str | None, bool] | None:
+        """DeleteObject of a key: (the version id it names, whether that is a delete marker)."""
+
+        def read(body: bytes, headers: Mapping[str, str]) -> tuple[str | None, bool]:
+            return headers.get("x-amz-version-id"), headers.get("x-amz-delete-marker") == "true"
+
+        path = object_path(key)
+        return await self._request("DeleteObject", bucket, "DELETE", path, read, ok=(204, 200))
 
     async def close(self) -> None:
         await self._http.close()
@@ -398,33 +503,9 @@ class _FastPath:
             await self._session.close()
 
 
-def _unreached(url: str, exc: BaseException) -> _Retry:
-    """A request that got no whole answer: retried, and botocore's error when none is left."""
-    error = botocore.exceptions.EndpointConnectionError(endpoint_url=url, error=exc)
-    return _Retry(f"{type(exc).__name__}: {exc}", error)
+def _headers(body: bytes, headers: Mapping[str, str]) -> Mapping[str, str]:
+    return headers
 
 
-def _judge(op: str, status: int, body: bytes, headers: Mapping[str, str]) -> _Retry | _Fallback:
-    """What a non-200 answer (or a 200 holding an error, as 500) means for the fast path."""
-    found = _CODE.search(body)
-    code = found.group(1).decode(errors="replace") if found else str(status)
-    reason = f"HTTP {status} {code}"
-    region = headers.get("x-amz-bucket-region")
-    if status in (301, 302, 307) or code in _REDIRECT_CODES or (region and status == 400):
-        return _Fallback(f"{reason}: the bucket's region is {region or 'elsewhere'}",
-                         suspicious=False, redirect=True)  # fmt: skip
-    throttled = code in THROTTLE_CODES or status in (429, 503)
-    if status in _RETRY_STATUS or throttled or code in _TRANSIENT_CODES:
-        message = _MESSAGE.search(body)
-        error = botocore.exceptions.ClientError(
-            {
-                "Error": {
-                    "Code": code,
-                    "Message": message.group(1).decode(errors="replace") if message else code,
-                },
-                "ResponseMetadata": {"HTTPStatusCode": status},  # type: ignore[typeddict-item]
-            },
-            op,
-        )
-        return _Retry(reason, error, throttled)
-    return _Fallback(reason, suspicious=status not in _DEFINITIVE_STATUS)
+def _body(body: bytes, headers: Mapping[str, str]) -> bytes:
+    return body

@@ -9,8 +9,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import botocore.handlers
-
 from ...model import ObjectPage, VersionPage
 from .parse import ListingParseError, parse_objects_xml, parse_versions_xml
 
@@ -60,6 +58,8 @@ def _install_listing_hooks(events: Any) -> None:
         "before-parse.s3.ListObjectsV2",
         _make_listing_hook(parse_objects_xml, _LISTING_ROOTS["ListObjectsV2"]),
     )
+    import botocore.handlers  # with the client, never before
+
     stock: Callable[..., None] | None = getattr(botocore.handlers, "_handle_200_error", None)
     if stock is None:
         log.debug("botocore's check of every 200 stays for listings (its internals moved)")

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from botocore.utils import parse_timestamp as _botocore_parse_timestamp
-
 from ...model import ObjectPage, ObjectSummary, ObjectVersion, VersionPage
 
 T = TypeVar("T")
@@ -50,7 +48,9 @@ def parse_timestamp(value: str) -> datetime:
             return parsed.astimezone(UTC)
     except (ValueError, TypeError, IndexError):
         pass
-    fallback: datetime = _botocore_parse_timestamp(value)
+    from botocore.utils import parse_timestamp as botocore_parse_timestamp  # rarely needed
+
+    fallback: datetime = botocore_parse_timestamp(value)
     return fallback.astimezone(UTC)
 
 

@@ -19,7 +19,6 @@ from ...model import (
     VersionRef,
 )
 from ..protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
-from . import lazytls  # noqa: F401  (first: aiohttp without its TLS contexts' certificates)
 from .attrs import _attrs_from_head, _attrs_from_headers, _attrs_params, _tagging
 from .connection import Connection
 from .hooks import _PAGE
@@ -30,13 +29,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+_CONDITIONS = {"IfNoneMatch": "if-none-match", "IfMatch": "if-match"}  # botocore's headers
+
+
 def _present(fields: Mapping[str, str]) -> dict[str, str]:
     """The listing parameters that have a value (an empty one would still be sent)."""
     return {name: value for name, value in fields.items() if value}
 
 
 class S3Store(Connection):
-    """An ObjectStore over one aiobotocore client, shared by every task of the process.
+    """An ObjectStore over one fast path and one aiobotocore client (built when a request
+    first needs it), shared by every task of the process.
 
     Use ``async with S3Store(config) as store:`` or call :meth:`open` and :meth:`close`.
     """
@@ -49,7 +52,7 @@ class S3Store(Connection):
         if region and region != "us-east-1" and not self.config.endpoint_url:
             params["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
-            await self._call("CreateBucket", bucket, self.client.create_bucket(**params))
+            await self._api("CreateBucket", bucket, lambda c: c.create_bucket(**params))
         except StorageError as exc:
             if "BucketAlreadyOwnedByYou" not in str(exc):
                 raise
@@ -63,8 +66,8 @@ class S3Store(Connection):
             # A HEAD answer has no body: its 403 may as well be a wrong secret key or an
             # unknown access key. A listing's error names it (SignatureDoesNotMatch ->
             # InvalidCredentials); a listing that works means the bucket is usable after all.
-            await self._call(
-                "ListBucket", bucket, self.client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+            await self._api(
+                "ListBucket", bucket, lambda c: c.list_objects_v2(Bucket=bucket, MaxKeys=1)
             )
         self._remember("bucket", bucket, True)
 
@@ -76,31 +79,40 @@ class S3Store(Connection):
 
     async def _head_bucket(self, bucket: str) -> None:
         """HeadBucket; the endpoint's ``Server`` header is noted from the first answer."""
-        resp: Mapping[str, Any] = await self._call(
-            "ListBucket", bucket, self.client.head_bucket(Bucket=bucket)
-        )
-        if self._server is None:
+        headers: Mapping[str, str] | None = None
+        if self._fast is not None and self._fast.enabled:
+            headers = await self._call("ListBucket", bucket, self._fast.head_bucket(bucket))
+        if headers is None:
+            resp: Mapping[str, Any] = await self._api(
+                "ListBucket", bucket, lambda c: c.head_bucket(Bucket=bucket)
+            )
             headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if self._server is None:
             self._server = str(headers.get("server", ""))
 
     async def get_versioning(self, bucket: str) -> Versioning:
         known = self._recall("versioning", bucket)
         if isinstance(known, Versioning):
             return known
-        resp = await self._call(
-            "GetBucketVersioning", bucket, self.client.get_bucket_versioning(Bucket=bucket)
-        )
-        status = resp.get("Status")
+        status: str | None = None
+        if self._fast is not None and self._fast.enabled:
+            fast = self._fast.get_versioning(bucket)
+            status = await self._call("GetBucketVersioning", bucket, fast)
+        if status is None:
+            resp = await self._api(
+                "GetBucketVersioning", bucket, lambda c: c.get_bucket_versioning(Bucket=bucket)
+            )
+            status = resp.get("Status")
         versioning = Versioning(status) if status else Versioning.UNVERSIONED
         self._remember("versioning", bucket, versioning)
         return versioning
 
     async def set_versioning(self, bucket: str, enabled: bool) -> None:
         status: Literal["Enabled", "Suspended"] = "Enabled" if enabled else "Suspended"
-        await self._call(
+        await self._api(
             "PutBucketVersioning",
             bucket,
-            self.client.put_bucket_versioning(
+            lambda c: c.put_bucket_versioning(
                 Bucket=bucket, VersioningConfiguration={"Status": status}
             ),
         )
@@ -108,10 +120,10 @@ class S3Store(Connection):
 
     async def get_lifecycle(self, bucket: str) -> list[LifecycleRule]:
         try:
-            resp = await self._call(
+            resp = await self._api(
                 "GetLifecycleConfiguration",
                 bucket,
-                self.client.get_bucket_lifecycle_configuration(Bucket=bucket),
+                lambda c: c.get_bucket_lifecycle_configuration(Bucket=bucket),
             )
         except StorageError as exc:
             if "NoSuchLifecycleConfiguration" in str(exc):
@@ -163,8 +175,8 @@ class S3Store(Connection):
             {"Prefix": prefix, "Delimiter": delimiter, "KeyMarker": key_marker,
              "VersionIdMarker": version}
         )  # fmt: skip
-        resp: Mapping[str, Any] = await self._call(
-            "ListBucketVersions", bucket, self.client.list_object_versions(**params)
+        resp: Mapping[str, Any] = await self._api(
+            "ListBucketVersions", bucket, lambda c: c.list_object_versions(**params)
         )
         if self._fast is not None:
             self._fast.settled(bucket)
@@ -198,8 +210,8 @@ class S3Store(Connection):
             {"Prefix": prefix, "Delimiter": delimiter, "StartAfter": start_after,
              "ContinuationToken": token}
         )  # fmt: skip
-        resp: Mapping[str, Any] = await self._call(
-            "ListBucket", bucket, self.client.list_objects_v2(**params)
+        resp: Mapping[str, Any] = await self._api(
+            "ListBucket", bucket, lambda c: c.list_objects_v2(**params)
         )
         page: ObjectPage = resp[_PAGE]
         return page
@@ -225,8 +237,8 @@ class S3Store(Connection):
         params: dict[str, Any] = {"Bucket": bucket, "Key": key, **self._version(version_id)}
         if part_number is not None:
             params["PartNumber"] = part_number
-        head = await self._call(
-            "GetObject", bucket, self.client.head_object(**params), key, version_id
+        head = await self._api(
+            "GetObject", bucket, lambda c: c.head_object(**params), key, version_id
         )
         if self._fast is not None:
             self._fast.settled(bucket)
@@ -255,11 +267,18 @@ class S3Store(Connection):
         byte_range: tuple[int, int] | None = None,
         chunk_size: int = 1024 * 1024,
     ) -> AsyncIterator[bytes]:
+        if self._fast is not None and self._fast.enabled:
+            fast = self._fast.get_object(bucket, key, version_id, byte_range)
+            data = await self._call("GetObject", bucket, fast, key, version_id)
+            if data is not None:
+                for start in range(0, len(data), chunk_size):
+                    yield data[start : start + chunk_size]
+                return
         params: dict[str, Any] = {"Bucket": bucket, "Key": key, **self._version(version_id)}
         if byte_range is not None:
             params["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
-        resp = await self._call(
-            "GetObject", bucket, self.client.get_object(**params), key, version_id
+        resp = await self._api(
+            "GetObject", bucket, lambda c: c.get_object(**params), key, version_id
         )
         body = resp["Body"]
         try:
@@ -276,10 +295,10 @@ class S3Store(Connection):
     async def get_tags(
         self, bucket: str, key: str, version_id: str | None = None
     ) -> dict[str, str]:
-        resp = await self._call(
+        resp = await self._api(
             "GetObjectTagging",
             bucket,
-            self.client.get_object_tagging(Bucket=bucket, Key=key, **self._version(version_id)),
+            lambda c: c.get_object_tagging(Bucket=bucket, Key=key, **self._version(version_id)),
             key,
             version_id,
         )
@@ -298,17 +317,25 @@ class S3Store(Connection):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str:
-        params = _attrs_params(attrs or ObjectAttrs())
+        conditions: dict[str, str] = {}
+        if if_none_match:
+            conditions["IfNoneMatch"] = "*"  # 412 (PreconditionFailed) when the key exists
+        if if_match is not None:
+            conditions["IfMatch"] = if_match if if_match.startswith('"') else f'"{if_match}"'
+        plain = (attrs is None or attrs == ObjectAttrs()) and not tags
+        if plain and self._fast is not None and self._fast.enabled:
+            headers = {_CONDITIONS[name]: value for name, value in conditions.items()}
+            fast = self._fast.put_object(bucket, key, bytes(data), headers)
+            version = await self._call("PutObject", bucket, fast, key)
+            if version is not None:
+                return version
+        params = _attrs_params(attrs or ObjectAttrs()) | conditions
         if tags:
             params["Tagging"] = _tagging(tags)
-        if if_none_match:
-            params["IfNoneMatch"] = "*"  # 412 (PreconditionFailed) when the key exists
-        if if_match is not None:
-            params["IfMatch"] = if_match if if_match.startswith('"') else f'"{if_match}"'
-        resp = await self._call(
+        resp = await self._api(
             "PutObject",
             bucket,
-            self.client.put_object(Bucket=bucket, Key=key, Body=data, **params),  # type: ignore[arg-type]  # bytes-like
+            lambda c: c.put_object(Bucket=bucket, Key=key, Body=data, **params),  # type: ignore[arg-type]  # bytes-like
             key,
         )
         return resp.get("VersionId") or "null"
@@ -323,8 +350,8 @@ class S3Store(Connection):
         tags: Tags | None = None,
     ) -> str:
         if attrs is None and tags is None and self._fast is not None and self._fast.enabled:
-            fast = self._fast.copy(source, bucket, key)
-            version = await self._copy_call(source, bucket, fast, key)
+            fast = self._call("PutObject", bucket, self._fast.copy(source, bucket, key), key)
+            version = await _about_source(source, fast)
             if version is not None:
                 return version
         src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
@@ -335,27 +362,27 @@ class S3Store(Connection):
             params.update(_attrs_params(attrs), MetadataDirective="REPLACE")
         if tags is not None:
             params.update(Tagging=_tagging(tags), TaggingDirective="REPLACE")
-        resp = await self._copy_call(
+        resp = await _about_source(
             source,
-            bucket,
-            self.client.copy_object(Bucket=bucket, Key=key, CopySource=src, **params),  # type: ignore[arg-type]
-            key,
+            self._api(
+                "PutObject",
+                bucket,
+                lambda c: c.copy_object(Bucket=bucket, Key=key, CopySource=src, **params),  # type: ignore[arg-type]
+                key,
+            ),
         )
         if self._fast is not None:
             self._fast.settled(bucket)
         return resp.get("VersionId") or "null"
 
-    async def _copy_call(self, source: VersionRef, bucket: str, call: Awaitable[T], key: str) -> T:
-        """A copy's request: its NoSuchKey/NoSuchVersion is about its source (the target key
-        need not exist), so report the source's bucket, key and version, not the target's."""
-        try:
-            return await self._call("PutObject", bucket, call, key)
-        except ObjectNotFound as exc:
-            raise ObjectNotFound(source.bucket, source.key, source.version_id) from exc
-
     async def delete(self, bucket: str, key: str) -> str | None:
-        resp = await self._call(
-            "DeleteObject", bucket, self.client.delete_object(Bucket=bucket, Key=key), key
+        if self._fast is not None and self._fast.enabled:
+            fast = await self._call("DeleteObject", bucket, self._fast.delete_object(bucket, key))
+            if fast is not None:
+                version, marker = fast
+                return version if marker else None
+        resp = await self._api(
+            "DeleteObject", bucket, lambda c: c.delete_object(Bucket=bucket, Key=key), key
         )
         return resp.get("VersionId") if resp.get("DeleteMarker") else None
 
@@ -369,10 +396,10 @@ class S3Store(Connection):
             if ref.version_id is None:
                 raise ValueError("delete_versions needs explicit version ids")
             objects.append({"Key": ref.key, "VersionId": ref.version_id})
-        resp = await self._call(
+        resp = await self._api(
             "DeleteObjectVersion",
             bucket,
-            self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True}),
+            lambda c: c.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True}),
         )
         return [
             ItemFailure(
@@ -391,10 +418,10 @@ class S3Store(Connection):
         params = _attrs_params(attrs or ObjectAttrs())
         if tags:
             params["Tagging"] = _tagging(tags)
-        resp = await self._call(
+        resp = await self._api(
             "PutObject",
             bucket,
-            self.client.create_multipart_upload(Bucket=bucket, Key=key, **params),
+            lambda c: c.create_multipart_upload(Bucket=bucket, Key=key, **params),
             key,
         )
         return resp["UploadId"]
@@ -402,10 +429,10 @@ class S3Store(Connection):
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes | bytearray
     ) -> CompletedPart:
-        resp = await self._call(
+        resp = await self._api(
             "PutObject",
             bucket,
-            self.client.upload_part(
+            lambda c: c.upload_part(
                 Bucket=bucket,
                 Key=key,
                 UploadId=upload_id,
@@ -428,28 +455,31 @@ class S3Store(Connection):
         src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
         if source.version_id:
             src["VersionId"] = source.version_id
-        resp = await self._copy_call(
+        resp = await _about_source(
             source,
-            bucket,
-            self.client.upload_part_copy(
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource=src,  # type: ignore[arg-type]
-                CopySourceRange=f"bytes={byte_range[0]}-{byte_range[1]}",
+            self._api(
+                "PutObject",
+                bucket,
+                lambda c: c.upload_part_copy(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=src,  # type: ignore[arg-type]
+                    CopySourceRange=f"bytes={byte_range[0]}-{byte_range[1]}",
+                ),
+                key,
             ),
-            key,
         )
         return CompletedPart(number, str(resp["CopyPartResult"].get("ETag", "")).strip('"'))
 
     async def complete_multipart(
         self, bucket: str, key: str, upload_id: str, parts: Sequence[CompletedPart]
     ) -> str:
-        resp = await self._call(
+        resp = await self._api(
             "PutObject",
             bucket,
-            self.client.complete_multipart_upload(
+            lambda c: c.complete_multipart_upload(
                 Bucket=bucket,
                 Key=key,
                 UploadId=upload_id,
@@ -462,12 +492,21 @@ class S3Store(Connection):
         return resp.get("VersionId") or "null"
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        await self._call(
+        await self._api(
             "AbortMultipartUpload",
             bucket,
-            self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
+            lambda c: c.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
             key,
         )
+
+
+async def _about_source(source: VersionRef, copy: Awaitable[T]) -> T:
+    """A copy's request: its NoSuchKey/NoSuchVersion is about its source (the target key need
+    not exist), so report the source's bucket, key and version, not the target's."""
+    try:
+        return await copy
+    except ObjectNotFound as exc:
+        raise ObjectNotFound(source.bucket, source.key, source.version_id) from exc
 
 
 def _info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:

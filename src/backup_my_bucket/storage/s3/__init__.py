@@ -4,13 +4,16 @@ This package is the only place that imports botocore or aiobotocore. Everything 
 a :mod:`backup_my_bucket.errors` exception; botocore's types never leave it. Its modules:
 
 - :mod:`.store`: :class:`S3Store`, the protocol's operations, over :mod:`.connection`: the
-  client and fast path it opens, the first-request probe, error translation, the bucket facts
-  a command may reuse;
+  fast path and the botocore client (built when a request first needs it), the
+  first-request probe, error translation, the bucket facts a command may reuse;
 - :mod:`.config`: :class:`S3Config` (light: no botocore, no aiohttp);
-- :mod:`.client`: the opening of the botocore client (credentials, retries, hooks, the fast
-  path);
-- :mod:`.fastpath`: the fast request path (``_FastPath``, an aiohttp client with botocore's
-  network settings, retries and backoff) and :mod:`.sigv4`, its signer;
+- :mod:`.light`: when a store opens without botocore (a custom endpoint in path style, keys
+  given or in the environment, no profile to read);
+- :mod:`.client`: the building of the botocore client (credentials, retries, hooks, and the
+  fast path of a store that is not light);
+- :mod:`.fastpath`: the fast request path (``_FastPath``: botocore's addressing, network
+  settings, retries and backoff over :mod:`.http11`, our HTTP/1.1 client), :mod:`.answers`
+  (what its answers mean) and :mod:`.sigv4`, its signer;
 - :mod:`.parse`: the timestamp parser and the listing XML parsers;
 - :mod:`.hooks`: botocore event surgery (listing ``before-parse`` hooks, 200-error check,
   User-Agent);
@@ -28,14 +31,17 @@ Speed notes (measured; see docs/performance.md):
   for an embedded error (a full expat parse) is skipped for these two: the hook checks
   the document is complete instead;
 - every other timestamp goes through a ``datetime.fromisoformat`` based parser;
-- CopyObject with the COPY directives (sync's and restore's hot path) and ListObjectVersions
-  (every engine's) skip botocore's request pipeline on custom endpoints (:mod:`.fastpath`);
-  the User-Agent is rendered once per client instead of twice per request.
+- CopyObject with the COPY directives (sync's and restore's hot path), the listings, HEAD,
+  and the smaller requests of a command's set-up and catalog (HeadBucket,
+  GetBucketVersioning, GetObject, PutObject, DeleteObject) skip botocore's request pipeline
+  (:mod:`.fastpath`); the User-Agent is rendered once per client instead of twice per request.
 
 Imports are lazy: ``S3Config`` and the light modules (:mod:`.redact`, :mod:`.sigv4`) load
-without botocore, aiobotocore or aiohttp (~0.5 s of CPU to import); the rest is imported
-the first time it is named (``storage.s3.S3Store``), so a command that never opens a store
-never pays for them (tests/unit/test_startup.py).
+without botocore, aiobotocore or aiohttp; ``storage.s3.S3Store`` loads botocore's exceptions
+and our fast path; aiobotocore and aiohttp (~0.2 s of CPU to import, and ~0.05 s more to
+build the client) come with :mod:`.client`, the first time a store needs botocore's client.
+A no-op backup or ``snapshots`` against a custom endpoint never does
+(tests/unit/test_startup.py, tests/cli/test_light_cli.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The connection under S3Store: its botocore client and fast path, the first-request probe,
-error translation, throttle counting, and the bucket facts a command may reuse."""
+"""The connection under S3Store: its fast path and its botocore client (built when a request
+first needs it, once), the first-request probe, error translation, throttle counting, and the
+bucket facts a command may reuse."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from .address import Address, environ_proxies
 from .config import S3Config
 from .errors import translate_error
 from .fastpath import _FastPath
+from .light import Light, light_start
+from .redact import remember_credentials
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -28,17 +31,23 @@ log = logging.getLogger(__name__)
 
 
 class Connection:
-    """One store's botocore client and fast path, opened and closed together; every request
-    goes through :meth:`_call` (:meth:`_api` for botocore's), which reaches the endpoint first
-    and translates errors."""
+    """One store's fast path and botocore client, closed together; every request goes through
+    :meth:`_call` (:meth:`_api` for botocore's), which reaches the endpoint first and
+    translates errors.
+
+    The client is built when the store opens, unless the store opens *light*
+    (:mod:`.light`): then the fast path serves alone, and the client is built the first time
+    a request needs it (one the fast path does not serve, a fallback, a bucket name botocore's
+    rules must address), once, however many tasks ask at the same time."""
 
     def __init__(self, config: S3Config | None = None) -> None:
         self.config = config or S3Config()
         self._client: S3Client | None = None
         self._fast: _FastPath | None = None
+        self._light: Light | None = None
         self._opened = False
         self._building = asyncio.Lock()
-        self.clients_built = 0  # botocore clients this store built
+        self.clients_built = 0  # botocore clients this store built (tests: none when light)
         self._exit_stack = contextlib.AsyncExitStack()
         self._reached = True  # or not yet: set when opened
         self._reaching = asyncio.Lock()
@@ -54,9 +63,24 @@ class Connection:
         await self.close()
 
     async def open(self) -> None:
-        if not self._opened:
+        if self._opened:
+            return
+        light = light_start(self.config)
+        if isinstance(light, str):
+            log.debug("botocore's client is built now: %s", light)
             await self.botocore()
-            self._opened = True
+        else:
+            self._light = light
+            remember_credentials(light.credentials)  # kept out of every text from now on
+            fast = _FastPath.of(self.config, self._resolve, light.credentials, light.ca_bundle)
+            self._exit_stack.push_async_callback(fast.close)
+            self._fast = fast
+            self._reached = False
+            log.info(
+                "S3 client for %s (region %s, fast request path on; botocore when needed)",
+                self.config.endpoint_url, light.region,
+            )  # fmt: skip
+        self._opened = True
 
     async def botocore(self) -> S3Client:
         """botocore's client, built on the first call (once, whoever else waits for it)."""
@@ -66,19 +90,25 @@ class Connection:
                     # aiobotocore and aiohttp: only now
                     from .client import open_client
 
-                    client, fast, probe = await open_client(
-                        self.config, self._exit_stack, self._resolve
-                    )
+                    eager = self._light is None  # the fast path comes with the client
+                    resolve = self._resolve if eager else None
+                    client, fast, probe = await open_client(self.config, self._exit_stack, resolve)
                     from .hooks import _count_throttles
 
                     _count_throttles(client.meta.events, self._count_throttle)
-                    self._fast, self._reached = fast, not probe
+                    if eager:
+                        self._fast, self._reached = fast, not probe
                     self.clients_built += 1
                     self._client = client
         return self._client
 
     async def _resolve(self, bucket: str, op: str) -> Address | str:
-        """Where the fast path sends ``op`` for ``bucket``: botocore's endpoint rules."""
+        """Where the fast path sends ``op`` for ``bucket``: botocore's endpoint rules, or
+        their answer known without them (a light store's plain bucket names)."""
+        if self._client is None and self._light is not None:
+            found = self._light.address(bucket)
+            if found is not None:
+                return found
         from .client import _resolver
 
         resolve = _resolver(await self.botocore())
@@ -96,6 +126,7 @@ class Connection:
     async def close(self) -> None:
         self._client = None
         self._fast = None
+        self._light = None
         self._opened = False
         await self._exit_stack.aclose()
 

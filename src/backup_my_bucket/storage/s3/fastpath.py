@@ -8,7 +8,8 @@ botocore's ~1.6 ms), and the smaller requests every command sends while it sets 
 its catalog (HeadBucket, GetBucketVersioning, GetObject of at most :data:`BODY_LIMIT` bytes,
 PutObject of as many without attributes or tags, DeleteObject) skip botocore's per-request
 pipeline (endpoint rules, user agent, request objects, signing, parsing, retry hooks), on AWS
-as on custom endpoints. What it keeps of botocore's behaviour, and how:
+as on custom endpoints; a store whose every request it serves never builds botocore's client
+(:mod:`.light`). What it keeps of botocore's behaviour, and how:
 
 - addressing: each bucket's endpoint (virtual-hosted or path style, regional, the region
   learned from a redirect) is botocore's own resolution, asked once per bucket and operation
@@ -140,11 +141,11 @@ class _FastPath:
     for each bucket (``resolve``, asked once per bucket and operation, and again after a
     redirect).
 
-    ``credentials``: botocore's credentials object of the client (refreshed by botocore);
-    ``ca_bundle``: the session's, for HTTPS endpoints. Each method answers the result, None
-    when the caller must repeat the request through botocore, or raises botocore's
-    ``ClientError``/``EndpointConnectionError`` when every attempt failed (or the server
-    refused a conditional write: 412).
+    ``credentials``: botocore's credentials object of the client (refreshed by botocore), or
+    keys that never change (:mod:`.light`); ``ca_bundle``: the session's, for HTTPS
+    endpoints. Each method answers the result, None when the caller must repeat the request
+    through botocore, or raises botocore's ``ClientError``/``EndpointConnectionError`` when
+    every attempt failed (or the server refused a conditional write: 412).
     """
 
     @classmethod

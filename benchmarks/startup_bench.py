@@ -2,9 +2,11 @@
 
     python -m benchmarks.startup_bench [--keys 1000] [--runs 5] [--bmb PATH] [--vs PATH]
 
-Each command runs ``--runs`` times as a process of its own (after one untimed warm-up run),
-its start-up and set-up included; the wall time is a monotonic clock read around the child,
-its CPU the child's own (``os.wait4``). Printed: min, median and max of each (quote the
+Each command runs ``--runs`` times as a process of its own (after one untimed warm-up run,
+which also writes the ``.pyc`` files pip writes at install: PYTHONDONTWRITEBYTECODE is
+dropped from the children's environment, else a source tree is compiled again in every run,
+~0.1 s of CPU), its start-up and set-up included; the wall time is a monotonic clock read
+around the child, its CPU the child's own (``os.wait4``). Printed: min, median and max of each (quote the
 median). The no-op backup syncs a bucket of ``--keys`` small objects that is already backed
 up (a listing of each side, nothing to copy), then takes its snapshot (a listing of the backup
 bucket, the Parquet index, the catalog entry): what a scheduled backup of an unchanged bucket
@@ -93,6 +95,7 @@ def main() -> None:
         LocalS3Server(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as server,
     ):
         env = server_env(server.endpoint_url)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm-up writes what pip writes at install
         env.update(XDG_DATA_HOME=str(Path(work) / "data"), XDG_CACHE_HOME=str(Path(work) / "c"))
         env.update(XDG_CONFIG_HOME=str(Path(work) / "config"))
         asyncio.run(fill(server, "source", [f"d{i // 100:02d}/f{i:05d}.bin" for i in range(args.keys)],

@@ -1,6 +1,7 @@
 """Commands whose requests the fast path serves never build botocore's client: a no-op
 `backup` and `snapshots`, as processes of their own, import neither aiobotocore nor aiohttp
-(nor rich, nor dask). The same backup with --no-fast-path does (the check can fail)."""
+(nor urllib3, rich, dask, or the restore engine). The same backup with --no-fast-path does
+(the check can fail)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from backup_my_bucket.storage.s3 import S3Store
 from ..conftest import S3Server, unique_bucket
 
 pytestmark = pytest.mark.s3
-HEAVY = ("aiobotocore", "aiohttp", "urllib3", "rich", "dask", "distributed")
+HEAVY = ("aiobotocore", "aiohttp", "urllib3", "rich", "dask", "distributed",
+         "backup_my_bucket.engine.restore")  # fmt: skip
 PROBE = (
     "import json, sys\n"
     "from backup_my_bucket.cli.main import run\n"

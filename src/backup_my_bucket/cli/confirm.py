@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from ..engine.actions import ActionKind
-from ..engine.restore import Confirm, Destruction
 from ..errors import NotConfirmed
 from ..units import format_size, plural
 from .output import Output, printable
+
+if TYPE_CHECKING:  # the restore engine: not imported by the commands that only ask
+    from ..engine.restore import Confirm, Destruction
 
 NO_ANSWER = "the answer was no: nothing changed"
 

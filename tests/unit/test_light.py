@@ -5,7 +5,9 @@ and every setting that keeps a store from opening light."""
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import botocore.utils
 import pytest
 
 from backup_my_bucket.storage.s3 import S3Config
-from backup_my_bucket.storage.s3.address import Address
+from backup_my_bucket.storage.s3.address import Address, environ_proxies, proxy_settings
 from backup_my_bucket.storage.s3.client import _resolver
 from backup_my_bucket.storage.s3.light import Light, env_credentials, light_start
 
@@ -213,3 +215,29 @@ def test_a_light_store_signs_with_the_keys_it_was_given() -> None:
         "T",
         "us-east-1",
     )
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"HTTP_PROXY": "http://proxy:3128"},
+        {"https_proxy": "http://proxy:3129", "NO_PROXY": "127.0.0.1"},
+        {"no_proxy": "*"},
+        {"HTTP_PROXY": ""},
+        {"all_proxy": "socks5://proxy:1080"},
+    ],
+)
+def test_proxy_settings_are_urllibs_and_botocores(
+    environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a *_proxy variable the answer is known without urllib.request; with one, it is
+    urllib's; per URL, botocore's."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert proxy_settings() == urllib.request.getproxies()
+    for url in ("http://127.0.0.1:8333", "https://s3.example.net", "http://h:9000/base"):
+        assert environ_proxies(url) == botocore.utils.get_environ_proxies(url), url

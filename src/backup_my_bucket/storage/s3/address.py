@@ -28,8 +28,8 @@ from __future__ import annotations
 import functools
 import os
 import ssl
+import sys
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,10 +37,23 @@ from typing import Any
 from .sigv4 import canonical_host, quote
 
 
+def proxy_settings() -> dict[str, str]:
+    """The proxies urllib finds (``urllib.request.getproxies``: botocore's source), by scheme;
+    on Linux without a ``*_proxy`` variable, known to be none without importing urllib.request
+    (http.client, email: a few milliseconds of every command's start-up)."""
+    if sys.platform not in ("darwin", "win32") and not any(
+        value and name.lower().endswith("_proxy") for name, value in os.environ.items()
+    ):
+        return {}
+    import urllib.request
+
+    return urllib.request.getproxies()
+
+
 def environ_proxies(url: str) -> dict[str, str]:
     """botocore's ``get_environ_proxies``; without any proxy setting (its answer is then
     empty whatever the URL), botocore is not imported to say so."""
-    if not urllib.request.getproxies():
+    if not proxy_settings():
         return {}
     import botocore.utils
 

@@ -29,11 +29,10 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .address import Address
+from .address import Address, proxy_settings
 from .config import S3Config
 from .sigv4 import canonical_host, quote
 
@@ -123,7 +122,7 @@ def light_start(cfg: S3Config, environ: Mapping[str, str] = os.environ) -> Light
     config_file = environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
     if os.path.exists(os.path.expanduser(config_file)):
         return f"an AWS config file, {config_file} (botocore reads it)"
-    if urllib.request.getproxies().get(parts.scheme):
+    if proxy_settings().get(parts.scheme):
         return f"a proxy for {parts.scheme}:// (botocore's rules choose it per host)"
     credentials = _credentials(cfg, environ)
     if isinstance(credentials, str):

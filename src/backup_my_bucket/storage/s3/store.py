@@ -429,16 +429,11 @@ class S3Store(Connection):
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes | bytearray
     ) -> CompletedPart:
+        part = _part(bucket, key, upload_id, number)
         resp = await self._api(
             "PutObject",
             bucket,
-            lambda c: c.upload_part(
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=data,  # type: ignore[arg-type]  # bytes-like
-            ),
+            lambda c: c.upload_part(**part, Body=data),  # type: ignore[arg-type]  # bytes-like
             key,
         )
         return CompletedPart(number, str(resp["ETag"]).strip('"'))
@@ -455,19 +450,14 @@ class S3Store(Connection):
         src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
         if source.version_id:
             src["VersionId"] = source.version_id
+        part = _part(bucket, key, upload_id, number)
+        span = f"bytes={byte_range[0]}-{byte_range[1]}"
         resp = await _about_source(
             source,
             self._api(
                 "PutObject",
                 bucket,
-                lambda c: c.upload_part_copy(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource=src,  # type: ignore[arg-type]
-                    CopySourceRange=f"bytes={byte_range[0]}-{byte_range[1]}",
-                ),
+                lambda c: c.upload_part_copy(**part, CopySource=src, CopySourceRange=span),  # type: ignore[arg-type]
                 key,
             ),
         )
@@ -498,6 +488,11 @@ class S3Store(Connection):
             lambda c: c.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
             key,
         )
+
+
+def _part(bucket: str, key: str, upload_id: str, number: int) -> dict[str, Any]:
+    """The parameters naming one part of a multipart upload."""
+    return {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
 
 
 async def _about_source(source: VersionRef, copy: Awaitable[T]) -> T:

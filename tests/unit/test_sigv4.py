@@ -22,7 +22,7 @@ import pytest
 from backup_my_bucket.model import VersionRef
 from backup_my_bucket.storage.s3.address import Address
 from backup_my_bucket.storage.s3.client import _resolver
-from backup_my_bucket.storage.s3.fastpath import (
+from backup_my_bucket.storage.s3.wire import (
     copy_request,
     get_request,
     head_request,

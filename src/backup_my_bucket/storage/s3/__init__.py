@@ -12,8 +12,9 @@ a :mod:`backup_my_bucket.errors` exception; botocore's types never leave it. Its
 - :mod:`.client`: the building of the botocore client (credentials, retries, hooks, and the
   fast path of a store that is not light);
 - :mod:`.fastpath`: the fast request path (``_FastPath``: botocore's addressing, network
-  settings, retries and backoff over :mod:`.http11`, our HTTP/1.1 client), :mod:`.answers`
-  (what its answers mean) and :mod:`.sigv4`, its signer;
+  settings, retries and backoff over :mod:`.http11`, our HTTP/1.1 client), :mod:`.wire`
+  (its requests as botocore builds them), :mod:`.answers` (what their answers mean) and
+  :mod:`.sigv4`, its signer;
 - :mod:`.parse`: the timestamp parser and the listing XML parsers;
 - :mod:`.hooks`: botocore event surgery (listing ``before-parse`` hooks, 200-error check,
   User-Agent);

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ...model import ObjectAttrs
+from ...model import ObjectAttrs, ObjectInfo
 from ..protocol import Tags
+from .parse import parse_timestamp
 
 _FIELDS = (  # ObjectAttrs field, botocore's name, the HTTP header
     ("content_type", "ContentType", "content-type"),
@@ -53,3 +54,20 @@ def _attrs_from_head(head: Mapping[str, Any]) -> ObjectAttrs:
     if fields["expires"] is None and isinstance(head.get("Expires"), datetime):
         fields["expires"] = email.utils.format_datetime(head["Expires"], usegmt=True)
     return ObjectAttrs(**fields, metadata=dict(head.get("Metadata") or {}))
+
+
+def _info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:
+    """What a HEAD's raw headers (the fast path) say, read the way botocore reads them."""
+    until = headers.get("x-amz-object-lock-retain-until-date")
+    return ObjectInfo(
+        key=key,
+        version_id=headers.get("x-amz-version-id") or "null",
+        size=int(headers.get("content-length", 0)),
+        etag=headers.get("etag", "").strip('"'),
+        last_modified=email.utils.parsedate_to_datetime(headers["last-modified"]),
+        attrs=_attrs_from_headers(headers),
+        tag_count=int(headers.get("x-amz-tagging-count", 0) or 0),
+        lock_mode=headers.get("x-amz-object-lock-mode"),
+        lock_until=parse_timestamp(until) if until else None,
+        legal_hold=headers.get("x-amz-object-lock-legal-hold") == "ON",
+    )

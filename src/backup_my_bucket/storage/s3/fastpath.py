@@ -56,7 +56,16 @@ from .answers import Fallback, Refused, Retry, judge, unreached
 from .config import S3Config
 from .http11 import BodyTooLarge, Http11Pool
 from .parse import ListingParseError, parse_objects_xml, parse_versions_xml
-from .sigv4 import EMPTY_SHA256, SigV4, canonical_query, quote
+from .sigv4 import EMPTY_SHA256, SigV4
+from .wire import (
+    copy_request,
+    get_request,
+    head_request,
+    list_versions_request,
+    object_path,
+    signed_request,
+    versioning_request,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -72,62 +81,6 @@ BACKOFF_BASE = 1.0
 _USER_AGENT = f"backup-my-bucket/{__version__} (fast path)"
 _STATUS = re.compile(rb"<Status>([^<]*)</Status>")
 _OK = frozenset({200})
-
-
-def copy_request(source: VersionRef, key: str) -> tuple[str, dict[str, str]]:
-    """CopyObject's path under the bucket's endpoint and its headers, encoded as botocore
-    encodes them: the key and the source's bucket and key URI-encoded, its version id as is."""
-    copy_source = quote(f"{source.bucket}/{source.key}", "/~")
-    if source.version_id:
-        copy_source += f"?versionId={source.version_id}"
-    return object_path(key), {"x-amz-copy-source": copy_source}
-
-
-def head_request(key: str, version_id: str | None) -> tuple[str, str]:
-    """HEAD's path under the bucket's endpoint and its (canonical) query."""
-    return object_path(key), canonical_query({"versionId": version_id} if version_id else {})
-
-
-def list_versions_request(params: Mapping[str, str]) -> tuple[str, str]:
-    """A listing's path under the bucket's endpoint and its (canonical) query
-    (ListObjectVersions, ListObjectsV2)."""
-    return "", canonical_query(params)
-
-
-def object_path(key: str) -> str:
-    """An object's path under its bucket's endpoint, encoded as botocore encodes it."""
-    return f"/{quote(key)}"
-
-
-def versioning_request() -> tuple[str, str]:
-    """GetBucketVersioning's path under the bucket's endpoint and its (canonical) query."""
-    return "", canonical_query({"versioning": ""})
-
-
-def get_request(
-    key: str, version_id: str | None, byte_range: tuple[int, int] | None
-) -> tuple[str, str, dict[str, str]]:
-    """GetObject's path, query and headers (``byte_range``: inclusive, as Range says)."""
-    path, query = head_request(key, version_id)
-    return path, query, {"range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
-
-
-def signed_request(
-    signer: SigV4,
-    where: Address,
-    credentials: Any,
-    method: str,
-    url_path: str,
-    query: str,
-    extra: Mapping[str, str],
-    amz_date: str | None = None,
-    payload_hash: str = EMPTY_SHA256,
-) -> tuple[str, dict[str, str]]:
-    """The URL and the signed headers of a request to a bucket's endpoint."""
-    url, path = where.target(url_path, query)
-    return url, signer.headers(
-        credentials, method, where.host, path, query, extra, amz_date, payload_hash
-    )
 
 
 Resolver = Callable[[str, str], Awaitable[Address | str]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
@@ -19,10 +18,9 @@ from ...model import (
     VersionRef,
 )
 from ..protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
-from .attrs import _attrs_from_head, _attrs_from_headers, _attrs_params, _tagging
+from .attrs import _attrs_from_head, _attrs_params, _info_from_headers, _tagging
 from .connection import Connection
 from .hooks import _PAGE
-from .parse import parse_timestamp
 from .redact import redact
 
 log = logging.getLogger(__name__)
@@ -502,20 +500,3 @@ async def _about_source(source: VersionRef, copy: Awaitable[T]) -> T:
         return await copy
     except ObjectNotFound as exc:
         raise ObjectNotFound(source.bucket, source.key, source.version_id) from exc
-
-
-def _info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:
-    """What a HEAD's raw headers (the fast path) say, read the way botocore reads them."""
-    until = headers.get("x-amz-object-lock-retain-until-date")
-    return ObjectInfo(
-        key=key,
-        version_id=headers.get("x-amz-version-id") or "null",
-        size=int(headers.get("content-length", 0)),
-        etag=headers.get("etag", "").strip('"'),
-        last_modified=email.utils.parsedate_to_datetime(headers["last-modified"]),
-        attrs=_attrs_from_headers(headers),
-        tag_count=int(headers.get("x-amz-tagging-count", 0) or 0),
-        lock_mode=headers.get("x-amz-object-lock-mode"),
-        lock_until=parse_timestamp(until) if until else None,
-        legal_hold=headers.get("x-amz-object-lock-legal-hold") == "ON",
-    )

@@ -22,16 +22,15 @@ import pytest
 from backup_my_bucket.model import VersionRef
 from backup_my_bucket.storage.s3.address import Address
 from backup_my_bucket.storage.s3.client import _resolver
+from backup_my_bucket.storage.s3.sigv4 import EMPTY_SHA256, SigV4, canonical_query, quote
 from backup_my_bucket.storage.s3.wire import (
     copy_request,
     get_request,
     head_request,
     list_versions_request,
     object_path,
-    signed_request,
     versioning_request,
 )
-from backup_my_bucket.storage.s3.sigv4 import EMPTY_SHA256, SigV4, canonical_query, quote
 
 DATA = Path(__file__).parent / "data" / "aws4_testsuite"
 VECTORS = sorted(p.name for p in DATA.iterdir() if p.is_dir())
@@ -316,8 +315,11 @@ async def test_requests_and_signatures_equal_botocores(monkeypatch: pytest.Monke
             extra, method = {}, "GET"
         frozen = botocore.credentials.ReadOnlyCredentials(access, secret, token)
         payload_hash = hashlib.sha256(body).hexdigest()
-        url, ours = signed_request(
-            SigV4(where.region), where, frozen, method, path, query, extra, AMZ_DATE, payload_hash
+        if body:  # as the fast path gives it
+            extra["x-amz-content-sha256"] = payload_hash
+        url, signed_path = where.target(path, query)  # as the fast path signs it
+        ours = SigV4(where.region).headers(
+            frozen, method, where.host, signed_path, query, extra, AMZ_DATE
         )
         # the same resource and parameters as botocore's own request for the operation
         assert url.split("?")[0] == theirs.url.split("?")[0], case

@@ -51,21 +51,13 @@ import botocore.exceptions
 
 from ... import __version__
 from ...model import ObjectPage, VersionPage, VersionRef
+from . import wire
 from .address import Address, tls_context
 from .answers import Fallback, Refused, Retry, judge, unreached
 from .config import S3Config
 from .http11 import BodyTooLarge, Http11Pool
 from .parse import ListingParseError, parse_objects_xml, parse_versions_xml
-from .sigv4 import EMPTY_SHA256, SigV4
-from .wire import (
-    copy_request,
-    get_request,
-    head_request,
-    list_versions_request,
-    object_path,
-    signed_request,
-    versioning_request,
-)
+from .sigv4 import SigV4
 
 if TYPE_CHECKING:
     import aiohttp
@@ -199,13 +191,12 @@ class _FastPath:
 
     async def _attempt(
         self, where: Address, method: str, path: str, query: str, extra: Mapping[str, str],
-        body: bytes, payload_hash: str,
+        body: bytes,
     ) -> tuple[int, bytes, Mapping[str, str]]:  # fmt: skip
         credentials = await self._credentials_now()
         signer = self._signer(where.region)
-        url, signed = signed_request(
-            signer, where, credentials, method, path, query, extra, None, payload_hash
-        )
+        url, signed_path = where.target(path, query)
+        signed = signer.headers(credentials, method, where.host, signed_path, query, extra)
         signed["user-agent"] = _USER_AGENT
         if where.proxy is not None:
             return await self._through_proxy(where, method, url, signed, body)
@@ -283,14 +274,15 @@ class _FastPath:
         where = await self._address(bucket, op)
         if where is None:
             return None
-        payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+        if body:  # signed as botocore signs it (the empty body's hash otherwise)
+            extra = {**(extra or {}), "x-amz-content-sha256": hashlib.sha256(body).hexdigest()}
         loop = asyncio.get_running_loop()
         for attempt in range(1, self._max_attempts + 1):
             if (pause := self._calm_until - loop.time()) > 0:
                 await asyncio.sleep(pause)
             try:
                 status, answer, headers = await self._attempt(
-                    where, method, path, query, extra or {}, body, payload_hash
+                    where, method, path, query, extra or {}, body
                 )
                 if status in ok:
                     result = read(answer, headers)
@@ -350,7 +342,7 @@ class _FastPath:
                 raise judge("CopyObject", 500, body, headers)
             return headers.get("x-amz-version-id") or "null"
 
-        path, extra = copy_request(source, key)
+        path, extra = wire.copy_request(source, key)
         return await self._request("CopyObject", bucket, "PUT", path, read, extra=extra)
 
     async def list_versions(self, bucket: str, params: Mapping[str, str]) -> VersionPage | None:
@@ -383,7 +375,7 @@ class _FastPath:
                 )
                 raise Retry(f"unparsable page ({exc})", error) from exc
 
-        path, query = list_versions_request(params)
+        path, query = wire.list_versions_request(params)
         return await self._request(op, bucket, "GET", path, read, query)
 
     async def head(self, bucket: str, key: str, version_id: str | None) -> Mapping[str, str] | None:
@@ -394,7 +386,7 @@ class _FastPath:
                 raise Fallback("a delete marker", suspicious=False)
             return headers
 
-        path, query = head_request(key, version_id)
+        path, query = wire.head_request(key, version_id)
         return await self._request("HeadObject", bucket, "HEAD", path, read, query)
 
     async def head_bucket(self, bucket: str) -> Mapping[str, str] | None:
@@ -410,7 +402,7 @@ class _FastPath:
             found = _STATUS.search(body)
             return found.group(1).decode().strip() if found else ""
 
-        path, query = versioning_request()
+        path, query = wire.versioning_request()
         return await self._request("GetBucketVersioning", bucket, "GET", path, read, query)
 
     async def get_object(
@@ -420,7 +412,7 @@ class _FastPath:
         a larger one goes to botocore, which streams it, and so does every later GET."""
         if not self.gets:
             return None
-        path, query, extra = get_request(key, version_id, byte_range)
+        path, query, extra = wire.get_request(key, version_id, byte_range)
         ok = (200, 206) if byte_range else _OK
         return await self._request("GetObject", bucket, "GET", path, _body, query, extra, ok=ok)
 
@@ -437,7 +429,7 @@ class _FastPath:
                 raise judge("PutObject", 500, body, headers)
             return headers.get("x-amz-version-id") or "null"
 
-        path = object_path(key)
+        path = wire.object_path(key)
         return await self._request(
             "PutObject", bucket, "PUT", path, read, extra=conditions, body=data
         )
@@ -448,7 +440,7 @@ class _FastPath:
         def read(body: bytes, headers: Mapping[str, str]) -> tuple[str | None, bool]:
             return headers.get("x-amz-version-id"), headers.get("x-amz-delete-marker") == "true"
 
-        path = object_path(key)
+        path = wire.object_path(key)
         return await self._request("DeleteObject", bucket, "DELETE", path, read, ok=(204, 200))
 
     async def close(self) -> None:

@@ -105,15 +105,16 @@ class SigV4:
         query: str,
         extra: Mapping[str, str],
         amz_date: str | None = None,
-        payload_hash: str = EMPTY_SHA256,
     ) -> dict[str, str]:
-        """Every header of an S3 request, ``authorization`` included; ``payload_hash``: the
-        SHA-256 (hex) of its body, signed as botocore signs it (the empty body's by default)."""
+        """Every header of an S3 request, ``authorization`` included. ``extra`` may give
+        ``x-amz-content-sha256``, the SHA-256 (hex) of a body, signed as botocore signs it;
+        the empty body's otherwise."""
         amz_date = amz_date or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        headers = {"host": host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
+        headers = {"host": host, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": amz_date}
         if credentials.token:
             headers["x-amz-security-token"] = credentials.token
         headers.update((name.lower(), value) for name, value in extra.items())
+        payload_hash = headers["x-amz-content-sha256"]
         canonical, signed = self.canonical_request(method, path, query, headers, payload_hash)
         headers["authorization"] = self.authorization(
             credentials.access_key, credentials.secret_key, amz_date, canonical, signed

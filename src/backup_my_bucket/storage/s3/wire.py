@@ -1,15 +1,13 @@
 """The fast path's requests as botocore builds them: each operation's path under the bucket's
 endpoint, its query in SigV4's canonical form and its headers, encoded as botocore encodes
-them, and signed (tests/unit/test_sigv4.py compares them with botocore's own requests)."""
+them (tests/unit/test_sigv4.py compares them, signed, with botocore's own requests)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from ...model import VersionRef
-from .address import Address
-from .sigv4 import EMPTY_SHA256, SigV4, canonical_query, quote
+from .sigv4 import canonical_query, quote
 
 
 def copy_request(source: VersionRef, key: str) -> tuple[str, dict[str, str]]:
@@ -48,21 +46,3 @@ def get_request(
     """GetObject's path, query and headers (``byte_range``: inclusive, as Range says)."""
     path, query = head_request(key, version_id)
     return path, query, {"range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
-
-
-def signed_request(
-    signer: SigV4,
-    where: Address,
-    credentials: Any,
-    method: str,
-    url_path: str,
-    query: str,
-    extra: Mapping[str, str],
-    amz_date: str | None = None,
-    payload_hash: str = EMPTY_SHA256,
-) -> tuple[str, dict[str, str]]:
-    """The URL and the signed headers of a request to a bucket's endpoint."""
-    url, path = where.target(url_path, query)
-    return url, signer.headers(
-        credentials, method, where.host, path, query, extra, amz_date, payload_hash
-    )

@@ -4,6 +4,7 @@ botocore's internals (the before-parse event and the parser factory defaults).""
 from datetime import UTC, datetime
 
 import pytest
+from botocore.parsers import ResponseParserError
 
 from backup_my_bucket.errors import (
     AccessDenied,
@@ -13,6 +14,7 @@ from backup_my_bucket.errors import (
     ObjectNotFound,
     StorageError,
 )
+from backup_my_bucket.storage.retry import is_transient
 from backup_my_bucket.storage.s3 import (
     hooks,
     parse_timestamp,
@@ -127,3 +129,13 @@ def test_listing_hook_turns_an_incomplete_200_into_a_retry(body: bytes) -> None:
     complete: dict[str, object] = {"status_code": 200, "body": VERSIONS_XML}
     hook(response_dict=complete, customized_response_dict=custom)
     assert complete["status_code"] == 200 and len(custom[hooks._PAGE].entries) == 3  # type: ignore[attr-defined]
+
+
+def test_an_answer_botocore_cannot_parse_is_a_storage_error_worth_a_retry() -> None:
+    """Seen under load from SeaweedFS (a JSON body where XML was due): an "internal error"
+    before, as if it were a bug of ours."""
+    error = translate_error(ResponseParserError("Unable to parse response"), "CreateBucket", "b")
+    assert type(error) is StorageError and "could not be read" in str(error)
+    assert is_transient(error)
+    with pytest.raises(ValueError, match="ours"):
+        translate_error(ValueError("a bug of ours"), "CreateBucket", "b")

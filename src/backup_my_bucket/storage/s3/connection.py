@@ -18,7 +18,7 @@ import botocore.exceptions
 from ...errors import EndpointUnreachable
 from .address import Address, environ_proxies
 from .config import S3Config
-from .errors import translate_error
+from .errors import translate_error, unreadable_answer
 from .fastpath import _FastPath
 from .light import Light, light_start
 from .redact import remember_credentials
@@ -161,6 +161,10 @@ class Connection:
             return await call
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
             raise translate_error(exc, op, bucket, key, version_id) from exc
+        except Exception as exc:
+            if unreadable_answer(exc):
+                raise translate_error(exc, op, bucket, key, version_id) from exc
+            raise
 
     async def _reach(self) -> None:
         """Before the first request: is anything listening at the endpoint?"""

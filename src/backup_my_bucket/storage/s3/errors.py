@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import botocore.exceptions
@@ -94,4 +95,13 @@ def translate_error(
         )
     if isinstance(exc, botocore.exceptions.BotoCoreError | OSError):
         return StorageError(f"{op} on {where} failed: {scrub(str(exc))}")
+    if unreadable_answer(exc):
+        return StorageError(f"{op} on {where}: the server's answer could not be read")
     raise exc  # a bug, not an S3 condition: let it surface
+
+
+def unreadable_answer(exc: BaseException) -> bool:
+    """botocore could not parse the server's answer (``ResponseParserError``, which is not a
+    BotoCoreError); its module is loaded once botocore's client is, and not before."""
+    parsers = sys.modules.get("botocore.parsers")
+    return parsers is not None and isinstance(exc, parsers.ResponseParserError)

@@ -118,6 +118,12 @@ class Connection:
         self._throttled += 1
 
     @property
+    def _serving(self) -> _FastPath | None:
+        """The fast path while it serves requests (None: every request goes to botocore)."""
+        fast = self._fast
+        return fast if fast is not None and fast.enabled else None
+
+    @property
     def throttled(self) -> int:
         """Throttled answers so far (503 SlowDown...), botocore's and the fast path's: what
         the copy pools back off on (engine/pace.py)."""

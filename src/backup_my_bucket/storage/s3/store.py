@@ -78,8 +78,8 @@ class S3Store(Connection):
     async def _head_bucket(self, bucket: str) -> None:
         """HeadBucket; the endpoint's ``Server`` header is noted from the first answer."""
         headers: Mapping[str, str] | None = None
-        if self._fast is not None and self._fast.enabled:
-            headers = await self._call("ListBucket", bucket, self._fast.head_bucket(bucket))
+        if (fast_path := self._serving) is not None:
+            headers = await self._call("ListBucket", bucket, fast_path.head_bucket(bucket))
         if headers is None:
             resp: Mapping[str, Any] = await self._api(
                 "ListBucket", bucket, lambda c: c.head_bucket(Bucket=bucket)
@@ -93,8 +93,8 @@ class S3Store(Connection):
         if isinstance(known, Versioning):
             return known
         status: str | None = None
-        if self._fast is not None and self._fast.enabled:
-            fast = self._fast.get_versioning(bucket)
+        if (fast_path := self._serving) is not None:
+            fast = fast_path.get_versioning(bucket)
             status = await self._call("GetBucketVersioning", bucket, fast)
         if status is None:
             resp = await self._api(
@@ -157,14 +157,14 @@ class S3Store(Connection):
         max_keys: int = MAX_PAGE,
     ) -> VersionPage:
         version = version_id_marker if key_marker else ""
-        if self._fast is not None and self._fast.enabled:
+        if (fast_path := self._serving) is not None:
             query = {"versions": "", "max-keys": str(max_keys), "encoding-type": "url"}
             query |= _present(
                 {"prefix": prefix, "delimiter": delimiter, "key-marker": key_marker,
                  "version-id-marker": version}
             )  # fmt: skip
             fast_page = await self._call(
-                "ListBucketVersions", bucket, self._fast.list_versions(bucket, query)
+                "ListBucketVersions", bucket, fast_path.list_versions(bucket, query)
             )
             if fast_page is not None:
                 return fast_page
@@ -192,14 +192,14 @@ class S3Store(Connection):
         max_keys: int = MAX_PAGE,
     ) -> ObjectPage:
         token = continuation_token or ""
-        if self._fast is not None and self._fast.enabled:
+        if (fast_path := self._serving) is not None:
             query = {"list-type": "2", "max-keys": str(max_keys), "encoding-type": "url"}
             query |= _present(
                 {"prefix": prefix, "delimiter": delimiter, "start-after": start_after,
                  "continuation-token": token}
             )  # fmt: skip
             fast_page = await self._call(
-                "ListBucket", bucket, self._fast.list_objects(bucket, query)
+                "ListBucket", bucket, fast_path.list_objects(bucket, query)
             )
             if fast_page is not None:
                 return fast_page
@@ -227,8 +227,8 @@ class S3Store(Connection):
         *,
         part_number: int | None = None,
     ) -> ObjectInfo:
-        if part_number is None and self._fast is not None and self._fast.enabled:
-            fast = self._fast.head(bucket, key, version_id)
+        if part_number is None and (fast_path := self._serving) is not None:
+            fast = fast_path.head(bucket, key, version_id)
             headers = await self._call("GetObject", bucket, fast, key, version_id)
             if headers is not None:
                 return _info_from_headers(key, headers)
@@ -265,8 +265,8 @@ class S3Store(Connection):
         byte_range: tuple[int, int] | None = None,
         chunk_size: int = 1024 * 1024,
     ) -> AsyncIterator[bytes]:
-        if self._fast is not None and self._fast.enabled:
-            fast = self._fast.get_object(bucket, key, version_id, byte_range)
+        if (fast_path := self._serving) is not None:
+            fast = fast_path.get_object(bucket, key, version_id, byte_range)
             data = await self._call("GetObject", bucket, fast, key, version_id)
             if data is not None:
                 for start in range(0, len(data), chunk_size):
@@ -321,9 +321,9 @@ class S3Store(Connection):
         if if_match is not None:
             conditions["IfMatch"] = if_match if if_match.startswith('"') else f'"{if_match}"'
         plain = (attrs is None or attrs == ObjectAttrs()) and not tags
-        if plain and self._fast is not None and self._fast.enabled:
+        if plain and (fast_path := self._serving) is not None:
             headers = {_CONDITIONS[name]: value for name, value in conditions.items()}
-            fast = self._fast.put_object(bucket, key, bytes(data), headers)
+            fast = fast_path.put_object(bucket, key, bytes(data), headers)
             version = await self._call("PutObject", bucket, fast, key)
             if version is not None:
                 return version
@@ -347,8 +347,8 @@ class S3Store(Connection):
         attrs: ObjectAttrs | None = None,
         tags: Tags | None = None,
     ) -> str:
-        if attrs is None and tags is None and self._fast is not None and self._fast.enabled:
-            fast = self._call("PutObject", bucket, self._fast.copy(source, bucket, key), key)
+        if attrs is None and tags is None and (fast_path := self._serving) is not None:
+            fast = self._call("PutObject", bucket, fast_path.copy(source, bucket, key), key)
             version = await _about_source(source, fast)
             if version is not None:
                 return version
@@ -374,8 +374,8 @@ class S3Store(Connection):
         return resp.get("VersionId") or "null"
 
     async def delete(self, bucket: str, key: str) -> str | None:
-        if self._fast is not None and self._fast.enabled:
-            fast = await self._call("DeleteObject", bucket, self._fast.delete_object(bucket, key))
+        if (fast_path := self._serving) is not None:
+            fast = await self._call("DeleteObject", bucket, fast_path.delete_object(bucket, key))
             if fast is not None:
                 version, marker = fast
                 return version if marker else None

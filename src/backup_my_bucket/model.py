@@ -82,11 +82,12 @@ class ObjectSummary:
             self.key, self.last_modified, self.size, self.etag, self.storage_class,
         ))  # fmt: skip
 
-    def as_current(self) -> ObjectVersion:
-        """The entry as a version listing's current version, its id unknown
-        (:data:`UNLISTED_VERSION`)."""
+    def as_current(self, version_id: str = UNLISTED_VERSION) -> ObjectVersion:
+        """The entry as a version listing's current version: its id unknown
+        (:data:`UNLISTED_VERSION`) unless the caller knows it (``null`` in an unversioned
+        bucket)."""
         return ObjectVersion(
-            self.key, UNLISTED_VERSION, self.last_modified, self.size, self.etag,
+            self.key, version_id, self.last_modified, self.size, self.etag,
             is_latest=True, storage_class=self.storage_class,
         )  # fmt: skip
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from backup_my_bucket.catalog.index import SnapshotMeta
 from backup_my_bucket.clock import SystemClock
+from backup_my_bucket.engine import backup as backup_engine
 from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
@@ -130,6 +133,14 @@ async def test_backup_is_sync_then_snapshot(
         await real_sleep(self, seconds)
 
     monkeypatch.setattr(SystemClock, "sleep", sleep)
+    listings = []  # the snapshots that listed the backup bucket themselves
+    real_take = backup_engine.take_snapshot
+
+    async def take_snapshot(*args: Any, **kwargs: Any) -> SnapshotMeta:
+        listings.append(await real_take(*args, **kwargs))
+        return listings[-1]
+
+    monkeypatch.setattr(backup_engine, "take_snapshot", take_snapshot)
     source, target = unique_bucket("bsrc"), unique_bucket("bdst")
     await s3_store.create_bucket(source)
     await s3_store.create_bucket(target)
@@ -155,10 +166,29 @@ async def test_backup_is_sync_then_snapshot(
     assert again["sync"]["copied"] == 0 and again["snapshot"]["keys"] == 5
     assert again["snapshot"]["id"] != result["snapshot"]["id"]
     assert len(waits) == 1  # nothing written, nothing seen after the cut: no wait
+    # nor a second listing: the sync's listing of the backup is the state at its T
+    assert len(listings) == 1
+    code, out, err = await bmb(
+        capsys, "--json", "snapshot", "--backup", f"s3://{target}", "--at", again["snapshot"]["at"]
+    )
+    assert code == 0, err
+    fresh = json.loads(out)
+    assert (fresh["at"], fresh["keys"]) == (again["snapshot"]["at"], 5)
+
+    async def rows(snapshot_id: str) -> list[dict[str, Any]]:
+        code, out, err = await bmb(
+            capsys, "--json", "ls", snapshot_id, "--backup", f"s3://{target}"
+        )
+        assert code == 0, err
+        return [json.loads(line) for line in out.splitlines()]
+
+    listed = await rows(again["snapshot"]["id"])
+    assert len(listed) == 5 and listed == await rows(fresh["id"])
     await s3_store.put(source, "f/new", b"new")
     code, out, _ = await bmb(capsys, *args)
     assert json.loads(out)["sync"]["copied"] == 1 and json.loads(out)["snapshot"]["keys"] == 6
     assert len(waits) == 2  # a copy: the snapshot waits for the next second again
+    assert len(listings) == 2  # and lists the bucket itself
 
 
 async def test_restore_a_snapshot_by_id_into_its_source(

@@ -89,7 +89,8 @@ async def test_sync_copies_every_key(
     await f.store.put("bak", "img0-stale", b"x")  # gone from the source: a delete marker due
     options = SyncOptions(workers=8, listing=f.options(paging))
     result = await sync(f.store, S3Url(source), f.store, S3Url("bak"), options)
-    if paging is Paging.NAIVE:
+    # an unversioned source is read with ListObjectsV2, complete whatever the version paging
+    if paging is Paging.NAIVE and source == "hist":
         assert result.incomplete is not None and result.incomplete.keys
         assert result.incomplete.exit_code == ExitCode.FAILURE
         assert result.deleted == 0, "no delete marker on a short listing"

@@ -6,10 +6,14 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from backup_my_bucket.catalog.index import SnapshotMeta
+from backup_my_bucket.engine import backup as backup_engine
 from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.model import VersionRef
 from backup_my_bucket.ops.history import History
@@ -276,3 +280,32 @@ async def test_verify_failure_fails_the_run(world: World) -> None:
     assert runner.metrics is not None
     metrics = scrape(runner.metrics.registry())
     assert metrics[("bmb_plan_last_verify_missing", "site")] == 1
+
+
+async def test_a_run_that_changes_nothing_lists_the_backup_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync's own listing of the backup is the snapshot when the sync wrote nothing
+    (design rule 8); a run that copies lists the bucket again for its snapshot."""
+    listings = []
+    real_take = backup_engine.take_snapshot
+
+    async def take_snapshot(*args: Any, **kwargs: Any) -> SnapshotMeta:
+        listings.append(await real_take(*args, **kwargs))
+        return listings[-1]
+
+    monkeypatch.setattr(backup_engine, "take_snapshot", take_snapshot)
+    await world.fill("src", 30)
+    plan = world.plan("site")
+    runner = world.runner([plan])
+    assert (await runner.run(plan)).ok and len(listings) == 1
+    world.clock.advance(timedelta(hours=1))
+    again = await runner.run(plan)
+    assert again.ok and again.steps["sync"]["copied"] == 0, again
+    assert again.steps["snapshot"]["keys"] == 30 and len(listings) == 1
+    snapshots = await world.catalog().list()
+    assert len(snapshots) == 2 and snapshots[-1].at < world.clock.now()
+    world.clock.advance(timedelta(hours=1))
+    await world.store.put("src", "k00001", b"changed")
+    changed = await runner.run(plan)
+    assert changed.ok and changed.steps["sync"]["copied"] == 1 and len(listings) == 2

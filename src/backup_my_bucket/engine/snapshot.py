@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from ..catalog.index import IndexWriter, SnapshotMeta
 from ..catalog.location import reserved_prefix
 from ..clock import Clock
 from ..errors import UsageError
-from ..model import ObjectVersion, S3Url
+from ..model import UNLISTED_VERSION, ObjectVersion, S3Url
 from ..storage.current import current_objects
 from ..storage.listing import ListingOptions, ParallelListing
 from ..storage.protocol import ObjectStore
@@ -150,19 +150,21 @@ async def live_objects(
     *,
     within: str = "",
     listing: ListingOptions | None = None,
+    version_id: str = UNLISTED_VERSION,
 ) -> AsyncIterator[ObjectVersion]:
     """The folder's current objects (keys relative to it; ``within``: only a sub-folder), in
     key order, from ListObjectsV2 (:mod:`..storage.current`) rather than from its versions:
-    what a restore needs of its target. Complete on SeaweedFS without an audit, about a third
-    of a version listing's server time, and the ETags are the objects' own; the version ids
-    are :data:`~..model.UNLISTED_VERSION`. The location's reserved folder is never part of
-    it."""
+    what a restore needs of its target, and a sync of an unversioned source. Complete on
+    SeaweedFS without an audit, a fifth to a third of a version listing's server time, and
+    the ETags are the objects' own; the version ids are ``version_id`` (default
+    :data:`~..model.UNLISTED_VERSION`: not known). The location's reserved folder is never
+    part of it."""
     page_size = (listing or ListingOptions()).page_size
     async for obj in current_objects(
         store, url.bucket, url.child(within).prefix, skip_prefix=reserved_prefix(url),
         page_size=page_size,
     ):  # fmt: skip
-        entry = relative(obj.as_current(), url)
+        entry = relative(obj.as_current(version_id), url)
         if entry is not None:
             yield entry
 
@@ -219,22 +221,114 @@ async def take_snapshot(
                 raise
             finally:
                 progress.finish()
-            sha256, size = writer.close()
-            meta = SnapshotMeta(
-                id=snapshot_id,
-                at=cut,
-                created=started,
-                backup=str(backup),
-                source=str(source) if source else None,
-                keys=writer.rows,
-                total_bytes=writer.bytes,
-                index_sha256=sha256,
-                index_size=size,
-                tags=tuple(tags),
-                tool_version=__version__,
-            )
+            meta = _finished(writer, cut, started, backup, source, tags)
             if seen.oldest is not None and (await read_span(store, backup)).start is None:
                 await note_start(store, backup, seen.oldest, "earliest version", required=False)
             await lease.check("publishing the snapshot")
             await catalog.publish(meta, path)
+    return meta
+
+
+def _finished(
+    writer: IndexWriter,
+    cut: datetime,
+    created: datetime,
+    backup: S3Url,
+    source: S3Url | None,
+    tags: Sequence[str],
+) -> SnapshotMeta:
+    sha256, size = writer.close()
+    return SnapshotMeta(
+        id=writer.snapshot_id,
+        at=cut,
+        created=created,
+        backup=str(backup),
+        source=str(source) if source else None,
+        keys=writer.rows,
+        total_bytes=writer.bytes,
+        index_sha256=sha256,
+        index_size=size,
+        tags=tuple(tags),
+        tool_version=__version__,
+    )
+
+
+class ListedState:
+    """A sync's listing of the backup, kept as a snapshot index at T, the last whole second
+    that had ended before that listing began: when the sync writes nothing and sees nothing
+    after T, its current versions are the state at T, and ``backup`` publishes them
+    (:func:`publish_listed`) instead of listing the bucket again (docs/design.md, rule 8).
+
+    Recording stops (and its file goes) at the first write the sync plans. Use as a context
+    manager: the scratch directory goes on every exit path (``sweep_stale`` takes a killed
+    process's)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.cut: datetime | None = None
+        self.created: datetime | None = None
+        self.complete = False  # the whole listing went through, in order
+        self._writer: IndexWriter | None = None
+        self._work: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> ListedState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def tap(self, rows: AsyncIterable[ObjectVersion]) -> AsyncIterator[ObjectVersion]:
+        """``rows`` (a current-state listing of the backup folder, relative keys) unchanged,
+        recorded on the way. Call it just before that listing starts."""
+        self.created = self.clock.now()
+        self.cut = self.created.replace(microsecond=0) - timedelta(seconds=1)
+        self._work = tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot"))
+        snapshot_id = new_snapshot_id(self.cut)
+        self._writer = IndexWriter(Path(self._work.name) / f"{snapshot_id}.parquet", snapshot_id)
+        async for row in rows:
+            if self._writer is not None:
+                self._writer.add(row)
+            yield row
+        self.complete = self._writer is not None
+
+    def stop(self) -> None:
+        """Record no more: the sync writes something (or ended)."""
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        if self._work is not None:
+            self._work.cleanup()
+            self._work = None
+        self.complete = False
+
+    def usable(self, wrote_nothing_after: Callable[[datetime], bool]) -> bool:
+        """Whether the recorded rows are the state at T: the listing went through whole and
+        ``wrote_nothing_after(T)`` (``SyncResult.held_at``)."""
+        return self.complete and self.cut is not None and wrote_nothing_after(self.cut)
+
+
+async def publish_listed(
+    store: ObjectStore,
+    backup: S3Url,
+    catalog: Catalog,
+    listed: ListedState,
+    *,
+    source: S3Url | None = None,
+    tags: Sequence[str] = (),
+) -> SnapshotMeta | None:
+    """Publish a sync's listing (:class:`ListedState`, ``usable``) as the snapshot at its T,
+    or None when T is no longer restorable: a gc that ran since the listing began may have
+    deleted what it holds, and records that before its first deletion (rule 21). The check
+    and the publish run under the catalog lock, so no gc runs between them. On None the
+    caller lists afresh (:func:`take_snapshot`)."""
+    writer, cut, created = listed._writer, listed.cut, listed.created
+    assert writer is not None and cut is not None and created is not None and listed.complete
+    async with catalog.lock("snapshot") as lease:
+        span = await read_span(store, backup)
+        if span.problem(cut, listed.clock.now()) is not None:
+            return None
+        meta = _finished(writer, cut, created, backup, source, tags)
+        await lease.check("publishing the snapshot")
+        await catalog.publish(meta, writer.path)
+    listed.stop()
     return meta

@@ -175,6 +175,21 @@ async def run_pool(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def first_of_both(a: AsyncIterator[T], b: AsyncIterator[R]) -> tuple[T | None, R | None]:
+    """The first item of each stream (None: empty), asked for at once.
+
+    A stream that starts its work on the first ask (:func:`prefetch`, a listing) would
+    otherwise wait for the other's first item: two listings would run in turn, not together.
+    Both asks end before an error of either is raised, so neither stream is left running.
+    """
+    first, second = await asyncio.gather(anext(a, None), anext(b, None), return_exceptions=True)
+    if isinstance(first, BaseException):
+        raise first
+    if isinstance(second, BaseException):
+        raise second
+    return first, second
+
+
 async def prefetch(items: AsyncIterable[T], size: int) -> AsyncIterator[T]:
     """Iterate ``items`` in a task of its own, up to ``size`` items ahead of the consumer.
 

@@ -22,18 +22,19 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ..catalog.catalog import Catalog
 from ..catalog.index import SnapshotMeta
 from ..clock import Clock
+from ..engine.backup import snapshot_after
 from ..engine.filters import KeyFilter
 from ..engine.gc import GcPartialFailure, GcResult, gc_catalog
 from ..engine.pace import Pace
 from ..engine.progress import NullProgress, Progress
-from ..engine.snapshot import take_snapshot, wait_for_next_second
-from ..engine.sync import SyncOptions, sync
+from ..engine.snapshot import ListedState, seconds_to_next_second
+from ..engine.sync import SyncOptions, SyncResult, sync
 from ..engine.verify import verify_snapshot
 from ..errors import (
     BackupError,
@@ -76,6 +77,18 @@ class Connection:
 
 
 Connector = Callable[[Plan], AbstractAsyncContextManager[Connection]]
+
+
+@dataclass
+class _Backup:
+    """What a run's snapshot step needs of its sync step (rule 8)."""
+
+    listed: ListedState
+    synced: SyncResult | None = None
+    ended: datetime | None = None
+
+
+Unit = Callable[[Plan, RunRecord, Connection, _Backup], Awaitable[None]]
 
 
 class _Progress(NullProgress):
@@ -189,11 +202,13 @@ class PlanRunner:
                 return
             step = "connect"
             async with self.connect(plan) as conn:
-                for name, unit in self._units(plan):
-                    step = name  # named in the failure if it raises
-                    await unit(plan, record, conn)
-                    if record.status == "failed":
-                        return
+                with ListedState(self.clock) as listed:
+                    run = _Backup(listed)
+                    for name, unit in self._units(plan):
+                        step = name  # named in the failure if it raises
+                        await unit(plan, record, conn, run)
+                        if record.status == "failed":
+                            return
                 step = "status"
                 await self._catalog_status(plan, record, conn)
         except asyncio.CancelledError:
@@ -211,10 +226,8 @@ class PlanRunner:
                 "rerun with --debug for a traceback, and report it",
             )
 
-    def _units(
-        self, plan: Plan
-    ) -> list[tuple[str, Callable[[Plan, RunRecord, Connection], Awaitable[None]]]]:
-        units: list[tuple[str, Callable[[Plan, RunRecord, Connection], Awaitable[None]]]] = []
+    def _units(self, plan: Plan) -> list[tuple[str, Unit]]:
+        units: list[tuple[str, Unit]] = []
         if "backup" in plan.steps:
             units += [("sync", self._sync), ("snapshot", self._snapshot)]
         if "gc" in plan.steps:
@@ -229,7 +242,7 @@ class PlanRunner:
         inner = self.make_progress()
         return inner if self.metrics is None else _Progress(self.metrics, plan.name, inner)
 
-    async def _sync(self, plan: Plan, record: RunRecord, conn: Connection) -> None:
+    async def _sync(self, plan: Plan, record: RunRecord, conn: Connection, run: _Backup) -> None:
         assert plan.source is not None and conn.source is not None
         options = SyncOptions(
             workers=conn.copy_workers or conn.workers,
@@ -246,23 +259,32 @@ class PlanRunner:
             options,
             self._progress(plan),
             clock=self.clock,
+            listed=run.listed,
         )
+        run.synced, run.ended = result, self.clock.now()
         record.steps["sync"] = result.to_json()
         if result.failures:
             self._partial(
                 record, "sync", f"{result.failed} objects failed to sync", result.failures
             )
 
-    async def _snapshot(self, plan: Plan, record: RunRecord, conn: Connection) -> None:
-        await wait_for_next_second(self.clock)  # the snapshot's moment must follow the sync
+    async def _snapshot(
+        self, plan: Plan, record: RunRecord, conn: Connection, run: _Backup
+    ) -> None:
+        synced, ended = run.synced, run.ended
+        assert synced is not None and ended is not None  # the sync step runs first
+        resume = ended + timedelta(seconds=seconds_to_next_second(ended))
         meta = await self._waiting_for_lock(
             plan,
             record,
-            lambda: take_snapshot(
+            lambda: snapshot_after(
+                synced,
+                run.listed,
                 conn.backup,
                 plan.backup,
                 conn.catalog,
                 self.clock,
+                resume=resume,
                 source=plan.source,
                 tags=plan.tags,
                 workers=conn.workers,
@@ -271,7 +293,7 @@ class PlanRunner:
         )
         record.steps["snapshot"] = meta.summary()
 
-    async def _gc(self, plan: Plan, record: RunRecord, conn: Connection) -> None:
+    async def _gc(self, plan: Plan, record: RunRecord, conn: Connection, run: _Backup) -> None:
         assert plan.policy is not None
         policy = plan.policy
         try:
@@ -295,7 +317,7 @@ class PlanRunner:
             return
         record.steps["gc"] = _gc_json(result)
 
-    async def _verify(self, plan: Plan, record: RunRecord, conn: Connection) -> None:
+    async def _verify(self, plan: Plan, record: RunRecord, conn: Connection, run: _Backup) -> None:
         ref = (record.steps.get("snapshot") or {}).get("id") or await self._newest(plan, conn)
         meta, result = await verify_snapshot(
             conn.backup,
@@ -341,12 +363,15 @@ class PlanRunner:
         self, plan: Plan, record: RunRecord, work: Callable[[], Awaitable[T]]
     ) -> T:
         """Run ``work``; while another process holds the catalog lock, wait and try again,
-        for up to the plan's ``lock-timeout`` (then the run fails with exit 11)."""
-        deadline = self.clock.monotonic() + plan.lock_timeout.total_seconds()
+        for up to the plan's ``lock-timeout`` from the first refusal (then the run fails with
+        exit 11)."""
+        deadline: float | None = None
         while True:
             try:
                 return await work()
             except Locked as exc:
+                if deadline is None:
+                    deadline = self.clock.monotonic() + plan.lock_timeout.total_seconds()
                 left = deadline - self.clock.monotonic()
                 if left <= 0:
                     raise

@@ -8,10 +8,11 @@ from typing import Any
 
 import click
 
-from ...catalog.index import SnapshotMeta, preload_index
+from ...catalog.index import SnapshotMeta
+from ...engine.backup import snapshot_after
 from ...engine.filters import KeyFilter, refuse_overlap
 from ...engine.progress import Progress
-from ...engine.snapshot import default_cut, seconds_to_next_second, take_snapshot
+from ...engine.snapshot import ListedState, seconds_to_next_second
 from ...engine.sync import (
     OVERLAP_HINT,
     SyncOptions,
@@ -96,6 +97,7 @@ async def run_sync(
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
     compare_tags: bool = False,
     progress: Progress | None = None,
+    listed: ListedState | None = None,
 ) -> SyncResult:
     """Sync ``source`` into ``backup`` with the app's stores and settings (used by `backup`)."""
     options = SyncOptions(
@@ -119,6 +121,7 @@ async def run_sync(
         progress or make_progress(app.output),
         on_planned=lambda item: app.output.planned(item.to_json()),
         clock=app.clock,
+        listed=listed,
     )
 
 
@@ -201,7 +204,8 @@ def backup(
 
     The snapshot is taken even when some objects failed to sync (it is a consistent cut of
     the backup bucket all the same); the command then exits 3 with the failures listed.
-    With --dry-run, only the sync plan is shown and no snapshot is taken.
+    With --dry-run, only the sync plan is shown and no snapshot is taken. When the sync
+    changes nothing, its own listing of the backup is the snapshot (no second listing).
     """
     if at is not None:
         raise UsageError(
@@ -210,33 +214,29 @@ def backup(
         )
 
     async def main() -> tuple[SyncResult, SnapshotMeta | None]:
-        synced = await run_sync(
-            app, source, backup, dry_run=dry_run, include=include, exclude=exclude,
-            multipart_threshold=multipart_threshold, compare_tags=compare_tags,
-        )  # fmt: skip
         if dry_run:
+            synced = await run_sync(
+                app, source, backup, dry_run=True, include=include, exclude=exclude,
+                multipart_threshold=multipart_threshold, compare_tags=compare_tags,
+            )  # fmt: skip
             return synced, None
-        # T must postdate what the sync wrote and saw (rule 8): unless the sync wrote nothing
-        # and saw nothing newer than the cut a snapshot would take now, wait for the next
-        # second, opening the catalog and loading the index writer (pyarrow) meanwhile
-        now = app.clock.now()
-        resume = now + timedelta(seconds=seconds_to_next_second(now))
-        catalog = await app.catalog(backup, writing=True)
-        preload_index()
-        if not synced.held_at(default_cut(app.clock)):
-            await app.clock.sleep((resume - app.clock.now()).total_seconds())
-        meta = await take_snapshot(
-            await app.store("backup"),
-            backup,
-            catalog,
-            app.clock,
-            source=source,
-            tags=tags,
-            workers=app.settings.workers,
-            progress=app.progress(),
-            listing=app.listing,
-        )
-        return synced, meta
+        with ListedState(app.clock) as listed:
+            synced = await run_sync(
+                app, source, backup, include=include, exclude=exclude,
+                multipart_threshold=multipart_threshold, compare_tags=compare_tags,
+                listed=listed,
+            )  # fmt: skip
+            # a snapshot that lists waits for the second after the sync (rule 8), unless the
+            # sync wrote nothing: the catalog is opened meanwhile
+            now = app.clock.now()
+            resume = now + timedelta(seconds=seconds_to_next_second(now))
+            catalog = await app.catalog(backup, writing=True)
+            meta = await snapshot_after(
+                synced, listed, await app.store("backup"), backup, catalog, app.clock,
+                resume=resume, source=source, tags=tags, workers=app.settings.workers,
+                progress=app.progress(), listing=app.listing,
+            )  # fmt: skip
+            return synced, meta
 
     synced, meta = app.run(main)
     text = describe(synced)

@@ -1,0 +1,54 @@
+"""The snapshot that follows a sync: what `bmb backup` and a plan's backup step run after
+their sync (docs/design.md, rule 8)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from ..catalog.catalog import Catalog
+from ..catalog.index import SnapshotMeta, preload_index
+from ..clock import Clock
+from ..model import S3Url
+from ..storage.listing import ListingOptions
+from ..storage.protocol import ObjectStore
+from .progress import Progress
+from .snapshot import ListedState, default_cut, publish_listed, take_snapshot
+from .sync import SyncResult
+
+
+async def snapshot_after(
+    synced: SyncResult,
+    listed: ListedState | None,
+    store: ObjectStore,
+    backup: S3Url,
+    catalog: Catalog,
+    clock: Clock,
+    *,
+    resume: datetime,
+    source: S3Url | None = None,
+    tags: Sequence[str] = (),
+    workers: int = 16,
+    progress: Progress | None = None,
+    listing: ListingOptions | None = None,
+) -> SnapshotMeta:
+    """The snapshot after ``synced``, at a T that holds everything it wrote and compared
+    against.
+
+    The sync's own listing of the backup (``listed``), when it wrote nothing and saw nothing
+    after that listing's T and no gc has pruned that T since. Otherwise a listing of the
+    bucket: at once when the sync wrote nothing and saw nothing after the cut a snapshot
+    takes now, else from ``resume`` on (the second after the sync; the caller takes it when
+    the sync ends, and may open the catalog meanwhile).
+    """
+    if listed is not None and synced.incomplete is None and listed.usable(synced.held_at):
+        meta = await publish_listed(store, backup, catalog, listed, source=source, tags=tags)
+        if meta is not None:
+            return meta
+    preload_index()
+    if not synced.held_at(default_cut(clock)):
+        await clock.sleep(max(0.0, (resume - clock.now()).total_seconds()))
+    return await take_snapshot(
+        store, backup, catalog, clock, source=source, tags=tags, workers=workers,
+        progress=progress, listing=listing,
+    )  # fmt: skip

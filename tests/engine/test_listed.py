@@ -1,0 +1,127 @@
+"""A sync's listing of the backup, published as `backup`'s snapshot when the sync wrote
+nothing (engine/snapshot.py, ListedState; docs/design.md rule 8): it must be the very index a
+fresh snapshot at the same T writes, and it must never be published over a gc that pruned T."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from pathlib import Path
+
+from backup_my_bucket.catalog import LocalCatalog
+from backup_my_bucket.catalog.history import note_gc
+from backup_my_bucket.clock import SYSTEM_CLOCK, Clock, ManualClock
+from backup_my_bucket.engine.snapshot import ListedState, publish_listed, take_snapshot
+from backup_my_bucket.engine.sync import SyncOptions, sync
+from backup_my_bucket.model import ObjectVersion, S3Url
+from backup_my_bucket.storage.memory import MemoryStore
+from backup_my_bucket.storage.protocol import ObjectStore
+
+from ..conftest import BucketFactory
+from .test_sync import ODD_KEYS, T0, MiB, settle, ticking
+
+# folders beside files that share their prefix, at two depths, and odd names
+KEYS = [
+    "img0/a", "img0/b/c", "img0-b", "img0.idx", "img0 c", "img0/b-d", "img0/b.e",
+    *ODD_KEYS,
+]  # fmt: skip
+
+
+def clock_of(store: ObjectStore) -> Clock:
+    """The clock the store stamps with: a snapshot's T is read from it."""
+    return store.clock if isinstance(store, MemoryStore) else SYSTEM_CLOCK
+
+
+async def rows(catalog: LocalCatalog, snapshot_id: str) -> list[ObjectVersion]:
+    meta = next(m for m in await catalog.list() if m.id == snapshot_id)
+    return list((await catalog.open_index(meta)).rows())
+
+
+async def backed_up(store: ObjectStore, make_bucket: BucketFactory) -> tuple[S3Url, S3Url]:
+    """An unversioned source synced into a folder of a versioned backup, then one key
+    deleted and synced again: the backup's newest entry is a delete marker."""
+    ticking(store)
+    src, bak = await make_bucket("lsrc", versioned=False), await make_bucket("lbak")
+    for key in KEYS:
+        await store.put(src, key, b"" if key == "empty-object" else key.encode())
+    await store.put(src, "big/six", random.Random(5).randbytes(6 * MiB))
+    source, backup = S3Url(src), S3Url(bak, "in/")
+    await settle(store)
+    assert (
+        await sync(store, source, store, backup, SyncOptions(workers=8), clock=clock_of(store))
+    ).failures == ()
+    await store.delete(src, "img0-b")
+    await settle(store)
+    assert (
+        await sync(store, source, store, backup, SyncOptions(), clock=clock_of(store))
+    ).deleted == 1
+    await settle(store)
+    return source, backup
+
+
+async def test_a_no_op_sync_lists_the_snapshot_a_fresh_listing_takes(
+    store: ObjectStore, make_bucket: BucketFactory, tmp_path: Path
+) -> None:
+    source, backup = await backed_up(store, make_bucket)
+    clock = clock_of(store)
+    catalog = LocalCatalog(tmp_path / "catalog", clock)
+    with ListedState(clock) as listed:
+        result = await sync(store, source, store, backup, SyncOptions(), clock=clock, listed=listed)
+        assert (result.copied, result.deleted, result.failed) == (0, 0, 0)
+        assert listed.usable(result.held_at) and listed.cut is not None
+        meta = await publish_listed(store, backup, catalog, listed, source=source, tags=["t"])
+    assert meta is not None and meta.at == listed.cut and meta.tags == ("t",)
+    assert meta.keys == len(KEYS)  # one key deleted, "big/six" added
+    fresh = await take_snapshot(store, backup, catalog, clock, at=meta.at, workers=4)
+    assert await rows(catalog, meta.id) == await rows(catalog, fresh.id)
+    assert (meta.keys, meta.total_bytes) == (fresh.keys, fresh.total_bytes)
+    assert "img0-b" not in {row.key for row in await rows(catalog, meta.id)}
+
+
+async def test_a_sync_that_writes_keeps_nothing(
+    store: ObjectStore, make_bucket: BucketFactory, tmp_path: Path
+) -> None:
+    source, backup = await backed_up(store, make_bucket)
+    await store.put(source.bucket, "img0/new", b"new")
+    await settle(store)
+    clock = clock_of(store)
+    with ListedState(clock) as listed:
+        result = await sync(store, source, store, backup, SyncOptions(), clock=clock, listed=listed)
+        assert result.copied == 1
+        assert not listed.usable(result.held_at) and not listed.complete
+        assert listed._work is None  # the recording and its scratch directory are gone
+
+
+async def test_a_listing_that_shows_a_write_after_its_cut_is_not_the_state_at_it(
+    tmp_path: Path,
+) -> None:
+    """Another writer's entry stamped after T: the current versions are not the state at T."""
+    store = MemoryStore(clock=ManualClock(T0, tick=timedelta(seconds=1)))
+    for bucket in ("src", "bak"):
+        await store.create_bucket(bucket)
+    await store.set_versioning("bak", True)
+    await store.put("src", "k", b"k")
+    await sync(store, S3Url("src"), store, S3Url("bak"), SyncOptions())
+    assert isinstance(store.clock, ManualClock)
+    store.clock.advance(timedelta(hours=1))
+    await store.put("bak", "k", b"k")  # the same bytes, newer: the sync skips it
+    with ListedState(ManualClock(T0 + timedelta(minutes=1))) as listed:
+        result = await sync(store, S3Url("src"), store, S3Url("bak"), SyncOptions(), listed=listed)
+        assert (result.copied, result.deleted, result.skipped) == (0, 0, 1)
+        assert listed.complete and not listed.usable(result.held_at)
+
+
+async def test_a_gc_since_the_listing_began_is_never_published_over(
+    store: ObjectStore, make_bucket: BucketFactory, tmp_path: Path
+) -> None:
+    source, backup = await backed_up(store, make_bucket)
+    clock = clock_of(store)
+    catalog = LocalCatalog(tmp_path / "catalog", clock)
+    with ListedState(clock) as listed:
+        result = await sync(store, source, store, backup, SyncOptions(), clock=clock, listed=listed)
+        assert listed.usable(result.held_at) and listed.cut is not None
+        # a gc that kept no point before now recorded, before deleting, that T is gone
+        await note_gc(store, backup, [], clock.now())
+        assert await publish_listed(store, backup, catalog, listed) is None
+    assert await catalog.list() == []
+    assert listed._work is None

@@ -128,7 +128,8 @@ def compare(
     audit, requests = audit_alone(src, env)
     for run in [*runs, again, audit]:
         print(line(run, items, nbytes))
-    print(f"  (the audit's pass: {requests} requests; each sync runs one per side, beside it)")
+    print(f"  (the ListObjectsV2 pass: {requests} requests; a sync reads an unversioned source "
+          "with it, and runs one beside the backup's version listing as its audit)")  # fmt: skip
     against_best_s5cmd([(run.label, run.wall, run.cpu, run.server_cpu) for run in runs])
 
 

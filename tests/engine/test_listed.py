@@ -4,7 +4,9 @@ fresh snapshot at the same T writes, and it must never be published over a gc th
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from backup_my_bucket.engine.sync import SyncOptions, sync
 from backup_my_bucket.model import ObjectVersion, S3Url
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
+from backup_my_bucket.storage.scratch import scratch_prefix
 
 from ..conftest import BucketFactory
 from .test_sync import ODD_KEYS, T0, MiB, settle, ticking
@@ -84,12 +87,17 @@ async def test_a_sync_that_writes_keeps_nothing(
     source, backup = await backed_up(store, make_bucket)
     await store.put(source.bucket, "img0/new", b"new")
     await settle(store)
+    # a killed process's recording, left in the temporary directory: swept
+    stale = Path(
+        tempfile.mkdtemp(prefix=scratch_prefix("snapshot").replace(f"-{os.getpid()}-", "-999999-"))
+    )
     clock = clock_of(store)
     with ListedState(clock) as listed:
         result = await sync(store, source, store, backup, SyncOptions(), clock=clock, listed=listed)
         assert result.copied == 1
         assert not listed.usable(result.held_at) and not listed.complete
         assert listed._work is None  # the recording and its scratch directory are gone
+    assert not stale.exists()
 
 
 async def test_a_listing_that_shows_a_write_after_its_cut_is_not_the_state_at_it(

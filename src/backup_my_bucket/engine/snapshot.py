@@ -282,6 +282,7 @@ class ListedState:
         recorded on the way. Call it just before that listing starts."""
         self.created = self.clock.now()
         self.cut = self.created.replace(microsecond=0) - timedelta(seconds=1)
+        sweep_stale("snapshot")  # killed snapshots' and recordings' working directories
         self._work = tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot"))
         snapshot_id = new_snapshot_id(self.cut)
         self._writer = IndexWriter(Path(self._work.name) / f"{snapshot_id}.parquet", snapshot_id)

@@ -62,6 +62,14 @@ async def backed_up(store: ObjectStore, make_bucket: BucketFactory) -> tuple[S3U
     return source, backup
 
 
+async def no_op_sync(
+    store: ObjectStore, source: S3Url, backup: S3Url, clock: Clock, listed: ListedState
+) -> None:
+    result = await sync(store, source, store, backup, SyncOptions(), clock=clock, listed=listed)
+    assert (result.copied, result.deleted, result.failed) == (0, 0, 0)
+    assert listed.usable(result.held_at) and listed.cut is not None
+
+
 async def test_a_no_op_sync_lists_the_snapshot_a_fresh_listing_takes(
     store: ObjectStore, make_bucket: BucketFactory, tmp_path: Path
 ) -> None:
@@ -69,9 +77,7 @@ async def test_a_no_op_sync_lists_the_snapshot_a_fresh_listing_takes(
     clock = clock_of(store)
     catalog = LocalCatalog(tmp_path / "catalog", clock)
     with ListedState(clock) as listed:
-        result = await sync(store, source, store, backup, SyncOptions(), clock=clock, listed=listed)
-        assert (result.copied, result.deleted, result.failed) == (0, 0, 0)
-        assert listed.usable(result.held_at) and listed.cut is not None
+        await no_op_sync(store, source, backup, clock, listed)
         meta = await publish_listed(store, backup, catalog, listed, source=source, tags=["t"])
     assert meta is not None and meta.at == listed.cut and meta.tags == ("t",)
     assert meta.keys == len(KEYS)  # one key deleted, "big/six" added
@@ -126,8 +132,7 @@ async def test_a_gc_since_the_listing_began_is_never_published_over(
     clock = clock_of(store)
     catalog = LocalCatalog(tmp_path / "catalog", clock)
     with ListedState(clock) as listed:
-        result = await sync(store, source, store, backup, SyncOptions(), clock=clock, listed=listed)
-        assert listed.usable(result.held_at) and listed.cut is not None
+        await no_op_sync(store, source, backup, clock, listed)
         # a gc that kept no point before now recorded, before deleting, that T is gone
         await note_gc(store, backup, [], clock.now())
         assert await publish_listed(store, backup, catalog, listed) is None

@@ -11,14 +11,8 @@ import pytest
 
 from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.engine.filters import KeyFilter
-from backup_my_bucket.engine.sync import (
-    NOTHING_LISTED,
-    SyncOptions,
-    SyncResult,
-    plan_sync,
-    sync,
-    unchanged,
-)
+from backup_my_bucket.engine.sync import NOTHING_LISTED, SyncOptions, SyncResult, sync
+from backup_my_bucket.engine.sync_plan import plan_sync, unchanged
 from backup_my_bucket.errors import StorageError, VersioningNotEnabled
 from backup_my_bucket.model import ObjectAttrs, ObjectVersion, S3Url
 from backup_my_bucket.storage.iterate import iter_versions

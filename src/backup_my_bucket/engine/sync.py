@@ -1,34 +1,26 @@
 """Sync: make the backup's current state equal the source's, losing nothing on the way.
 
-*Plan* (pure): a merge-join of two key-sorted streams of current versions, keys relative to
-each side's prefix: the source's current objects and the backup's current versions. Each key
-becomes one :class:`SyncItem`: ``copy`` (new or changed), ``skip`` (unchanged) or ``delete``
-(gone from the source: the backup gets a delete marker, older versions stay).
+*Listings*: the backup's current versions, from ListObjectVersions (key order on every server
+we know), audited against ListObjectsV2; the source's likewise, unless its versioning was
+never enabled: then its ListObjectsV2, sorted (:func:`source_listing`). Both start at once and
+run ahead of the copies (:func:`~.workers.first_of_both`, :func:`~.workers.prefetch`); a
+listing found short stops the plan (IncompleteListing) before any delete marker is written.
+
+*Plan* (pure, :mod:`.sync_plan`): a merge-join of the two streams, keys relative to each
+side's folder, into ``copy``, ``skip`` and ``delete`` items; what the listings cannot tell is
+settled there (HEAD of a chunk ETag, headers of a source not older than its copy, tags with
+``compare_tags``).
 
 *Execute*: copies run first on a bounded worker pool (:func:`~.workers.run_pool`), then the
 delete markers; a failed item is retried, then reported, and never stops the rest.
 
-Both sides are listed with ListObjectVersions (key order on every server we know; SeaweedFS's
-ListObjectsV2 is not in key order) and reduced to current versions, concurrently and ahead of
-the copies (:func:`~.workers.prefetch`). Each listing is audited against ListObjectsV2; a short
-one stops the plan (IncompleteListing) before any delete marker is written.
-
-"Unchanged" (see docs/design.md, "Sync"): same size and same ETag. When the ETags cannot be
-compared (a multipart ETag ``…-N`` on either side, e.g. a big object copied in parts of another
-size, a server whose part-copy ETags are not MD5s, or no ETag at all), the backup copy counts
-as current if it was written after the source version (``LastModified`` strictly later): a
-source overwritten since then is newer than its copy and is copied again.
-
-What the listings cannot tell is settled between plan and copies (:mod:`.confirm`): a
-SeaweedFS chunk ETag is checked with HEAD before a key is copied for it, and a source object
-not older than its backup copy has its headers and metadata compared (HEAD of both), so a
-metadata-only change is backed up; ``compare_tags`` compares tags too.
+``listed`` (``backup``): the backup's listing is recorded as a snapshot index until the plan
+holds a write (:class:`~.snapshot.ListedState`, design rule 8).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +33,6 @@ from ..errors import (
     BackupError,
     IncompleteListing,
     ItemFailure,
-    StorageError,
     UsageError,
 )
 from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, Versioning
@@ -50,15 +41,16 @@ from ..storage.listing import ListingOptions
 from ..storage.protocol import ObjectStore
 from ..units import plural
 from .actions import ActionKind
-from .confirm import Checker, Side, Verdict
+from .confirm import Checker, Side
 from .executor import IN_PROCESS, DeleteKey, Executor, Job
 from .filters import KeyFilter, refuse_overlap
 from .pace import Pace
 from .progress import NullProgress, Progress
 from .snapshot import ListedState, live_objects, live_state
+from .sync_plan import SyncItem, plan_sync, settle_sync, stopping_at_writes
 from .transfer import DEFAULT_MULTIPART_THRESHOLD, CopyBetween
 from .versions import Seen, current_state, require_versioning
-from .workers import first_of_both, in_order, prefetch
+from .workers import prefetch
 
 OVERLAP_HINT = (
     "back up into another bucket, or into a folder beside the source's "
@@ -69,38 +61,6 @@ PREFETCH = 5_000
 """Listing entries each side may hold ahead of the merge (about 1 MB each side)."""
 LISTING_WORKERS = 16
 """Concurrent listing requests per side: a listing page is 1,000 keys, a copy one."""
-
-
-@dataclass(frozen=True, slots=True)
-class SyncItem:
-    """One key of the plan; ``key`` is relative to the source and backup prefixes."""
-
-    action: ActionKind
-    key: str
-    source: ObjectVersion | None = None
-    backup: ObjectVersion | None = None
-
-    @property
-    def size(self) -> int:
-        return self.source.size if self.source is not None else 0
-
-    @property
-    def reason(self) -> str:
-        if self.action is ActionKind.COPY:
-            return "missing in the backup" if self.backup is None else "changed"
-        return "gone from the source" if self.action is ActionKind.DELETE else "unchanged"
-
-    def to_json(self) -> dict[str, str | int | None]:
-        """One planned action (``--dry-run --json``, docs/cli.md): the source version a copy
-        reads, or the backup version a delete marker will hide."""
-        version = self.source if self.source is not None else self.backup
-        return {
-            "action": self.action.value,
-            "key": self.key,
-            "version_id": version.version_id if version is not None else None,
-            "size": version.size if version is not None else 0,
-            "reason": self.reason,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,93 +114,7 @@ class SyncResult:
         }
 
 
-# --- plan ------------------------------------------------------------------------------------
-
-
-_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
-
-
-def unchanged(source: ObjectVersion, backup: ObjectVersion) -> bool:
-    """Whether the backup's current version already holds the source's current content.
-
-    Same size and same ETag. Two single-part MD5 ETags that differ mean different bytes. Any
-    other pair (a multipart ``…-N`` ETag on either side, a missing one) is not comparable:
-    then a backup copy written strictly after the source version counts as current.
-    """
-    if source.size != backup.size:
-        return False
-    if source.etag and source.etag == backup.etag:
-        return True
-    if _MD5.match(source.etag or "") and _MD5.match(backup.etag or ""):
-        return False
-    return backup.last_modified > source.last_modified
-
-
-async def _ascending(
-    entries: AsyncIterable[ObjectVersion], side: str
-) -> AsyncIterator[ObjectVersion]:
-    previous: str | None = None
-    async for entry in entries:
-        if previous is not None and entry.key <= previous:
-            raise StorageError(
-                f"the {side} listing is out of order: {entry.key!r} after {previous!r}"
-            )
-        if entry.is_delete_marker:
-            raise ValueError("plan_sync takes current versions, not delete markers")
-        previous = entry.key
-        yield entry
-
-
-async def plan_sync(
-    source: AsyncIterable[ObjectVersion],
-    backup: AsyncIterable[ObjectVersion],
-    key_filter: KeyFilter | None = None,
-) -> AsyncIterator[SyncItem]:
-    """Merge-join two strictly ascending streams of current versions (relative keys)."""
-    in_scope = key_filter or KeyFilter()
-    src_it = aiter(_ascending(source, "source"))
-    bak_it = aiter(_ascending(backup, "backup"))
-    src, bak = await first_of_both(src_it, bak_it)
-    while src is not None or bak is not None:
-        if bak is None or (src is not None and src.key < bak.key):
-            assert src is not None
-            item = SyncItem(ActionKind.COPY, src.key, src, None)
-            src = await anext(src_it, None)
-        elif src is None or bak.key < src.key:
-            item = SyncItem(ActionKind.DELETE, bak.key, None, bak)
-            bak = await anext(bak_it, None)
-        else:
-            action = ActionKind.SKIP if unchanged(src, bak) else ActionKind.COPY
-            item = SyncItem(action, src.key, src, bak)
-            src, bak = await anext(src_it, None), await anext(bak_it, None)
-        if in_scope(item.key):
-            yield item
-
-
-async def settle_sync(
-    plan: AsyncIterable[SyncItem], checker: Checker, workers: int
-) -> AsyncIterator[SyncItem]:
-    """The plan with what the listings could not tell settled (see :mod:`.confirm`): a copy
-    caused only by an untrusted ETag may become a skip, a skip whose headers, metadata (or,
-    with ``compare_tags``, tags) differ becomes a copy. A check that fails copies the key:
-    a copy never loses anything, and fails visibly if the source cannot be read."""
-
-    def needs(item: SyncItem) -> bool:
-        if item.source is None or item.backup is None:
-            return False
-        return checker.needed(item.source, item.backup, item.action is ActionKind.SKIP)
-
-    async def settle(item: SyncItem) -> SyncItem:
-        assert item.source is not None and item.backup is not None
-        settled = await checker.settle(item.source, item.backup, unchanged)
-        action = ActionKind.SKIP if settled.verdict is Verdict.SAME else ActionKind.COPY
-        return dataclasses.replace(item, action=action)
-
-    async for outcome in in_order(plan, settle, needs=needs, workers=workers):
-        if outcome.error is not None:
-            yield dataclasses.replace(outcome.item, action=ActionKind.COPY)
-        else:
-            yield outcome.result or outcome.item
+# --- listings --------------------------------------------------------------------------------
 
 
 def current_listing(
@@ -252,15 +126,6 @@ def current_listing(
     there (versions and delete markers alike)."""
     workers = min(options.list_workers, LISTING_WORKERS)
     return live_state(store, url, workers=workers, seen=seen, listing=options.listing)
-
-
-async def _stopping_at_writes(
-    plan: AsyncIterable[SyncItem], listed: ListedState
-) -> AsyncIterator[SyncItem]:
-    async for item in plan:
-        if item.action is not ActionKind.SKIP:
-            listed.stop()  # the backup will change: its listing is no snapshot
-        yield item
 
 
 async def source_listing(
@@ -483,7 +348,7 @@ async def sync(
     )
     settled = settle_sync(plan, checker, Pace.now(options.workers))
     result = await execute_sync(
-        settled if listed is None else _stopping_at_writes(settled, listed),
+        settled if listed is None else stopping_at_writes(settled, listed),
         source_store, source_url, backup_store, backup_url, options, progress, on_planned,
     )  # fmt: skip
     if not options.dry_run and not result.failures:

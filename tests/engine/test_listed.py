@@ -4,21 +4,29 @@ fresh snapshot at the same T writes, and it must never be published over a gc th
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import random
 import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from backup_my_bucket.catalog import LocalCatalog
 from backup_my_bucket.catalog.history import note_gc
+from backup_my_bucket.catalog.index import IndexWriter
+from backup_my_bucket.catalog.location import record_key
 from backup_my_bucket.clock import SYSTEM_CLOCK, Clock, ManualClock
 from backup_my_bucket.engine.snapshot import ListedState, publish_listed, take_snapshot
 from backup_my_bucket.engine.sync import SyncOptions, sync
-from backup_my_bucket.model import ObjectVersion, S3Url
+from backup_my_bucket.errors import StorageError
+from backup_my_bucket.model import ObjectVersion, S3Url, Versioning
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
 from backup_my_bucket.storage.scratch import scratch_prefix
+from backup_my_bucket.units import format_time
 
 from ..conftest import BucketFactory
 from .test_sync import ODD_KEYS, T0, MiB, settle, ticking
@@ -138,3 +146,86 @@ async def test_a_gc_since_the_listing_began_is_never_published_over(
         assert await publish_listed(store, backup, catalog, listed) is None
     assert await catalog.list() == []
     assert listed._work is None
+
+
+async def recorded(tmp_path: Path) -> tuple[MemoryStore, S3Url, ManualClock, LocalCatalog]:
+    """A backed-up key in memory, five minutes later."""
+    clock = ManualClock(T0, tick=timedelta(seconds=1))
+    store = MemoryStore(clock=clock)
+    for bucket in ("src", "bak"):
+        await store.create_bucket(bucket)
+    await store.set_versioning("bak", True)
+    await store.put("src", "k", b"k")
+    await sync(store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock)
+    clock.advance(timedelta(minutes=5))
+    return store, S3Url("bak"), clock, LocalCatalog(tmp_path / "catalog", clock)
+
+
+@pytest.mark.parametrize("damage", ["none", "a field", "the JSON"])
+async def test_a_damaged_history_is_never_taken_for_a_clean_one(
+    tmp_path: Path, damage: str
+) -> None:
+    """A record that cannot be read whole may have lost the gap holding T (a damaged one is
+    read as what it still shows): nothing is published from the sync's listing then."""
+    store, backup, clock, catalog = await recorded(tmp_path)
+    start = format_time(T0) if damage != "a field" else 5
+    data = json.dumps({"format_version": "1.0", "start": start, "gaps": []}).encode()
+    with ListedState(clock) as listed:
+        await no_op_sync(store, S3Url("src"), backup, clock, listed)
+        key = record_key(backup, "history.json")  # damaged since the sync read it
+        await store.put("bak", key, data[:-3] if damage == "the JSON" else data)
+        published = await publish_listed(store, backup, catalog, listed)
+    assert (published is not None) == (damage == "none")
+    assert len(await catalog.list()) == (damage == "none")
+
+
+async def test_a_history_the_sync_writes_itself_is_not_relied_on(tmp_path: Path) -> None:
+    """A sync that records where the history begins writes it outside the catalog lock, where
+    (without conditional writes) it may have replaced a gc's record: not published."""
+    store, backup, clock, _ = await recorded(tmp_path)
+    await store.delete("bak", record_key(backup, "history.json"))  # as before records existed
+    with ListedState(clock) as listed:
+        result = await sync(
+            store, S3Url("src"), store, backup, SyncOptions(), clock=clock, listed=listed
+        )
+        assert result.copied == result.deleted == 0
+        assert not listed.usable(result.held_at)
+    with ListedState(clock) as listed:  # recorded now: the next run's listing serves
+        await no_op_sync(store, S3Url("src"), backup, clock, listed)
+
+
+async def test_a_recording_that_fails_costs_a_listing_not_the_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, backup, clock, _ = await recorded(tmp_path)
+
+    def full(self: IndexWriter, row: ObjectVersion) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(IndexWriter, "add", full)
+    with ListedState(clock) as listed:
+        result = await sync(
+            store, S3Url("src"), store, backup, SyncOptions(), clock=clock, listed=listed
+        )
+        assert result.skipped == 1 and result.failures == ()
+        assert not listed.usable(result.held_at) and listed._work is None
+
+
+async def test_a_source_whose_versioning_is_unanswerable_is_read_by_its_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, backup, clock, _ = await recorded(tmp_path)
+
+    real = store.get_versioning
+
+    async def not_implemented(bucket: str) -> Versioning:
+        if bucket != "src":
+            return await real(bucket)
+        raise StorageError(
+            "NotImplemented: A header you provided implies functionality that is not implemented"
+        )
+
+    monkeypatch.setattr(store, "get_versioning", not_implemented)
+    await store.put("src", "new", b"new")
+    result = await sync(store, S3Url("src"), store, backup, SyncOptions(), clock=clock)
+    assert (result.copied, result.skipped) == (1, 1)

@@ -3,7 +3,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from backup_my_bucket.engine.workers import Outcome, in_order, retrying, run_pool
+from backup_my_bucket.engine.workers import Outcome, first_of_both, in_order, retrying, run_pool
 from backup_my_bucket.errors import (
     AccessDenied,
     EndpointUnreachable,
@@ -208,3 +208,26 @@ async def test_a_systemic_error_ends_the_pool_instead_of_failing_item_by_item(
 async def numbers(n: int) -> AsyncIterator[int]:
     for i in range(n):
         yield i
+
+
+async def test_first_of_both_asks_both_at_once_and_raises_without_waiting() -> None:
+    started: list[str] = []
+    never = asyncio.Event()
+
+    async def stream(name: str, fail: bool) -> AsyncIterator[str]:
+        started.append(name)
+        if fail:
+            raise StorageError(f"{name} failed")
+        await never.wait()  # a sorted listing yields nothing until its walk has ended
+        yield name
+
+    async def one(name: str) -> AsyncIterator[str]:
+        started.append(name)
+        yield name
+
+    assert await first_of_both(one("a"), one("b")) == ("a", "b") and started == ["a", "b"]
+    slow, failing = stream("slow", fail=False), stream("failing", fail=True)
+    with pytest.raises(StorageError, match="failing failed"):
+        await asyncio.wait_for(first_of_both(slow, failing), timeout=5)
+    with pytest.raises(StopAsyncIteration):  # the other ask was cancelled: that stream ended
+        await anext(slow)

@@ -43,6 +43,7 @@ class Span:
     start_from: str | None = None  # "first sync" | "earliest version" | "snapshot"
     pruned_before: datetime | None = None
     gaps: tuple[Gap, ...] = ()
+    damaged: bool = False  # read from a record not legible in full (what could be read)
 
     @property
     def earliest(self) -> datetime | None:
@@ -109,7 +110,7 @@ class Span:
         except (TypeError, ValueError):
             # a damaged record must not make moments look restorable: the safe reading is
             # "nothing before its last pruning" when that much is legible, else unknown
-            return cls(pruned_before=_parse_or_none(data.get("pruned_before")))
+            return cls(pruned_before=_parse_or_none(data.get("pruned_before")), damaged=True)
 
 
 def _merge(gaps: Sequence[Gap]) -> tuple[Gap, ...]:
@@ -153,6 +154,20 @@ async def read_span(store: ObjectStore, backup: S3Url) -> Span:
     return Span.from_json(parse_object(doc.data))
 
 
+async def read_span_whole(store: ObjectStore, backup: S3Url) -> Span | None:
+    """The record, or None when it is there but not legible in full (a damaged record may
+    have lost a gap; :meth:`Span.from_json` then keeps only what it can read). Absent, it is
+    the empty span: a gc writes it before its first deletion."""
+    doc = await read_doc(store, backup.bucket, record_key(backup, "history.json"))
+    if doc.data is None:
+        return Span()
+    data = parse_object(doc.data)
+    if data is None:
+        return None
+    span = Span.from_json(data)
+    return None if span.damaged else span
+
+
 async def _update(store: ObjectStore, backup: S3Url, change: Change) -> Span:
     key = record_key(backup, "history.json")
     done = await update_json(store, backup.bucket, key, change, probe_key=probe_key(backup))
@@ -161,34 +176,40 @@ async def _update(store: ObjectStore, backup: S3Url, change: Change) -> Span:
 
 async def note_start(
     store: ObjectStore, backup: S3Url, start: datetime, how: str, *, required: bool = True
-) -> Span | None:
-    """Record where the backup's history begins, unless it is already known. With
-    ``required`` False, a failure is logged (a later sync or snapshot records it)."""
+) -> bool:
+    """Record where the backup's history begins, unless it is already known; whether the
+    record was written (or may have been: a failure). With ``required`` False, a failure is
+    logged (a later sync or snapshot records it)."""
+    wrote = False
 
     def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        nonlocal wrote
         span = Span.from_json(current)
-        return None if span.start is not None else span.with_start(start, how).to_json()
+        wrote = span.start is None
+        return span.with_start(start, how).to_json() if wrote else None
 
     try:
-        return await _update(store, backup, change)
+        await _update(store, backup, change)
     except BackupError as exc:
         if required:
             raise
         log.warning("could not record where the history of %s begins: %s", backup, exc.message)
-        return None
+        return True
+    return wrote
 
 
 async def note_sync(
     store: ObjectStore, backup: S3Url, oldest: datetime | None, now: datetime
-) -> None:
+) -> bool:
     """After a complete sync: unless recorded already, the backup's history begins with the
     oldest entry it held before the sync, else (an empty backup) at the end of this one.
     A failure to record is a warning: the next sync or snapshot records it. S3 stamps whole
     seconds: every copy of the sync is stamped at or before the second it ended in, so the
-    state at that second is already complete."""
+    state at that second is already complete. Whether it wrote the record (see
+    :func:`note_start`)."""
     end = now.replace(microsecond=0)
     start, how = (oldest, "earliest version") if oldest is not None else (end, "first sync")
-    await note_start(store, backup, start, how, required=False)
+    return await note_start(store, backup, start, how, required=False)
 
 
 async def note_gc(

@@ -15,6 +15,7 @@ Keys in the index are relative to the backup prefix (the object's name in the so
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..catalog.catalog import Catalog, new_snapshot_id
-from ..catalog.history import note_start, read_span
+from ..catalog.history import note_start, read_span, read_span_whole
 from ..catalog.index import IndexWriter, SnapshotMeta
 from ..catalog.location import reserved_prefix
 from ..clock import Clock
@@ -35,6 +36,8 @@ from ..storage.scratch import scratch_prefix, sweep_stale
 from ..units import format_time, human_time
 from .progress import NullProgress, Progress
 from .versions import KeyHistory, Seen, require_versioning
+
+log = logging.getLogger(__name__)
 
 
 def default_cut(clock: Clock) -> datetime:
@@ -282,15 +285,26 @@ class ListedState:
         recorded on the way. Call it just before that listing starts."""
         self.created = self.clock.now()
         self.cut = self.created.replace(microsecond=0) - timedelta(seconds=1)
-        sweep_stale("snapshot")  # killed snapshots' and recordings' working directories
-        self._work = tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot"))
-        snapshot_id = new_snapshot_id(self.cut)
-        self._writer = IndexWriter(Path(self._work.name) / f"{snapshot_id}.parquet", snapshot_id)
+        try:
+            sweep_stale("snapshot")  # killed snapshots' and recordings' working directories
+            self._work = tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot"))
+            snapshot_id = new_snapshot_id(self.cut)
+            path = Path(self._work.name) / f"{snapshot_id}.parquet"
+            self._writer = IndexWriter(path, snapshot_id)
+        except OSError as exc:
+            self._give_up(exc)
         async for row in rows:
             if self._writer is not None:
-                self._writer.add(row)
+                try:
+                    self._writer.add(row)
+                except OSError as exc:  # a full disk costs the second listing, not the sync
+                    self._give_up(exc)
             yield row
         self.complete = self._writer is not None
+
+    def _give_up(self, exc: OSError) -> None:
+        log.warning("the sync's listing of the backup is not recorded (%s): listed again", exc)
+        self.stop()
 
     def stop(self) -> None:
         """Record no more: the sync writes something (or ended)."""
@@ -319,15 +333,16 @@ async def publish_listed(
 ) -> SnapshotMeta | None:
     """Publish a sync's listing (:class:`ListedState`, ``usable``) as the snapshot at its T,
     or None when T is no longer restorable: a gc that ran since the listing began may have
-    deleted what it holds, and records that before its first deletion (rule 21). The check
+    deleted what it holds, and records that before its first deletion (rule 21). A record
+    that cannot be read whole cannot say, and also gives None. The check
     and the publish run under the catalog lock, so no gc runs between them. On None the
     caller lists afresh (:func:`take_snapshot`)."""
     writer, cut, created = listed._writer, listed.cut, listed.created
     assert writer is not None and cut is not None and created is not None and listed.complete
     async with catalog.lock("snapshot") as lease:
-        span = await read_span(store, backup)
-        if span.problem(cut, listed.clock.now()) is not None:
-            return None
+        span = await read_span_whole(store, backup)
+        if span is None or span.problem(cut, listed.clock.now()) is not None:
+            return None  # pruned since, or a damaged record that cannot say
         meta = _finished(writer, cut, created, backup, source, tags)
         await lease.check("publishing the snapshot")
         await catalog.publish(meta, writer.path)

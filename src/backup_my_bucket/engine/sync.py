@@ -29,10 +29,11 @@ from ..catalog.history import note_sync
 from ..catalog.location import RESERVED, reserved_prefix
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import (
-    AccessDenied,
     BackupError,
     IncompleteListing,
     ItemFailure,
+    NotFoundError,
+    StorageError,
     UsageError,
 )
 from ..model import NULL_VERSION, LifecycleRule, ObjectVersion, S3Url, Versioning
@@ -138,11 +139,11 @@ async def source_listing(
     at a fifth to a third of a version listing's server time on SeaweedFS, and complete there
     without an audit (docs/design.md, "A restore target's current state"). A versioned or
     suspended bucket is read from its versions, so that each copy pins the version listed, and
-    so is a source whose versioning the credentials may not read (s3:GetBucketVersioning is
-    optional on the source, docs/operations.md)."""
+    so is a source whose versioning cannot be read (s3:GetBucketVersioning is optional on the
+    source, docs/operations.md; some servers do not answer it)."""
     try:
         versioning: Versioning | None = await store.get_versioning(url.bucket)
-    except AccessDenied:
+    except (StorageError, NotFoundError):  # denied, or a server without it: versions tell
         versioning = None
     if versioning is Versioning.UNVERSIONED:
         rows = live_objects(store, url, listing=options.listing, version_id=NULL_VERSION)
@@ -351,8 +352,11 @@ async def sync(
         settled if listed is None else stopping_at_writes(settled, listed),
         source_store, source_url, backup_store, backup_url, options, progress, on_planned,
     )  # fmt: skip
-    if not options.dry_run and not result.failures:
-        await note_sync(backup_store, backup_url, seen.oldest, clock.now())
+    noted = not options.dry_run and not result.failures
+    if noted and await note_sync(backup_store, backup_url, seen.oldest, clock.now()) and listed:
+        # written outside the catalog lock: on a server without conditional writes it may
+        # have replaced a gc's record (rule 21), which the listing's use relies on
+        listed.stop()
     newest_seen = seen.newest or NOTHING_LISTED
     return dataclasses.replace(result, checks=checker.requests, newest_seen=newest_seen)
 

@@ -180,14 +180,25 @@ async def first_of_both(a: AsyncIterator[T], b: AsyncIterator[R]) -> tuple[T | N
 
     A stream that starts its work on the first ask (:func:`prefetch`, a listing) would
     otherwise wait for the other's first item: two listings would run in turn, not together.
-    Both asks end before an error of either is raised, so neither stream is left running.
+    An error of either is raised as soon as it comes, the other ask cancelled (a sorted
+    listing yields nothing until its whole walk ends: the error must not wait for it).
     """
-    first, second = await asyncio.gather(anext(a, None), anext(b, None), return_exceptions=True)
-    if isinstance(first, BaseException):
-        raise first
-    if isinstance(second, BaseException):
-        raise second
-    return first, second
+    first = asyncio.ensure_future(_next(a))
+    second = asyncio.ensure_future(_next(b))
+    try:
+        await asyncio.wait((first, second), return_when=asyncio.FIRST_EXCEPTION)
+        for task in (first, second):
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return first.result(), second.result()
+    finally:
+        for task in (first, second):
+            task.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+
+
+async def _next(items: AsyncIterator[T]) -> T | None:
+    return await anext(items, None)
 
 
 async def prefetch(items: AsyncIterable[T], size: int) -> AsyncIterator[T]:

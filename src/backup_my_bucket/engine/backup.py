@@ -45,6 +45,8 @@ async def snapshot_after(
         meta = await publish_listed(store, backup, catalog, listed, source=source, tags=tags)
         if meta is not None:
             return meta
+    if listed is not None:
+        listed.stop()  # its scratch file goes now, not at the end of a daemon's run
     preload_index()
     if not synced.held_at(default_cut(clock)):
         await clock.sleep(max(0.0, (resume - clock.now()).total_seconds()))

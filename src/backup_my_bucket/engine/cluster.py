@@ -7,6 +7,8 @@ A worker runs a unit on its own event loop (an ``async`` task: no thread of ours
 Dask's, whose contention for the GIL measured a third more CPU per copy), with stores built
 from the engine's stores' configuration *minus credentials*: the worker's own environment or
 credential chain supplies them, so no secret travels in a task.
+Each worker's C allocator is set for its units' requests when the executor connects
+(engine/allocator.py: Dask's own setting made every socket read map fresh memory).
 
 A unit whose worker is lost is retried (Dask reschedules it; :data:`UNIT_ATTEMPTS` more
 submissions if Dask gives up): units name exact version ids or keys, so running one twice
@@ -38,6 +40,7 @@ from ..errors import BackupError, ClusterError, MissingDependency, UsageError
 from ..model import S3Url
 from ..storage.protocol import ObjectStore
 from ..storage.s3 import S3Config, S3Store
+from . import allocator
 from .executor import Job, Work, destination
 from .pace import Pace
 from .rate import WINDOW, Report, Share, SharedRate, UnitPace
@@ -405,9 +408,14 @@ async def _store(config: S3Config) -> S3Store:
 
 
 class CloseStores(distributed.WorkerPlugin):
-    """Closes a worker's stores when the worker closes (a lost worker just drops them)."""
+    """Sets a worker's allocator for its units' requests when it joins (engine/allocator.py:
+    Dask's nanny fixes glibc's thresholds where each socket read costs a mapping of its own),
+    and closes its stores when the worker closes (a lost worker just drops them)."""
 
     name = "backup-my-bucket-stores"
+
+    def setup(self, worker: distributed.Worker) -> None:
+        allocator.tune()
 
     async def teardown(self, worker: distributed.Worker) -> None:
         for store in list(_stores.values()):

@@ -117,6 +117,7 @@ def state_at(
         skip_prefix=reserved_prefix(backup),
         options=listing,
         on_page=(lambda n: progress.advance(n)) if progress else None,
+        cut=at,
     ).results()
 
 
@@ -128,12 +129,14 @@ def live_state(
     within: str = "",
     seen: Seen | None = None,
     listing: ListingOptions | None = None,
+    cut: datetime | None = None,
 ) -> AsyncIterator[ObjectVersion]:
     """The bucket's current state in the folder ``backup`` (keys relative to it), streamed in
     key order; ``within``: only relative keys in that sub-folder (a :func:`folder`). The
     location's reserved folder is never part of it (a restore target may be a backup
     location itself); ``seen`` notes the oldest and the newest entry listed. Audited like
-    :func:`state_at`."""
+    :func:`state_at`; ``cut``: the instant it may be read at later (no key stamped at or
+    before it is excused by the audit)."""
     # ListObjectVersions, not ListObjectsV2: only the version listing is in key order on
     # every server we know (SeaweedFS lists V2 in its own directory order).
     return ParallelListing(
@@ -144,6 +147,7 @@ def live_state(
         workers=workers,
         skip_prefix=reserved_prefix(backup),
         options=listing,
+        cut=cut,
     ).results()
 
 
@@ -280,11 +284,17 @@ class ListedState:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    async def tap(self, rows: AsyncIterable[ObjectVersion]) -> AsyncIterator[ObjectVersion]:
-        """``rows`` (a current-state listing of the backup folder, relative keys) unchanged,
-        recorded on the way. Call it just before that listing starts."""
+    def begin(self) -> datetime:
+        """T: call it before the listing is made (its audit excuses nothing stamped at or
+        before T, ``live_state(cut=...)``), then :meth:`tap` that listing."""
         self.created = self.clock.now()
         self.cut = self.created.replace(microsecond=0) - timedelta(seconds=1)
+        return self.cut
+
+    async def tap(self, rows: AsyncIterable[ObjectVersion]) -> AsyncIterator[ObjectVersion]:
+        """``rows`` (a current-state listing of the backup folder, relative keys, begun after
+        :meth:`begin`) unchanged, recorded on the way."""
+        assert self.cut is not None, "begin() first"
         try:
             sweep_stale("snapshot")  # killed snapshots' and recordings' working directories
             self._work = tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot"))

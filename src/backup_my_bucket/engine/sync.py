@@ -119,14 +119,18 @@ class SyncResult:
 
 
 def current_listing(
-    store: ObjectStore, url: S3Url, options: SyncOptions, seen: Seen | None = None
+    store: ObjectStore,
+    url: S3Url,
+    options: SyncOptions,
+    seen: Seen | None = None,
+    cut: datetime | None = None,
 ) -> AsyncIterator[ObjectVersion]:
     """The current versions in the folder ``url``, keys relative to it, ascending; the
     location's reserved folder left out; audited (a short listing ends the stream with
     IncompleteListing). ``seen`` notes the oldest and the newest entry listed
     there (versions and delete markers alike)."""
     workers = min(options.list_workers, LISTING_WORKERS)
-    return live_state(store, url, workers=workers, seen=seen, listing=options.listing)
+    return live_state(store, url, workers=workers, seen=seen, listing=options.listing, cut=cut)
 
 
 async def source_listing(
@@ -334,7 +338,8 @@ async def sync(
     await backup_store.check_bucket(backup_url.bucket)
     await require_versioning(backup_store, backup_url.bucket)
     await refuse_reserved(source_store, source_url, options.key_filter)
-    backup_rows = current_listing(backup_store, backup_url, options, seen)
+    cut = listed.begin() if listed is not None else None
+    backup_rows = current_listing(backup_store, backup_url, options, seen, cut)
     if listed is not None:
         backup_rows = listed.tap(backup_rows)
     plan = plan_sync(

@@ -7,8 +7,9 @@ hash of every key; the listing hands it every key whose newest entry is not a de
 At the end the two multisets are compared by count and sum (no sort, no order needed: on
 SeaweedFS ListObjectsV2 is not in key order). When they differ, the keys ListObjectsV2 has and
 the listing lacks are named by a second ListObjectsV2 pass and each is confirmed with HEAD:
-a key gone since, or written after the listing began (minus a margin for clock skew), is a
-concurrent change, not a loss. Confirmed losses raise :class:`~..errors.IncompleteListing`.
+a key gone since, or written after the listing began (minus a margin for clock skew) and after
+the instant the listing is read at (a snapshot's T), is a concurrent change, not a loss.
+Confirmed losses raise :class:`~..errors.IncompleteListing`.
 
 The ListObjectsV2 walk splits into ranges like the version listing, on a tree-walking server
 only where walk order and key order agree (:func:`.current.walk_objects`).
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from array import array
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import IncompleteListing, NotFoundError
@@ -52,8 +53,10 @@ class Audit:
         tree: bool = False,
         page_size: int = MAX_PAGE,
         clock: Clock = SYSTEM_CLOCK,
+        cut: datetime | None = None,
     ) -> None:
         self.store = store
+        self.cut = cut  # the instant the listing is read at (a snapshot's T), if any
         self.bucket = bucket
         self.prefix = prefix
         self.skip_prefix = skip_prefix
@@ -99,19 +102,24 @@ class Audit:
             raise IncompleteListing(where, sorted(lost))
 
     async def _confirm(self, found: list[ObjectSummary]) -> list[str]:
-        """The keys that are there now and were before the listing began."""
+        """The keys that are there now and were before the listing began, or at its cut: a
+        write stamped at or before the cut is never excused as a race (the margin would
+        reach into T's second)."""
         cutoff = self.started - MARGIN
         gate = asyncio.Semaphore(CONCURRENCY)
 
+        def before(stamp: datetime) -> bool:
+            return stamp < cutoff or (self.cut is not None and stamp <= self.cut)
+
         async def lost(obj: ObjectSummary) -> bool:
-            if obj.last_modified >= cutoff:
+            if not before(obj.last_modified):
                 return False
             async with gate:
                 try:
                     info = await retrying(lambda: self.store.head(self.bucket, obj.key))
                 except NotFoundError:
                     return False  # deleted since
-            return info.last_modified < cutoff
+            return before(info.last_modified)
 
         verdicts = await asyncio.gather(*(lost(obj) for obj in found))
         return [obj.key for obj, gone in zip(found, verdicts, strict=True) if gone]

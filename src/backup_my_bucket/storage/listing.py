@@ -44,6 +44,7 @@ import pickle
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -99,8 +100,10 @@ class ParallelListing(Generic[R]):
         audit: bool = True,
         spill_dir: str | None = None,
         on_page: Callable[[int], None] | None = None,
+        cut: datetime | None = None,
     ) -> None:
         options = options or ListingOptions()
+        self.cut = cut  # the instant the results are read at, if any: the audit's too
         self.options = options
         self.store = store
         self.bucket = bucket
@@ -312,6 +315,7 @@ class ParallelListing(Generic[R]):
             self.audit = Audit(
                 self.store, self.bucket, self.prefix, skip_prefix=self.skip_prefix,
                 tree=known is Paging.TREE, page_size=self.page_size, clock=self.options.clock,
+                cut=self.cut,
             )  # fmt: skip
         head = self._head
         if head.after and not head.after.startswith(self.prefix):

@@ -208,12 +208,17 @@ async def _live(store: S3Store, bucket: str) -> dict[str, tuple[int, str | None]
     }
 
 
+IN_FLIGHT = 4  # units the executor keeps in flight: two per worker thread (conftest's cluster)
+
+
 async def test_a_worker_killed_mid_sync_and_mid_restore(
     cluster: str, s3_store: S3Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The command completes with the exact end state; a unit the killed worker had started
-    runs again elsewhere, so at most one unit's copies (UNIT) land twice in a versioned
-    bucket (the figure is printed: docs/scale.md)."""
+    """The command completes with the exact end state; the units the killed worker held run
+    again elsewhere, so copies they had made land twice in a versioned bucket: at most the
+    units in flight when it died, which the executor keeps at two per worker thread (4 in
+    this cluster of 2 single-thread workers), each UNIT copies; the figure is printed
+    (docs/scale.md)."""
     src, bak, dst = unique_bucket("ksrc"), unique_bucket("kbak"), unique_bucket("kdst")
     for bucket in (src, bak, dst):
         await s3_store.create_bucket(bucket)
@@ -231,7 +236,7 @@ async def test_a_worker_killed_mid_sync_and_mid_restore(
         assert (result.copied, result.failed) == (KEYS, 0)
         assert await _live(s3_store, bak) == await _live(s3_store, src)
         twice_sync = await _versions_beyond_one(s3_store, bak)
-        assert twice_sync <= UNIT
+        assert twice_sync <= IN_FLIGHT * UNIT
 
         await executor._client.wait_for_workers(2)  # type: ignore[union-attr]
         pid = sorted((await executor._client.run(os.getpid)).values())[0]  # type: ignore[union-attr]
@@ -254,7 +259,7 @@ async def test_a_worker_killed_mid_sync_and_mid_restore(
         )
         assert await _live(s3_store, dst) == await _live(s3_store, src)
         twice_restore = await _versions_beyond_one(s3_store, dst)
-        assert twice_restore <= UNIT
+        assert twice_restore <= IN_FLIGHT * UNIT
         with capsys.disabled():
             print(
                 f"\n[figure] worker killed: sync copied {twice_sync}, restore copied "

@@ -278,6 +278,11 @@ class ListedState:
         self._writer: IndexWriter | None = None
         self._work: tempfile.TemporaryDirectory[str] | None = None
 
+    @property
+    def writer(self) -> IndexWriter | None:
+        """The index being recorded (None: not recording)."""
+        return self._writer
+
     def __enter__(self) -> ListedState:
         return self
 
@@ -347,7 +352,7 @@ async def publish_listed(
     that cannot be read whole cannot say, and also gives None. The check
     and the publish run under the catalog lock, so no gc runs between them. On None the
     caller lists afresh (:func:`take_snapshot`)."""
-    writer, cut, created = listed._writer, listed.cut, listed.created
+    writer, cut, created = listed.writer, listed.cut, listed.created
     assert writer is not None and cut is not None and created is not None and listed.complete
     async with catalog.lock("snapshot") as lease:
         span = await read_span_whole(store, backup)

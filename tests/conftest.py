@@ -21,6 +21,8 @@ import pytest
 from aiohttp import web
 
 from backup_my_bucket.catalog.location import RESERVED
+from backup_my_bucket.clock import SYSTEM_CLOCK
+from backup_my_bucket.engine.cut import server_now, wait_past
 from backup_my_bucket.errors import BackupError, BucketNotFound
 from backup_my_bucket.localserver import LocalS3Server
 from backup_my_bucket.storage.memory import MemoryStore
@@ -147,6 +149,13 @@ async def s3_store(s3_server: S3Server) -> AsyncIterator[S3Store]:
 
 
 _names = itertools.count()
+
+
+async def writes_settled(store: ObjectStore, bucket: str) -> None:
+    """Wait until the second of the writes made so far has ended on the store's clock: a
+    snapshot cuts there (engine/cut.py), so only then does it hold them."""
+    clock = store.clock if isinstance(store, MemoryStore) else SYSTEM_CLOCK
+    await wait_past(store, bucket, clock, await server_now(store, bucket, clock))
 
 
 def unique_bucket(label: str = "t") -> str:

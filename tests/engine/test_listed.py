@@ -9,7 +9,7 @@ import json
 import os
 import random
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,7 +118,7 @@ async def test_a_listing_that_shows_a_write_after_its_cut_is_not_the_state_at_it
     tmp_path: Path,
 ) -> None:
     """Another writer's entry stamped after T: the current versions are not the state at T."""
-    store = MemoryStore(clock=ManualClock(T0, tick=timedelta(seconds=1)))
+    store = _DateFrozen(clock=ManualClock(T0, tick=timedelta(seconds=1)))
     for bucket in ("src", "bak"):
         await store.create_bucket(bucket)
     await store.set_versioning("bak", True)
@@ -127,10 +127,22 @@ async def test_a_listing_that_shows_a_write_after_its_cut_is_not_the_state_at_it
     assert isinstance(store.clock, ManualClock)
     store.clock.advance(timedelta(hours=1))
     await store.put("bak", "k", b"k")  # the same bytes, newer: the sync skips it
-    with ListedState(ManualClock(T0 + timedelta(minutes=1))) as listed:
+    store.frozen = T0 + timedelta(minutes=1)  # T is taken before that write, as in a race
+    with ListedState(store.clock) as listed:
         result = await sync(store, S3Url("src"), store, S3Url("bak"), SyncOptions(), listed=listed)
         assert (result.copied, result.deleted, result.skipped) == (0, 0, 1)
+        assert listed.cut == store.frozen - timedelta(seconds=1)
         assert listed.complete and not listed.usable(result.held_at)
+
+
+class _DateFrozen(MemoryStore):
+    """A server whose Date is read as ``frozen`` (once set): the cut comes before writes
+    the listing then shows, as when another writer races it."""
+
+    frozen: datetime | None = None
+
+    async def server_time(self, bucket: str) -> datetime | None:
+        return self.frozen or await super().server_time(bucket)
 
 
 async def test_a_gc_since_the_listing_began_is_never_published_over(

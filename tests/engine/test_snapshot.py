@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backup_my_bucket.catalog import LocalCatalog
-from backup_my_bucket.clock import ManualClock
+from backup_my_bucket.clock import SYSTEM_CLOCK, ManualClock
+from backup_my_bucket.engine.cut import wait_past
 from backup_my_bucket.engine.snapshot import take_snapshot
 from backup_my_bucket.errors import UsageError, VersioningNotEnabled
 from backup_my_bucket.model import S3Url
@@ -154,9 +155,12 @@ async def test_snapshot_equals_model_on_seaweedfs(
             await asyncio.sleep(1.05)  # some writes in later seconds, most in the same one
         op = Op(key, data)
         history.append((await apply(s3_store, bucket, "", op), op))
-    clock = ManualClock(max(t for t, _ in history) + timedelta(seconds=3))
+    last = max(t for t, _ in history)
+    # every `at` below must have ended on the server's clock, which cuts every snapshot
+    await wait_past(s3_store, bucket, SYSTEM_CLOCK, last + timedelta(seconds=1))
+    clock = ManualClock(last + timedelta(seconds=3))
     catalog = LocalCatalog(tmp_path / f"cat-{bucket}", clock)
-    for at in sorted({t for t, _ in history} | {max(t for t, _ in history) + timedelta(seconds=1)}):
+    for at in sorted({t for t, _ in history} | {last + timedelta(seconds=1)}):
         await check_snapshot(s3_store, catalog, S3Url(bucket), clock, at, history)
 
 

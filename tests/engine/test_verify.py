@@ -14,10 +14,11 @@ from backup_my_bucket.model import S3Url, VersionRef
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
 
-from ..conftest import BucketFactory
+from ..conftest import BucketFactory, writes_settled
 
 
 async def _snapshot(store: ObjectStore, bucket: str, tmp_path: Path) -> tuple[LocalCatalog, object]:
+    await writes_settled(store, bucket)
     clock = ManualClock(datetime.now(UTC) + timedelta(seconds=5))
     catalog = LocalCatalog(tmp_path / bucket, clock)
     meta = await take_snapshot(store, S3Url(bucket), catalog, clock, workers=4)

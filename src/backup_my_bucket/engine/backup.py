@@ -12,8 +12,9 @@ from ..clock import Clock
 from ..model import S3Url
 from ..storage.listing import ListingOptions
 from ..storage.protocol import ObjectStore
+from .cut import cut_now, wait_past
 from .progress import Progress
-from .snapshot import ListedState, default_cut, publish_listed, take_snapshot
+from .snapshot import ListedState, publish_listed, take_snapshot
 from .sync import SyncResult
 
 
@@ -25,7 +26,7 @@ async def snapshot_after(
     catalog: Catalog,
     clock: Clock,
     *,
-    resume: datetime,
+    ended: datetime,
     source: S3Url | None = None,
     tags: Sequence[str] = (),
     workers: int = 16,
@@ -38,8 +39,9 @@ async def snapshot_after(
     The sync's own listing of the backup (``listed``), when it wrote nothing and saw nothing
     after that listing's T and no gc has pruned that T since. Otherwise a listing of the
     bucket: at once when the sync wrote nothing and saw nothing after the cut a snapshot
-    takes now, else from ``resume`` on (the second after the sync; the caller takes it when
-    the sync ends, and may open the catalog meanwhile).
+    takes now, else once ``ended`` (the server's second when the sync ended,
+    :func:`~.cut.server_now`; the caller may open the catalog meanwhile) has ended on the
+    server's clock.
     """
     if listed is not None and synced.incomplete is None and listed.usable(synced.held_at):
         meta = await publish_listed(store, backup, catalog, listed, source=source, tags=tags)
@@ -48,8 +50,8 @@ async def snapshot_after(
     if listed is not None:
         listed.stop()  # its scratch file goes now, not at the end of a daemon's run
     preload_index()
-    if not synced.held_at(default_cut(clock)):
-        await clock.sleep(max(0.0, (resume - clock.now()).total_seconds()))
+    if not synced.held_at(await cut_now(store, backup.bucket, clock)):
+        await wait_past(store, backup.bucket, clock, ended)
     return await take_snapshot(
         store, backup, catalog, clock, source=source, tags=tags, workers=workers,
         progress=progress, listing=listing,

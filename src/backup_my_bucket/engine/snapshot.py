@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from .. import __version__
@@ -34,26 +34,11 @@ from ..storage.listing import ListingOptions, ParallelListing
 from ..storage.protocol import ObjectStore
 from ..storage.scratch import scratch_prefix, sweep_stale
 from ..units import format_time, human_time
+from .cut import cut_now
 from .progress import NullProgress, Progress
 from .versions import KeyHistory, Seen, require_versioning
 
 log = logging.getLogger(__name__)
-
-
-def default_cut(clock: Clock) -> datetime:
-    """The last whole second that has fully passed."""
-    return clock.now().replace(microsecond=0) - timedelta(seconds=1)
-
-
-def seconds_to_next_second(now: datetime) -> float:
-    """How long until a new second starts: a snapshot taken then includes every earlier write."""
-    return 1.0 - now.microsecond / 1_000_000 + 0.01
-
-
-async def wait_for_next_second(clock: Clock) -> None:
-    """Wait until a new second starts: a snapshot taken after this includes every earlier write
-    (``backup`` syncs, waits, then snapshots)."""
-    await clock.sleep(seconds_to_next_second(clock.now()))
 
 
 def relative(version: ObjectVersion, url: S3Url) -> ObjectVersion | None:
@@ -201,11 +186,12 @@ async def take_snapshot(
         raise UsageError(
             f"--at {format_time(at)} is in the future", hint="a snapshot can only record the past"
         )
-    # Whole seconds, and never the current one: a write later in this second would get a
-    # LastModified <= T and change the state at T after the index was written (gc relies on
-    # an index staying equal to the listing's state at T).
-    cut = default_cut(clock) if at is None else min(at.replace(microsecond=0), default_cut(clock))
     await require_versioning(store, backup.bucket)
+    # Whole seconds, ended on the server's clock: a write later in the current one would get
+    # a LastModified <= T and change the state at T after the index was written (gc relies
+    # on an index staying equal to the listing's state at T).
+    cut = await cut_now(store, backup.bucket, clock)
+    cut = cut if at is None else min(at.replace(microsecond=0), cut)
     snapshot_id = new_snapshot_id(cut)
     seen = Seen()
     async with catalog.lock("snapshot") as lease:
@@ -289,11 +275,12 @@ class ListedState:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def begin(self) -> datetime:
-        """T: call it before the listing is made (its audit excuses nothing stamped at or
-        before T, ``live_state(cut=...)``), then :meth:`tap` that listing."""
+    async def begin(self, store: ObjectStore, bucket: str) -> datetime:
+        """T, the last second ended on ``bucket``'s server: call it before the listing is
+        made (its audit excuses nothing stamped at or before T, ``live_state(cut=...)``),
+        then :meth:`tap` that listing."""
         self.created = self.clock.now()
-        self.cut = self.created.replace(microsecond=0) - timedelta(seconds=1)
+        self.cut = await cut_now(store, bucket, self.clock)
         return self.cut
 
     async def tap(self, rows: AsyncIterable[ObjectVersion]) -> AsyncIterator[ObjectVersion]:

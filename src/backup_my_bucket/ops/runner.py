@@ -22,18 +22,19 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from ..catalog.catalog import Catalog
 from ..catalog.index import SnapshotMeta
 from ..clock import Clock
 from ..engine.backup import snapshot_after
+from ..engine.cut import server_now
 from ..engine.filters import KeyFilter
 from ..engine.gc import GcPartialFailure, GcResult, gc_catalog
 from ..engine.pace import Pace
 from ..engine.progress import NullProgress, Progress
-from ..engine.snapshot import ListedState, seconds_to_next_second
+from ..engine.snapshot import ListedState
 from ..engine.sync import SyncOptions, SyncResult, sync
 from ..engine.verify import verify_snapshot
 from ..errors import (
@@ -261,7 +262,8 @@ class PlanRunner:
             clock=self.clock,
             listed=run.listed,
         )
-        run.synced, run.ended = result, self.clock.now()
+        run.synced = result
+        run.ended = await server_now(conn.backup, plan.backup.bucket, self.clock)
         record.steps["sync"] = result.to_json()
         if result.failures:
             self._partial(
@@ -273,7 +275,6 @@ class PlanRunner:
     ) -> None:
         synced, ended = run.synced, run.ended
         assert synced is not None and ended is not None  # the sync step runs first
-        resume = ended + timedelta(seconds=seconds_to_next_second(ended))
         meta = await self._waiting_for_lock(
             plan,
             record,
@@ -284,7 +285,7 @@ class PlanRunner:
                 plan.backup,
                 conn.catalog,
                 self.clock,
-                resume=resume,
+                ended=ended,
                 source=plan.source,
                 tags=plan.tags,
                 workers=conn.workers,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from ..errors import ItemFailure, StorageError
@@ -81,6 +82,9 @@ class FaultyStore:
 
     async def server(self, bucket: str) -> str:
         return await self._call("server", lambda: self.inner.server(bucket))
+
+    async def server_time(self, bucket: str) -> datetime | None:
+        return await self._call("server_time", lambda: self.inner.server_time(bucket))
 
     async def head(
         self, bucket: str, key: str, version_id: str | None = None, **kw: Any

@@ -313,6 +313,10 @@ class MemoryStore:
         self._bucket(bucket, "server")
         return seaweedfs_model.SERVER if self.seaweedfs_paging else "MemoryStore"
 
+    async def server_time(self, bucket: str) -> datetime | None:
+        self._bucket(bucket, "server_time")
+        return self._now()
+
     # --- reads -------------------------------------------------------------------------------
 
     async def head(

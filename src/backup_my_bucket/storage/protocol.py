@@ -14,6 +14,7 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from ..errors import ItemFailure
@@ -86,6 +87,12 @@ class ObjectStore(Protocol):
     async def server(self, bucket: str) -> str:
         """How the server answering for ``bucket`` names itself (its ``Server`` header), or
         "" when it does not: listings choose how to page from it."""
+        ...
+
+    async def server_time(self, bucket: str) -> datetime | None:
+        """The server's clock now: the ``Date`` of a fresh answer for ``bucket`` (whole
+        seconds, UTC), or None when it sends none. Snapshots are cut by it (the server stamps
+        ``LastModified``), not by this machine's clock (docs/design.md, "Snapshots")."""
         ...
 
     # --- reads -------------------------------------------------------------------------------

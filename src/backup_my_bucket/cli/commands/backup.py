@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 import click
 
 from ...catalog.index import SnapshotMeta
 from ...engine.backup import snapshot_after
+from ...engine.cut import server_now
 from ...engine.filters import KeyFilter, refuse_overlap
 from ...engine.progress import Progress
-from ...engine.snapshot import ListedState, seconds_to_next_second
+from ...engine.snapshot import ListedState
 from ...engine.sync import (
     OVERLAP_HINT,
     SyncOptions,
@@ -226,14 +226,14 @@ def backup(
                 multipart_threshold=multipart_threshold, compare_tags=compare_tags,
                 listed=listed,
             )  # fmt: skip
-            # a snapshot that lists waits for the second after the sync (rule 8), unless the
-            # sync wrote nothing: the catalog is opened meanwhile
-            now = app.clock.now()
-            resume = now + timedelta(seconds=seconds_to_next_second(now))
+            # a snapshot that lists waits for the server's second after the sync (rule 8),
+            # unless the sync wrote nothing: the catalog is opened meanwhile
+            store = await app.store("backup")
+            ended = await server_now(store, backup.bucket, app.clock)
             catalog = await app.catalog(backup, writing=True)
             meta = await snapshot_after(
-                synced, listed, await app.store("backup"), backup, catalog, app.clock,
-                resume=resume, source=source, tags=tags, workers=app.settings.workers,
+                synced, listed, store, backup, catalog, app.clock,
+                ended=ended, source=source, tags=tags, workers=app.settings.workers,
                 progress=app.progress(), listing=app.listing,
             )  # fmt: skip
             return synced, meta

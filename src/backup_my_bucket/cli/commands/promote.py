@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
+from ...engine.cut import server_now, wait_past
 from ...engine.restore import Mode, run_restore
-from ...engine.snapshot import take_snapshot, wait_for_next_second
+from ...engine.snapshot import take_snapshot
 from ...errors import PartialFailure, UsageError
 from ...model import S3Url
 from ...units import plural
@@ -108,6 +109,8 @@ def promote(
         synced = await run_sync(app, target, new_backup)
         if synced.incomplete is not None:
             raise synced.incomplete  # no first snapshot of a backup made from a short listing
+        store = await app.store("backup")
+        ended = await server_now(store, new_backup.bucket, app.clock)  # the sync's last second
         new_catalog = await app.catalog(new_backup, writing=True)
         carried = 0
         if new_catalog.location != old_catalog.location:
@@ -116,9 +119,9 @@ def promote(
                 if old.id not in known:
                     await new_catalog.publish(old, await old_catalog.index_path(old))
                     carried += 1
-        await wait_for_next_second(app.clock)
+        await wait_past(store, new_backup.bucket, app.clock, ended)
         first = await take_snapshot(
-            await app.store("backup"),
+            store,
             new_backup,
             new_catalog,
             app.clock,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from ...errors import AccessDenied, ItemFailure, ObjectNotFound, StorageError
@@ -21,6 +22,7 @@ from ..protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
 from .attrs import _attrs_from_head, _attrs_params, _info_from_headers, _tagging
 from .connection import Connection
 from .hooks import _PAGE
+from .parse import parse_timestamp
 from .redact import redact
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,17 @@ class S3Store(Connection):
             await self._head_bucket(bucket)
         return self._server or ""
 
-    async def _head_bucket(self, bucket: str) -> None:
-        """HeadBucket; the endpoint's ``Server`` header is noted from the first answer."""
+    async def server_time(self, bucket: str) -> datetime | None:
+        """The ``Date`` of a fresh HeadBucket answer; None when it has none (or an odd one)."""
+        date = (await self._head_bucket(bucket)).get("date")
+        try:
+            return parse_timestamp(str(date)).replace(microsecond=0) if date else None
+        except ValueError:
+            return None
+
+    async def _head_bucket(self, bucket: str) -> Mapping[str, str]:
+        """HeadBucket's answer headers; the endpoint's ``Server`` header is noted from the
+        first answer."""
         headers: Mapping[str, str] | None = None
         if (fast_path := self._serving) is not None:
             headers = await self._call("ListBucket", bucket, fast_path.head_bucket(bucket))
@@ -87,6 +98,7 @@ class S3Store(Connection):
             headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         if self._server is None:
             self._server = str(headers.get("server", ""))
+        return headers
 
     async def get_versioning(self, bucket: str) -> Versioning:
         known = self._recall("versioning", bucket)

@@ -1,0 +1,68 @@
+"""Where a snapshot is cut: at a second that has ended on the server's clock.
+
+The server stamps ``LastModified``, in whole seconds, with its own clock. A snapshot at T
+records the newest version stamped at or before T, so T must be a second that had already
+ended *on the server* when the listing began: then no write still to come can be stamped at
+or before T, and the index stays the state at T for good (gc relies on it). This machine's
+clock may disagree. Ahead of the server's, it would cut inside a second still open there;
+behind it, the snapshot after a sync would leave out the sync's last writes. So T comes from
+the ``Date`` of an answer asked for just before the listing (docs/design.md, "Snapshots");
+this machine's clock serves only where the server sends no ``Date``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from ..clock import Clock
+from ..errors import StorageError
+from ..storage.protocol import ObjectStore
+
+log = logging.getLogger(__name__)
+
+SKEW = timedelta(seconds=2)  # clocks this far apart are worth a warning (Date: whole seconds)
+POLL = 0.05  # seconds between asks while waiting for the server's next second
+PATIENCE = 5.0  # seconds a server's Date may stand still before the wait gives up
+_warned: set[str] = set()  # buckets whose server's clock was reported as skewed
+
+
+async def server_now(store: ObjectStore, bucket: str, clock: Clock) -> datetime:
+    """The current second on the server's clock; this machine's where the server sends no
+    ``Date``. Every write the server acknowledged before this call is stamped at or before
+    it."""
+    mine = clock.now()
+    theirs = await store.server_time(bucket)
+    if theirs is None:
+        return mine.replace(microsecond=0)
+    skew = theirs - mine
+    if abs(skew) > SKEW and bucket not in _warned:
+        _warned.add(bucket)
+        side = "behind" if skew > timedelta(0) else "ahead of"
+        log.warning(
+            "this machine's clock is %.0f s %s the server's (s3://%s): snapshots are cut by "
+            "the server's clock; times shown are this machine's",
+            abs(skew.total_seconds()), side, bucket,
+        )  # fmt: skip
+    return theirs
+
+
+async def cut_now(store: ObjectStore, bucket: str, clock: Clock) -> datetime:
+    """T for a listing of ``bucket`` that begins after this call: the last whole second that
+    has ended on the server's clock."""
+    return await server_now(store, bucket, clock) - timedelta(seconds=1)
+
+
+async def wait_past(store: ObjectStore, bucket: str, clock: Clock, second: datetime) -> None:
+    """Wait until ``second`` (a :func:`server_now` reading) has ended on the server's clock:
+    a cut taken after this holds every write acknowledged before that reading (rule 8)."""
+    waited = 0.0
+    while await server_now(store, bucket, clock) <= second:
+        if waited >= PATIENCE:
+            raise StorageError(
+                f"s3://{bucket}: the server's clock (its Date header) stood still for "
+                f"{PATIENCE:.0f} s",
+                hint="check the endpoint: a proxy may be replaying cached answers",
+            )
+        await clock.sleep(POLL)
+        waited += POLL

@@ -21,6 +21,7 @@ server time on SeaweedFS), 8 bytes of memory per key on each side.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from array import array
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -40,6 +41,13 @@ def _hash(key: str) -> int:
     return hash(key) & _MASK
 
 
+def stable_hash(key: str) -> int:
+    """A key's 64-bit hash, the same in every process (``hash()`` is salted per process): what
+    a listing range run on a cluster's worker hands the audit (storage/rangejob.py)."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
 class Audit:
     """Check one version listing of ``prefix`` in ``bucket`` (see the module docstring)."""
 
@@ -54,8 +62,10 @@ class Audit:
         page_size: int = MAX_PAGE,
         clock: Clock = SYSTEM_CLOCK,
         cut: datetime | None = None,
+        stable: bool = False,
     ) -> None:
         self.store = store
+        self._hash = stable_hash if stable else _hash  # stable: the listing's ranges ran elsewhere
         self.cut = cut  # the instant the listing is read at (a snapshot's T), if any
         self.bucket = bucket
         self.prefix = prefix
@@ -70,13 +80,18 @@ class Audit:
     def note(self, history: KeyHistory) -> None:
         """A key the version listing found; counted when its newest entry is a version."""
         if history.current is not None:
-            self._listed.append(_hash(history.key))
+            self._listed.append(self._hash(history.key))
+
+    def note_hashes(self, hashes: array[int]) -> None:
+        """Keys a listing range found live elsewhere, as :func:`stable_hash` es (``stable``)."""
+        assert self._hash is stable_hash, "a stable audit takes other processes' hashes"
+        self._listed.extend(hashes)
 
     async def run(self) -> None:
         """List the prefix with ListObjectsV2 (concurrently with the version listing)."""
 
         def keep(obj: ObjectSummary) -> None:
-            self._shown.append(_hash(obj.key))
+            self._shown.append(self._hash(obj.key))
 
         await self._walk(keep, self.stats)
 
@@ -90,7 +105,7 @@ class Audit:
         found: list[ObjectSummary] = []
 
         def keep(obj: ObjectSummary) -> None:
-            if _hash(obj.key) in missing:
+            if self._hash(obj.key) in missing:
                 found.append(obj)
 
         again = WalkStats()

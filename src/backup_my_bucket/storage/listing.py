@@ -48,21 +48,19 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import StorageError
-from ..model import KeyHistory, Versioning, VersionPage
+from ..model import KeyHistory, Versioning
 from .audit import Audit
-from .paging import MAX_CHAR, Paging, fan_out, is_safe, paging_for, split_keys
+from .pager import Pager, split_range
+from .paging import Paging, paging_for
 from .protocol import MAX_PAGE, ObjectStore
-from .ranges import History, ListingStats, Unit, kept
-from .retry import retrying
+from .rangejob import RangeJob, RangeResult, RangeRunner, RangeState
+from .ranges import History, ListingStats, Unit
 from .scratch import scratch_prefix, sweep_stale
-from .treewalk import TreeWalk
 
 R = TypeVar("R")
 
 BUFFER_ROWS = 100_000  # rows held in memory by all the units ahead of the consumer
 MIN_SPILL = 2_000  # rows a unit writes out at once
-POINT_SUFFIX = ".versions"  # SeaweedFS matches a Prefix against this directory's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +82,10 @@ class ParallelListing(Generic[R]):
     ``reduce`` turns each key's history into a result (or None to drop the key); results come
     out of :meth:`results` in ascending key order. ``skip_prefix`` excludes a sub-prefix (a
     catalog stored inside the bucket). ``after`` starts the listing after that key.
+
+    ``remote`` runs the ranges' paging elsewhere (a Dask cluster, :mod:`.rangejob`): then
+    ``reduce`` must pickle, and ``on_span`` (if given) hears the oldest and the newest stamp
+    of the entries each job listed.
     """
 
     def __init__(
@@ -101,8 +103,12 @@ class ParallelListing(Generic[R]):
         spill_dir: str | None = None,
         on_page: Callable[[int], None] | None = None,
         cut: datetime | None = None,
+        remote: RangeRunner | None = None,
+        on_span: Callable[[datetime, datetime], None] | None = None,
     ) -> None:
         options = options or ListingOptions()
+        self.remote = remote
+        self.on_span = on_span
         self.cut = cut  # the instant the results are read at, if any: the audit's too
         self.options = options
         self.store = store
@@ -125,7 +131,9 @@ class ParallelListing(Generic[R]):
         self._head: Unit[R] = Unit(after=start, until=None, prefix=prefix, wire=start)
         self._buffered = 0  # rows in memory in units other than the head
         sweep_stale("list", spill_dir)  # what killed runs left
-        self._tree: TreeWalk | None = None  # TREE paging, once the server is known
+        self._pager: Pager | None = None  # once the server is known
+        self._treed = False  # TREE paging
+        self._stems = True  # TREE: keys may be ``.versions`` directories
         self._auditable = audit and not after  # a whole prefix, and the caller wants it
         self.audit: Audit | None = None
 
@@ -148,72 +156,17 @@ class ParallelListing(Generic[R]):
             self._running -= 1
             self._wake.set()
 
-    async def _fetch(self, unit: Unit[R]) -> VersionPage:
-        if unit.point is not None:
-            prefix, marker, version, size = unit.point + POINT_SUFFIX, "", "", MAX_PAGE
-        else:
-            prefix, marker, size = unit.prefix, unit.wire, self.page_size
-            version = unit.inside if marker == unit.after else ""
-        if marker and marker < prefix:
-            raise AssertionError(f"a marker below the prefix: {marker!r} < {prefix!r}")
-        async with self._requests:
-            page = await retrying(
-                lambda: self.store.list_versions_page(
-                    self.bucket,
-                    prefix=prefix,
-                    key_marker=marker,
-                    version_id_marker=version,
-                    max_keys=size,
-                )
-            )
-        self.stats.pages += 1
-        self.stats.versions += len(page.entries)
-        if self.on_page is not None:
-            self.on_page(len(page.entries))
-        return page
-
     async def _list_unit(self, unit: Unit[R]) -> None:
+        if self.remote is not None:
+            await self._list_remote(unit, self.remote)
+            return
+        assert self._pager is not None
         history = History(self.bucket, lambda h: self._emit(unit, h))
-        while True:
-            state = (unit.after, unit.inside, unit.wire, unit.point, unit.until)
-            handed = unit.first_page is not None
-            page = unit.first_page or await self._fetch(unit)
-            unit.first_page = None
-            if unit.point is not None:
-                assert self._tree is not None
-                self._tree.take_point(unit, page, history)
-                break
-            if self._tree is not None:
-                going_on = await self._tree.page(unit, page, history)
-            else:
-                going_on = self._naive_page(unit, page, history)
-            if not going_on:
-                break
-            if not handed and state == (unit.after, unit.inside, unit.wire, unit.point, unit.until):
-                raise StorageError(
-                    f"s3://{self.bucket}: the version listing makes no progress after "
-                    f"{unit.after!r}",
-                    hint="report this server's paging behaviour",
-                )
+        while (page := await self._pager.step(unit, history)) is not None:
             if self._running < self.workers and history.key is not None and page.entries:
                 self._split(unit, page.entries[0].key, history.key)
             self._wake.set()
         history.close()
-
-    def _naive_page(self, unit: Unit[R], page: VersionPage, history: History) -> bool:
-        for entry in kept(unit, page.entries):
-            if unit.until is not None and entry.key > unit.until:
-                return False  # the next unit lists the rest
-            history.take(entry)
-        if not page.is_truncated:
-            return False
-        if not page.next_key_marker:
-            raise StorageError(f"s3://{self.bucket}: truncated page without NextKeyMarker")
-        unit.after = unit.wire = page.next_key_marker
-        unit.inside = page.next_version_id_marker or ""
-        return True
-
-    # --- TREE paging -------------------------------------------------------------------------
 
     def _insert(self, unit: Unit[R], new: list[Unit[R]]) -> None:
         """Put ``new`` (in key order) right after ``unit`` and start listing them."""
@@ -226,41 +179,42 @@ class ParallelListing(Generic[R]):
             self._start(u)
 
     def _split(self, unit: Unit[R], first_key: str, last_key: str) -> None:
-        """Hand what is left of the unit's range after last_key to new units, one per trie
-        level between the unit's own and the level where this page's keys still branched
-        (their common prefix), and one per guessed sibling at those levels while workers are
-        idle (:func:`.paging.fan_out`): a single page spreads the work as wide as the data
-        goes."""
-        if unit.point is not None or unit.first_page is not None:
-            return
-        deepest = len(os.path.commonprefix([first_key, last_key]))  # noqa: RUF071  # by character
-        floor = max(last_key, unit.wire)
-        cuts = split_keys(floor, unit.until, unit.prefix, deepest)
-        if self.paging is Paging.TREE:
-            cuts = [c for c in cuts if is_safe(c, unit.prefix, unit.cleared)]
-        budget = max(1, self.workers - self._running)
-        cuts = cuts[-budget:]  # the deepest: nearest the data
-        spread = fan_out(cuts, unit.until, budget)
-        # a sibling differs from its level's cut by one character above '/': as safe as it
-        if self.paging is not Paging.TREE or all(
-            is_safe(c, unit.prefix, unit.cleared) for c in spread
-        ):
-            cuts = spread
-        if not cuts:
-            return
-        until, prefix, following = unit.until, unit.prefix, unit.next
-        new: list[Unit[R]] = []
-        for cut in cuts:  # shallowest first: each new unit takes (cut, the previous cut]
-            # below its prefix (a guessed sibling's unit): every key of the prefix is after it
-            wire = cut if cut >= prefix else ""
-            new.insert(
-                0, Unit(after=cut, until=until, prefix=prefix, wire=wire, cleared=unit.cleared)
-            )
-            until, prefix = cut, cut[: -len(MAX_CHAR)]
-        # key order: unit -> the deepest new unit -> ... -> the shallowest -> the old next
-        unit.until, unit.prefix = until, prefix
-        del following
-        self._insert(unit, new)
+        """Hand what is left of the unit's range to new units (:func:`.pager.split_range`)."""
+        budget = self.workers - self._running
+        self._insert(unit, split_range(unit, first_key, last_key, budget, tree=self._treed))
+
+    # --- ranges on a cluster ---------------------------------------------------------------
+
+    async def _list_remote(self, unit: Unit[R], remote: RangeRunner) -> None:
+        """List ``unit`` as bounded jobs on ``remote`` (:mod:`.rangejob`): this process keeps
+        the range's place in the order, its rows, the audit and the new ranges' order."""
+        assert self.paging is not None
+        carry: KeyHistory | None = None
+        auditing = self.audit is not None
+        while True:
+            job: RangeJob[R] = RangeJob(
+                self.bucket, RangeState.of(unit), self.reduce, self.page_size, self.paging,
+                self._stems, remote.pages, max(0, self.workers - self._running), carry,
+                self.skip_prefix, auditing, self.on_span is not None,
+            )  # fmt: skip
+            async with self._requests:
+                result: RangeResult[R] = await remote.run(job)
+            self.stats.add(result.stats)
+            if self.on_page is not None:
+                self.on_page(result.stats.versions)
+            if self.audit is not None:
+                self.audit.note_hashes(result.live)
+            if self.on_span is not None and result.oldest is not None:
+                assert result.newest is not None
+                self.on_span(result.oldest, result.newest)
+            for row in result.rows:
+                self._add(unit, row)
+            self._insert(unit, [state.unit() for state in result.added])
+            if result.state is None:
+                return
+            result.state.apply(unit)
+            carry = result.carry
+            self._wake.set()
 
     # --- rows --------------------------------------------------------------------------------
 
@@ -270,8 +224,10 @@ class ParallelListing(Generic[R]):
         if self.audit is not None:
             self.audit.note(history)
         row = self.reduce(history)
-        if row is None:
-            return
+        if row is not None:
+            self._add(unit, row)
+
+    def _add(self, unit: Unit[R], row: R) -> None:
         unit.rows.append(row)
         if not unit.is_head:
             self._buffered += 1
@@ -305,25 +261,29 @@ class ParallelListing(Generic[R]):
         """Ask the server what it is: how to page it (unless forced), whether to audit."""
         known = paging_for(await self.store.server(self.bucket))
         self.paging = self.paging or known
-        if self.paging is Paging.TREE:
+        self._treed = self.paging is Paging.TREE
+        if self._treed:
             versioning = await self.store.get_versioning(self.bucket)
-            self._tree = TreeWalk(
-                self.store, self.bucket, self.stats, self._requests, self._insert,
-                stems=versioning is not Versioning.UNVERSIONED,
-            )  # fmt: skip
+            self._stems = versioning is not Versioning.UNVERSIONED
+        self._pager = Pager(
+            self.store, self.bucket, page_size=self.page_size, paging=self.paging,
+            stems=self._stems, stats=self.stats, requests=self._requests, insert=self._insert,
+            on_page=self.on_page,
+        )  # fmt: skip
         if self._auditable and (self.options.audit or known is Paging.TREE):
             self.audit = Audit(
                 self.store, self.bucket, self.prefix, skip_prefix=self.skip_prefix,
                 tree=known is Paging.TREE, page_size=self.page_size, clock=self.options.clock,
-                cut=self.cut,
+                cut=self.cut, stable=self.remote is not None,
             )  # fmt: skip
         head = self._head
         if head.after and not head.after.startswith(self.prefix):
             head.done = True  # after every key under the prefix: nothing to list
             return
-        if self._tree is not None and head.after:
-            await self._tree.clear_hazards(head, head.after)
-            self._tree.resume(head, head.after, "")
+        tree = self._pager.tree
+        if tree is not None and head.after:
+            await tree.clear_hazards(head, head.after)
+            tree.resume(head, head.after, "")
 
     async def results(self) -> AsyncIterator[R]:
         """Every reduced result, in ascending key order."""

@@ -57,6 +57,11 @@ class ListingStats:
     relisted: int = 0  # TREE: versions listed again after an untrusted page end
     probes: int = 0  # TREE: small requests that check a directory has no stem beside it
 
+    def add(self, other: ListingStats) -> None:
+        """Count what ``other`` counted (a range listed elsewhere) here too."""
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
 
 def kept(unit: Unit[R], entries: Sequence[ObjectVersion]) -> list[ObjectVersion]:
     """The entries of a page that belong to the unit and come after what it listed."""

@@ -12,6 +12,7 @@ from ..clock import Clock
 from ..model import S3Url
 from ..storage.listing import ListingOptions
 from ..storage.protocol import ObjectStore
+from ..storage.rangejob import RangeRunner
 from .cut import cut_now, wait_past
 from .progress import Progress
 from .snapshot import ListedState, publish_listed, take_snapshot
@@ -32,6 +33,7 @@ async def snapshot_after(
     workers: int = 16,
     progress: Progress | None = None,
     listing: ListingOptions | None = None,
+    ranges: RangeRunner | None = None,
 ) -> SnapshotMeta:
     """The snapshot after ``synced``, at a T that holds everything it wrote and compared
     against.
@@ -54,5 +56,5 @@ async def snapshot_after(
         await wait_past(store, backup.bucket, clock, ended)
     return await take_snapshot(
         store, backup, catalog, clock, source=source, tags=tags, workers=workers,
-        progress=progress, listing=listing,
+        progress=progress, listing=listing, ranges=ranges,
     )  # fmt: skip

@@ -39,6 +39,7 @@ from .. import __version__
 from ..errors import BackupError, ClusterError, MissingDependency, UsageError
 from ..model import S3Url
 from ..storage.protocol import ObjectStore
+from ..storage.rangejob import RANGE_PAGES, RangeJob, RangeResult, list_range
 from ..storage.s3 import S3Config, S3Store
 from . import allocator
 from .executor import Job, Work, destination
@@ -172,10 +173,16 @@ class DaskExecutor:
     name = "dask"
 
     def __init__(
-        self, address: str, *, unit_size: int | None = None, window: float = WINDOW
+        self,
+        address: str,
+        *,
+        unit_size: int | None = None,
+        window: float = WINDOW,
+        range_pages: int = RANGE_PAGES,
     ) -> None:
         self.address = address
         self.unit_size = unit_size or UNIT_SIZE
+        self.range_pages = range_pages  # pages per listing range job
         self.window = window  # of the shared rates (engine/rate.py)
         self.units = 0  # submitted, retries included
         self.retried = 0
@@ -350,14 +357,22 @@ class DaskExecutor:
 
     async def _run(self, client: distributed.Client, unit: Unit[T, R]) -> Done:
         """Submit ``unit`` until it completes; a unit lost every time fails its items."""
+        try:
+            done: Done = await self._submit(client, run_unit, unit)
+        except _LostTooOften as exc:
+            return Done([(None, ClusterError(str(exc)))] * unit.size)
+        return done
+
+    async def _submit(self, client: distributed.Client, task: Any, *args: Any) -> Any:
+        """``task(*args)`` on the cluster, submitted again (:data:`UNIT_ATTEMPTS` times in
+        all) when its worker is lost; its result."""
         lost: BaseException | None = None
         for attempt in range(UNIT_ATTEMPTS):
             self.units += 1
             self.retried += attempt > 0
-            future = client.submit(run_unit, unit, pure=False)
+            future = client.submit(task, *args, pure=False)
             try:
-                done: Done = await future
-                return done
+                return await future
             except _LOST as exc:
                 if client.status != "running":  # not a worker: the scheduler
                     raise self._scheduler_lost(str(exc)) from exc
@@ -368,8 +383,33 @@ class DaskExecutor:
                 raise self._scheduler_lost(reason) from exc
             finally:
                 future.release()  # type: ignore[no-untyped-call]
-        error = ClusterError(f"a work unit was lost {UNIT_ATTEMPTS} times on the cluster: {lost}")
-        return Done([(None, error)] * unit.size)
+        raise _LostTooOften(f"a work unit was lost {UNIT_ATTEMPTS} times on the cluster: {lost}")
+
+    def ranges(self, store: ObjectStore) -> Ranges:
+        """Where the listing ranges of ``store`` run: jobs on this cluster
+        (storage/rangejob.py), against stores built from its configuration."""
+        return Ranges(self, portable(store), self.range_pages)
+
+
+class _LostTooOften(ClusterError):
+    """A unit's worker was lost on every submission."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ranges:
+    """A listing's ranges as jobs on ``executor``'s cluster (storage/rangejob.py): a lost
+    worker's job is submitted again, a job lost every time ends the listing."""
+
+    executor: DaskExecutor
+    config: S3Config
+    pages: int
+
+    async def run(self, job: RangeJob[Any]) -> RangeResult[Any]:
+        client = self.executor._client
+        if client is None:
+            raise RuntimeError("DaskExecutor is not open")
+        result: RangeResult[Any] = await self.executor._submit(client, run_range, self.config, job)
+        return result
 
 
 # --- the worker's side ---------------------------------------------------------------------
@@ -381,6 +421,8 @@ _heard: dict[str, Share] = {}
 _opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 units_run = 0
 """Units this worker process has run (what tests and benchmarks ask workers)."""
+ranges_run = 0
+"""Listing range jobs this worker process has run (what tests ask workers)."""
 
 
 def worker_version() -> str:
@@ -423,6 +465,13 @@ class CloseStores(distributed.WorkerPlugin):
         _stores.clear()
         _throttles_reported.clear()
         _heard.clear()
+
+
+async def run_range(config: S3Config, job: RangeJob[Any]) -> RangeResult[Any]:
+    """The task of a listing range (storage/rangejob.py), on a worker's event loop."""
+    global ranges_run
+    ranges_run += 1
+    return await list_range(await _store(config), job)
 
 
 async def run_unit(unit: Unit[T, R]) -> Done:

@@ -14,6 +14,8 @@ back per item, in completion order, exactly as :func:`~.workers.run_pool` yields
   (the worker's own environment or credential chain supplies them), and keeps a bounded
   number of units in flight. A unit is idempotent: it names exact version ids or keys, so a
   unit run twice (a lost worker's, retried elsewhere) changes nothing that matters.
+  :meth:`Executor.ranges` runs a version listing's ranges there too (storage/rangejob.py):
+  a job lists a bounded number of pages of one range and only reads.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Generic, Protocol, TypeVar
 from ..errors import UsageError
 from ..model import S3Url
 from ..storage.protocol import ObjectStore
+from ..storage.rangejob import RangeRunner
 from .pace import Pace
 from .workers import Outcome, run_pool
 
@@ -90,6 +93,11 @@ class Executor(Protocol):
         """Outcomes of ``job.work`` on every item, in completion order."""
         ...
 
+    def ranges(self, store: ObjectStore) -> RangeRunner | None:
+        """Where the ranges of a version listing of ``store`` run (storage/rangejob.py);
+        None: in this process, by the listing itself."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -112,6 +120,9 @@ class InProcess:
             return await work(stores, item)
 
         return run_pool(items, guarded, workers=job.workers, attempts=job.attempts)
+
+    def ranges(self, store: ObjectStore) -> RangeRunner | None:
+        return None
 
     async def aclose(self) -> None:
         return None

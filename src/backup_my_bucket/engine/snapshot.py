@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from ..model import UNLISTED_VERSION, ObjectVersion, S3Url
 from ..storage.current import current_objects
 from ..storage.listing import ListingOptions, ParallelListing
 from ..storage.protocol import ObjectStore
+from ..storage.rangejob import RangeRunner
 from ..storage.scratch import scratch_prefix, sweep_stale
 from ..units import format_time, human_time
 from .cut import cut_now
@@ -50,14 +52,29 @@ def relative(version: ObjectVersion, url: S3Url) -> ObjectVersion | None:
     return dataclasses.replace(version, key=key) if url.prefix else version
 
 
+@dataclass(frozen=True, slots=True)
+class LiveAt:
+    """Reduces a key's history to its version live at ``at``, keyed relative to ``url``: a
+    plain value, so a listing's ranges can run it on a cluster (storage/rangejob.py)."""
+
+    at: datetime
+    url: S3Url
+
+    def __call__(self, history: KeyHistory) -> ObjectVersion | None:
+        live = history.live_at(self.at)
+        return None if live is None else relative(live, self.url)
+
+
 def live_at_reducer(
     at: datetime, url: S3Url, seen: Seen | None = None
 ) -> Callable[[KeyHistory], ObjectVersion | None]:
+    live = LiveAt(at, url)
+    if seen is None:
+        return live
+
     def reduce(history: KeyHistory) -> ObjectVersion | None:
-        if seen is not None:
-            seen.add(history.versions)
-        live = history.live_at(at)
-        return None if live is None else relative(live, url)
+        seen.add(history.versions)
+        return live(history)
 
     return reduce
 
@@ -84,10 +101,12 @@ def state_at(
     seen: Seen | None = None,
     progress: Progress | None = None,
     listing: ListingOptions | None = None,
+    ranges: RangeRunner | None = None,
 ) -> AsyncIterator[ObjectVersion]:
     """The backup location's state at ``at`` in its sub-folder ``within`` (the whole location
     by default), keys relative to that folder, streamed in key order. The location's reserved
     folder is never part of it; ``seen`` notes the oldest and the newest entry listed.
+    ``ranges``: where the listing's ranges run (a cluster's, engine/executor.py; None: here).
 
     The listing is audited (``listing.audit``): a short one ends the stream with
     IncompleteListing after its last row.
@@ -96,13 +115,15 @@ def state_at(
     return ParallelListing(
         store,
         backup.bucket,
-        live_at_reducer(at, scope, seen),
+        LiveAt(at, scope) if ranges is not None else live_at_reducer(at, scope, seen),
         prefix=scope.prefix,
         workers=workers,
         skip_prefix=reserved_prefix(backup),
         options=listing,
         on_page=(lambda n: progress.advance(n)) if progress else None,
         cut=at,
+        remote=ranges,
+        on_span=seen.stretch if ranges is not None and seen is not None else None,
     ).results()
 
 
@@ -173,12 +194,13 @@ async def take_snapshot(
     workers: int = 16,
     progress: Progress | None = None,
     listing: ListingOptions | None = None,
+    ranges: RangeRunner | None = None,
 ) -> SnapshotMeta:
     """List the backup bucket, write the index, publish it. Runs under the catalog lock,
     which it checks before publishing (a lost lock: Locked, exit 11, nothing published).
     Where the backup's history begins is recorded if nothing recorded it yet (the oldest
     version listed). Nothing is published when the listing's audit finds it short
-    (IncompleteListing).
+    (IncompleteListing). ``ranges``: where the listing's ranges run (:func:`state_at`).
     """
     progress = progress or NullProgress()
     started = clock.now()
@@ -205,7 +227,7 @@ async def take_snapshot(
             try:
                 rows = state_at(
                     store, backup, cut, workers=workers, seen=seen, progress=progress,
-                    listing=listing,
+                    listing=listing, ranges=ranges,
                 )  # fmt: skip
                 async for version in rows:
                     writer.add(version)

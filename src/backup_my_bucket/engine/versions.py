@@ -83,6 +83,13 @@ class Seen:
             if self.newest is None or stamp > self.newest:
                 self.newest = stamp
 
+    def stretch(self, oldest: datetime, newest: datetime) -> None:
+        """Take in the oldest and the newest stamp of entries listed elsewhere."""
+        if self.oldest is None or oldest < self.oldest:
+            self.oldest = oldest
+        if self.newest is None or newest > self.newest:
+            self.newest = newest
+
     async def tap(self, entries: AsyncIterable[ObjectVersion]) -> AsyncIterator[ObjectVersion]:
         """Pass a listing through, noting its oldest and newest entries."""
         async for entry in entries:

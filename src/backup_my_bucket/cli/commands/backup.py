@@ -235,6 +235,7 @@ def backup(
                 synced, listed, store, backup, catalog, app.clock,
                 ended=ended, source=source, tags=tags, workers=app.settings.workers,
                 progress=app.progress(), listing=app.listing,
+                ranges=(await app.executor()).ranges(store),
             )  # fmt: skip
             return synced, meta
 

@@ -61,6 +61,7 @@ def snapshot(
             workers=app.settings.workers,
             progress=app.progress(),
             listing=app.listing,
+            ranges=(await app.executor()).ranges(store),
         )
 
     meta = app.run(main)

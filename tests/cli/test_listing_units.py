@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 import signal
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,10 @@ from backup_my_bucket.storage.listing import ListingOptions
 from backup_my_bucket.storage.paging import Paging
 from backup_my_bucket.storage.rangejob import RangeJob, RangeResult, RangeRunner
 from backup_my_bucket.storage.s3 import S3Store
+from backup_my_bucket.units import format_time
 
 from ..conftest import unique_bucket
-from .conftest import bmb
+from .conftest import bmb, dry_run_lines
 from .test_executor_cli import _normal
 
 pytestmark = pytest.mark.s3
@@ -76,8 +77,8 @@ async def _jobs_per_worker(executor: DaskExecutor) -> list[int]:
 
 async def _cli_snapshot(
     capsys: pytest.CaptureFixture[str], bucket: str, *executor: str
-) -> tuple[Any, Any]:
-    """``bmb snapshot`` at pages of 2, its JSON summary and its index rows (``bmb ls``)."""
+) -> tuple[Any, Any, str]:
+    """``bmb snapshot`` at pages of 2: its JSON summary, its index rows (``bmb ls``), its id."""
     backup = f"s3://{bucket}"
     code, out, err = await bmb(
         capsys, *executor, "--json", "--list-page-size", "2", "snapshot", "--backup", backup
@@ -87,14 +88,27 @@ async def _cli_snapshot(
     snapshot = json.loads(out)["id"]
     code, out, err = await bmb(capsys, "--json", "ls", snapshot, "--backup", backup)
     assert code == 0, err
-    return summary, [json.loads(line) for line in out.splitlines()]
+    return summary, [json.loads(line) for line in out.splitlines()], snapshot
+
+
+async def _cli_diff_live(
+    capsys: pytest.CaptureFixture[str], bucket: str, snapshot: str, *executor: str
+) -> Any:
+    """``bmb diff SNAPSHOT live`` at pages of 2: the changes."""
+    code, out, err = await bmb(
+        capsys, *executor, "--json", "--list-page-size", "2", "diff", snapshot, "live",
+        "--backup", f"s3://{bucket}",
+    )  # fmt: skip
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
 
 
 async def test_a_snapshot_lists_its_ranges_on_the_cluster(
     cli_env: None, cluster: str, s3_store: S3Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The same summary and index rows, pages of 2 forcing TREE paging to split, descend and
-    resume many times; the workers listed (no range ran here)."""
+    resume many times; the same for restore's point of --at and ``diff … live``. The workers
+    listed (no range ran here)."""
     bucket = unique_bucket("lubak")
     live = await _hard_layout(s3_store, bucket)
     await asyncio.sleep(1.05)
@@ -105,13 +119,51 @@ async def test_a_snapshot_lists_its_ranges_on_the_cluster(
         local = await _cli_snapshot(capsys, bucket)
         remote = await _cli_snapshot(capsys, bucket, "--executor", cluster)
         jobs = sum(await _jobs_per_worker(executor)) - before
+        at = format_time(SYSTEM_CLOCK.now().replace(microsecond=0) - timedelta(seconds=1))
+        planned = [
+            await _cli_restore_at(capsys, s3_store, bucket, at, *how)
+            for how in ((), ("--executor", cluster))
+        ]
+        restore_jobs = sum(await _jobs_per_worker(executor)) - before - jobs
+        await s3_store.put(bucket, "img0-01.jpg", b"changed")
+        await s3_store.delete(bucket, "img1")
+        await s3_store.put(bucket, "img1/new", b"new")
+        changes = [
+            await _cli_diff_live(capsys, bucket, local[2], *how)
+            for how in ((), ("--executor", cluster))
+        ]
+        diff_jobs = sum(await _jobs_per_worker(executor)) - before - jobs - restore_jobs
     finally:
         await executor.aclose()
-    assert remote == local
+    assert remote[:2] == local[:2]
+    assert planned[1] == planned[0]
+    assert changes[1] == changes[0]
+    assert [(c["change"], c["key"]) for c in changes[0]] == [
+        ("changed", "img0-01.jpg"), ("removed", "img1"), ("added", "img1/new"),
+    ]  # fmt: skip
+    assert diff_jobs > 10
+    copies = [line for line in planned[0] if line.get("action") == "copy"]
+    assert len(copies) == live  # every live key is a copy into the empty target
+    assert restore_jobs > 20
     assert local[0][0]["keys"] == live == len(local[1])
     # (SeaweedFS stores ``a//double`` as ``a/double``)
     assert {row["key"] for row in local[1]} >= {*ODD[:2], ODD[4], "img1", "big.bin"}
     assert jobs > 20  # pages of 2 over ~60 keys: many jobs, on the workers
+
+
+async def _cli_restore_at(
+    capsys: pytest.CaptureFixture[str], store: S3Store, bucket: str, at: str, *executor: str
+) -> Any:
+    """``bmb restore --at --dry-run`` into an empty bucket at pages of 2: its plan."""
+    target = unique_bucket("lutgt")
+    await store.create_bucket(target)
+    code, out, err = await bmb(
+        capsys, *executor, "--json", "--list-page-size", "2", "restore", "--at", at,
+        "--backup", f"s3://{bucket}", "--to", f"s3://{target}", "--dry-run",
+    )  # fmt: skip
+    assert code == 0, err
+    dry_run_lines(out)  # the shape of a dry run's output
+    return _normal(out, {target: "<target>"})
 
 
 class _Twice:
@@ -207,8 +259,9 @@ async def test_the_audit_hears_the_workers(cluster: str, s3_store: S3Store) -> N
 
         ranges = executor.ranges(s3_store)
         listing: ParallelListing[str] = ParallelListing(
-            s3_store, bucket, _key, workers=4, options=ListingOptions(page_size=3), remote=ranges
-        )
+            s3_store, bucket, _key, workers=4, options=ListingOptions(page_size=3),
+            remote=ranges, cut=SYSTEM_CLOCK.now(),  # no key excused as a race
+        )  # fmt: skip
         keys = [key async for key in listing.results()]
         assert keys == sorted({v.key async for v in iter_versions(s3_store, bucket)})
         assert listing.audit is not None and listing.paging is Paging.TREE

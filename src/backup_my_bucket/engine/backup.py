@@ -43,7 +43,7 @@ async def snapshot_after(
     bucket: at once when the sync wrote nothing and saw nothing after the cut a snapshot
     takes now, else once ``ended`` (the server's second when the sync ended,
     :func:`~.cut.server_now`; the caller may open the catalog meanwhile) has ended on the
-    server's clock.
+    server's clock. ``ranges``: where that listing's ranges run (a cluster's; None: here).
     """
     if listed is not None and synced.incomplete is None and listed.usable(synced.held_at):
         meta = await publish_listed(store, backup, catalog, listed, source=source, tags=tags)

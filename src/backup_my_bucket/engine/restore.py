@@ -333,7 +333,7 @@ async def _plan(
     if mode is Mode.UNDELETE:
         backup_current = live_state(
             sides.backup_store, sides.backup, workers=sides.workers, within=filters.prefix,
-            listing=sides.listing,
+            listing=sides.listing, ranges=sides.executor.ranges(sides.backup_store),
         )  # fmt: skip
     progress.start("restore: planning", unit="keys")
     spool = Spool()

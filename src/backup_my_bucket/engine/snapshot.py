@@ -21,6 +21,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..catalog.catalog import Catalog, new_snapshot_id
@@ -65,30 +66,40 @@ class LiveAt:
         return None if live is None else relative(live, self.url)
 
 
-def live_at_reducer(
-    at: datetime, url: S3Url, seen: Seen | None = None
-) -> Callable[[KeyHistory], ObjectVersion | None]:
-    live = LiveAt(at, url)
-    if seen is None:
-        return live
+@dataclass(frozen=True, slots=True)
+class Current:
+    """Reduces a key's history to its current version, keyed relative to ``url`` (a plain
+    value, as :class:`LiveAt`)."""
 
-    def reduce(history: KeyHistory) -> ObjectVersion | None:
-        seen.add(history.versions)
-        return live(history)
+    url: S3Url
 
-    return reduce
-
-
-def current_reducer(
-    url: S3Url, seen: Seen | None = None
-) -> Callable[[KeyHistory], ObjectVersion | None]:
-    def reduce(history: KeyHistory) -> ObjectVersion | None:
-        if seen is not None:
-            seen.add(history.versions)
+    def __call__(self, history: KeyHistory) -> ObjectVersion | None:
         current = history.current
-        return None if current is None else relative(current, url)
+        return None if current is None else relative(current, self.url)
 
-    return reduce
+
+def _listing(
+    store: ObjectStore,
+    backup: S3Url,
+    reduce: LiveAt | Current,
+    seen: Seen | None,
+    ranges: RangeRunner | None,
+    **options: Any,
+) -> AsyncIterator[ObjectVersion]:
+    """The backup location's versions under ``options["prefix"]`` reduced by ``reduce``, its
+    reserved folder left out; ``seen`` notes the oldest and newest entry: by the reducer
+    here, from each job's stamps when ``ranges`` run on a cluster."""
+    noted: Callable[[KeyHistory], ObjectVersion | None] = reduce
+    if seen is not None and ranges is None:
+
+        def noted(history: KeyHistory) -> ObjectVersion | None:
+            seen.add(history.versions)
+            return reduce(history)
+
+    return ParallelListing(
+        store, backup.bucket, noted, skip_prefix=reserved_prefix(backup), remote=ranges,
+        on_span=seen.stretch if seen is not None and ranges is not None else None, **options,
+    ).results()  # fmt: skip
 
 
 def state_at(
@@ -112,19 +123,10 @@ def state_at(
     IncompleteListing after its last row.
     """
     scope = backup.child(within)
-    return ParallelListing(
-        store,
-        backup.bucket,
-        LiveAt(at, scope) if ranges is not None else live_at_reducer(at, scope, seen),
-        prefix=scope.prefix,
-        workers=workers,
-        skip_prefix=reserved_prefix(backup),
-        options=listing,
-        on_page=(lambda n: progress.advance(n)) if progress else None,
-        cut=at,
-        remote=ranges,
-        on_span=seen.stretch if ranges is not None and seen is not None else None,
-    ).results()
+    return _listing(
+        store, backup, LiveAt(at, scope), seen, ranges, prefix=scope.prefix, workers=workers,
+        options=listing, on_page=(lambda n: progress.advance(n)) if progress else None, cut=at,
+    )  # fmt: skip
 
 
 def live_state(
@@ -136,25 +138,20 @@ def live_state(
     seen: Seen | None = None,
     listing: ListingOptions | None = None,
     cut: datetime | None = None,
+    ranges: RangeRunner | None = None,
 ) -> AsyncIterator[ObjectVersion]:
     """The bucket's current state in the folder ``backup`` (keys relative to it), streamed in
     key order; ``within``: only relative keys in that sub-folder (a :func:`folder`). The
     location's reserved folder is never part of it (a restore target may be a backup
     location itself); ``seen`` notes the oldest and the newest entry listed. Audited like
     :func:`state_at`; ``cut``: the instant it may be read at later (no key stamped at or
-    before it is excused by the audit)."""
+    before it is excused by the audit); ``ranges`` as for :func:`state_at`."""
     # ListObjectVersions, not ListObjectsV2: only the version listing is in key order on
     # every server we know (SeaweedFS lists V2 in its own directory order).
-    return ParallelListing(
-        store,
-        backup.bucket,
-        current_reducer(backup, seen),
-        prefix=backup.child(within).prefix,
-        workers=workers,
-        skip_prefix=reserved_prefix(backup),
-        options=listing,
-        cut=cut,
-    ).results()
+    return _listing(
+        store, backup, Current(backup), seen, ranges, prefix=backup.child(within).prefix,
+        workers=workers, options=listing, cut=cut,
+    )  # fmt: skip
 
 
 async def live_objects(

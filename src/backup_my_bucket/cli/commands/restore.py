@@ -110,8 +110,9 @@ async def _desired(
     backup's reserved folder is never part of it, whatever ``prefix`` says)."""
     scope = backup.child(prefix)
     workers, listing = app.settings.workers, app.listing
+    ranges = (await app.executor()).ranges(store)  # a cluster's, or None: here
     async for version in state_at(
-        store, backup, at, workers=workers, within=prefix, listing=listing
+        store, backup, at, workers=workers, within=prefix, listing=listing, ranges=ranges
     ):
         yield dataclasses.replace(version, key=scope.key(version.key))
 

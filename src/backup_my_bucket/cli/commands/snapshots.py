@@ -160,12 +160,13 @@ def diff(app: App, snapshot_id: str, other: str, backup: S3Url | None) -> None:
         old = aiter_sync((await catalog.open_index(first)).rows())
         new: AsyncIterator[ObjectVersion]
         if other == "live":
-            url = S3Url.parse(first.backup)
+            url, store = S3Url.parse(first.backup), await app.store("backup")
             new = live_state(
-                await app.store("backup"),
+                store,
                 url,
                 workers=app.settings.workers,
                 listing=app.listing,
+                ranges=(await app.executor()).ranges(store),
             )
         else:
             new = aiter_sync((await catalog.open_index(await catalog.resolve(other))).rows())

@@ -154,7 +154,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     metavar="local|dask://HOST:PORT",
     help="Where copies, deletes and checks run: in this process, or as work units on the Dask "
     "cluster whose scheduler is at HOST:PORT, its workers sharing one request rate per "
-    "destination, limited only after 503 SlowDown (needs the dask extra; docs/scale.md).",
+    "destination, limited only after 503 SlowDown; snapshot's, restore --at's and diff's "
+    "version listings page their key ranges there too (needs the dask extra; docs/scale.md).",
 )
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
 @click.option(

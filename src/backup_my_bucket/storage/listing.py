@@ -33,6 +33,12 @@ moderate size never touches the disk.
 
 A key never spans two units, so each unit groups versions into key histories on its own and
 reduces each history to a result (a snapshot row, say).
+
+A unit's paging step is :class:`.pager.Pager` (and :func:`.pager.split_range`). Here the units
+run it in tasks of this process; with ``remote`` (a Dask cluster's, engine/cluster.py) each
+unit hands it out as bounded jobs (:mod:`.rangejob`: a few pages each, read-only), and this
+process keeps the units' order, their rows (buffered and spilled as above), the audit and
+the consumer.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ changes nothing but, in a versioned target, adds a version identical to the one 
 lost scheduler ends the command with a :class:`~..errors.ClusterError` (exit 1): what the
 engine recorded stays (a restore's journal), and a rerun continues from there.
 
+A version listing's ranges run here too when the engine asks (:meth:`DaskExecutor.ranges`):
+each job lists at most :data:`~..storage.rangejob.RANGE_PAGES` pages of one range and only
+reads; the listing (storage/listing.py) keeps the ranges' order, the rows and the audit.
+
 The request rate of each destination is the coordinator's to decide (engine/rate.py): each
 running unit reports what it did and the throttled answers its worker saw once a window (a
 Dask event on :data:`TOPIC`, sent on the worker's batched stream: no round trip), the
@@ -385,6 +389,13 @@ class DaskExecutor:
                 future.release()  # type: ignore[no-untyped-call]
         raise _LostTooOften(f"a work unit was lost {UNIT_ATTEMPTS} times on the cluster: {lost}")
 
+    async def list_range(self, config: S3Config, job: RangeJob[Any]) -> RangeResult[Any]:
+        """``job`` run on a worker against a store built from ``config``."""
+        if self._client is None:
+            raise RuntimeError("DaskExecutor is not open")
+        result: RangeResult[Any] = await self._submit(self._client, run_range, config, job)
+        return result
+
     def ranges(self, store: ObjectStore) -> Ranges:
         """Where the listing ranges of ``store`` run: jobs on this cluster
         (storage/rangejob.py), against stores built from its configuration."""
@@ -405,11 +416,7 @@ class Ranges:
     pages: int
 
     async def run(self, job: RangeJob[Any]) -> RangeResult[Any]:
-        client = self.executor._client
-        if client is None:
-            raise RuntimeError("DaskExecutor is not open")
-        result: RangeResult[Any] = await self.executor._submit(client, run_range, self.config, job)
-        return result
+        return await self.executor.list_range(self.config, job)
 
 
 # --- the worker's side ---------------------------------------------------------------------

@@ -200,8 +200,9 @@ class ParallelListing(Generic[R]):
         while True:
             job: RangeJob[R] = RangeJob(
                 self.bucket, RangeState.of(unit), self.reduce, self.page_size, self.paging,
-                self._stems, remote.pages, max(0, self.workers - self._running), carry,
-                self.skip_prefix, auditing, self.on_span is not None,
+                self._stems, pages=remote.pages, budget=max(0, self.workers - self._running),
+                carry=carry, skip_prefix=self.skip_prefix, audit=auditing,
+                span=self.on_span is not None,
             )  # fmt: skip
             async with self._requests:
                 result: RangeResult[R] = await remote.run(job)

@@ -11,8 +11,11 @@ a key gone since, or written after the listing began (minus a margin for clock s
 the instant the listing is read at (a snapshot's T), is a concurrent change, not a loss.
 Confirmed losses raise :class:`~..errors.IncompleteListing`.
 
-The ListObjectsV2 walk splits into ranges like the version listing, on a tree-walking server
-only where walk order and key order agree (:func:`.current.walk_objects`).
+The ListObjectsV2 walk splits into ranges like the version listing on a server that lists in
+key order (:func:`.current.walk_objects`). On a tree-walking server it is one sequence: a range
+there can only end at the first key past its cut, so each split lists up to a page twice
+(SeaweedFS, 24k keys in one folder: 0.64 s of server CPU in 8 ranges, 0.49 s in one), and
+one sequence still ends long before the version listing it checks (~4x its server cost).
 
 Cost: one ListObjectsV2 page per 1,000 current keys (about a fifth of a version page's
 server time on SeaweedFS), 8 bytes of memory per key on each side.
@@ -143,4 +146,5 @@ class Audit:
         await walk_objects(
             self.store, self.bucket, self.prefix, keep, skip_prefix=self.skip_prefix,
             tree=self.tree, page_size=self.page_size, stats=stats,
+            concurrency=1 if self.tree else CONCURRENCY,
         )  # fmt: skip

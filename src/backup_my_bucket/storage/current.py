@@ -54,6 +54,7 @@ async def walk_objects(
     tree: bool = False,
     page_size: int = MAX_PAGE,
     stats: WalkStats | None = None,
+    concurrency: int = CONCURRENCY,
 ) -> None:
     """ListObjectsV2 over ``prefix``, ``keep`` called for every key (in no set order) except
     those under ``skip_prefix``; ``tree``: the server walks a tree (SeaweedFS).
@@ -65,9 +66,10 @@ async def walk_objects(
     level below the prefix that a walk cannot skip keys from (``X`` + U+10FFFF, no ``/`` in
     ``X`` past the prefix), where walk order and key order agree on what lies before the cut
     and what after; the range goes on with its token and ends at the first key past the cut.
+    ``concurrency``: ranges (and requests) at once; 1 walks in one sequence, without cuts.
     """
     stats = stats if stats is not None else WalkStats()
-    gate = asyncio.Semaphore(CONCURRENCY)
+    gate = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
 
     async def walk_range(after: str, until: str | None, node: str) -> None:
@@ -100,13 +102,13 @@ async def walk_objects(
             if not page.is_truncated:
                 return
             token = page.next_token
-            if len(tasks) >= CONCURRENCY or lowest is None:
+            if len(tasks) >= concurrency or lowest is None:
                 continue
             deepest = len(os.path.commonprefix([lowest, highest]))  # noqa: RUF071
             cuts = split_keys(highest, until, node, deepest)
             if tree:
                 cuts = [c for c in cuts if "/" not in c[len(node) :] and is_safe(c, node, ())]
-            cuts = cuts[-(CONCURRENCY - len(tasks)) :]
+            cuts = cuts[-(concurrency - len(tasks)) :]
             for cut in cuts:  # shallowest first: each new range takes (cut, previous cut]
                 start(cut, until, node)
                 until = cut

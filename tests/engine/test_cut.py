@@ -123,3 +123,22 @@ async def test_the_server_time_is_its_clock_in_whole_seconds(
     after = datetime.now(UTC)
     assert seen is not None and seen.tzinfo is not None and seen.microsecond == 0
     assert before - timedelta(seconds=1) <= seen <= after
+
+
+async def test_a_denied_head_bucket_cuts_by_this_machine_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """HeadBucket needs s3:ListBucket: without it the snapshot goes on, cut by this machine's
+    clock, and the log says so once."""
+    server = ManualClock(SERVER)
+    store, mine = MemoryStore(server), Skewed(server, timedelta(seconds=30))
+    await store.create_bucket("denied")
+    await store.set_versioning("denied", True)
+    store.denied.add(("denied", "server_time"))
+    catalog = LocalCatalog(tmp_path / "cat", mine)
+    first = await take_snapshot(store, S3Url("denied"), catalog, mine)
+    server.advance(timedelta(seconds=2))
+    await take_snapshot(store, S3Url("denied"), catalog, mine)
+    assert first.at == (SERVER + timedelta(seconds=29)).replace(microsecond=0)
+    warned = [r for r in caplog.records if "HeadBucket is denied" in r.getMessage()]
+    assert len(warned) == 1 and "s3://denied" in warned[0].getMessage()

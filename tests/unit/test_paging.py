@@ -194,6 +194,23 @@ async def test_audit_names_the_keys_a_naive_listing_lost() -> None:
     assert listing.audit is not None and listing.audit.stats.keys == len(live)
 
 
+async def test_the_audits_margin_for_races_is_on_the_servers_clock() -> None:
+    """This machine's clock ten minutes behind the server's: on it, every key the listing
+    lost would look written "as the listing started" and be excused as a race."""
+    _, model = await _both(stem_layout(per=20))
+    behind = ManualClock(CLOCK.now() - timedelta(minutes=10))
+    listing = ParallelListing(
+        model, "b", _row, options=ListingOptions(37, Paging.NAIVE, clock=behind)
+    )
+    with pytest.raises(IncompleteListing):
+        await _drain(listing, [])
+    model.denied.add(("b", "server_time"))  # no HeadBucket: the listing runs, on this clock
+    listing = ParallelListing(
+        model, "b", _row, options=ListingOptions(37, Paging.NAIVE, clock=behind)
+    )
+    await _drain(listing, [])
+
+
 async def test_audit_runs_on_the_tree_server_even_when_turned_off() -> None:
     truth, model = await _both(stem_layout(per=5))
     for store, runs in ((model, True), (truth, False)):

@@ -16,7 +16,7 @@ import logging
 from datetime import datetime, timedelta
 
 from ..clock import Clock
-from ..errors import StorageError
+from ..errors import AccessDenied, StorageError
 from ..storage.protocol import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 SKEW = timedelta(seconds=2)  # clocks this far apart are worth a warning (Date: whole seconds)
 POLL = 0.05  # seconds between asks while waiting for the server's next second
 PATIENCE = 5.0  # seconds a server's Date may stand still before the wait gives up
-_warned: set[str] = set()  # buckets whose server's clock was reported as skewed
+_warned: set[tuple[str, str]] = set()  # (bucket, warning) already logged by this process
 
 
 async def server_now(store: ObjectStore, bucket: str, clock: Clock) -> datetime:
@@ -32,19 +32,33 @@ async def server_now(store: ObjectStore, bucket: str, clock: Clock) -> datetime:
     ``Date``. Every write the server acknowledged before this call is stamped at or before
     it."""
     mine = clock.now()
-    theirs = await store.server_time(bucket)
+    try:
+        theirs = await store.server_time(bucket)
+    except AccessDenied:  # HeadBucket needs s3:ListBucket
+        theirs = None
+        _warn_once(
+            bucket,
+            "HeadBucket is denied (s3:ListBucket): snapshots of s3://%s are cut by this "
+            "machine's clock",
+            bucket,
+        )
     if theirs is None:
         return mine.replace(microsecond=0)
     skew = theirs - mine
-    if abs(skew) > SKEW and bucket not in _warned:
-        _warned.add(bucket)
+    if abs(skew) > SKEW:
         side = "behind" if skew > timedelta(0) else "ahead of"
-        log.warning(
-            "this machine's clock is %.0f s %s the server's (s3://%s): snapshots are cut by "
-            "the server's clock; times shown are this machine's",
+        _warn_once(
+            bucket, "this machine's clock is %.0f s %s the server's (s3://%s): snapshots are "
+            "cut by the server's clock; times shown are this machine's",
             abs(skew.total_seconds()), side, bucket,
         )  # fmt: skip
     return theirs
+
+
+def _warn_once(bucket: str, message: str, *args: object) -> None:
+    if (bucket, message) not in _warned:
+        _warned.add((bucket, message))
+        log.warning(message, *args)
 
 
 async def cut_now(store: ObjectStore, bucket: str, clock: Clock) -> datetime:

@@ -66,6 +66,7 @@ class Audit:
         clock: Clock = SYSTEM_CLOCK,
         cut: datetime | None = None,
         stable: bool = False,
+        started: datetime | None = None,
     ) -> None:
         self.store = store
         self._hash = stable_hash if stable else _hash  # stable: the listing's ranges ran elsewhere
@@ -75,7 +76,8 @@ class Audit:
         self.skip_prefix = skip_prefix
         self.tree = tree
         self.page_size = page_size
-        self.started = clock.now()
+        # when the listing began: the server's clock (it stamps the keys), else this one's
+        self.started = started if started is not None else clock.now()
         self.stats = WalkStats()
         self._listed = array("Q")  # keys the version listing found live
         self._shown = array("Q")  # keys ListObjectsV2 shows

@@ -54,6 +54,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import AccessDenied
 from ..model import KeyHistory, Versioning
 from .audit import Audit
 from .pager import Pager, split_range
@@ -278,10 +279,13 @@ class ParallelListing(Generic[R]):
             on_page=self.on_page,
         )  # fmt: skip
         if self._auditable and (self.options.audit or known is Paging.TREE):
+            started = None  # the margin for races is measured on the server's clock
+            with contextlib.suppress(AccessDenied):  # no HeadBucket: on this machine's
+                started = await self.store.server_time(self.bucket)
             self.audit = Audit(
                 self.store, self.bucket, self.prefix, skip_prefix=self.skip_prefix,
                 tree=known is Paging.TREE, page_size=self.page_size, clock=self.options.clock,
-                cut=self.cut, stable=self.remote is not None,
+                cut=self.cut, stable=self.remote is not None, started=started,
             )  # fmt: skip
         head = self._head
         if head.after and not head.after.startswith(self.prefix):

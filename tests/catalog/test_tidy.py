@@ -105,7 +105,7 @@ async def test_gc_reports_the_tidys_refusals_as_its_own(tmp_path: Path) -> None:
     catalog = S3Catalog(store, default_catalog_url(backup), tmp_path, clock)
 
     with pytest.raises(GcPartialFailure) as caught:
-        await gc_catalog(store, catalog, backup, RetentionPolicy(keep_last=1), clock.now())
+        await gc_catalog(store, catalog, backup, RetentionPolicy(keep_last=1), clock)
     result = caught.value.result
     assert caught.value.exit_code == ExitCode.PARTIAL
     assert [(f.key, f.version_id) for f in result.failures] == [(store.refused_key, old_history)]

@@ -12,6 +12,8 @@ from backup_my_bucket.catalog.location import RESERVED
 from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.engine.backup import snapshot_after
 from backup_my_bucket.engine.cut import server_now, wait_past
+from backup_my_bucket.engine.gc import gc_catalog
+from backup_my_bucket.engine.retention import RetentionPolicy
 from backup_my_bucket.engine.snapshot import ListedState, take_snapshot
 from backup_my_bucket.engine.sync import SyncOptions, sync
 from backup_my_bucket.errors import StorageError
@@ -142,3 +144,37 @@ async def test_a_denied_head_bucket_cuts_by_this_machine_and_says_so(
     assert first.at == (SERVER + timedelta(seconds=29)).replace(microsecond=0)
     warned = [r for r in caplog.records if "HeadBucket is denied" in r.getMessage()]
     assert len(warned) == 1 and "s3://denied" in warned[0].getMessage()
+
+
+async def test_gc_ages_snapshots_on_the_servers_clock(tmp_path: Path) -> None:
+    """This machine two hours ahead: a snapshot taken a minute ago is a minute old, and
+    --keep-within 1h keeps it (its T is on the server's clock, and so is gc's "now")."""
+    server = ManualClock(SERVER)
+    store, mine = MemoryStore(server), Skewed(server, timedelta(hours=2))
+    await store.create_bucket("aged")
+    await store.set_versioning("aged", True)
+    catalog = LocalCatalog(tmp_path / "cat", mine)
+    await store.put("aged", "k", b"one")
+    server.advance(timedelta(seconds=2))
+    first = await take_snapshot(store, S3Url("aged"), catalog, mine)
+    await store.put("aged", "k", b"two")
+    server.advance(timedelta(minutes=1))
+    await take_snapshot(store, S3Url("aged"), catalog, mine)
+    policy = RetentionPolicy(keep_within=timedelta(hours=1))
+    result = await gc_catalog(store, catalog, S3Url("aged"), policy, mine)
+    assert [d.snapshot.id for d in result.decisions if not d.keep] == []
+    assert first.id in {m.id for m in await catalog.list()}
+
+
+async def test_an_at_still_open_on_the_server_is_capped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = ManualClock(SERVER)
+    store, mine = MemoryStore(server), Skewed(server, timedelta(seconds=10))
+    await store.create_bucket("capped")
+    await store.set_versioning("capped", True)
+    catalog = LocalCatalog(tmp_path / "cat", mine)
+    asked = mine.now() - timedelta(seconds=3)  # the past here, the future on the server
+    meta = await take_snapshot(store, S3Url("capped"), catalog, mine, at=asked)
+    assert meta.at == SERVER.replace(microsecond=0) - timedelta(seconds=1)
+    assert any("has not ended on the server" in r.getMessage() for r in caplog.records)

@@ -35,14 +35,16 @@ async def server_now(store: ObjectStore, bucket: str, clock: Clock) -> datetime:
     try:
         theirs = await store.server_time(bucket)
     except AccessDenied:  # HeadBucket needs s3:ListBucket
-        theirs = None
         _warn_once(
             bucket,
             "HeadBucket is denied (s3:ListBucket): snapshots of s3://%s are cut by this "
             "machine's clock",
             bucket,
         )
+        return mine.replace(microsecond=0)
     if theirs is None:
+        _warn_once(bucket, "s3://%s answers with no Date: snapshots are cut by this machine's "
+                   "clock", bucket)  # fmt: skip
         return mine.replace(microsecond=0)
     skew = theirs - mine
     if abs(skew) > SKEW:

@@ -47,12 +47,14 @@ from ..catalog.history import note_gc
 from ..catalog.index import SnapshotMeta
 from ..catalog.location import reserved_prefix
 from ..catalog.tidy import tidy_reserved
+from ..clock import Clock
 from ..errors import BackupError, CatalogError, ItemFailure, Locked, PartialFailure, UsageError
 from ..model import LifecycleRule, ObjectVersion, S3Url, VersionRef
 from ..storage.iterate import iter_versions
 from ..storage.listing import ListingOptions
 from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
 from ..units import format_time, plural
+from .cut import server_now
 from .executor import IN_PROCESS, Executor, Job
 from .pace import Pace
 from .progress import NullProgress, Progress
@@ -433,7 +435,7 @@ async def gc_catalog(
     catalog: Catalog,
     backup: S3Url | None,
     policy: RetentionPolicy,
-    now: datetime,
+    clock: Clock,
     *,
     dry_run: bool = False,
     workers: int | Pace = 8,  # deletion batches at once
@@ -450,7 +452,8 @@ async def gc_catalog(
     stops rather than guess: on a snapshot whose manifest is unreadable (exit 1), and while
     this machine's old local catalogs hold snapshots of the backup that ``catalog`` lacks
     (exit 2). It checks its lock before every destructive step and records what it prunes
-    (catalog/history.py) before the first deletion."""
+    (catalog/history.py) before the first deletion. Ages and windows are measured from the
+    server's clock (engine/cut.py), which stamps the versions and cuts the snapshots."""
     async with catalog.lock("gc") as lease:
         scanned = await catalog.scan()
         if scanned.unreadable:
@@ -458,6 +461,7 @@ async def gc_catalog(
         url = backup or backup_of(scanned.snapshots)
         await require_versioning(store, url.bucket)
         await refuse_unmigrated(catalog, url)
+        now = await server_now(store, url.bucket, clock)
         mine = [m for m in scanned.snapshots if m.of(url)]
 
         async def pruned(points: RestorePoints) -> None:

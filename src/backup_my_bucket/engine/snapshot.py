@@ -19,7 +19,7 @@ import logging
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,14 +206,21 @@ async def take_snapshot(
             f"--at {format_time(at)} is in the future", hint="a snapshot can only record the past"
         )
     await require_versioning(store, backup.bucket)
-    # Whole seconds, ended on the server's clock: a write later in the current one would get
-    # a LastModified <= T and change the state at T after the index was written (gc relies
-    # on an index staying equal to the listing's state at T).
-    cut = await cut_now(store, backup.bucket, clock)
-    cut = cut if at is None else min(at.replace(microsecond=0), cut)
-    snapshot_id = new_snapshot_id(cut)
     seen = Seen()
     async with catalog.lock("snapshot") as lease:
+        # Whole seconds, ended on the server's clock, read under the lock (no gc runs
+        # between T and the listing): a write later in the current second would get a
+        # LastModified <= T and change the state at T after the index was written (gc
+        # relies on an index staying equal to the listing's state at T).
+        cut = await cut_now(store, backup.bucket, clock)
+        if at is not None:
+            asked, cut = at.replace(microsecond=0), min(at.replace(microsecond=0), cut)
+            if asked - cut > timedelta(seconds=1):
+                log.warning(
+                    "--at %s has not ended on the server's clock yet: the snapshot is at %s",
+                    format_time(asked), format_time(cut),
+                )  # fmt: skip
+        snapshot_id = new_snapshot_id(cut)
         sweep_stale("snapshot")  # the working directories of killed snapshots
         with tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot")) as work:
             path = Path(work) / f"{snapshot_id}.parquet"

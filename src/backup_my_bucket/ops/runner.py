@@ -306,7 +306,7 @@ class PlanRunner:
                     conn.catalog,
                     plan.backup,
                     policy,
-                    self.clock.now(),
+                    self.clock,
                     workers=conn.copy_workers or conn.workers,
                     list_workers=conn.workers,
                     progress=self._progress(plan),

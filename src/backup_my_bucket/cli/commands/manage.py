@@ -75,7 +75,7 @@ def gc(app: App, /, backup: S3Url | None, dry_run: bool, **policy_options: Any) 
             await app.catalog(url, writing=True),
             url,
             policy,
-            app.clock.now(),
+            app.clock,
             dry_run=dry_run,
             workers=app.copies("backup"),
             list_workers=app.settings.workers,

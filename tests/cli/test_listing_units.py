@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 
 from backup_my_bucket.catalog import LocalCatalog
+from backup_my_bucket.catalog.location import RESERVED
 from backup_my_bucket.clock import SYSTEM_CLOCK
 from backup_my_bucket.engine.cluster import DaskExecutor, Ranges
 from backup_my_bucket.engine.progress import NullProgress
 from backup_my_bucket.engine.snapshot import take_snapshot
 from backup_my_bucket.errors import IncompleteListing
 from backup_my_bucket.model import S3Url
+from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.listing import ListingOptions
 from backup_my_bucket.storage.paging import Paging
 from backup_my_bucket.storage.rangejob import RangeJob, RangeResult, RangeRunner
@@ -149,6 +151,51 @@ async def test_a_snapshot_lists_its_ranges_on_the_cluster(
     # (SeaweedFS stores ``a//double`` as ``a/double``)
     assert {row["key"] for row in local[1]} >= {*ODD[:2], ODD[4], "img1", "big.bin"}
     assert jobs > 20  # pages of 2 over ~60 keys: many jobs, on the workers
+
+
+async def _current(store: S3Store, bucket: str) -> dict[str, tuple[int, str | None]]:
+    """Each live key's size and ETag (the tool's own folder aside)."""
+    found: dict[str, tuple[int, str | None]] = {}
+    async for v in iter_versions(store, bucket):
+        if v.is_latest and not v.is_delete_marker and not v.key.startswith(RESERVED):
+            found[v.key] = (v.size, v.etag)
+    return found
+
+
+async def test_a_sync_lists_both_sides_on_the_cluster(
+    cli_env: None, cluster: str, s3_store: S3Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A versioned source (its versions) and the backup, pages of 2, ranges on the workers:
+    the same summary and the same backup as in-process, first sync and no-change sync."""
+    source = unique_bucket("lusrc")
+    await _hard_layout(s3_store, source)
+    backups = [unique_bucket("lusb"), unique_bucket("lusb")]
+    for bucket in backups:
+        await s3_store.create_bucket(bucket)
+        await s3_store.set_versioning(bucket, True)
+    await asyncio.sleep(1.05)
+    executor = DaskExecutor("tcp://" + cluster.removeprefix("dask://"))
+    await executor.open()
+    summaries: list[list[Any]] = []
+    try:
+        before = sum(await _jobs_per_worker(executor))
+        for backup, how in zip(backups, ((), ("--executor", cluster)), strict=True):
+            for _ in range(2):  # the copies, then nothing to do
+                code, out, err = await bmb(
+                    capsys, *how, "--json", "--list-page-size", "2", "sync",
+                    "--source", f"s3://{source}", "--backup", f"s3://{backup}",
+                )  # fmt: skip
+                assert code == 0, err
+                summaries.append(_normal(out, {source: "<src>", backup: "<bak>"}))
+            if not how:
+                local_jobs = sum(await _jobs_per_worker(executor)) - before
+        jobs = sum(await _jobs_per_worker(executor)) - before - local_jobs
+    finally:
+        await executor.aclose()
+    assert summaries[2:] == summaries[:2]
+    assert summaries[1][0]["copied"] == 0 < summaries[0][0]["copied"]
+    assert await _current(s3_store, backups[1]) == await _current(s3_store, backups[0])
+    assert (local_jobs, jobs > 40) == (0, True)  # two listings twice, pages of 2: on workers
 
 
 async def _cli_restore_at(

@@ -128,9 +128,13 @@ def current_listing(
     """The current versions in the folder ``url``, keys relative to it, ascending; the
     location's reserved folder left out; audited (a short listing ends the stream with
     IncompleteListing). ``seen`` notes the oldest and the newest entry listed
-    there (versions and delete markers alike)."""
+    there (versions and delete markers alike). Its ranges run where the executor runs the
+    copies (on a cluster: storage/rangejob.py)."""
     workers = min(options.list_workers, LISTING_WORKERS)
-    return live_state(store, url, workers=workers, seen=seen, listing=options.listing, cut=cut)
+    return live_state(
+        store, url, workers=workers, seen=seen, listing=options.listing, cut=cut,
+        ranges=options.executor.ranges(store),
+    )  # fmt: skip
 
 
 async def source_listing(

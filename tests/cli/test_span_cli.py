@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from backup_my_bucket.clock import SystemClock
 from backup_my_bucket.errors import ExitCode
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.protocol import ObjectStore
@@ -113,3 +114,26 @@ async def test_a_pruned_span_between_kept_points_is_refused(
         assert f"{format_time(moments[0])} … {format_time(moments[2])}" in err
     code, out, _ = await bmb(capsys, "--json", "snapshots", "--backup", f"s3://{bak}")
     assert [json.loads(line)["id"] for line in out.splitlines()] == [ids[0], ids[2]]
+
+
+async def test_the_future_is_the_servers(
+    cli_env: None,
+    s3_store: ObjectStore,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This machine's clock a minute ahead: a moment it has passed but the server (which
+    stamps every version) has not is still the future, for restore and snapshot alike."""
+    src, bak = await source_and_backup(s3_store, "ahead")
+    await s3_store.put(src, "k", b"k")
+    code, _, err = await bmb(capsys, "backup", "--source", f"s3://{src}", "--backup", f"s3://{bak}")
+    assert code == 0, err
+    real = SystemClock.now
+    monkeypatch.setattr(SystemClock, "now", lambda self: real(self) + timedelta(minutes=1))
+    when = format_time(real(SystemClock()).replace(microsecond=0) + timedelta(seconds=20))
+    before = await everything(s3_store, src, bak)
+    for command in (["restore", "--to", f"s3://{src}"], ["snapshot"]):
+        code, _, err = await bmb(capsys, *command, "--backup", f"s3://{bak}", "--at", when)
+        assert code == ExitCode.USAGE, err
+        assert "is in the future" in err and when in err
+    assert await everything(s3_store, src, bak) == before

@@ -14,6 +14,7 @@ import platformdirs
 from ...catalog.catalog import Catalog
 from ...catalog.history import require_restorable
 from ...catalog.index import IndexReader
+from ...engine.cut import server_now
 from ...engine.diff import aiter_sync
 from ...engine.filters import KeyFilter
 from ...engine.journals import list_journals, remove_old
@@ -203,7 +204,9 @@ def restore(
             # before anything is planned: a moment outside the history changes nothing
             store = await app.store("backup")
             await store.check_bucket(backup.bucket)
-            await require_restorable(store, backup, when, app.clock.now())
+            # "now" on the server's clock, which stamps the versions (engine/cut.py)
+            now = await server_now(store, backup.bucket, app.clock)
+            await require_restorable(store, backup, when, now)
         catalog = await app.catalog(backup)
         if snapshot_id is not None:
             meta = await catalog.resolve(snapshot_id)

@@ -9,6 +9,7 @@ import click
 from ...catalog.catalog import Damaged, Listing
 from ...catalog.history import require_restorable
 from ...catalog.index import SnapshotMeta
+from ...engine.cut import server_now
 from ...engine.diff import aiter_sync, diff_states
 from ...engine.filters import KeyFilter
 from ...engine.snapshot import live_state, take_snapshot
@@ -48,7 +49,8 @@ def snapshot(
         when = parse_time(at, now) if at else None
         if when is not None:  # before the catalog is touched: a refused --at changes nothing
             await store.check_bucket(backup.bucket)
-            await require_restorable(store, backup, when, now)
+            served = await server_now(store, backup.bucket, app.clock)  # the stamping clock
+            await require_restorable(store, backup, when, served)
         catalog = await app.catalog(backup, writing=True)
         return await take_snapshot(
             store,

@@ -214,7 +214,8 @@ async def take_snapshot(
         # relies on an index staying equal to the listing's state at T).
         cut = await cut_now(store, backup.bucket, clock)
         if at is not None:
-            asked, cut = at.replace(microsecond=0), min(at.replace(microsecond=0), cut)
+            asked = at.replace(microsecond=0)
+            cut = min(asked, cut)
             if asked - cut > timedelta(seconds=1):
                 log.warning(
                     "--at %s has not ended on the server's clock yet: the snapshot is at %s",

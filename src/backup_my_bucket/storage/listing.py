@@ -139,7 +139,6 @@ class ParallelListing(Generic[R]):
         self._buffered = 0  # rows in memory in units other than the head
         sweep_stale("list", spill_dir)  # what killed runs left
         self._pager: Pager | None = None  # once the server is known
-        self._treed = False  # TREE paging
         self._stems = True  # TREE: keys may be ``.versions`` directories
         self._auditable = audit and not after  # a whole prefix, and the caller wants it
         self.audit: Audit | None = None
@@ -188,7 +187,8 @@ class ParallelListing(Generic[R]):
     def _split(self, unit: Unit[R], first_key: str, last_key: str) -> None:
         """Hand what is left of the unit's range to new units (:func:`.pager.split_range`)."""
         budget = self.workers - self._running
-        self._insert(unit, split_range(unit, first_key, last_key, budget, tree=self._treed))
+        tree = self.paging is Paging.TREE
+        self._insert(unit, split_range(unit, first_key, last_key, budget, tree=tree))
 
     # --- ranges on a cluster ---------------------------------------------------------------
 
@@ -269,8 +269,7 @@ class ParallelListing(Generic[R]):
         """Ask the server what it is: how to page it (unless forced), whether to audit."""
         known = paging_for(await self.store.server(self.bucket))
         self.paging = self.paging or known
-        self._treed = self.paging is Paging.TREE
-        if self._treed:
+        if self.paging is Paging.TREE:
             versioning = await self.store.get_versioning(self.bucket)
             self._stems = versioning is not Versioning.UNVERSIONED
         self._pager = Pager(

@@ -180,6 +180,16 @@ class CompletedPart:
     etag: str
 
 
+@dataclass(frozen=True, slots=True)
+class OpenUpload:
+    """A multipart upload begun and neither completed nor aborted (ListMultipartUploads).
+    AWS stamps the object it completes with ``initiated``, not with its completion."""
+
+    key: str
+    upload_id: str
+    initiated: datetime  # aware UTC
+
+
 _BUCKET_CHARS = re.compile(r"[A-Za-z0-9.\-_]{1,255}")
 
 

@@ -21,6 +21,7 @@ from ..model import (
     ObjectAttrs,
     ObjectInfo,
     ObjectPage,
+    OpenUpload,
     Versioning,
     VersionPage,
     VersionRef,
@@ -156,6 +157,11 @@ class FaultyStore:
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         await self.inner.abort_multipart(bucket, key, upload_id)
+
+    async def open_uploads(self, bucket: str, prefix: str = "", **kw: Any) -> list[OpenUpload]:
+        return await self._call(
+            "open_uploads", lambda: self.inner.open_uploads(bucket, prefix, **kw)
+        )
 
     async def close(self) -> None:
         await self.inner.close()

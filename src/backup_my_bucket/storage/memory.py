@@ -45,6 +45,7 @@ from ..model import (
     ObjectPage,
     ObjectSummary,
     ObjectVersion,
+    OpenUpload,
     Versioning,
     VersionPage,
     VersionRef,
@@ -81,6 +82,7 @@ class _Upload:
     key: str
     attrs: ObjectAttrs
     tags: dict[str, str]
+    initiated: datetime
     parts: dict[int, bytes] = field(default_factory=dict)
 
 
@@ -130,6 +132,8 @@ class MemoryStore:
         self._ids = itertools.count(1)
         self.denied: set[tuple[str, str]] = set()
         """(bucket, operation) pairs that answer AccessDenied, for permission tests."""
+        self.stamp_at_initiation = False
+        """Stamp a completed multipart upload with its initiation (AWS), not its end (SeaweedFS)."""
         self.chunk_etags = False
         """List null versions with SeaweedFS's chunk ETags (see the module docstring)."""
         self.calls: dict[str, int] = {}
@@ -468,7 +472,7 @@ class MemoryStore:
         b = self._bucket(bucket, "put")
         _check_key(key)
         upload_id = f"u{next(self._ids):012d}"
-        b.uploads[upload_id] = _Upload(key, attrs or ObjectAttrs(), dict(tags or {}))
+        b.uploads[upload_id] = _Upload(key, attrs or ObjectAttrs(), dict(tags or {}), self._now())
         return upload_id
 
     def _upload(self, bucket: str, key: str, upload_id: str) -> _Upload:
@@ -514,7 +518,7 @@ class MemoryStore:
         del b.uploads[upload_id]
         version = _Version(
             version_id=self._new_version_id(b),
-            last_modified=self._now(),
+            last_modified=upload.initiated if self.stamp_at_initiation else self._now(),
             data=b"".join(chunks),
             etag=f"{digest.hexdigest()}-{len(chunks)}",
             attrs=upload.attrs,
@@ -527,6 +531,16 @@ class MemoryStore:
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         self._bucket(bucket, "put").uploads.pop(upload_id, None)
+
+    async def open_uploads(
+        self, bucket: str, prefix: str = "", *, page_size: int = MAX_PAGE
+    ) -> list[OpenUpload]:
+        uploads = self._bucket(bucket, "list_uploads").uploads
+        return sorted(
+            (OpenUpload(u.key, upload_id, u.initiated) for upload_id, u in uploads.items()
+             if u.key.startswith(prefix)),
+            key=lambda u: (u.key, u.initiated, u.upload_id),
+        )  # fmt: skip
 
     async def close(self) -> None:
         return None

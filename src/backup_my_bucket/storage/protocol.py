@@ -24,6 +24,7 @@ from ..model import (
     ObjectAttrs,
     ObjectInfo,
     ObjectPage,
+    OpenUpload,
     Versioning,
     VersionPage,
     VersionRef,
@@ -207,6 +208,13 @@ class ObjectStore(Protocol):
         ...
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None: ...
+
+    async def open_uploads(
+        self, bucket: str, prefix: str = "", *, page_size: int = MAX_PAGE
+    ) -> list[OpenUpload]:
+        """Every multipart upload open under ``prefix`` (all pages of ListMultipartUploads),
+        in key order."""
+        ...
 
     # --- lifetime ----------------------------------------------------------------------------
 

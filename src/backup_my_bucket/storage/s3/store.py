@@ -14,6 +14,7 @@ from ...model import (
     ObjectAttrs,
     ObjectInfo,
     ObjectPage,
+    OpenUpload,
     Versioning,
     VersionPage,
     VersionRef,
@@ -24,6 +25,7 @@ from .connection import Connection
 from .hooks import _PAGE
 from .parse import parse_timestamp
 from .redact import redact
+from .uploads import all_uploads
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -498,6 +500,21 @@ class S3Store(Connection):
             lambda c: c.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
             key,
         )
+
+    async def open_uploads(
+        self, bucket: str, prefix: str = "", *, page_size: int = MAX_PAGE
+    ) -> list[OpenUpload]:
+        async def fetch(markers: Mapping[str, str]) -> Mapping[str, Any]:
+            params: dict[str, Any] = _present({"Prefix": prefix, **markers})
+            return await self._api(
+                "ListBucketMultipartUploads",
+                bucket,
+                lambda c: c.list_multipart_uploads(
+                    Bucket=bucket, EncodingType="url", MaxUploads=page_size, **params
+                ),
+            )  # fmt: skip
+
+        return await all_uploads(fetch, bucket)
 
 
 def _part(bucket: str, key: str, upload_id: str, number: int) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from ..model import ObjectVersion, S3Url
 from ..units import format_time
 
 FORMAT_VERSION = "1.0"
-FORMAT_MAJOR = 1
+HELD_FORMAT_VERSION = "2.0"  # a manifest with `held`: readers of 1.x refuse it, never ignore it
+FORMAT_MAJOR = 2  # the newest this tool reads (an index is 1.0; a manifest 1.0 or 2.0)
 ROW_GROUP = 65_536
 CHUNK = 8_192  # rows turned into Arrow arrays at once, while the listing still runs
 
@@ -95,6 +96,12 @@ class SnapshotMeta:
     tool_version: str = ""
     format_version: str = FORMAT_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
+    held: tuple[tuple[str, str], ...] = ()
+    """(key, version id) of index rows gc keeps whatever the stamps say (engine/cut.Holds)."""
+
+    def __post_init__(self) -> None:
+        if self.held and self.format_version == FORMAT_VERSION:
+            object.__setattr__(self, "format_version", HELD_FORMAT_VERSION)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -102,6 +109,9 @@ class SnapshotMeta:
         data["created"] = format_time(self.created)
         data["tags"] = list(self.tags)
         data["extra"] = dict(self.extra)
+        data["held"] = [{"key": key, "version_id": version} for key, version in self.held]
+        if not self.held:
+            del data["held"]
         return data
 
     def of(self, backup: S3Url) -> bool:
@@ -139,6 +149,9 @@ class SnapshotMeta:
                 tool_version=str(data.get("tool_version", "")),
                 format_version=str(data["format_version"]),
                 extra=dict(data.get("extra") or {}),
+                held=tuple(
+                    (str(row["key"]), str(row["version_id"])) for row in data.get("held") or ()
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptIndex(
@@ -157,7 +170,7 @@ def check_format(version: str, where: str) -> None:
     if int(major) > FORMAT_MAJOR:
         raise UnsupportedFormat(
             f"{where} is in snapshot format {version}, newer than this tool reads "
-            f"({FORMAT_VERSION})",
+            f"({FORMAT_MAJOR}.x)",
             hint="upgrade backup-my-bucket to read it",
         )
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from ..catalog.location import reserved_prefix
 from ..clock import Clock
 from ..errors import AccessDenied, StorageError
+from ..model import ObjectVersion, S3Url
 from ..storage.protocol import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -82,3 +84,48 @@ async def wait_past(store: ObjectStore, bucket: str, clock: Clock, second: datet
             )
         await clock.sleep(POLL)
         waited += POLL
+
+
+class Holds:
+    """The index rows gc must keep beyond what the snapshot's T explains: those of keys with a
+    multipart upload open since at or before T (docs/design.md, rule 26).
+
+    AWS stamps a completed upload with its *initiation*: one begun at or before T and
+    completed after the listing lands at or before T without being in the index. gc reads
+    a key's state at T from the stamps, so it would take that version for the one live at T
+    and delete the index's. Listed after T is read and before the listing begins, the open
+    uploads hold every such one (an upload begun at or before T and completed before this
+    request is in the listing)."""
+
+    def __init__(self, pending: frozenset[str] = frozenset()) -> None:
+        self.pending = pending  # relative keys with an upload open since at or before T
+        self.held: list[tuple[str, str]] = []  # (relative key, version id) of index rows
+
+    @classmethod
+    async def find(cls, store: ObjectStore, backup: S3Url, cut: datetime) -> Holds:
+        """The keys of ``backup``'s content with an upload open since at or before ``cut``.
+        A role without ``s3:ListBucketMultipartUploads`` holds none, with a warning."""
+        try:
+            uploads = await store.open_uploads(backup.bucket, backup.prefix)
+        except AccessDenied as exc:
+            _warn_once(
+                backup.bucket, "the open multipart uploads of s3://%s cannot be listed "
+                "(s3:ListBucketMultipartUploads: %s): snapshots hold none of their keys' "
+                "versions for gc", backup.bucket, exc.message,
+            )  # fmt: skip
+            return cls()
+        reserved = reserved_prefix(backup)
+        return cls(
+            frozenset(
+                key
+                for upload in uploads
+                if upload.initiated.replace(microsecond=0) <= cut
+                and not upload.key.startswith(reserved)
+                and (key := backup.relative(upload.key)) is not None
+            )
+        )
+
+    def note(self, row: ObjectVersion) -> None:
+        """Called with each index row (relative keys)."""
+        if row.key in self.pending:
+            self.held.append((row.key, row.version_id))

@@ -5,15 +5,18 @@ The needed-version rule. Within one key's history (newest first, in listing orde
 ``T ∈ [t_i, min(t_0 … t_{i-1}))`` — its *live interval* (with the listing's usual
 non-increasing timestamps, simply ``[t_i, t_{i-1})``; a tie gives an empty interval). An entry
 is needed iff its live interval contains a kept snapshot's instant or meets the point-in-time
-window ``[now - pit_window, now]``. This holds for delete markers as much as for versions:
-a marker live at a kept T is what makes the key absent at T, and deleting it would revive the
-version below it. The newest entry of every key (the current version or delete marker) is
-never deleted.
+window ``[now - pit_window, now]``, or a kept snapshot *holds* it. This holds for delete
+markers as much as for versions: a marker live at a kept T is what makes the key absent at
+T, and deleting it would revive the version below it. The newest entry of every key (the
+current version or delete marker) is never deleted.
 
 Why this is exact: for a kept T, ``live_at(T)`` is the first entry (in listing order) written
 at or before T. That entry is needed, so it stays; every entry before it was written after T
 and removing some of them cannot make one of them qualify. So after gc, ``live_at(T)`` is
-unchanged for every kept T — including "nothing live".
+unchanged for every kept T — including "nothing live". The one place the stamps can name
+another entry than the snapshot's index is a multipart upload open at T: AWS stamps its
+version with the upload's initiation, so completed after the listing it reads as live at T.
+A snapshot holds its index rows of such keys (engine/cut.Holds), and gc keeps them.
 
 Ordering (docs/design.md): expired snapshots leave the catalog first (with what killed runs
 left in it), versions are deleted second. A crash in between leaves versions that nothing
@@ -74,13 +77,18 @@ class RestorePoints:
     instants: tuple[datetime, ...]  # ascending
     window: tuple[datetime, datetime] | None = None  # [start, end], both included
     tail: datetime | None = None  # every moment at or after it
+    held: frozenset[tuple[str, str]] = frozenset()  # (key, version id) kept snapshots hold
 
     @classmethod
     def build(
-        cls, instants: Iterable[datetime], pit_window: timedelta | None, now: datetime
+        cls,
+        instants: Iterable[datetime],
+        pit_window: timedelta | None,
+        now: datetime,
+        held: frozenset[tuple[str, str]] = frozenset(),
     ) -> RestorePoints:
         window = (now - pit_window, now) if pit_window is not None else None
-        return cls(tuple(sorted(instants)), window, now)
+        return cls(tuple(sorted(instants)), window, now, held)
 
     @property
     def empty(self) -> bool:
@@ -109,7 +117,8 @@ def plan_key(history: KeyHistory, points: RestorePoints) -> Iterator[ObjectVersi
     """The entries of one key that no restoration point needs (never the newest entry)."""
     newer: datetime | None = None  # the earliest timestamp among entries listed before
     for index, entry in enumerate(history.versions):
-        if index > 0 and not points.needs(entry.last_modified, newer):
+        held = (entry.key, entry.version_id) in points.held
+        if index > 0 and not held and not points.needs(entry.last_modified, newer):
             yield entry
         newer = entry.last_modified if newer is None else min(newer, entry.last_modified)
 
@@ -378,8 +387,9 @@ async def run_gc(
     decisions = apply_policy(snapshots, policy, now)
     kept = tuple(d.snapshot.id for d in decisions if d.keep)
     removed = tuple(d.snapshot.id for d in decisions if not d.keep)
-    kept_at = (d.snapshot.at for d in decisions if d.keep)
-    points = RestorePoints.build(kept_at, policy.pit_window, now)
+    kept_refs = [d.snapshot for d in decisions if d.keep]
+    held = frozenset[tuple[str, str]]().union(*(ref.held for ref in kept_refs))
+    points = RestorePoints.build((ref.at for ref in kept_refs), policy.pit_window, now, held)
     if points.empty and snapshots:
         raise UsageError(
             f"the policy would remove all {len(snapshots)} snapshots and every old version",
@@ -472,7 +482,7 @@ async def gc_catalog(
             store,
             url.bucket,
             url.prefix,
-            [SnapshotRef(m.id, m.at) for m in mine],
+            [SnapshotRef(m.id, m.at, frozenset((url.key(k), v) for k, v in m.held)) for m in mine],
             policy,
             now,
             remove_snapshots=catalog.remove,

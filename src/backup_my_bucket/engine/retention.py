@@ -34,10 +34,12 @@ REASON_MIN_KEEP = "min-keep"
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRef:
-    """What retention needs to know of a snapshot: its id and its instant T (aware UTC)."""
+    """What retention needs to know of a snapshot: its id and its instant T (aware UTC), and
+    the versions gc keeps for it beyond what T explains (absolute keys: engine/cut.Holds)."""
 
     id: str
     at: datetime
+    held: frozenset[tuple[str, str]] = frozenset()  # (key, version id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from ..storage.protocol import ObjectStore
 from ..storage.rangejob import RangeRunner
 from ..storage.scratch import scratch_prefix, sweep_stale
 from ..units import format_time, human_time
-from .cut import cut_now
+from .cut import Holds, cut_now
 from .progress import NullProgress, Progress
 from .versions import KeyHistory, Seen, require_versioning
 
@@ -221,6 +221,7 @@ async def take_snapshot(
                     "--at %s has not ended on the server's clock yet: the snapshot is at %s",
                     format_time(asked), format_time(cut),
                 )  # fmt: skip
+        holds = await Holds.find(store, backup, cut)
         snapshot_id = new_snapshot_id(cut)
         sweep_stale("snapshot")  # the working directories of killed snapshots
         with tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot")) as work:
@@ -236,12 +237,13 @@ async def take_snapshot(
                 )  # fmt: skip
                 async for version in rows:
                     writer.add(version)
+                    holds.note(version)
             except BaseException:
                 writer.abort()
                 raise
             finally:
                 progress.finish()
-            meta = _finished(writer, cut, started, backup, source, tags)
+            meta = _finished(writer, cut, started, backup, source, tags, holds)
             if seen.oldest is not None and (await read_span(store, backup)).start is None:
                 await note_start(store, backup, seen.oldest, "earliest version", required=False)
             await lease.check("publishing the snapshot")
@@ -256,6 +258,7 @@ def _finished(
     backup: S3Url,
     source: S3Url | None,
     tags: Sequence[str],
+    holds: Holds,
 ) -> SnapshotMeta:
     sha256, size = writer.close()
     return SnapshotMeta(
@@ -270,6 +273,7 @@ def _finished(
         index_size=size,
         tags=tuple(tags),
         tool_version=__version__,
+        held=tuple(holds.held),
     )
 
 
@@ -288,6 +292,7 @@ class ListedState:
         self.cut: datetime | None = None
         self.created: datetime | None = None
         self.complete = False  # the whole listing went through, in order
+        self.holds = Holds()
         self._writer: IndexWriter | None = None
         self._work: tempfile.TemporaryDirectory[str] | None = None
 
@@ -302,12 +307,13 @@ class ListedState:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    async def begin(self, store: ObjectStore, bucket: str) -> datetime:
-        """T, the last second ended on ``bucket``'s server: call it before the listing is
+    async def begin(self, store: ObjectStore, backup: S3Url) -> datetime:
+        """T, the last second ended on the backup's server: call it before the listing is
         made (its audit excuses nothing stamped at or before T, ``live_state(cut=...)``),
         then :meth:`tap` that listing."""
         self.created = self.clock.now()
-        self.cut = await cut_now(store, bucket, self.clock)
+        self.cut = await cut_now(store, backup.bucket, self.clock)
+        self.holds = await Holds.find(store, backup, self.cut)
         return self.cut
 
     async def tap(self, rows: AsyncIterable[ObjectVersion]) -> AsyncIterator[ObjectVersion]:
@@ -326,6 +332,7 @@ class ListedState:
             if self._writer is not None:
                 try:
                     self._writer.add(row)
+                    self.holds.note(row)
                 except OSError as exc:  # a full disk costs the second listing, not the sync
                     self._give_up(exc)
             yield row
@@ -372,7 +379,7 @@ async def publish_listed(
         span = await read_span_whole(store, backup)
         if span is None or span.problem(cut, listed.clock.now()) is not None:
             return None  # pruned since, or a damaged record that cannot say
-        meta = _finished(writer, cut, created, backup, source, tags)
+        meta = _finished(writer, cut, created, backup, source, tags, listed.holds)
         await lease.check("publishing the snapshot")
         await catalog.publish(meta, writer.path)
     listed.stop()

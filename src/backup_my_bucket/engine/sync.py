@@ -342,7 +342,7 @@ async def sync(
     await backup_store.check_bucket(backup_url.bucket)
     await require_versioning(backup_store, backup_url.bucket)
     await refuse_reserved(source_store, source_url, options.key_filter)
-    cut = await listed.begin(backup_store, backup_url.bucket) if listed is not None else None
+    cut = await listed.begin(backup_store, backup_url) if listed is not None else None
     backup_rows = current_listing(backup_store, backup_url, options, seen, cut)
     if listed is not None:
         backup_rows = listed.tap(backup_rows)

@@ -1,0 +1,163 @@
+"""A multipart upload open at T: the snapshot holds its key's index row for gc
+(engine/cut.Holds, docs/design.md rule 26).
+
+AWS stamps a completed upload with its initiation. Begun at or before T and completed after
+the listing, its version reads as live at T from the stamps, while the index has the version
+that really was; gc, which reads T's state from the stamps, would delete the index's. The
+in-memory store stamps that way with ``stamp_at_initiation`` (SeaweedFS stamps completions).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from backup_my_bucket.catalog import LocalCatalog
+from backup_my_bucket.catalog.index import SnapshotMeta
+from backup_my_bucket.catalog.location import reserved_prefix
+from backup_my_bucket.clock import SYSTEM_CLOCK, ManualClock
+from backup_my_bucket.engine.backup import snapshot_after
+from backup_my_bucket.engine.cut import server_now
+from backup_my_bucket.engine.gc import gc_catalog
+from backup_my_bucket.engine.retention import RetentionPolicy
+from backup_my_bucket.engine.snapshot import ListedState, take_snapshot
+from backup_my_bucket.engine.sync import SyncOptions, sync
+from backup_my_bucket.errors import UnsupportedFormat
+from backup_my_bucket.model import KeyHistory, S3Url
+from backup_my_bucket.storage.iterate import iter_versions
+from backup_my_bucket.storage.memory import MemoryStore
+from backup_my_bucket.storage.protocol import ObjectStore
+
+from ..conftest import BucketFactory, writes_settled
+
+SERVER = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+
+
+async def aws_like(tmp_path: Path) -> tuple[MemoryStore, ManualClock, LocalCatalog]:
+    clock = ManualClock(SERVER)
+    store = MemoryStore(clock)
+    store.stamp_at_initiation = True
+    await store.create_bucket("bak")
+    await store.set_versioning("bak", True)
+    return store, clock, LocalCatalog(tmp_path / "cat", clock)
+
+
+async def history(store: ObjectStore, bucket: str, key: str) -> KeyHistory:
+    return KeyHistory(key, [v async for v in iter_versions(store, bucket, prefix=key)])
+
+
+async def complete(store: ObjectStore, bucket: str, key: str, upload: str, data: bytes) -> str:
+    part = await store.upload_part(bucket, key, upload, 1, data)
+    return await store.complete_multipart(bucket, key, upload, [part])
+
+
+async def test_gc_keeps_the_indexed_version_of_a_key_uploading_at_t(tmp_path: Path) -> None:
+    store, clock, catalog = await aws_like(tmp_path)
+    old = await store.put("bak", "site/big", b"old")
+    clock.advance(10 * SECOND)
+    upload = await store.create_multipart("bak", "site/big")
+    clock.advance(10 * SECOND)
+    meta = await take_snapshot(store, S3Url("bak"), catalog, clock)
+    new = await complete(store, "bak", "site/big", upload, b"new")  # after the listing
+
+    index = {v.key: v.version_id for v in (await catalog.open_index(meta)).rows()}
+    assert index == {"site/big": old}
+    assert meta.held == (("site/big", old),) and meta.format_version == "2.0"
+    # What gc would otherwise go by: the stamps name the upload's version live at T.
+    live = (await history(store, "bak", "site/big")).live_at(meta.at)
+    assert live is not None and live.version_id == new
+
+    clock.advance(timedelta(minutes=1))
+    policy = RetentionPolicy(keep_last=1)
+    await gc_catalog(store, catalog, S3Url("bak"), policy, clock)
+    kept = [v.version_id for v in (await history(store, "bak", "site/big")).versions]
+    assert kept == [new, old]
+    reloaded = {m.id: m for m in await catalog.list()}[meta.id]
+    assert reloaded.held == meta.held
+
+
+async def test_only_uploads_begun_by_t_in_the_folder_are_held(tmp_path: Path) -> None:
+    store, clock, catalog = await aws_like(tmp_path)
+    folder = S3Url("bak", "site")
+    for key in ("site/a", "site/late", "elsewhere/a"):
+        await store.put("bak", key, b"1")
+    clock.advance(5 * SECOND)
+    await store.create_multipart("bak", "site/a")
+    await store.create_multipart("bak", "elsewhere/a")  # outside the folder
+    await store.create_multipart("bak", reserved_prefix(folder) + "catalog/index/x.parquet")
+    clock.advance(5 * SECOND)
+    await store.create_multipart("bak", "site/late")  # in T's next second: stamped after T
+    meta = await take_snapshot(store, folder, catalog, clock)
+    assert [key for key, _ in meta.held] == ["a"]  # relative, as the index's keys
+
+
+async def test_a_role_that_cannot_list_uploads_holds_none_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, clock, catalog = await aws_like(tmp_path)
+    await store.put("bak", "k", b"1")
+    await store.create_multipart("bak", "k")
+    clock.advance(5 * SECOND)
+    store.denied.add(("bak", "list_uploads"))
+    with caplog.at_level(logging.WARNING):
+        meta = await take_snapshot(store, S3Url("bak"), catalog, clock)
+    assert meta.held == () and meta.keys == 1
+    assert "s3:ListBucketMultipartUploads" in caplog.text
+
+
+async def test_the_sync_listing_a_backup_publishes_holds_too(tmp_path: Path) -> None:
+    """`backup` publishes a no-op sync's listing as the snapshot (rule 8): it holds the same."""
+    store, clock, catalog = await aws_like(tmp_path)
+    await store.create_bucket("src")
+    await store.put("src", "k", b"k")
+    await sync(store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock)
+    copied = (await history(store, "bak", "k")).versions[0].version_id
+    await store.create_multipart("bak", "k")
+    clock.advance(3 * SECOND)
+    with ListedState(clock) as listed:
+        synced = await sync(
+            store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock, listed=listed
+        )
+        ended = await server_now(store, "bak", clock)
+        meta = await snapshot_after(
+            synced, listed, store, S3Url("bak"), catalog, clock, ended=ended
+        )
+    assert synced.copied == 0
+    assert meta.held == (("k", copied),)
+
+
+def test_a_manifest_with_holds_is_format_2_and_round_trips() -> None:
+    plain = SnapshotMeta("s1", SERVER, SERVER, "s3://bak", None, 1, 3, "0" * 64, 10)
+    assert plain.format_version == "1.0" and "held" not in plain.to_json()
+    held = SnapshotMeta(
+        "s2", SERVER, SERVER, "s3://bak", None, 1, 3, "0" * 64, 10, held=(("a b\n", "v1"),)
+    )
+    data = json.loads(held.dumps())
+    assert data["format_version"] == "2.0"
+    assert data["held"] == [{"key": "a b\n", "version_id": "v1"}]
+    assert SnapshotMeta.from_json(data, "m") == held
+    with pytest.raises(UnsupportedFormat):
+        SnapshotMeta.from_json({**data, "format_version": "3.0"}, "m")
+
+
+async def test_a_snapshot_holds_an_open_upload_on_the_server(
+    store: ObjectStore, make_bucket: BucketFactory, tmp_path: Path
+) -> None:
+    """ListMultipartUploads through the real request path (SeaweedFS stamps completions, so
+    there the hold only costs a kept version)."""
+    bucket = await make_bucket()
+    indexed = await store.put(bucket, "dir/a b ü", b"x" * 100)
+    await store.put(bucket, "dir/other", b"y")
+    upload = await store.create_multipart(bucket, "dir/a b ü")
+    await writes_settled(store, bucket)
+    clock = store.clock if isinstance(store, MemoryStore) else SYSTEM_CLOCK
+    try:
+        meta = await take_snapshot(store, S3Url(bucket), LocalCatalog(tmp_path / "c", clock), clock)
+    finally:
+        await store.abort_multipart(bucket, "dir/a b ü", upload)
+    assert meta.held == (("dir/a b ü", indexed),) and meta.keys == 2

@@ -29,6 +29,7 @@ from backup_my_bucket.storage.s3.wire import (
     head_request,
     list_versions_request,
     object_path,
+    uploads_query,
     versioning_request,
 )
 
@@ -110,6 +111,7 @@ OPERATIONS = {
     "get": "GetObject",
     "put": "PutObject",
     "delete": "DeleteObject",
+    "uploads": "ListMultipartUploads",
 }
 FIXED = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 AMZ_DATE = FIXED.strftime("%Y%m%dT%H%M%SZ")
@@ -142,7 +144,7 @@ def _case(rng: random.Random, credentials: list[tuple[str, str, str | None]]) ->
     }
     kind = rng.random()
     if kind < 0.25:  # the smaller requests of a command's set-up and catalog
-        small = rng.choice(["head_bucket", "versioning", "get", "put", "delete"])
+        small = rng.choice(["head_bucket", "versioning", "get", "put", "delete", "uploads"])
         key = _text(rng, KEY_CHARS, 1, 40)
         version = _text(rng, ID_CHARS, 1, 32) if rng.random() < 0.5 else None
         if small == "get":
@@ -152,6 +154,9 @@ def _case(rng: random.Random, credentials: list[tuple[str, str, str | None]]) ->
         elif small == "put":
             conditions = rng.choice([{}, {"IfNoneMatch": "*"}, {"IfMatch": '"0a1b"'}])
             case["put"] = (key, rng.randbytes(rng.randint(0, 3000)), conditions)
+        elif small == "uploads":
+            markers = {"KeyMarker": key, "UploadIdMarker": version} if version else {}
+            case["uploads"] = (_text(rng, KEY_CHARS, 0, 20), markers, rng.choice([2, 1000]))
         else:
             case[small] = key
         return case
@@ -190,6 +195,12 @@ def _botocore_request(client: Any, case: dict[str, Any]) -> Any:
             client.head_bucket(Bucket=case["bucket"])
         elif "versioning" in case:
             client.get_bucket_versioning(Bucket=case["bucket"])
+        elif "uploads" in case:
+            prefix, markers, most = case["uploads"]
+            client.list_multipart_uploads(
+                Bucket=case["bucket"], EncodingType="url", MaxUploads=most,
+                **({"Prefix": prefix} if prefix else {}), **markers,
+            )  # fmt: skip
         elif "get" in case:
             key, version, ranged = case["get"]
             extra = {"VersionId": version} if version else {}
@@ -290,6 +301,9 @@ async def test_requests_and_signatures_equal_botocores(monkeypatch: pytest.Monke
             path, query, extra, method = "", "", {}, "HEAD"
         elif "versioning" in case:
             (path, query), extra, method = versioning_request(), {}, "GET"
+        elif "uploads" in case:
+            path, query = list_versions_request(uploads_query(*case["uploads"]))
+            extra, method = {}, "GET"
         elif "get" in case:
             path, query, extra = get_request(*case["get"])
             method = "GET"
@@ -345,7 +359,7 @@ async def test_requests_and_signatures_equal_botocores(monkeypatch: pytest.Monke
         assert ours.get("x-amz-security-token") == request.headers.get("X-Amz-Security-Token")
         assert ours["x-amz-content-sha256"] == request.headers["X-Amz-Content-SHA256"]
     assert all(sum(kind in c for c in cases) > 50 for kind in ("copy", "list", "head", "objects"))
-    assert all(sum(kind in c for c in cases) > 20 for kind in ("get", "put", "delete"))
+    assert all(sum(kind in c for c in cases) > 20 for kind in ("get", "put", "delete", "uploads"))
     assert any(c["credentials"][2] for c in cases) and any("+" in str(c.get("copy")) for c in cases)
     assert styles == {"aws virtual", "aws path", "custom virtual", "custom path"}
 

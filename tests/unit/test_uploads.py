@@ -9,19 +9,18 @@ from typing import Any
 import pytest
 
 from backup_my_bucket.errors import StorageError
-from backup_my_bucket.storage.s3.uploads import UNKNOWN_START, all_uploads
+from backup_my_bucket.storage.s3.parse import ListingParseError
+from backup_my_bucket.storage.s3.uploads import UNKNOWN_START, Fetch, all_uploads, parse_uploads_xml
 
 WHEN = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 
 
-def pages(answers: Sequence[Mapping[str, Any]], server: str = "AmazonS3"):  # type: ignore[no-untyped-def]
+def pages(answers: Sequence[Mapping[str, Any]]) -> tuple[Fetch, list[dict[str, str]]]:
     asked: list[dict[str, str]] = []
 
     async def fetch(markers: Mapping[str, str]) -> Mapping[str, Any]:
         asked.append(dict(markers))
-        answer = dict(answers[len(asked) - 1])
-        answer["ResponseMetadata"] = {"HTTPHeaders": {"server": server}}
-        return answer
+        return answers[len(asked) - 1]
 
     return fetch, asked
 
@@ -36,7 +35,7 @@ async def test_aws_pages_by_key_and_upload_id_and_encodes_keys() -> None:
          "NextUploadIdMarker": "u2", "Uploads": [up("a%20b", "u1"), up("b%0Ac", "u2")]},
         {"EncodingType": "url", "IsTruncated": False, "Uploads": [up("%C3%BC", "u3", None)]},
     ])  # fmt: skip
-    uploads = await all_uploads(fetch, "b")
+    uploads = await all_uploads(fetch, "b", "AmazonS3")
     assert [(u.key, u.upload_id) for u in uploads] == [("a b", "u1"), ("b\nc", "u2"), ("ü", "u3")]
     assert asked == [{}, {"KeyMarker": "b\nc", "UploadIdMarker": "u2"}]
     assert uploads[0].initiated == WHEN and uploads[2].initiated == UNKNOWN_START
@@ -47,8 +46,8 @@ async def test_seaweedfs_pages_by_upload_id_and_does_not_encode() -> None:
         {"EncodingType": "url", "IsTruncated": True, "NextUploadIdMarker": "u2",
          "Uploads": [up("z%41", "u1"), up("a", "u2")]},
         {"EncodingType": "url", "IsTruncated": False, "Uploads": [up("m", "u3")]},
-    ], server="SeaweedFS 8000GB 4.48")  # fmt: skip
-    uploads = await all_uploads(fetch, "b")
+    ])  # fmt: skip
+    uploads = await all_uploads(fetch, "b", "SeaweedFS 8000GB 4.48")
     assert [u.key for u in uploads] == ["a", "m", "z%41"]  # sorted; raw text kept
     assert asked == [{}, {"UploadIdMarker": "u2"}]
 
@@ -60,4 +59,28 @@ async def test_a_truncated_answer_that_does_not_move_on_is_an_error(
     page = {"IsTruncated": True, "Uploads": [up("a", "u1")], **stuck}
     fetch, _ = pages([page, page, page])
     with pytest.raises(StorageError, match="does not move on"):
-        await all_uploads(fetch, "b")
+        await all_uploads(fetch, "b", "")
+
+
+def test_the_fast_path_reads_an_answer_as_botocore_does() -> None:
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult '
+        b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><KeyMarker></KeyMarker>'
+        b"<UploadIdMarker></UploadIdMarker><NextKeyMarker>a%26b</NextKeyMarker>"
+        b"<NextUploadIdMarker>u2</NextUploadIdMarker><EncodingType>url</EncodingType>"
+        b"<MaxUploads>2</MaxUploads><IsTruncated>true</IsTruncated>"
+        b"<Upload><Key>a%20b</Key><UploadId>u1</UploadId><Initiated>2026-03-01T12:00:00.250Z"
+        b"</Initiated><StorageClass>STANDARD</StorageClass></Upload>"
+        b"<Upload><Key>a&amp;b</Key><UploadId>u2</UploadId></Upload>"
+        b"</ListMultipartUploadsResult>"
+    )
+    assert parse_uploads_xml(body) == {
+        "NextKeyMarker": "a%26b", "NextUploadIdMarker": "u2", "EncodingType": "url",
+        "IsTruncated": True,
+        "Uploads": [{"Key": "a%20b", "UploadId": "u1", "Initiated": WHEN},
+                    {"Key": "a&b", "UploadId": "u2"}],
+    }  # fmt: skip
+    with pytest.raises(ListingParseError):
+        parse_uploads_xml(b"<ListMultipartUploadsResult><Upload><Key>k</Key></Upload>")
+    with pytest.raises(ListingParseError):
+        parse_uploads_xml(b"<Error><Code>AccessDenied</Code></Error>")

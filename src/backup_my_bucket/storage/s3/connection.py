@@ -10,8 +10,8 @@ import logging
 import os
 import socket
 import urllib.parse
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Self, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import botocore.exceptions
 
@@ -171,6 +171,27 @@ class Connection:
             if unreadable_answer(exc):
                 raise translate_error(exc, op, bucket, key, version_id) from exc
             raise
+
+    async def server(self, bucket: str) -> str:
+        """The endpoint's ``Server`` header (asked once, with a HeadBucket)."""
+        if self._server is None:
+            await self._head_bucket(bucket)
+        return self._server or ""
+
+    async def _head_bucket(self, bucket: str) -> Mapping[str, str]:
+        """HeadBucket's answer headers; the endpoint's ``Server`` header is noted from the
+        first answer."""
+        headers: Mapping[str, str] | None = None
+        if (fast_path := self._serving) is not None:
+            headers = await self._call("ListBucket", bucket, fast_path.head_bucket(bucket))
+        if headers is None:
+            resp: Mapping[str, Any] = await self._api(
+                "ListBucket", bucket, lambda c: c.head_bucket(Bucket=bucket)
+            )
+            headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if self._server is None:
+            self._server = str(headers.get("server", ""))
+        return headers
 
     async def _reach(self) -> None:
         """Before the first request: is anything listening at the endpoint?"""

@@ -58,13 +58,14 @@ from .config import S3Config
 from .http11 import BodyTooLarge, Http11Pool
 from .parse import ListingParseError, parse_objects_xml, parse_versions_xml
 from .sigv4 import SigV4
+from .uploads import parse_uploads_xml
 
 if TYPE_CHECKING:
     import aiohttp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-P = TypeVar("P", VersionPage, ObjectPage)
+P = TypeVar("P", VersionPage, ObjectPage, dict[str, Any])  # a listing page, parsed
 
 GIVE_UP = 16  # suspicious fallbacks in a row before the fast path turns itself off
 BODY_LIMIT = 16 * 1024 * 1024  # the largest body a fast GET reads or a fast PUT sends
@@ -355,6 +356,13 @@ class _FastPath:
         return await self._listing(
             "ListObjectsV2", b"</ListBucketResult>", parse_objects_xml, bucket, params
         )
+
+    async def list_uploads(self, bucket: str, params: Mapping[str, str]) -> dict[str, Any] | None:
+        """ListMultipartUploads, parsed as botocore parses it (storage/s3/uploads.py)."""
+        return await self._listing(
+            "ListMultipartUploads", b"</ListMultipartUploadsResult>", parse_uploads_xml, bucket,
+            params,
+        )  # fmt: skip
 
     async def _listing(
         self,

@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from ...errors import AccessDenied, ItemFailure, ObjectNotFound, StorageError
 from ...model import (
-    CompletedPart,
     LifecycleRule,
     ObjectAttrs,
     ObjectInfo,
     ObjectPage,
-    OpenUpload,
     Versioning,
     VersionPage,
     VersionRef,
 )
 from ..protocol import MAX_DELETE_BATCH, MAX_PAGE, Tags
 from .attrs import _attrs_from_head, _attrs_params, _info_from_headers, _tagging
-from .connection import Connection
 from .hooks import _PAGE
+from .multipart import Multipart, _about_source
 from .parse import parse_timestamp
 from .redact import redact
-from .uploads import all_uploads
+from .wire import present
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,12 +32,7 @@ T = TypeVar("T")
 _CONDITIONS = {"IfNoneMatch": "if-none-match", "IfMatch": "if-match"}  # botocore's headers
 
 
-def _present(fields: Mapping[str, str]) -> dict[str, str]:
-    """The listing parameters that have a value (an empty one would still be sent)."""
-    return {name: value for name, value in fields.items() if value}
-
-
-class S3Store(Connection):
+class S3Store(Multipart):
     """An ObjectStore over one fast path and one aiobotocore client (built when a request
     first needs it), shared by every task of the process.
 
@@ -73,12 +66,6 @@ class S3Store(Connection):
             )
         self._remember("bucket", bucket, True)
 
-    async def server(self, bucket: str) -> str:
-        """The endpoint's ``Server`` header (asked once, with a HeadBucket)."""
-        if self._server is None:
-            await self._head_bucket(bucket)
-        return self._server or ""
-
     async def server_time(self, bucket: str) -> datetime | None:
         """The ``Date`` of a fresh HeadBucket answer; None when it has none (or an odd one)."""
         date = (await self._head_bucket(bucket)).get("date")
@@ -86,21 +73,6 @@ class S3Store(Connection):
             return parse_timestamp(str(date)).replace(microsecond=0) if date else None
         except ValueError:
             return None
-
-    async def _head_bucket(self, bucket: str) -> Mapping[str, str]:
-        """HeadBucket's answer headers; the endpoint's ``Server`` header is noted from the
-        first answer."""
-        headers: Mapping[str, str] | None = None
-        if (fast_path := self._serving) is not None:
-            headers = await self._call("ListBucket", bucket, fast_path.head_bucket(bucket))
-        if headers is None:
-            resp: Mapping[str, Any] = await self._api(
-                "ListBucket", bucket, lambda c: c.head_bucket(Bucket=bucket)
-            )
-            headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        if self._server is None:
-            self._server = str(headers.get("server", ""))
-        return headers
 
     async def get_versioning(self, bucket: str) -> Versioning:
         known = self._recall("versioning", bucket)
@@ -173,7 +145,7 @@ class S3Store(Connection):
         version = version_id_marker if key_marker else ""
         if (fast_path := self._serving) is not None:
             query = {"versions": "", "max-keys": str(max_keys), "encoding-type": "url"}
-            query |= _present(
+            query |= present(
                 {"prefix": prefix, "delimiter": delimiter, "key-marker": key_marker,
                  "version-id-marker": version}
             )  # fmt: skip
@@ -183,7 +155,7 @@ class S3Store(Connection):
             if fast_page is not None:
                 return fast_page
         params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": max_keys, "EncodingType": "url"}
-        params |= _present(
+        params |= present(
             {"Prefix": prefix, "Delimiter": delimiter, "KeyMarker": key_marker,
              "VersionIdMarker": version}
         )  # fmt: skip
@@ -208,7 +180,7 @@ class S3Store(Connection):
         token = continuation_token or ""
         if (fast_path := self._serving) is not None:
             query = {"list-type": "2", "max-keys": str(max_keys), "encoding-type": "url"}
-            query |= _present(
+            query |= present(
                 {"prefix": prefix, "delimiter": delimiter, "start-after": start_after,
                  "continuation-token": token}
             )  # fmt: skip
@@ -218,7 +190,7 @@ class S3Store(Connection):
             if fast_page is not None:
                 return fast_page
         params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": max_keys, "EncodingType": "url"}
-        params |= _present(
+        params |= present(
             {"Prefix": prefix, "Delimiter": delimiter, "StartAfter": start_after,
              "ContinuationToken": token}
         )  # fmt: skip
@@ -421,111 +393,3 @@ class S3Store(Connection):
             )
             for err in resp.get("Errors", [])
         ]
-
-    # --- multipart ---------------------------------------------------------------------------
-
-    async def create_multipart(
-        self, bucket: str, key: str, *, attrs: ObjectAttrs | None = None, tags: Tags | None = None
-    ) -> str:
-        params = _attrs_params(attrs or ObjectAttrs())
-        if tags:
-            params["Tagging"] = _tagging(tags)
-        resp = await self._api(
-            "PutObject",
-            bucket,
-            lambda c: c.create_multipart_upload(Bucket=bucket, Key=key, **params),
-            key,
-        )
-        return resp["UploadId"]
-
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes | bytearray
-    ) -> CompletedPart:
-        part = _part(bucket, key, upload_id, number)
-        resp = await self._api(
-            "PutObject",
-            bucket,
-            lambda c: c.upload_part(**part, Body=data),  # type: ignore[arg-type]  # bytes-like
-            key,
-        )
-        return CompletedPart(number, str(resp["ETag"]).strip('"'))
-
-    async def upload_part_copy(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        number: int,
-        source: VersionRef,
-        byte_range: tuple[int, int],
-    ) -> CompletedPart:
-        src: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
-        if source.version_id:
-            src["VersionId"] = source.version_id
-        part = _part(bucket, key, upload_id, number)
-        span = f"bytes={byte_range[0]}-{byte_range[1]}"
-        resp = await _about_source(
-            source,
-            self._api(
-                "PutObject",
-                bucket,
-                lambda c: c.upload_part_copy(**part, CopySource=src, CopySourceRange=span),  # type: ignore[arg-type]
-                key,
-            ),
-        )
-        return CompletedPart(number, str(resp["CopyPartResult"].get("ETag", "")).strip('"'))
-
-    async def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: Sequence[CompletedPart]
-    ) -> str:
-        resp = await self._api(
-            "PutObject",
-            bucket,
-            lambda c: c.complete_multipart_upload(
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": p.number, "ETag": f'"{p.etag}"'} for p in parts]
-                },
-            ),
-            key,
-        )
-        return resp.get("VersionId") or "null"
-
-    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        await self._api(
-            "AbortMultipartUpload",
-            bucket,
-            lambda c: c.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
-            key,
-        )
-
-    async def open_uploads(
-        self, bucket: str, prefix: str = "", *, page_size: int = MAX_PAGE
-    ) -> list[OpenUpload]:
-        async def fetch(markers: Mapping[str, str]) -> Mapping[str, Any]:
-            params: dict[str, Any] = _present({"Prefix": prefix, **markers})
-            return await self._api(
-                "ListBucketMultipartUploads",
-                bucket,
-                lambda c: c.list_multipart_uploads(
-                    Bucket=bucket, EncodingType="url", MaxUploads=page_size, **params
-                ),
-            )  # fmt: skip
-
-        return await all_uploads(fetch, bucket)
-
-
-def _part(bucket: str, key: str, upload_id: str, number: int) -> dict[str, Any]:
-    """The parameters naming one part of a multipart upload."""
-    return {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
-
-
-async def _about_source(source: VersionRef, copy: Awaitable[T]) -> T:
-    """A copy's request: its NoSuchKey/NoSuchVersion is about its source (the target key need
-    not exist), so report the source's bucket, key and version, not the target's."""
-    try:
-        return await copy
-    except ObjectNotFound as exc:
-        raise ObjectNotFound(source.bucket, source.key, source.version_id) from exc

@@ -13,9 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
+from xml.etree import ElementTree as ET
 
 from ...errors import StorageError
 from ...model import OpenUpload
+from .parse import ListingParseError, parse_timestamp
 
 UNKNOWN_START = datetime(1970, 1, 1, tzinfo=UTC)
 """An upload whose answer has no ``Initiated``: as old as can be (holds err on keeping)."""
@@ -23,15 +25,15 @@ UNKNOWN_START = datetime(1970, 1, 1, tzinfo=UTC)
 Fetch = Callable[[Mapping[str, str]], Awaitable[Mapping[str, Any]]]
 
 
-async def all_uploads(fetch: Fetch, bucket: str) -> list[OpenUpload]:
-    """Every upload ``fetch`` pages through (it sends one request with the markers given),
-    in key order, then oldest first."""
+async def all_uploads(fetch: Fetch, bucket: str, server: str) -> list[OpenUpload]:
+    """Every upload ``fetch`` pages through (it sends one request with the markers given and
+    returns the answer as botocore parses it), in key order, then oldest first. ``server``:
+    the endpoint's ``Server`` header."""
     uploads: dict[str, OpenUpload] = {}
     markers: dict[str, str] = {}
     seen: set[tuple[str, str]] = set()
     while True:
         answer = await fetch(markers)
-        server = str(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("server", ""))
         encoded = answer.get("EncodingType") == "url" and not server.startswith("SeaweedFS")
         text = unquote if encoded else str
         for upload in answer.get("Uploads", []):
@@ -54,3 +56,39 @@ async def all_uploads(fetch: Fetch, bucket: str) -> list[OpenUpload]:
             for name, value in zip(("KeyMarker", "UploadIdMarker"), position, strict=True)
             if value
         }
+
+
+def parse_uploads_xml(body: bytes) -> dict[str, Any]:
+    """A ListMultipartUploadsResult as botocore parses it (the fields :func:`all_uploads`
+    reads), for the fast path. Raises ListingParseError on a document it cannot read."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise ListingParseError(f"not well-formed XML: {exc}") from exc
+    if _local(root.tag) != "ListMultipartUploadsResult":
+        raise ListingParseError(
+            f"a <{_local(root.tag)}> document, not <ListMultipartUploadsResult>"
+        )
+    answer: dict[str, Any] = {"Uploads": []}
+    for child in root:
+        name = _local(child.tag)
+        if name in ("EncodingType", "NextKeyMarker", "NextUploadIdMarker"):
+            answer[name] = child.text or ""
+        elif name == "IsTruncated":
+            answer[name] = (child.text or "").strip() == "true"
+        elif name == "Upload":
+            fields = {_local(field.tag): field.text or "" for field in child}
+            if "Key" not in fields or "UploadId" not in fields:
+                raise ListingParseError("an <Upload> without its Key or UploadId")
+            upload: dict[str, Any] = {"Key": fields["Key"], "UploadId": fields["UploadId"]}
+            if fields.get("Initiated"):
+                try:
+                    upload["Initiated"] = parse_timestamp(fields["Initiated"])
+                except ValueError as exc:
+                    raise ListingParseError(f"an odd Initiated: {exc}") from exc
+            answer["Uploads"].append(upload)
+    return answer
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]

@@ -24,10 +24,26 @@ def head_request(key: str, version_id: str | None) -> tuple[str, str]:
     return object_path(key), canonical_query({"versionId": version_id} if version_id else {})
 
 
+def present(fields: Mapping[str, str]) -> dict[str, str]:
+    """The parameters that have a value (an empty one would still be sent)."""
+    return {name: value for name, value in fields.items() if value}
+
+
 def list_versions_request(params: Mapping[str, str]) -> tuple[str, str]:
     """A listing's path under the bucket's endpoint and its (canonical) query
-    (ListObjectVersions, ListObjectsV2)."""
+    (ListObjectVersions, ListObjectsV2, ListMultipartUploads)."""
     return "", canonical_query(params)
+
+
+def uploads_query(prefix: str, markers: Mapping[str, str], max_uploads: int) -> dict[str, str]:
+    """ListMultipartUploads' query (for :func:`list_versions_request`), as botocore sends
+    ``list_multipart_uploads(EncodingType="url", MaxUploads=..., Prefix=..., **markers)``;
+    ``markers``: ``KeyMarker``, ``UploadIdMarker``."""
+    query = {"uploads": "", "max-uploads": str(max_uploads), "encoding-type": "url"}
+    return query | present(
+        {"prefix": prefix, "key-marker": markers.get("KeyMarker", ""),
+         "upload-id-marker": markers.get("UploadIdMarker", "")}
+    )  # fmt: skip
 
 
 def object_path(key: str) -> str:

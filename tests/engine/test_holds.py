@@ -13,6 +13,7 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,8 @@ from backup_my_bucket.engine.gc import gc_catalog
 from backup_my_bucket.engine.retention import RetentionPolicy
 from backup_my_bucket.engine.snapshot import ListedState, take_snapshot
 from backup_my_bucket.engine.sync import SyncOptions, sync
-from backup_my_bucket.errors import UnsupportedFormat
-from backup_my_bucket.model import KeyHistory, S3Url
+from backup_my_bucket.errors import StorageError, UnsupportedFormat
+from backup_my_bucket.model import KeyHistory, OpenUpload, S3Url, VersionPage
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
@@ -56,29 +57,117 @@ async def complete(store: ObjectStore, bucket: str, key: str, upload: str, data:
     return await store.complete_multipart(bucket, key, upload, [part])
 
 
-async def test_gc_keeps_the_indexed_version_of_a_key_uploading_at_t(tmp_path: Path) -> None:
+@pytest.mark.parametrize("folder", ["", "site"], ids=["bucket", "folder"])
+async def test_gc_keeps_the_indexed_version_of_a_key_uploading_at_t(
+    tmp_path: Path, folder: str
+) -> None:
     store, clock, catalog = await aws_like(tmp_path)
-    old = await store.put("bak", "site/big", b"old")
+    backup = S3Url("bak", folder)
+    big = backup.key("big")
+    old = await store.put("bak", big, b"old")
     clock.advance(10 * SECOND)
-    upload = await store.create_multipart("bak", "site/big")
+    upload = await store.create_multipart("bak", big)
     clock.advance(10 * SECOND)
-    meta = await take_snapshot(store, S3Url("bak"), catalog, clock)
-    new = await complete(store, "bak", "site/big", upload, b"new")  # after the listing
+    meta = await take_snapshot(store, backup, catalog, clock)
+    new = await complete(store, "bak", big, upload, b"new")  # after the listing
 
     index = {v.key: v.version_id for v in (await catalog.open_index(meta)).rows()}
-    assert index == {"site/big": old}
-    assert meta.held == (("site/big", old),) and meta.format_version == "2.0"
+    assert index == {"big": old}
+    assert meta.held == (("big", old),) and meta.format_version == "2.0"
     # What gc would otherwise go by: the stamps name the upload's version live at T.
-    live = (await history(store, "bak", "site/big")).live_at(meta.at)
+    live = (await history(store, "bak", big)).live_at(meta.at)
     assert live is not None and live.version_id == new
 
     clock.advance(timedelta(minutes=1))
-    policy = RetentionPolicy(keep_last=1)
-    await gc_catalog(store, catalog, S3Url("bak"), policy, clock)
-    kept = [v.version_id for v in (await history(store, "bak", "site/big")).versions]
-    assert kept == [new, old]
+    await gc_catalog(store, catalog, backup, RetentionPolicy(keep_last=1), clock)
+    assert [v.version_id for v in (await history(store, "bak", big)).versions] == [new, old]
     reloaded = {m.id: m for m in await catalog.list()}[meta.id]
     assert reloaded.held == meta.held
+
+
+class CompletesAfterListing(MemoryStore):
+    """Completes one upload right after the first page of the backup's (``bak``) version listing: a
+    snapshot must have listed the open uploads before that (rule 26), or it holds nothing."""
+
+    pending: tuple[str, str] | None = None
+
+    async def list_versions_page(self, bucket: str, **kw: Any) -> VersionPage:
+        page = await super().list_versions_page(bucket, **kw)
+        if self.pending is not None and bucket == "bak":
+            key, upload = self.pending
+            self.pending = None
+            await complete(self, bucket, key, upload, b"new")
+        return page
+
+
+@pytest.mark.parametrize("recorded", [False, True], ids=["snapshot", "backup-listing"])
+async def test_the_uploads_are_listed_before_the_listing(tmp_path: Path, recorded: bool) -> None:
+    clock = ManualClock(SERVER)
+    store = CompletesAfterListing(clock)
+    store.stamp_at_initiation = True
+    await store.create_bucket("bak")
+    await store.set_versioning("bak", True)
+    catalog = LocalCatalog(tmp_path / "cat", clock)
+    await store.create_bucket("src")
+    await store.put("src", "k", b"k")
+    await sync(store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock)
+    old = (await history(store, "bak", "k")).versions[0].version_id
+    clock.advance(5 * SECOND)
+    store.pending = ("k", await store.create_multipart("bak", "k"))
+    clock.advance(5 * SECOND)
+    if recorded:
+        with ListedState(clock) as listed:
+            synced = await sync(
+                store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock, listed=listed
+            )
+            ended = await server_now(store, "bak", clock)
+            meta = await snapshot_after(
+                synced, listed, store, S3Url("bak"), catalog, clock, ended=ended
+            )
+        assert synced.copied == 0 and listed.writer is None  # published, then stopped
+    else:
+        meta = await take_snapshot(store, S3Url("bak"), catalog, clock)
+    assert store.pending is None and meta.held == (("k", old),)
+    clock.advance(timedelta(minutes=1))
+    await gc_catalog(store, catalog, S3Url("bak"), RetentionPolicy(keep_last=1), clock)
+    assert old in {v.version_id for v in (await history(store, "bak", "k")).versions}
+
+
+async def test_an_upload_begun_inside_ts_second_is_held(tmp_path: Path) -> None:
+    """ListMultipartUploads gives milliseconds; the object is stamped with the whole second,
+    so an upload begun at T + 0.5 s lands at T."""
+    store, clock, catalog = await aws_like(tmp_path)
+    old = await store.put("bak", "k", b"old")
+    clock.advance(timedelta(seconds=10, milliseconds=500))
+    upload = await store.create_multipart("bak", "k")
+    clock.advance(timedelta(milliseconds=700))  # the server's second after it has begun
+    meta = await take_snapshot(store, S3Url("bak"), catalog, clock)
+    assert meta.at == SERVER + 10 * SECOND
+    assert (await store.open_uploads("bak"))[0].initiated.microsecond == 500_000
+    await complete(store, "bak", "k", upload, b"new")
+    assert (await history(store, "bak", "k")).versions[0].last_modified == meta.at
+    assert meta.held == (("k", old),)
+
+
+async def test_a_backup_whose_uploads_cannot_be_listed_still_syncs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recording the sync's listing is a saving: an error listing the uploads costs it,
+    not the sync (the snapshot then lists afresh, and fails on its own if it must)."""
+    store, clock, _ = await aws_like(tmp_path)
+    await store.create_bucket("src")
+    await store.put("src", "k", b"k")
+
+    async def broken(bucket: str, prefix: str = "", **kw: Any) -> list[OpenUpload]:
+        raise StorageError("ListMultipartUploads on s3://bak failed: NotImplemented")
+
+    store.open_uploads = broken  # type: ignore[method-assign]
+    with ListedState(clock) as listed, caplog.at_level(logging.WARNING):
+        synced = await sync(
+            store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock, listed=listed
+        )
+        assert synced.copied == 1 and listed.writer is None and not listed.complete
+    assert "not recorded" in caplog.text
 
 
 async def test_only_uploads_begun_by_t_in_the_folder_are_held(tmp_path: Path) -> None:

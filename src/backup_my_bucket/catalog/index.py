@@ -27,8 +27,9 @@ from ..model import ObjectVersion, S3Url
 from ..units import format_time
 
 FORMAT_VERSION = "1.0"
+FORMAT_MAJOR = 1  # the newest index format this tool reads
 HELD_FORMAT_VERSION = "2.0"  # a manifest with `held`: readers of 1.x refuse it, never ignore it
-FORMAT_MAJOR = 2  # the newest this tool reads (an index is 1.0; a manifest 1.0 or 2.0)
+MANIFEST_MAJOR = 2  # the newest manifest format this tool reads (1.0, or 2.0 with `held`)
 ROW_GROUP = 65_536
 CHUNK = 8_192  # rows turned into Arrow arrays at once, while the listing still runs
 
@@ -133,7 +134,7 @@ class SnapshotMeta:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str) -> SnapshotMeta:
-        check_format(str(data.get("format_version", "")), where)
+        check_format(str(data.get("format_version", "")), where, MANIFEST_MAJOR)
         try:
             return cls(
                 id=check_snapshot_id(str(data["id"]), f"snapshot manifest {where}"),
@@ -163,14 +164,14 @@ class SnapshotMeta:
         return json.dumps(self.to_json(), indent=2, ensure_ascii=False).encode()
 
 
-def check_format(version: str, where: str) -> None:
+def check_format(version: str, where: str, newest: int = FORMAT_MAJOR) -> None:
+    """Refuse a format whose major version is above ``newest`` (minor ones only add)."""
     major, _, _ = version.partition(".")
     if not major.isdigit():
         raise CorruptIndex(f"{where}: no valid format version ({version!r})")
-    if int(major) > FORMAT_MAJOR:
+    if int(major) > newest:
         raise UnsupportedFormat(
-            f"{where} is in snapshot format {version}, newer than this tool reads "
-            f"({FORMAT_MAJOR}.x)",
+            f"{where} is in snapshot format {version}, newer than this tool reads ({newest}.x)",
             hint="upgrade backup-my-bucket to read it",
         )
 

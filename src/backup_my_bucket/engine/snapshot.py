@@ -29,7 +29,7 @@ from ..catalog.history import note_start, read_span, read_span_whole
 from ..catalog.index import IndexWriter, SnapshotMeta
 from ..catalog.location import reserved_prefix
 from ..clock import Clock
-from ..errors import UsageError
+from ..errors import BackupError, UsageError
 from ..model import UNLISTED_VERSION, ObjectVersion, S3Url
 from ..storage.current import current_objects
 from ..storage.listing import ListingOptions, ParallelListing
@@ -292,7 +292,7 @@ class ListedState:
         self.cut: datetime | None = None
         self.created: datetime | None = None
         self.complete = False  # the whole listing went through, in order
-        self.holds = Holds()
+        self.holds: Holds | None = None  # None: the open uploads unknown, nothing recorded
         self._writer: IndexWriter | None = None
         self._work: tempfile.TemporaryDirectory[str] | None = None
 
@@ -313,26 +313,31 @@ class ListedState:
         then :meth:`tap` that listing."""
         self.created = self.clock.now()
         self.cut = await cut_now(store, backup.bucket, self.clock)
-        self.holds = await Holds.find(store, backup, self.cut)
+        try:
+            self.holds = await Holds.find(store, backup, self.cut)
+        except BackupError as exc:  # the sync goes on; the snapshot lists afresh (and says)
+            log.warning("the sync's listing of the backup is not recorded (%s)", exc.message)
         return self.cut
 
     async def tap(self, rows: AsyncIterable[ObjectVersion]) -> AsyncIterator[ObjectVersion]:
         """``rows`` (a current-state listing of the backup folder, relative keys, begun after
         :meth:`begin`) unchanged, recorded on the way."""
         assert self.cut is not None, "begin() first"
+        holds = self.holds
         try:
-            sweep_stale("snapshot")  # killed snapshots' and recordings' working directories
-            self._work = tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot"))
-            snapshot_id = new_snapshot_id(self.cut)
-            path = Path(self._work.name) / f"{snapshot_id}.parquet"
-            self._writer = IndexWriter(path, snapshot_id)
+            if holds is not None:
+                sweep_stale("snapshot")  # killed snapshots' and recordings' working directories
+                self._work = tempfile.TemporaryDirectory(prefix=scratch_prefix("snapshot"))
+                snapshot_id = new_snapshot_id(self.cut)
+                path = Path(self._work.name) / f"{snapshot_id}.parquet"
+                self._writer = IndexWriter(path, snapshot_id)
         except OSError as exc:
             self._give_up(exc)
         async for row in rows:
-            if self._writer is not None:
+            if self._writer is not None and holds is not None:
                 try:
                     self._writer.add(row)
-                    self.holds.note(row)
+                    holds.note(row)
                 except OSError as exc:  # a full disk costs the second listing, not the sync
                     self._give_up(exc)
             yield row
@@ -379,6 +384,7 @@ async def publish_listed(
         span = await read_span_whole(store, backup)
         if span is None or span.problem(cut, listed.clock.now()) is not None:
             return None  # pruned since, or a damaged record that cannot say
+        assert listed.holds is not None  # a recording has them
         meta = _finished(writer, cut, created, backup, source, tags, listed.holds)
         await lease.check("publishing the snapshot")
         await catalog.publish(meta, writer.path)

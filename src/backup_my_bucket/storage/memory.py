@@ -472,7 +472,9 @@ class MemoryStore:
         b = self._bucket(bucket, "put")
         _check_key(key)
         upload_id = f"u{next(self._ids):012d}"
-        b.uploads[upload_id] = _Upload(key, attrs or ObjectAttrs(), dict(tags or {}), self._now())
+        # Initiated keeps milliseconds (ListMultipartUploads shows them); stamps do not
+        started = self.clock.now().replace(microsecond=self.clock.now().microsecond // 1000 * 1000)
+        b.uploads[upload_id] = _Upload(key, attrs or ObjectAttrs(), dict(tags or {}), started)
         return upload_id
 
     def _upload(self, bucket: str, key: str, upload_id: str) -> _Upload:
@@ -518,7 +520,9 @@ class MemoryStore:
         del b.uploads[upload_id]
         version = _Version(
             version_id=self._new_version_id(b),
-            last_modified=upload.initiated if self.stamp_at_initiation else self._now(),
+            last_modified=(
+                upload.initiated.replace(microsecond=0) if self.stamp_at_initiation else self._now()
+            ),
             data=b"".join(chunks),
             etag=f"{digest.hexdigest()}-{len(chunks)}",
             attrs=upload.attrs,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 from xml.etree import ElementTree as ET
 
 from ...errors import StorageError
@@ -35,7 +35,7 @@ async def all_uploads(fetch: Fetch, bucket: str, server: str) -> list[OpenUpload
     while True:
         answer = await fetch(markers)
         encoded = answer.get("EncodingType") == "url" and not server.startswith("SeaweedFS")
-        text = unquote if encoded else str
+        text = unquote_plus if encoded else str  # AWS writes a space as +, a + as %2B
         for upload in answer.get("Uploads", []):
             initiated = upload.get("Initiated")
             start = initiated.astimezone(UTC) if isinstance(initiated, datetime) else UNKNOWN_START

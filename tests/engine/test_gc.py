@@ -8,13 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from backup_my_bucket.clock import ManualClock
-from backup_my_bucket.engine.gc import (
-    GcPartialFailure,
-    RestorePoints,
-    lifecycle_warnings,
-    plan_key,
-    run_gc,
-)
+from backup_my_bucket.engine.gc import GcPartialFailure, run_gc
+from backup_my_bucket.engine.gc_plan import RestorePoints, lifecycle_warnings, plan_key
 from backup_my_bucket.engine.progress import CountingProgress
 from backup_my_bucket.engine.retention import RetentionPolicy, SnapshotRef
 from backup_my_bucket.engine.versions import KeyHistory

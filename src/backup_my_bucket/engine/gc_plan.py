@@ -1,0 +1,113 @@
+"""gc's plan (pure): which entries of the backup's listing no restoration point needs.
+
+The needed-version rule. Within one key's history (newest first, in listing order), entry
+``e_i`` is what :meth:`KeyHistory.live_at` returns for exactly the instants
+``T ∈ [t_i, min(t_0 … t_{i-1}))`` — its *live interval* (with the listing's usual
+non-increasing timestamps, simply ``[t_i, t_{i-1})``; a tie gives an empty interval). An entry
+is needed iff its live interval contains a kept snapshot's instant or meets the point-in-time
+window ``[now - pit_window, now]``, or a kept snapshot *holds* it. This holds for delete
+markers as much as for versions: a marker live at a kept T is what makes the key absent at
+T, and deleting it would revive the version below it. The newest entry of every key (the
+current version or delete marker) is never deleted.
+
+Why this is exact: for a kept T, ``live_at(T)`` is the first entry (in listing order) written
+at or before T. That entry is needed, so it stays; every entry before it was written after T
+and removing some of them cannot make one of them qualify. So after gc, ``live_at(T)`` is
+unchanged for every kept T — including "nothing live". The one place the stamps can name
+another entry than the snapshot's index is a multipart upload open at T: AWS stamps its
+version with the upload's initiation, so completed after the listing it reads as live at T.
+A snapshot holds its index rows of such keys (engine/cut.Holds), and gc keeps them.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ..model import LifecycleRule, ObjectVersion
+from ..units import plural
+from .versions import KeyHistory, histories
+
+
+@dataclass(frozen=True, slots=True)
+class RestorePoints:
+    """The moments gc must keep restorable: kept snapshots' instants, an optional window, and
+    every moment from gc's own start on (``tail``: what is written while it runs)."""
+
+    instants: tuple[datetime, ...]  # ascending
+    window: tuple[datetime, datetime] | None = None  # [start, end], both included
+    tail: datetime | None = None  # every moment at or after it
+    held: frozenset[tuple[str, str]] = frozenset()  # (key, version id) kept snapshots hold
+
+    @classmethod
+    def build(
+        cls,
+        instants: Iterable[datetime],
+        pit_window: timedelta | None,
+        now: datetime,
+        held: frozenset[tuple[str, str]] = frozenset(),
+    ) -> RestorePoints:
+        window = (now - pit_window, now) if pit_window is not None else None
+        return cls(tuple(sorted(instants)), window, now, held)
+
+    @property
+    def empty(self) -> bool:
+        return not self.instants and self.window is None
+
+    @property
+    def keep_from(self) -> datetime | None:
+        """From this moment on, every moment stays restorable."""
+        return self.window[0] if self.window is not None else self.tail
+
+    def needs(self, start: datetime, end: datetime | None) -> bool:
+        """Whether a point lies in ``[start, end)``; ``end`` None means unbounded."""
+        if end is not None and end <= start:
+            return False  # an empty interval: nothing was ever restored from it
+        if self.tail is not None and (end is None or end > self.tail):
+            return True
+        if self.window is not None:
+            low, high = self.window
+            if start <= high and (end is None or end > low):
+                return True
+        index = bisect_left(self.instants, start)
+        return index < len(self.instants) and (end is None or self.instants[index] < end)
+
+
+def plan_key(history: KeyHistory, points: RestorePoints) -> Iterator[ObjectVersion]:
+    """The entries of one key that no restoration point needs (never the newest entry)."""
+    newer: datetime | None = None  # the earliest timestamp among entries listed before
+    for index, entry in enumerate(history.versions):
+        held = (entry.key, entry.version_id) in points.held
+        if index > 0 and not held and not points.needs(entry.last_modified, newer):
+            yield entry
+        newer = entry.last_modified if newer is None else min(newer, entry.last_modified)
+
+
+async def plan_gc(
+    entries: AsyncIterable[ObjectVersion], points: RestorePoints
+) -> AsyncIterator[ObjectVersion]:
+    """Stream the versions and delete markers to delete, key by key, from a full listing."""
+    async for history in histories(entries):
+        for entry in plan_key(history, points):
+            yield entry
+
+
+def lifecycle_warnings(
+    rules: Sequence[LifecycleRule], prefix: str, points: RestorePoints, now: datetime
+) -> list[str]:
+    """Warn about lifecycle rules that expire noncurrent versions sooner than gc keeps them."""
+    oldest = min([*points.instants, *(points.window[:1] if points.window else ())], default=now)
+    needed_days = (now - oldest).days
+    warnings = []
+    for rule in rules:
+        overlaps = rule.prefix.startswith(prefix) or prefix.startswith(rule.prefix)
+        days = rule.noncurrent_expiration_days
+        if rule.enabled and overlaps and days is not None and days <= needed_days:
+            warnings.append(
+                f"lifecycle rule {rule.id!r} expires noncurrent versions after "
+                f"{plural(days, 'day')}, but the oldest kept restoration point is "
+                f"{plural(needed_days, 'day')} old: it may already be incomplete"
+            )
+    return warnings

@@ -23,7 +23,7 @@ import bisect
 import hashlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -51,74 +51,15 @@ from ..model import (
     VersionRef,
 )
 from . import aws_listing, seaweedfs_model
+from .memory_model import (
+    Bucket,
+    Upload,
+    Version,
+    check_key,
+    chunk_etag,
+    md5_hex,
+)
 from .protocol import MAX_COPY_SIZE, MAX_DELETE_BATCH, MAX_PAGE, MIN_PART_SIZE, Tags
-
-MAX_KEY_BYTES = 1024
-SEAWEED_CHUNK = 4 * 1024 * 1024
-
-
-@dataclass(slots=True)
-class _Version:
-    version_id: str
-    last_modified: datetime
-    data: bytes = b""
-    etag: str | None = None
-    attrs: ObjectAttrs = field(default_factory=ObjectAttrs)
-    tags: dict[str, str] = field(default_factory=dict)
-    parts_count: int | None = None
-    part_sizes: tuple[int, ...] = ()  # the upload's part lengths, for multipart objects
-    lock_mode: str | None = None  # Object Lock retention (GOVERNANCE or COMPLIANCE) ...
-    lock_until: datetime | None = None  # ... until then
-    legal_hold: bool = False
-    listed_chunks: str | None = None  # its chunk ETag, computed once (``chunk_etags``)
-
-    @property
-    def is_delete_marker(self) -> bool:
-        return self.etag is None
-
-
-@dataclass(slots=True)
-class _Upload:
-    key: str
-    attrs: ObjectAttrs
-    tags: dict[str, str]
-    initiated: datetime
-    parts: dict[int, bytes] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Bucket:
-    versioning: Versioning = Versioning.UNVERSIONED
-    keys: list[str] = field(default_factory=list)  # sorted
-    versions: dict[str, list[_Version]] = field(default_factory=dict)  # newest first
-    lifecycle: list[LifecycleRule] = field(default_factory=list)
-    uploads: dict[str, _Upload] = field(default_factory=dict)
-    generation: int = 0  # bumped by every write: the SeaweedFS model's cache key
-
-
-def _md5(data: bytes | bytearray) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def chunk_etag(data: bytes, part_sizes: Sequence[int] = ()) -> str:
-    """The ETag SeaweedFS lists for a ``null`` version: its 4 MiB chunks (within each part)."""
-    digests: list[bytes] = []
-    offset = 0
-    for size in part_sizes or (len(data),):
-        for start in range(offset, offset + size, SEAWEED_CHUNK):
-            end = min(start + SEAWEED_CHUNK, offset + size)
-            digests.append(hashlib.md5(data[start:end], usedforsecurity=False).digest())
-        offset += size
-    if len(digests) <= 1:
-        return _md5(data)
-    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
-
-
-def _check_key(key: str) -> None:
-    if not key:
-        raise UsageError("an object key cannot be empty")
-    if len(key.encode()) > MAX_KEY_BYTES:
-        raise UsageError(f"key is longer than {MAX_KEY_BYTES} bytes: {key[:40]!r}...")
 
 
 class MemoryStore:
@@ -128,7 +69,7 @@ class MemoryStore:
         self.clock = clock
         self.seaweedfs_paging = seaweedfs_paging
         self._model: dict[str, tuple[int, list[seaweedfs_model.Entry]]] = {}
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, Bucket] = {}
         self._ids = itertools.count(1)
         self.denied: set[tuple[str, str]] = set()
         """(bucket, operation) pairs that answer AccessDenied, for permission tests."""
@@ -140,7 +81,7 @@ class MemoryStore:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _bucket(self, name: str, op: str) -> _Bucket:
+    def _bucket(self, name: str, op: str) -> Bucket:
         self.calls[op] = self.calls.get(op, 0) + 1
         if (name, op) in self.denied or (name, "*") in self.denied:
             raise AccessDenied(f"access denied: {op} on bucket {name!r}")
@@ -152,12 +93,12 @@ class MemoryStore:
     def _now(self) -> datetime:
         return self.clock.now().replace(microsecond=0)  # S3 keeps whole seconds
 
-    def _new_version_id(self, bucket: _Bucket) -> str:
+    def _new_version_id(self, bucket: Bucket) -> str:
         if bucket.versioning is Versioning.ENABLED:
             return f"v{next(self._ids):012d}"
         return NULL_VERSION
 
-    def _add(self, bucket: _Bucket, key: str, version: _Version) -> None:
+    def _add(self, bucket: Bucket, key: str, version: Version) -> None:
         bucket.generation += 1
         history = bucket.versions.get(key)
         if history is None:
@@ -167,7 +108,7 @@ class MemoryStore:
             history[:] = [v for v in history if v.version_id != NULL_VERSION]
         history.insert(0, version)
 
-    def _find(self, bucket: _Bucket, name: str, key: str, version_id: str | None) -> _Version:
+    def _find(self, bucket: Bucket, name: str, key: str, version_id: str | None) -> Version:
         history = bucket.versions.get(key, [])
         if version_id is None:
             if history and not history[0].is_delete_marker:
@@ -180,7 +121,7 @@ class MemoryStore:
                 return version
         raise ObjectNotFound(name, key, version_id)
 
-    def _info(self, key: str, v: _Version) -> ObjectInfo:
+    def _info(self, key: str, v: Version) -> ObjectInfo:
         assert v.etag is not None
         return ObjectInfo(
             key=key,
@@ -196,7 +137,7 @@ class MemoryStore:
             legal_hold=v.legal_hold,
         )
 
-    def _listed_etag(self, v: _Version) -> str | None:
+    def _listed_etag(self, v: Version) -> str | None:
         if self.chunk_etags and v.version_id == NULL_VERSION and v.etag is not None:
             v.listed_chunks = v.listed_chunks or chunk_etag(v.data, v.part_sizes)
             return v.listed_chunks
@@ -205,7 +146,7 @@ class MemoryStore:
     # --- buckets -----------------------------------------------------------------------------
 
     async def create_bucket(self, bucket: str) -> None:
-        self._buckets.setdefault(bucket, _Bucket())
+        self._buckets.setdefault(bucket, Bucket())
 
     async def check_bucket(self, bucket: str) -> None:
         self._bucket(bucket, "check_bucket")
@@ -229,7 +170,7 @@ class MemoryStore:
 
     # --- listings ----------------------------------------------------------------------------
 
-    def _listed(self, key: str, v: _Version, latest: bool) -> ObjectVersion:
+    def _listed(self, key: str, v: Version, latest: bool) -> ObjectVersion:
         """A version as ListObjectVersions shows it."""
         return ObjectVersion(
             key=key,
@@ -242,13 +183,13 @@ class MemoryStore:
             storage_class=None if v.is_delete_marker else (v.attrs.storage_class or "STANDARD"),
         )
 
-    def _histories(self, b: _Bucket) -> Callable[[str], list[ObjectVersion]]:
+    def _histories(self, b: Bucket) -> Callable[[str], list[ObjectVersion]]:
         def history(key: str) -> list[ObjectVersion]:
             return [self._listed(key, v, i == 0) for i, v in enumerate(b.versions[key])]
 
         return history
 
-    def _currents(self, b: _Bucket) -> Callable[[str], ObjectSummary | None]:
+    def _currents(self, b: Bucket) -> Callable[[str], ObjectSummary | None]:
         def current(key: str) -> ObjectSummary | None:
             """The key's current object as ListObjectsV2 shows it (its real ETag)."""
             head = b.versions[key][0]
@@ -261,7 +202,7 @@ class MemoryStore:
 
         return current
 
-    def _tree(self, name: str, b: _Bucket) -> list[seaweedfs_model.Entry]:
+    def _tree(self, name: str, b: Bucket) -> list[seaweedfs_model.Entry]:
         cached = self._model.get(name)
         if cached is None or cached[0] != b.generation:
             history, current = self._histories(b), self._currents(b)
@@ -377,7 +318,7 @@ class MemoryStore:
         if_none_match: bool = False,
     ) -> str:
         b = self._bucket(bucket, "put")
-        _check_key(key)
+        check_key(key)
         if if_match is not None or if_none_match:
             history = b.versions.get(key, [])
             current = history[0] if history and not history[0].is_delete_marker else None
@@ -385,11 +326,11 @@ class MemoryStore:
                 raise PreconditionFailed(f"PutObject on s3://{bucket}/{key}: the key exists")
             if if_match is not None and (current is None or current.etag != if_match.strip('"')):
                 raise PreconditionFailed(f"PutObject on s3://{bucket}/{key}: the ETag changed")
-        version = _Version(
+        version = Version(
             version_id=self._new_version_id(b),
             last_modified=self._now(),
             data=bytes(data),
-            etag=_md5(data),
+            etag=md5_hex(data),
             attrs=attrs or ObjectAttrs(),
             tags=dict(tags or {}),
         )
@@ -410,12 +351,12 @@ class MemoryStore:
         if len(src.data) > MAX_COPY_SIZE:
             raise StorageError(f"CopyObject source is larger than 5 GiB: {source.key!r}")
         b = self._bucket(bucket, "put")
-        _check_key(key)
-        version = _Version(
+        check_key(key)
+        version = Version(
             version_id=self._new_version_id(b),
             last_modified=self._now(),
             data=src.data,
-            etag=_md5(src.data),  # a copy is one part: a multipart source gets a plain ETag
+            etag=md5_hex(src.data),  # a copy is one part: a multipart source gets a plain ETag
             # the COPY directive keeps metadata and headers but not the class, as on S3
             attrs=replace(src.attrs, storage_class=None) if attrs is None else attrs,
             tags=dict(src.tags if tags is None else tags),
@@ -431,7 +372,7 @@ class MemoryStore:
                 del b.versions[key]
                 b.keys.remove(key)
             return None
-        marker = _Version(version_id=self._new_version_id(b), last_modified=self._now())
+        marker = Version(version_id=self._new_version_id(b), last_modified=self._now())
         self._add(b, key, marker)
         return marker.version_id
 
@@ -470,14 +411,14 @@ class MemoryStore:
         self, bucket: str, key: str, *, attrs: ObjectAttrs | None = None, tags: Tags | None = None
     ) -> str:
         b = self._bucket(bucket, "put")
-        _check_key(key)
+        check_key(key)
         upload_id = f"u{next(self._ids):012d}"
         # Initiated keeps milliseconds (ListMultipartUploads shows them); stamps do not
         started = self.clock.now().replace(microsecond=self.clock.now().microsecond // 1000 * 1000)
-        b.uploads[upload_id] = _Upload(key, attrs or ObjectAttrs(), dict(tags or {}), started)
+        b.uploads[upload_id] = Upload(key, attrs or ObjectAttrs(), dict(tags or {}), started)
         return upload_id
 
-    def _upload(self, bucket: str, key: str, upload_id: str) -> _Upload:
+    def _upload(self, bucket: str, key: str, upload_id: str) -> Upload:
         upload = self._bucket(bucket, "put").uploads.get(upload_id)
         if upload is None or upload.key != key:
             raise ObjectNotFound(bucket, key, f"upload {upload_id}")
@@ -487,7 +428,7 @@ class MemoryStore:
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes | bytearray
     ) -> CompletedPart:
         self._upload(bucket, key, upload_id).parts[number] = bytes(data)
-        return CompletedPart(number, _md5(data))
+        return CompletedPart(number, md5_hex(data))
 
     async def upload_part_copy(
         self,
@@ -514,11 +455,11 @@ class MemoryStore:
         if any(len(c) < MIN_PART_SIZE for c in chunks[:-1]):
             raise StorageError("EntityTooSmall: every part but the last must be at least 5 MiB")
         digest = hashlib.md5(
-            b"".join(bytes.fromhex(_md5(c)) for c in chunks), usedforsecurity=False
+            b"".join(bytes.fromhex(md5_hex(c)) for c in chunks), usedforsecurity=False
         )
         b = self._bucket(bucket, "put")
         del b.uploads[upload_id]
-        version = _Version(
+        version = Version(
             version_id=self._new_version_id(b),
             last_modified=(
                 upload.initiated.replace(microsecond=0) if self.stamp_at_initiation else self._now()

@@ -250,3 +250,22 @@ async def test_a_snapshot_holds_an_open_upload_on_the_server(
     finally:
         await store.abort_multipart(bucket, "dir/a b ü", upload)
     assert meta.held == (("dir/a b ü", indexed),) and meta.keys == 2
+
+
+async def test_gc_warns_of_uploads_a_killed_run_left_open(tmp_path: Path) -> None:
+    """A sync killed during a multipart copy leaves its upload open: billed, and held by
+    every snapshot. gc names it (it cannot tell who began it, so it aborts nothing)."""
+    store, clock, catalog = await aws_like(tmp_path)
+    backup = S3Url("bak", "site")
+    await store.put("bak", "site/k", b"1")
+    left = await store.create_multipart("bak", "site/left behind")
+    await store.create_multipart("bak", "elsewhere/not ours")
+    clock.advance(timedelta(days=2))
+    await store.create_multipart("bak", "site/running")
+    clock.advance(5 * SECOND)
+    await take_snapshot(store, backup, catalog, clock)
+    result = await gc_catalog(store, catalog, backup, RetentionPolicy(keep_last=1), clock)
+    [warning] = [w for w in result.warnings if "multipart" in w]
+    assert warning.startswith("1 multipart upload in s3://bak/site/ open for more than a day")
+    assert "'site/left behind' since 2026-03-01" in warning
+    assert left in [u.upload_id for u in await store.open_uploads("bak", "site/")]  # kept

@@ -40,7 +40,7 @@ from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
 from ..units import format_time, plural
 from .cut import server_now
 from .executor import IN_PROCESS, Executor, Job
-from .gc_plan import RestorePoints, lifecycle_warnings, plan_gc
+from .gc_plan import RestorePoints, lifecycle_warnings, plan_gc, stale_upload_warnings
 from .pace import Pace
 from .progress import NullProgress, Progress
 from .retention import Decision, RetentionPolicy, SnapshotRef, apply_policy
@@ -449,11 +449,17 @@ def cannot_tell(damaged: Sequence[Damaged]) -> CatalogError:
 async def _lifecycle_check(
     store: ObjectStore, bucket: str, prefix: str, points: RestorePoints, now: datetime
 ) -> list[str]:
+    """Lifecycle rules that expire what gc keeps, and uploads a killed run left open."""
     try:
         rules = await store.get_lifecycle(bucket)
     except BackupError as exc:
         return [f"could not read the lifecycle rules of s3://{bucket}: {exc.message}"]
-    return lifecycle_warnings(rules, prefix, points, now)
+    warnings = lifecycle_warnings(rules, prefix, points, now)
+    try:
+        uploads = await store.open_uploads(bucket, prefix)
+    except BackupError as exc:
+        return [*warnings, f"could not list the open uploads of s3://{bucket}: {exc.message}"]
+    return [*warnings, *stale_upload_warnings(uploads, str(S3Url(bucket, prefix)), now)]
 
 
 async def _collect(

@@ -26,8 +26,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Se
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..model import LifecycleRule, ObjectVersion
-from ..units import plural
+from ..model import LifecycleRule, ObjectVersion, OpenUpload
+from ..units import format_time, plural
 from .versions import KeyHistory, histories
 
 
@@ -111,3 +111,24 @@ def lifecycle_warnings(
                 f"{plural(needed_days, 'day')} old: it may already be incomplete"
             )
     return warnings
+
+
+STALE_UPLOAD = timedelta(days=1)
+"""An upload open longer than this is taken for one a killed run left behind."""
+
+
+def stale_upload_warnings(uploads: Sequence[OpenUpload], where: str, now: datetime) -> list[str]:
+    """Warn about multipart uploads open for more than :data:`STALE_UPLOAD` in ``where``:
+    a sync killed during a multipart copy leaves one, billed for its parts, and every
+    snapshot holds its key's indexed version while it stays open (engine/cut.Holds). gc
+    does not abort them: an upload cannot tell who began it."""
+    stale = sorted((u for u in uploads if now - u.initiated > STALE_UPLOAD),
+                   key=lambda u: u.initiated)  # fmt: skip
+    if not stale:
+        return []
+    return [
+        f"{plural(len(stale), 'multipart upload')} in {where} open for more than a day (the "
+        f"oldest: {stale[0].key!r} since {format_time(stale[0].initiated)}): billed for their "
+        "parts, and every snapshot holds their keys' versions; abort them (aws s3api "
+        "abort-multipart-upload) or add an AbortIncompleteMultipartUpload lifecycle rule"
+    ]

@@ -134,14 +134,23 @@ class IncompleteListing(BackupError):
 
     SHOWN = 20
 
-    def __init__(self, where: str, keys: Sequence[str]) -> None:
+    def __init__(self, where: str, keys: Sequence[str], *, tree: bool = True) -> None:
         shown = ", ".join(repr(k) for k in keys[: self.SHOWN])
         more = f" and {len(keys) - self.SHOWN} more" if len(keys) > self.SHOWN else ""
+        hint = (
+            "nothing was trusted to that listing's end; report the server's name and version "
+            "with these keys (docs/design.md, 'Paging a tree-walking server')"
+        )
+        if not tree:  # paged as a key-order server: a SeaweedFS it did not recognise?
+            hint = (
+                "nothing was trusted to that listing's end; if the server is SeaweedFS behind "
+                "a proxy that hides its Server header, pass --list-paging tree; otherwise "
+                + hint.partition("; ")[2]
+            )
         super().__init__(
             f"incomplete listing: the version listing of {where} missed {len(keys)} key(s) "
             f"that ListObjectsV2 shows: {shown}{more}",
-            hint="nothing was trusted to that listing's end; report the server's name and "
-            "version with these keys (docs/design.md, 'Paging a tree-walking server')",
+            hint=hint,
         )
         self.where = where
         self.keys = list(keys)

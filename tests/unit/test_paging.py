@@ -194,6 +194,21 @@ async def test_audit_names_the_keys_a_naive_listing_lost() -> None:
     assert listing.audit is not None and listing.audit.stats.keys == len(live)
 
 
+async def test_a_seaweedfs_it_did_not_recognise_gets_a_paging_hint() -> None:
+    """Behind a proxy that hides the ``Server`` header, SeaweedFS is paged as a key-order
+    server and loses keys: the audit stops it, and its hint names --list-paging tree."""
+    _, model = await _both(stem_layout(per=20))
+
+    async def proxied(bucket: str) -> str:
+        return "nginx"
+
+    model.server = proxied  # type: ignore[method-assign]
+    listing = ParallelListing(model, "b", _row, options=ListingOptions(37, clock=CLOCK))
+    with pytest.raises(IncompleteListing) as caught:
+        await _drain(listing, [])
+    assert listing.paging is Paging.NAIVE and "--list-paging tree" in (caught.value.hint or "")
+
+
 async def test_the_audits_margin_for_races_is_on_the_servers_clock() -> None:
     """This machine's clock ten minutes behind the server's: on it, every key the listing
     lost would look written "as the listing started" and be excused as a race."""

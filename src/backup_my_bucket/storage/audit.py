@@ -119,7 +119,7 @@ class Audit:
         lost = await self._confirm(found)
         if lost:
             where = f"s3://{self.bucket}/{self.prefix}"
-            raise IncompleteListing(where, sorted(lost))
+            raise IncompleteListing(where, sorted(lost), tree=self.tree)
 
     async def _confirm(self, found: list[ObjectSummary]) -> list[str]:
         """The keys that are there now and were before the listing began, or at its cut: a

@@ -153,9 +153,9 @@ async def test_the_same_commands_give_the_same_results_on_a_cluster(
 
 
 def _units_run() -> int:
-    from backup_my_bucket.engine import cluster
+    from backup_my_bucket.engine import cluster_worker
 
-    return cluster.units_run
+    return cluster_worker.units_run
 
 
 async def _units_per_worker(executor: DaskExecutor) -> list[int]:
@@ -328,7 +328,8 @@ def test_a_unit_carries_no_credentials(s3_server: S3Server, s3_store: S3Store) -
     """What travels to a worker: the store's configuration without its keys."""
     import pickle
 
-    from backup_my_bucket.engine.cluster import Packed, Unit, portable
+    from backup_my_bucket.engine.cluster import portable
+    from backup_my_bucket.engine.cluster_worker import Packed, Unit
     from backup_my_bucket.engine.executor import DeleteKey
     from backup_my_bucket.engine.rate import Share
 

@@ -67,9 +67,9 @@ async def _hard_layout(store: S3Store, bucket: str) -> int:
 
 
 def _ranges_run() -> int:
-    from backup_my_bucket.engine import cluster
+    from backup_my_bucket.engine import cluster_worker
 
-    return cluster.ranges_run
+    return cluster_worker.ranges_run
 
 
 async def _jobs_per_worker(executor: DaskExecutor) -> list[int]:

@@ -1,4 +1,5 @@
-"""What a Dask unit carries (engine/cluster.py): its items compact, its outcomes in one piece.
+"""What a Dask unit carries (engine/cluster_worker.py): its items compact, its outcomes in
+one piece.
 
 No cluster here: Dask's own serialisation of the payloads, as the client and workers do it."""
 
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from distributed.protocol import deserialize, serialize
 
 from backup_my_bucket.engine.actions import ActionKind
-from backup_my_bucket.engine.cluster import Done, Packed
+from backup_my_bucket.engine.cluster_worker import Done, Packed
 from backup_my_bucket.engine.executor import DeleteKey, destination
 from backup_my_bucket.engine.gc import DeleteVersions
 from backup_my_bucket.engine.restore import RestoreCopy

@@ -1,4 +1,4 @@
-"""The C allocator's thresholds in a Dask worker process (engine/cluster.py applies them).
+"""The C allocator's thresholds in a Dask worker process (engine/cluster_worker.py applies them).
 
 asyncio reads a socket up to 256 KiB at a time (its selector transport's ``max_size``):
 Python asks malloc for 256 KiB, then shrinks the block to what arrived. glibc serves a

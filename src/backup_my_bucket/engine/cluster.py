@@ -3,6 +3,7 @@
 The coordinator (this process) streams the engine's items into units of :data:`UNIT_SIZE`,
 keeps at most two units per worker thread in flight (never the whole plan), and hands each
 item's outcome back to the engine, which records it (journal, tallies) as it does in-process.
+What runs on the workers, and the payloads that travel to them, are engine/cluster_worker.py.
 A worker runs a unit on its own event loop (an ``async`` task: no thread of ours beside
 Dask's, whose contention for the GIL measured a third more CPU per copy), with stores built
 from the engine's stores' configuration *minus credentials*: the worker's own environment or
@@ -34,22 +35,20 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
-import operator
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from .. import __version__
 from ..errors import BackupError, ClusterError, MissingDependency, UsageError
 from ..model import S3Url
 from ..storage.protocol import ObjectStore
-from ..storage.rangejob import RANGE_PAGES, RangeJob, RangeResult, list_range
+from ..storage.rangejob import RANGE_PAGES, RangeJob, RangeResult
 from ..storage.s3 import S3Config, S3Store
-from . import allocator
-from .executor import Job, Work, destination
+from .executor import Job, destination
 from .pace import Pace
-from .rate import WINDOW, Report, Share, SharedRate, UnitPace
-from .workers import Outcome, batched, run_pool
+from .rate import WINDOW, Report, Share, SharedRate
+from .workers import Outcome, batched
 
 try:
     import dask.config
@@ -61,6 +60,19 @@ except ImportError as exc:  # the optional extra
         hint="pip install 'backup-my-bucket[dask]'",
     ) from exc
 
+# after the check above: the worker's side needs dask too
+from .cluster_worker import (
+    TOPIC,
+    CloseStores,
+    Done,
+    Packed,
+    Unit,
+    hear,
+    run_range,
+    run_unit,
+    worker_version,
+)
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,9 +81,6 @@ UNIT_SIZE = 1024
 """Items per unit: large enough that a task's overhead (~10 ms of the scheduler's and the
 coordinator's CPU, measured: docs/scale.md) is small per item; a unit lost with its worker
 is run again whole, so at most this many copies are made twice per lost worker."""
-TOPIC = "backup-my-bucket-rates"
-"""The Dask event topic of the units' reports (one for every coordinator: the scheduler keeps
-the last ``distributed.admin.low-level-log-length`` events of each topic it has seen)."""
 UNIT_ATTEMPTS = 3
 """Submissions of one unit before its items fail (each after Dask's own reschedules)."""
 CONNECT_SECONDS = 10.0
@@ -105,70 +114,6 @@ def portable(store: ObjectStore) -> S3Config:
             hint="use --executor local with this store",
         )
     return dataclasses.replace(store.config, access_key=None, secret_key=None)
-
-
-def _positional_fields(kind: type | None) -> tuple[str, ...] | None:
-    """The fields ``kind(*values)`` takes, in order, when its instances are exactly those
-    values (a dataclass of two or more fields, all of them positional), else None."""
-    if kind is None or not dataclasses.is_dataclass(kind):
-        return None
-    fields = dataclasses.fields(kind)
-    if len(fields) < 2 or any(not f.init or f.kw_only for f in fields):
-        return None  # (attrgetter of one name gives the value, not a tuple)
-    return tuple(f.name for f in fields)
-
-
-@dataclass(frozen=True, slots=True)
-class Packed(Generic[T]):
-    """A unit's items as they travel: a batch of one slotted dataclass (restore's actions,
-    sync's and verify's listed versions) as its class and one tuple of field values per
-    item, anything else as it is. Pickling dataclass instances one by one costs ~3 µs each
-    way per item (``dataclasses.fields`` on every call); tuples of plain values, ~0.3 µs."""
-
-    kind: type[T] | None
-    rows: list[Any]
-
-    @staticmethod
-    def of(items: list[T]) -> Packed[T]:
-        kind = type(items[0]) if items else None
-        names = _positional_fields(kind)
-        if kind is None or names is None or any(type(item) is not kind for item in items):
-            return Packed(None, items)
-        return Packed(kind, list(map(operator.attrgetter(*names), items)))
-
-    def items(self) -> list[T]:
-        kind = self.kind
-        if kind is None:
-            return self.rows
-        return [kind(*row) for row in self.rows]
-
-
-@dataclass(frozen=True, slots=True)
-class Unit(Generic[T, R]):
-    """One task: ``work`` on the ``packed`` items against stores built from ``configs``,
-    ``workers`` at once, at its ``share`` of its destination's rate (engine/rate.py)."""
-
-    work: Work[T, R]
-    configs: tuple[S3Config, ...]
-    packed: Packed[T]
-    workers: int
-    attempts: int
-    share: Share
-    window: float  # of its reports
-
-    @property
-    def size(self) -> int:
-        return len(self.packed.rows)
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    """A unit's outcomes, each item's (result, error) in the unit's order, and its last
-    report (engine/rate.py). Not a bare list: Dask serialises a list item by item (one frame
-    each, read one by one on the way back), an object in one piece."""
-
-    results: list[tuple[Any, BackupError | None]]
-    report: Report | None = None
 
 
 class DaskExecutor:
@@ -417,105 +362,3 @@ class Ranges:
 
     async def run(self, job: RangeJob[Any]) -> RangeResult[Any]:
         return await self.executor.list_range(self.config, job)
-
-
-# --- the worker's side ---------------------------------------------------------------------
-
-_stores: dict[S3Config, S3Store] = {}
-_throttles_reported: dict[S3Config, int] = {}
-_heard: dict[str, Share] = {}
-"""The newest share of each limit the coordinator broadcast."""
-_opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-units_run = 0
-"""Units this worker process has run (what tests and benchmarks ask workers)."""
-ranges_run = 0
-"""Listing range jobs this worker process has run (what tests ask workers)."""
-
-
-def worker_version() -> str:
-    return __version__
-
-
-async def hear(share: Share) -> None:
-    """A broadcast from the coordinator (``client.run``, which takes a coroutine function
-    when it does not wait for an answer)."""
-    known = _heard.get(share.key)
-    if known is None or known.generation < share.generation:
-        _heard[share.key] = share
-
-
-async def _store(config: S3Config) -> S3Store:
-    """This worker's store for ``config``, opened once: connections are reused from one
-    unit to the next (units run on the worker's event loop)."""
-    async with _opening.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
-        store = _stores.get(config)
-        if store is None:
-            store = S3Store(config)
-            await store.open()
-            _stores[config] = store
-        return store
-
-
-class CloseStores(distributed.WorkerPlugin):
-    """Sets a worker's allocator for its units' requests when it joins (engine/allocator.py:
-    Dask's nanny fixes glibc's thresholds where each socket read costs a mapping of its own),
-    and closes its stores when the worker closes (a lost worker just drops them)."""
-
-    name = "backup-my-bucket-stores"
-
-    def setup(self, worker: distributed.Worker) -> None:
-        allocator.tune()
-
-    async def teardown(self, worker: distributed.Worker) -> None:
-        for store in list(_stores.values()):
-            await store.close()
-        _stores.clear()
-        _throttles_reported.clear()
-        _heard.clear()
-
-
-async def run_range(config: S3Config, job: RangeJob[Any]) -> RangeResult[Any]:
-    """The task of a listing range (storage/rangejob.py), on a worker's event loop."""
-    global ranges_run
-    ranges_run += 1
-    return await list_range(await _store(config), job)
-
-
-async def run_unit(unit: Unit[T, R]) -> Done:
-    """The task a Dask worker runs, on its event loop: each item's (result, error), in the
-    unit's order, started no faster than its share of its destination's limit allows."""
-    global units_run
-    units_run += 1
-    stores = [await _store(config) for config in unit.configs]
-    items = unit.packed.items()
-    results: list[tuple[Any, BackupError | None]] = [(None, None)] * len(items)
-    worker = distributed.get_worker()
-    pace = UnitPace(
-        unit.share,
-        window=unit.window,
-        latest=_heard.get,
-        throttled=lambda: _throttled(unit.configs),
-        send=lambda report: worker.log_event(TOPIC, report.message()),
-    )
-
-    async def one(numbered: tuple[int, T]) -> R:
-        await pace.take()
-        return await unit.work(stores, numbered[1])
-
-    workers = max(1, min(unit.workers, len(items)))
-    pool = run_pool(enumerate(items), one, workers=workers, attempts=unit.attempts)
-    async for outcome in pool:
-        results[outcome.item[0]] = (outcome.result, outcome.error)
-        pace.done()
-    return Done(results, pace.rest())
-
-
-def _throttled(configs: tuple[S3Config, ...]) -> int:
-    """Throttled answers this process's stores for ``configs`` counted since they were last
-    asked: each is reported once, by whichever unit asks next."""
-    total = 0
-    for config in set(configs):
-        seen = _stores[config].throttled
-        total += seen - _throttles_reported.get(config, 0)
-        _throttles_reported[config] = seen
-    return total

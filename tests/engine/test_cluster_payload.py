@@ -15,7 +15,7 @@ from backup_my_bucket.engine.actions import ActionKind
 from backup_my_bucket.engine.cluster_worker import Done, Packed
 from backup_my_bucket.engine.executor import DeleteKey, destination
 from backup_my_bucket.engine.gc import DeleteVersions
-from backup_my_bucket.engine.restore import RestoreCopy
+from backup_my_bucket.engine.restore_execute import RestoreCopy
 from backup_my_bucket.engine.restore_plan import Action, Reason
 from backup_my_bucket.engine.sync import SyncCopy, SyncItem
 from backup_my_bucket.engine.transfer import CopyBetween

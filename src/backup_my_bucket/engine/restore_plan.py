@@ -5,9 +5,9 @@ the target's live state into one :class:`Action` per key: copy, delete or skip, 
 reason. :class:`Spool` keeps the whole plan in a local temporary file, one JSON row per
 action, so its totals (:class:`PlanSummary`: copies, bytes, deletes, overwrites, archived
 versions) are known before anything changes while memory stays flat; execution and
-verification (engine/restore.py) read it back. No I/O here beyond the streams and the spool,
-except the requests of a :class:`~.confirm.Checker` for the keys the listings cannot decide
-(an untrusted ETag, a target object not older than the point's version).
+verification (engine/restore_execute.py) read it back. No I/O here beyond the streams and the
+spool, except the requests of a :class:`~.confirm.Checker` for the keys the listings cannot
+decide (an untrusted ETag, a target object not older than the point's version).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backup_my_bucket.storage.s3 import hooks, parse, parse_versions_xml
-from backup_my_bucket.storage.s3.parse import ListingParseError
+from backup_my_bucket.storage.s3 import hooks, parse, parse_objects, parse_versions_xml, xmltext
+from backup_my_bucket.storage.s3.xmltext import ListingParseError
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
@@ -218,7 +218,7 @@ def test_plain_pages_of_known_servers_take_the_whole_entry_scan(
     body = _page(entries, [], (False, None, None), layout, "go", False, "none")
     root = parse._ROOT.match(body)
     assert root is not None
-    scanned = parse._fast_entries(body, parse._xml_text, root.end())
+    scanned = parse._fast_entries(body, xmltext.xml_text, root.end())
     assert scanned is not None
     assert scanned == parse._tree_versions(body).entries
 
@@ -265,13 +265,13 @@ def test_objects_parser_errors_and_documents_without_namespace() -> None:
         b"<Contents><Key>a&#x80;</Key><LastModified>2026-11-26T10:00:00Z</LastModified>"
         b"<ETag>&quot;e&quot;</ETag><Size>3</Size></Contents></ListBucketResult>"
     )
-    page = parse.parse_objects_xml(body)
+    page = parse_objects.parse_objects_xml(body)
     assert [o.key for o in page.objects] == ["a\u0080"] and page.objects[0].etag == "e"
     assert page.is_truncated and page.next_token == "t&1"
     with pytest.raises(ListingParseError):
-        parse.parse_objects_xml(body.replace(b"<Key>a&#x80;</Key>", b""))
+        parse_objects.parse_objects_xml(body.replace(b"<Key>a&#x80;</Key>", b""))
     with pytest.raises(ListingParseError):
-        parse.parse_objects_xml(b"<ListBucketResult>")
+        parse_objects.parse_objects_xml(b"<ListBucketResult>")
 
 
 # --- ListObjectsV2 (the listing audit's pages) ------------------------------------------------
@@ -327,10 +327,10 @@ def test_objects_parser_agrees_with_elementtree(
     """ListObjectsV2 pages: the one-expression scan takes SeaweedFS's and AWS's plain pages and
     reads them as ElementTree does; anything else goes to ElementTree."""
     body = _objects_page(objects, layout, escape, encoded)
-    page = parse.parse_objects_xml(body)
-    assert page == parse._tree_objects(body)
+    page = parse_objects.parse_objects_xml(body)
+    assert page == parse_objects._tree_objects(body)
     if escape != "raw":  # (a raw carriage return is read as a line feed, by XML's rules)
         assert [o.key for o in page.objects] == [k for k, *_ in objects]
     assert (page.is_truncated, page.next_token) == (True, "t&1")
     if layout != "spaced" and escape in ("go", "aws") and objects:
-        assert parse._scan_objects(body) == page  # the fast scan served it
+        assert parse_objects._scan_objects(body) == page  # the fast scan served it

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from backup_my_bucket.errors import StorageError
-from backup_my_bucket.storage.s3.parse import ListingParseError
 from backup_my_bucket.storage.s3.uploads import UNKNOWN_START, Fetch, all_uploads, parse_uploads_xml
+from backup_my_bucket.storage.s3.xmltext import ListingParseError
 
 WHEN = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 

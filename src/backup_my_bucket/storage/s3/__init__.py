@@ -15,7 +15,8 @@ a :mod:`backup_my_bucket.errors` exception; botocore's types never leave it. Its
   settings, retries and backoff over :mod:`.http11`, our HTTP/1.1 client), :mod:`.wire`
   (its requests as botocore builds them), :mod:`.answers` (what their answers mean) and
   :mod:`.sigv4`, its signer;
-- :mod:`.parse`: the timestamp parser and the listing XML parsers;
+- :mod:`.parse`: the timestamp parser and the ListObjectVersions parser; :mod:`.parse_objects`
+  the ListObjectsV2 parser; :mod:`.xmltext` the reading of S3's XML they share;
 - :mod:`.hooks`: botocore event surgery (listing ``before-parse`` hooks, 200-error check,
   User-Agent);
 - :mod:`.errors`: error translation; :mod:`.redact`: credentials kept out of every text;
@@ -25,12 +26,12 @@ Speed notes (measured; see docs/performance.md):
 - one shared client per store, its connection pool at least as large as the concurrency;
 - botocore's adaptive retry mode (client-side rate limiting on 503 SlowDown);
 - ListObjectVersions / ListObjectsV2 bodies are parsed here in one pass (a single regular
-  expression scan for versions, ElementTree for objects), through botocore's ``before-parse``
-  event, and botocore is handed an empty body. That keeps the interleaved order of versions
-  and delete markers (botocore splits them into two lists, losing the order within a key when
-  timestamps tie) and costs a fraction of botocore's parse. botocore's own check of every 200
-  for an embedded error (a full expat parse) is skipped for these two: the hook checks
-  the document is complete instead;
+  expression scan per page, ElementTree for a page that looks unusual), through botocore's
+  ``before-parse`` event, and botocore is handed an empty body. That keeps the interleaved
+  order of versions and delete markers (botocore splits them into two lists, losing the
+  order within a key when timestamps tie) and costs a fraction of botocore's parse.
+  botocore's own check of every 200 for an embedded error (a full expat parse) is skipped
+  for these two: the hook checks the document is complete instead;
 - every other timestamp goes through a ``datetime.fromisoformat`` based parser;
 - CopyObject with the COPY directives (sync's and restore's hot path), the listings, HEAD,
   and the smaller requests of a command's set-up and catalog (HeadBucket,
@@ -54,14 +55,15 @@ from .config import S3Config
 
 if TYPE_CHECKING:
     from .errors import translate_error
-    from .parse import EMPTY_MD5, parse_objects_xml, parse_timestamp, parse_versions_xml
+    from .parse import EMPTY_MD5, parse_timestamp, parse_versions_xml
+    from .parse_objects import parse_objects_xml
     from .store import S3Store
 
 _LAZY = {
     "S3Store": ".store",
     "translate_error": ".errors",
     "EMPTY_MD5": ".parse",
-    "parse_objects_xml": ".parse",
+    "parse_objects_xml": ".parse_objects",
     "parse_timestamp": ".parse",
     "parse_versions_xml": ".parse",
 }

@@ -56,9 +56,11 @@ from .address import Address, tls_context
 from .answers import Fallback, Refused, Retry, judge, unreached
 from .config import S3Config
 from .http11 import BodyTooLarge, Http11Pool
-from .parse import ListingParseError, parse_objects_xml, parse_versions_xml
+from .parse import parse_versions_xml
+from .parse_objects import parse_objects_xml
 from .sigv4 import SigV4
 from .uploads import parse_uploads_xml
+from .xmltext import ListingParseError
 
 if TYPE_CHECKING:
     import aiohttp

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ...model import ObjectPage, VersionPage
-from .parse import ListingParseError, parse_objects_xml, parse_versions_xml
+from .parse import parse_versions_xml
+from .parse_objects import parse_objects_xml
+from .xmltext import ListingParseError
 
 log = logging.getLogger(__name__)
 _PAGE = "BmbPage"  # where the before-parse hook leaves its parse in the response dict

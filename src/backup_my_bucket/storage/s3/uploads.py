@@ -17,7 +17,8 @@ from xml.etree import ElementTree as ET
 
 from ...errors import StorageError
 from ...model import OpenUpload
-from .parse import ListingParseError, parse_timestamp
+from .parse import parse_timestamp
+from .xmltext import ListingParseError
 
 UNKNOWN_START = datetime(1970, 1, 1, tzinfo=UTC)
 """An upload whose answer has no ``Initiated``: as old as can be (holds err on keeping)."""

@@ -13,12 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
-from xml.etree import ElementTree as ET
 
 from ...errors import StorageError
 from ...model import OpenUpload
 from .parse import parse_timestamp
-from .xmltext import ListingParseError
+from .xmltext import ListingParseError, element_tree, local_name
 
 UNKNOWN_START = datetime(1970, 1, 1, tzinfo=UTC)
 """An upload whose answer has no ``Initiated``: as old as can be (holds err on keeping)."""
@@ -62,23 +61,16 @@ async def all_uploads(fetch: Fetch, bucket: str, server: str) -> list[OpenUpload
 def parse_uploads_xml(body: bytes) -> dict[str, Any]:
     """A ListMultipartUploadsResult as botocore parses it (the fields :func:`all_uploads`
     reads), for the fast path. Raises ListingParseError on a document it cannot read."""
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError as exc:
-        raise ListingParseError(f"not well-formed XML: {exc}") from exc
-    if _local(root.tag) != "ListMultipartUploadsResult":
-        raise ListingParseError(
-            f"a <{_local(root.tag)}> document, not <ListMultipartUploadsResult>"
-        )
+    root = element_tree(body, "ListMultipartUploadsResult")
     answer: dict[str, Any] = {"Uploads": []}
     for child in root:
-        name = _local(child.tag)
+        name = local_name(child.tag)
         if name in ("EncodingType", "NextKeyMarker", "NextUploadIdMarker"):
             answer[name] = child.text or ""
         elif name == "IsTruncated":
             answer[name] = (child.text or "").strip() == "true"
         elif name == "Upload":
-            fields = {_local(field.tag): field.text or "" for field in child}
+            fields = {local_name(field.tag): field.text or "" for field in child}
             if "Key" not in fields or "UploadId" not in fields:
                 raise ListingParseError("an <Upload> without its Key or UploadId")
             upload: dict[str, Any] = {"Key": fields["Key"], "UploadId": fields["UploadId"]}
@@ -89,7 +81,3 @@ def parse_uploads_xml(body: bytes) -> dict[str, Any]:
                     raise ListingParseError(f"an odd Initiated: {exc}") from exc
             answer["Uploads"].append(upload)
     return answer
-
-
-def _local(tag: str) -> str:
-    return tag.rpartition("}")[2]

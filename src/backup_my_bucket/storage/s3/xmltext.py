@@ -137,25 +137,26 @@ def element_pattern(field: str) -> tuple[bytes, bool]:
 # --- ElementTree, for what the scans do not take -------------------------------------------
 
 
-def _local(tag: str) -> str:
+def local_name(tag: str) -> str:
     """An element's name without its namespace."""
     return tag.rpartition("}")[2]
 
 
-def _tree(body: bytes, root_name: str) -> ET.Element:
+def element_tree(body: bytes, root_name: str) -> ET.Element:
+    """``body``'s root element, which must be ``root_name`` (else ListingParseError)."""
     try:
         root = ET.fromstring(body)
     except ET.ParseError as exc:
         raise ListingParseError(f"not well-formed XML: {exc}") from exc
-    if _local(root.tag) != root_name:
-        raise ListingParseError(f"a <{_local(root.tag)}> document, not <{root_name}>")
+    if local_name(root.tag) != root_name:
+        raise ListingParseError(f"a <{local_name(root.tag)}> document, not <{root_name}>")
     return root
 
 
 def child_text(parent: ET.Element, name: str) -> str | None:
     """The text of ``parent``'s first child element ``name``, whatever its namespace."""
     for child in parent:
-        if _local(child.tag) == name:
+        if local_name(child.tag) == name:
             return child.text or ""
     return None
 
@@ -165,7 +166,7 @@ def tree_listing(
 ) -> tuple[ET.Element, list[T], list[str], Callable[[str], str]]:
     """ElementTree's reading of a listing: ``make(tag, fields, decode)`` for each entry, the
     common prefixes, and the key decoder (URL decoding when the listing says so)."""
-    root = _tree(body, root_name)
+    root = element_tree(body, root_name)
     url = child_text(root, "EncodingType") == "url"
 
     def decode(text: str) -> str:
@@ -175,11 +176,11 @@ def tree_listing(
     prefixes: list[str] = []
     try:
         for child in root:
-            tag = _local(child.tag)
+            tag = local_name(child.tag)
             if tag == "CommonPrefixes":
-                prefixes += [decode(p.text or "") for p in child if _local(p.tag) == "Prefix"]
+                prefixes += [decode(p.text or "") for p in child if local_name(p.tag) == "Prefix"]
             elif tag in entry_tags:
-                entries.append(make(tag, {_local(c.tag): c.text or "" for c in child}, decode))
+                entries.append(make(tag, {local_name(c.tag): c.text or "" for c in child}, decode))
     except (KeyError, ValueError, TypeError) as exc:
         raise ListingParseError(f"an entry without a valid {exc}") from exc
     return root, entries, prefixes, decode

@@ -312,16 +312,19 @@ async def test_workers_of_another_version_are_refused(
     cli_env: None, cluster: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Units are pickled by reference to this code: a worker running other code would fail
-    each unit in its own way, or worse. The executor refuses before the first unit."""
-    from backup_my_bucket.engine import cluster as module
+    each unit in its own way, or worse. The executor refuses before the first unit, even
+    when the version string is the same (two checkouts of one version: the code's digest)."""
+    from backup_my_bucket import __version__
+    from backup_my_bucket.engine import cluster_worker
 
-    monkeypatch.setattr(module, "__version__", "0.0.0-other")
+    monkeypatch.setattr(cluster_worker, "source_digest", lambda package: "0ther")  # here only
     urls = ["--source", "s3://nowhere-src", "--backup", "s3://nowhere-bak"]
     code, _, err = await bmb(capsys, "--executor", cluster, "sync", *urls)
     assert code == 1
     assert re.search(r"[12] worker\(s\) of the Dask cluster at tcp://", err)  # 1: a restart
-    assert "this is 0.0.0-other" in err
-    assert "install backup-my-bucket 0.0.0-other on every worker" in err
+    assert f"backup-my-bucket {__version__}+" in err  # the workers' real digest
+    assert f"this is {__version__}+0ther" in err
+    assert f"install this backup-my-bucket ({__version__}+0ther) on every worker" in err
 
 
 def test_a_unit_carries_no_credentials(s3_server: S3Server, s3_store: S3Store) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from distributed.protocol import deserialize, serialize
 
+from backup_my_bucket import __version__
 from backup_my_bucket.engine.actions import ActionKind
-from backup_my_bucket.engine.cluster_worker import Done, Packed
+from backup_my_bucket.engine.cluster_worker import Done, Packed, source_digest, worker_version
 from backup_my_bucket.engine.executor import DeleteKey, destination
 from backup_my_bucket.engine.gc import DeleteVersions
 from backup_my_bucket.engine.restore_execute import RestoreCopy
@@ -102,3 +104,18 @@ def test_every_unit_of_work_names_the_folder_it_writes_to() -> None:
     assert destination(DeleteKey(dst)) == dst
     assert destination(DeleteVersions("dst", WHEN)) == S3Url("dst")
     assert destination(object()) is None
+
+
+def test_two_checkouts_of_one_version_with_other_code_differ(tmp_path: Path) -> None:
+    """Workers must run the coordinator's code, not just its version string: dev checkouts
+    of one version share ``__version__`` (engine/cluster.py refuses such workers)."""
+    trees = []
+    for body in (b"x = 1\n", b"x = 2\n", b"x = 1\n"):
+        root = tmp_path / f"p{len(trees)}" / "backup_my_bucket"
+        (root / "engine").mkdir(parents=True)
+        (root / "__init__.py").write_bytes(b"")
+        (root / "engine" / "plan.py").write_bytes(body)
+        (root / "engine" / "notes.txt").write_bytes(body * len(trees))  # not code: ignored
+        trees.append(source_digest(root))
+    assert trees[0] != trees[1] and trees[0] == trees[2]
+    assert worker_version().startswith(f"{__version__}+")

@@ -186,14 +186,15 @@ class DaskExecutor:
                 f"backup-my-bucket: {type(exc).__name__}: {exc}",
                 hint=f"install backup-my-bucket {__version__} on every worker",
             ) from exc
-        other = {address: v for address, v in versions.items() if v != __version__}
+        mine = worker_version()
+        other = {address: v for address, v in versions.items() if v != mine}
         if other:
             await client.close()  # type: ignore[no-untyped-call]
             address, version = sorted(other.items())[0]
             raise ClusterError(
                 f"{len(other)} worker(s) of the Dask cluster at {self.address} run "
-                f"backup-my-bucket {version} ({address}), this is {__version__}",
-                hint=f"install backup-my-bucket {__version__} on every worker",
+                f"backup-my-bucket {version} ({address}), this is {mine} (version+code digest)",
+                hint=f"install this backup-my-bucket ({mine}) on every worker",
             )
 
     async def aclose(self) -> None:

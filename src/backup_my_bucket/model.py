@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from .errors import UsageError
@@ -187,7 +187,11 @@ class OpenUpload:
 
     key: str
     upload_id: str
-    initiated: datetime  # aware UTC
+    initiated: datetime  # aware UTC; UNKNOWN_START when the server gave none
+
+
+UNKNOWN_START = datetime(1970, 1, 1, tzinfo=UTC)
+"""An upload whose listing gives no ``Initiated``: as old as can be (holds err on keeping)."""
 
 
 _BUCKET_CHARS = re.compile(r"[A-Za-z0-9.\-_]{1,255}")

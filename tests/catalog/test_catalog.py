@@ -29,6 +29,7 @@ from backup_my_bucket.errors import (
     ExitCode,
     Locked,
     SnapshotNotFound,
+    UnsupportedFormat,
     UsageError,
 )
 from backup_my_bucket.model import ObjectVersion, S3Url
@@ -444,3 +445,29 @@ def test_an_index_is_written_in_chunks_and_row_groups(
         total_bytes=sum(range(n)), index_sha256=sha, index_size=size,
     )  # fmt: skip
     assert list(index.IndexReader(path, meta).rows()) == written
+
+
+@pytest.mark.parametrize(("written", "refused"), [("1.9", False), ("2.0", True)])
+def test_an_index_newer_than_1_x_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str, refused: bool
+) -> None:
+    """Manifests go to 2.0 when they hold versions; the index format stays 1.x, and an index
+    claiming 2.0 is not one this tool can read."""
+    from backup_my_bucket.catalog import index
+
+    monkeypatch.setattr(index, "FORMAT_VERSION", written)
+    path = tmp_path / "i.parquet"
+    writer = IndexWriter(path, "s")
+    writer.add(ObjectVersion("k", "v", T0, size=1, etag="e"))
+    sha, size = writer.close()
+    meta = SnapshotMeta(
+        id="s", at=T0, created=T0, backup="s3://b", source=None, keys=1, total_bytes=1,
+        index_sha256=sha, index_size=size,
+    )  # fmt: skip
+    if refused:
+        with pytest.raises(
+            UnsupportedFormat, match=r"format 2\.0, newer than this tool reads \(1\.x\)"
+        ):
+            index.IndexReader(path, meta)
+    else:
+        assert [v.key for v in index.IndexReader(path, meta).rows()] == ["k"]

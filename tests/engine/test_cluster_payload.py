@@ -116,6 +116,7 @@ def test_two_checkouts_of_one_version_with_other_code_differ(tmp_path: Path) -> 
         (root / "__init__.py").write_bytes(b"")
         (root / "engine" / "plan.py").write_bytes(body)
         (root / "engine" / "notes.txt").write_bytes(body * len(trees))  # not code: ignored
+        (root / "engine" / ".#plan.py").symlink_to(f"nobody@host.{len(trees)}")  # an editor's
         trees.append(source_digest(root))
     assert trees[0] != trees[1] and trees[0] == trees[2]
     assert worker_version().startswith(f"{__version__}+")

@@ -21,6 +21,7 @@ from backup_my_bucket.catalog import LocalCatalog
 from backup_my_bucket.catalog.index import SnapshotMeta
 from backup_my_bucket.catalog.location import reserved_prefix
 from backup_my_bucket.clock import SYSTEM_CLOCK, ManualClock
+from backup_my_bucket.engine import cut
 from backup_my_bucket.engine.backup import snapshot_after
 from backup_my_bucket.engine.cut import server_now
 from backup_my_bucket.engine.gc import gc_catalog
@@ -36,6 +37,14 @@ from backup_my_bucket.storage.protocol import ObjectStore
 from ..conftest import BucketFactory, writes_settled
 
 SERVER = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _warnings_anew(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees the warnings engine/cut.py gives once per process."""
+    monkeypatch.setattr(cut, "_warned", set())
+
+
 SECOND = timedelta(seconds=1)
 
 
@@ -159,7 +168,7 @@ async def test_a_backup_whose_uploads_cannot_be_listed_still_syncs(
     await store.put("src", "k", b"k")
 
     async def broken(bucket: str, prefix: str = "", **kw: Any) -> list[OpenUpload]:
-        raise StorageError("ListMultipartUploads on s3://bak failed: NotImplemented")
+        raise StorageError("ListBucketMultipartUploads on s3://bak failed: InternalError: x")
 
     store.open_uploads = broken  # type: ignore[method-assign]
     with ListedState(clock) as listed, caplog.at_level(logging.WARNING):
@@ -260,6 +269,7 @@ async def test_gc_warns_of_uploads_a_killed_run_left_open(tmp_path: Path) -> Non
     await store.put("bak", "site/k", b"1")
     left = await store.create_multipart("bak", "site/left behind")
     await store.create_multipart("bak", "elsewhere/not ours")
+    await store.create_multipart("bak", reserved_prefix(backup) + "catalog/index/big.parquet")
     clock.advance(timedelta(days=2))
     await store.create_multipart("bak", "site/running")
     clock.advance(5 * SECOND)
@@ -269,3 +279,47 @@ async def test_gc_warns_of_uploads_a_killed_run_left_open(tmp_path: Path) -> Non
     assert warning.startswith("1 multipart upload in s3://bak/site/ open for more than a day")
     assert "'site/left behind' since 2026-03-01" in warning
     assert left in [u.upload_id for u in await store.open_uploads("bak", "site/")]  # kept
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["gc", "dry-run"])
+async def test_gc_that_cannot_list_uploads_collects_and_warns(
+    tmp_path: Path, dry_run: bool
+) -> None:
+    """The uploads gc lists are only for its warning: without the permission it collects
+    exactly as before and says it could not look."""
+    store, clock, catalog = await aws_like(tmp_path)
+    old = await store.put("bak", "k", b"old")
+    clock.advance(5 * SECOND)
+    await store.put("bak", "k", b"new")
+    clock.advance(5 * SECOND)
+    await take_snapshot(store, S3Url("bak"), catalog, clock)
+    store.denied.add(("bak", "list_uploads"))
+    result = await gc_catalog(
+        store, catalog, S3Url("bak"), RetentionPolicy(keep_last=1), clock, dry_run=dry_run
+    )
+    assert result.versions_deleted == 1
+    assert (old in {v.version_id for v in (await history(store, "bak", "k")).versions}) is dry_run
+    assert any("could not list the open uploads of s3://bak" in w for w in result.warnings)
+
+
+async def test_a_server_without_upload_listing_holds_none_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, clock, catalog = await aws_like(tmp_path)
+    await store.put("bak", "k", b"1")
+
+    async def not_implemented(bucket: str, prefix: str = "", **kw: Any) -> list[OpenUpload]:
+        raise StorageError("ListBucketMultipartUploads on s3://bak failed: NotImplemented: no")
+
+    store.open_uploads = not_implemented  # type: ignore[method-assign]
+    clock.advance(5 * SECOND)
+    with caplog.at_level(logging.WARNING):
+        meta = await take_snapshot(store, S3Url("bak"), catalog, clock)
+    assert meta.held == () and "cannot be listed" in caplog.text
+
+    async def failing(bucket: str, prefix: str = "", **kw: Any) -> list[OpenUpload]:
+        raise StorageError("ListBucketMultipartUploads on s3://bak failed: InternalError: boom")
+
+    store.open_uploads = failing  # type: ignore[method-assign]
+    with pytest.raises(StorageError, match="InternalError"):  # to retry, not to ignore
+        await take_snapshot(store, S3Url("bak"), catalog, clock)

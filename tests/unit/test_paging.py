@@ -197,7 +197,7 @@ async def test_audit_names_the_keys_a_naive_listing_lost() -> None:
 async def test_a_seaweedfs_it_did_not_recognise_gets_a_paging_hint() -> None:
     """Behind a proxy that hides the ``Server`` header, SeaweedFS is paged as a key-order
     server and loses keys: the audit stops it, and its hint names --list-paging tree."""
-    _, model = await _both(stem_layout(per=20))
+    truth, model = await _both(stem_layout(per=20))
 
     async def proxied(bucket: str) -> str:
         return "nginx"
@@ -207,6 +207,14 @@ async def test_a_seaweedfs_it_did_not_recognise_gets_a_paging_hint() -> None:
     with pytest.raises(IncompleteListing) as caught:
         await _drain(listing, [])
     assert listing.paging is Paging.NAIVE and "--list-paging tree" in (caught.value.hint or "")
+    # told it is a tree-walking server, the listing pages it so and audits it even when asked
+    # not to: complete, every key
+    told = ListingOptions(37, Paging.TREE, audit=False, clock=CLOCK)
+    listing = ParallelListing(model, "b", _row, options=told)
+    rows: list[Row] = []
+    await _drain(listing, rows)
+    want = {key for key, _ in await _list(truth, Paging.NAIVE, 1000)}  # an AWS store's
+    assert listing.audit is not None and {key for key, _ in rows} == want
 
 
 async def test_the_audits_margin_for_races_is_on_the_servers_clock() -> None:

@@ -137,15 +137,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     help="Check every version listing of sync, snapshot and restore against ListObjectsV2 (a "
     "failed check exits 1, naming the missed keys; a restore target is read with "
     "ListObjectsV2 itself). --no-audit saves that pass on servers with no known listing "
-    "deviation; on SeaweedFS the audit always runs.",
+    "deviation; where the server names itself SeaweedFS (or --list-paging tree) the audit "
+    "always runs.",
 )
 @click.option("--list-page-size", type=click.IntRange(1, 1000), default=1000, hidden=True)
 @click.option(
     "--list-paging",
     type=click.Choice(["auto", *(p.value for p in Paging)]),
     default="auto",
-    hidden=True,
-)  # tests: force how listings page (naive: follow the server's markers; tree: SeaweedFS-safe)
+    show_default=True,
+    help="How version listings page: auto (from the server's Server header), tree "
+    "(SeaweedFS's safe paging: for a SeaweedFS behind a proxy that hides that header), naive "
+    "(the server's own markers: servers that page in key order).",
+)
 @click.option(
     "--executor",
     type=EXECUTOR,

@@ -194,7 +194,8 @@ class DaskExecutor:
             raise ClusterError(
                 f"{len(other)} worker(s) of the Dask cluster at {self.address} run "
                 f"backup-my-bucket {version} ({address}), this is {mine} (version+code digest)",
-                hint=f"install this backup-my-bucket ({mine}) on every worker",
+                hint="install the same build of backup-my-bucket (the same release, or the "
+                "same commit's checkout) on every worker and on this machine",
             )
 
     async def aclose(self) -> None:

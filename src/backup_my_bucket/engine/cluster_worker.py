@@ -131,12 +131,19 @@ def worker_version() -> str:
 
 @functools.cache
 def source_digest(package: Path) -> str:
-    """A digest of every ``.py`` file under ``package`` (names and contents, in name order):
-    read once per process, ~10 ms."""
+    """A digest of every ``.py`` file under ``package`` (names and contents, in name order;
+    hidden files and ones that cannot be read, such as an editor's lock links, left out):
+    read once per process, ~5 ms."""
     digest = hashlib.blake2b(digest_size=8)
     for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+        name = path.relative_to(package).as_posix()
+        if any(part.startswith(".") for part in name.split("/")):
+            continue
+        try:
+            body = path.read_bytes()
+        except OSError:
+            continue
+        digest.update(name.encode() + b"\0" + body + b"\0")
     return digest.hexdigest()
 
 

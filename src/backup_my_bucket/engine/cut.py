@@ -104,10 +104,13 @@ class Holds:
     @classmethod
     async def find(cls, store: ObjectStore, backup: S3Url, cut: datetime) -> Holds:
         """The keys of ``backup``'s content with an upload open since at or before ``cut``.
-        A role without ``s3:ListBucketMultipartUploads`` holds none, with a warning."""
+        A role without ``s3:ListBucketMultipartUploads``, or a server without that call
+        (NotImplemented), holds none, with a warning."""
         try:
             uploads = await store.open_uploads(backup.bucket, backup.prefix)
-        except AccessDenied as exc:
+        except StorageError as exc:
+            if not isinstance(exc, AccessDenied) and "NotImplemented" not in exc.message:
+                raise  # a failure to retry, not a server that cannot say
             _warn_once(
                 backup.bucket, "the open multipart uploads of s3://%s cannot be listed "
                 "(s3:ListBucketMultipartUploads: %s): snapshots hold none of their keys' "

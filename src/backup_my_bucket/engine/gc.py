@@ -459,7 +459,9 @@ async def _lifecycle_check(
         uploads = await store.open_uploads(bucket, prefix)
     except BackupError as exc:
         return [*warnings, f"could not list the open uploads of s3://{bucket}: {exc.message}"]
-    return [*warnings, *stale_upload_warnings(uploads, str(S3Url(bucket, prefix)), now)]
+    where = S3Url(bucket, prefix)
+    stale = stale_upload_warnings(uploads, str(where), now, skip_prefix=reserved_prefix(where))
+    return [*warnings, *stale]
 
 
 async def _collect(

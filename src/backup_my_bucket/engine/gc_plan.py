@@ -26,7 +26,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Se
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..model import LifecycleRule, ObjectVersion, OpenUpload
+from ..model import UNKNOWN_START, LifecycleRule, ObjectVersion, OpenUpload
 from ..units import format_time, plural
 from .versions import KeyHistory, histories
 
@@ -117,18 +117,28 @@ STALE_UPLOAD = timedelta(days=1)
 """An upload open longer than this is taken for one a killed run left behind."""
 
 
-def stale_upload_warnings(uploads: Sequence[OpenUpload], where: str, now: datetime) -> list[str]:
+def stale_upload_warnings(
+    uploads: Sequence[OpenUpload], where: str, now: datetime, *, skip_prefix: str = ""
+) -> list[str]:
     """Warn about multipart uploads open for more than :data:`STALE_UPLOAD` in ``where``:
     a sync killed during a multipart copy leaves one, billed for its parts, and every
     snapshot holds its key's indexed version while it stays open (engine/cut.Holds). gc
-    does not abort them: an upload cannot tell who began it."""
-    stale = sorted((u for u in uploads if now - u.initiated > STALE_UPLOAD),
-                   key=lambda u: u.initiated)  # fmt: skip
+    does not abort them: an upload cannot tell who began it. ``skip_prefix``: the reserved
+    folder's (the catalog's own uploads, which no snapshot holds)."""
+    stale = sorted(
+        (u for u in uploads if now - u.initiated > STALE_UPLOAD
+         and not (skip_prefix and u.key.startswith(skip_prefix))),
+        key=lambda u: u.initiated,
+    )  # fmt: skip
     if not stale:
         return []
+    oldest = stale[0]
+    since = (
+        "a time not given" if oldest.initiated == UNKNOWN_START else format_time(oldest.initiated)
+    )
     return [
         f"{plural(len(stale), 'multipart upload')} in {where} open for more than a day (the "
-        f"oldest: {stale[0].key!r} since {format_time(stale[0].initiated)}): billed for their "
-        "parts, and every snapshot holds their keys' versions; abort them (aws s3api "
-        "abort-multipart-upload) or add an AbortIncompleteMultipartUpload lifecycle rule"
+        f"oldest: {oldest.key!r} since {since}): billed for their parts, and every snapshot "
+        "holds their keys' versions; abort them (aws s3api abort-multipart-upload) or add an "
+        "AbortIncompleteMultipartUpload lifecycle rule"
     ]

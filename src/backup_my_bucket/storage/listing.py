@@ -277,13 +277,15 @@ class ParallelListing(Generic[R]):
             stems=self._stems, stats=self.stats, requests=self._requests, insert=self._insert,
             on_page=self.on_page,
         )  # fmt: skip
-        if self._auditable and (self.options.audit or known is Paging.TREE):
+        # a server known, or said (--list-paging tree), to walk a tree is always audited
+        seaweedfs = known is Paging.TREE or self.paging is Paging.TREE
+        if self._auditable and (self.options.audit or seaweedfs):
             started = None  # the margin for races is measured on the server's clock
             with contextlib.suppress(AccessDenied):  # no HeadBucket: on this machine's
                 started = await self.store.server_time(self.bucket)
             self.audit = Audit(
                 self.store, self.bucket, self.prefix, skip_prefix=self.skip_prefix,
-                tree=known is Paging.TREE, page_size=self.page_size, clock=self.options.clock,
+                tree=seaweedfs, page_size=self.page_size, clock=self.options.clock,
                 cut=self.cut, stable=self.remote is not None, started=started,
             )  # fmt: skip
         head = self._head

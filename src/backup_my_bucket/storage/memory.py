@@ -414,7 +414,8 @@ class MemoryStore:
         check_key(key)
         upload_id = f"u{next(self._ids):012d}"
         # Initiated keeps milliseconds (ListMultipartUploads shows them); stamps do not
-        started = self.clock.now().replace(microsecond=self.clock.now().microsecond // 1000 * 1000)
+        now = self.clock.now()
+        started = now.replace(microsecond=now.microsecond // 1000 * 1000)
         b.uploads[upload_id] = Upload(key, attrs or ObjectAttrs(), dict(tags or {}), started)
         return upload_id
 

@@ -15,12 +15,9 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ...errors import StorageError
-from ...model import OpenUpload
+from ...model import UNKNOWN_START, OpenUpload
 from .parse import parse_timestamp
 from .xmltext import ListingParseError, element_tree, local_name
-
-UNKNOWN_START = datetime(1970, 1, 1, tzinfo=UTC)
-"""An upload whose answer has no ``Initiated``: as old as can be (holds err on keeping)."""
 
 Fetch = Callable[[Mapping[str, str]], Awaitable[Mapping[str, Any]]]
 

@@ -324,7 +324,7 @@ async def test_workers_of_another_version_are_refused(
     assert re.search(r"[12] worker\(s\) of the Dask cluster at tcp://", err)  # 1: a restart
     assert f"backup-my-bucket {__version__}+" in err  # the workers' real digest
     assert f"this is {__version__}+0ther" in err
-    assert f"install this backup-my-bucket ({__version__}+0ther) on every worker" in err
+    assert "install the same build of backup-my-bucket" in err
 
 
 def test_a_unit_carries_no_credentials(s3_server: S3Server, s3_store: S3Store) -> None:

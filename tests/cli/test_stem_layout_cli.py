@@ -22,9 +22,12 @@ import pytest
 
 from backup_my_bucket.engine.gc import run_gc
 from backup_my_bucket.engine.retention import RetentionPolicy, SnapshotRef
-from backup_my_bucket.errors import ExitCode
+from backup_my_bucket.errors import ExitCode, IncompleteListing
+from backup_my_bucket.model import KeyHistory
+from backup_my_bucket.storage.audit import MARGIN
+from backup_my_bucket.storage.current import current_objects
 from backup_my_bucket.storage.iterate import iter_versions
-from backup_my_bucket.storage.listing import ListingOptions
+from backup_my_bucket.storage.listing import ListingOptions, ParallelListing
 from backup_my_bucket.storage.paging import Paging
 from backup_my_bucket.storage.s3 import S3Store
 from backup_my_bucket.units import format_time
@@ -244,3 +247,48 @@ async def test_the_audit_fails_a_short_listing(
     code, _, err = await bmb(capsys, *naive, "snapshot", "--backup", f"s3://{world.hist}")
     assert code == ExitCode.FAILURE and "incomplete listing" in err
     assert await published() == before, "a snapshot was published from a short listing"
+
+
+async def test_an_unrecognised_seaweedfs_is_stopped_by_the_audit(
+    world: World, s3_store: S3Store
+) -> None:
+    """Behind a proxy that hides its ``Server`` header (nginx's default), SeaweedFS is paged by
+    its own markers and loses keys (here 874 of 1,992 live keys). Its ListObjectsV2, split by
+    key as on a key-order server, lost the same keys, and the audit let the listing pass,
+    short, exit 0. On a server not known to list in key order, ListObjectsV2 now goes in one
+    sequence by its continuation token: complete, so the audit stops the listing, and every
+    ListObjectsV2 reading (a restore's target, an unversioned source) is complete. Told
+    ``tree``, the version listing is complete too."""
+    proxied = S3Store(s3_store.config)
+    proxied._server = "nginx"  # what the first answer's header would have said
+    await asyncio.sleep(MARGIN.total_seconds() + 1)  # no key written "as the listing began"
+    try:
+        live = set(await shown(s3_store, world.hist))
+        listing = ParallelListing(proxied, world.hist, _key, options=ListingOptions(97))
+        seen: list[str] = []
+
+        async def consume() -> None:
+            async for key in listing.results():
+                seen.append(key)
+
+        with pytest.raises(IncompleteListing) as caught:
+            await consume()
+        assert listing.paging is Paging.NAIVE and "--list-paging tree" in (caught.value.hint or "")
+        assert set(seen) < live and set(caught.value.keys) <= live
+        assert set(caught.value.keys) == live - set(seen)  # every key it lost, named
+
+        for bucket in (world.hist, world.src):
+            found = [o.key async for o in current_objects(proxied, bucket, page_size=97)]
+            assert found == await shown(s3_store, bucket)  # complete, in key order
+
+        told = ListingOptions(page_size=97, paging=Paging.TREE, audit=False)
+        listing = ParallelListing(proxied, world.hist, _key, options=told)
+        assert [key async for key in listing.results()] == sorted(live)
+        assert listing.audit is not None  # told it is a tree, it audits anyway
+    finally:
+        await proxied.close()
+
+
+def _key(history: KeyHistory) -> str | None:
+    current = history.current
+    return None if current is None else current.key

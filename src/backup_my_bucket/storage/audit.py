@@ -11,8 +11,11 @@ a key gone since, or written after the listing began (minus a margin for clock s
 the instant the listing is read at (a snapshot's T), is a concurrent change, not a loss.
 Confirmed losses raise :class:`~..errors.IncompleteListing`.
 
-The ListObjectsV2 walk splits into ranges like the version listing on a server that lists in
-key order (:func:`.current.walk_objects`). On a tree-walking server it is one sequence: a range
+The ListObjectsV2 walk splits into ranges like the version listing on a server known to list
+in key order (:func:`.current.walk_objects`, ``ordered``); on any other it goes in one sequence
+by the server's continuation token, the one walk complete whatever the server's order (a
+SeaweedFS behind a proxy that renames it: split by key there, this walk lost the same keys as
+the listing it checked, and let it pass). On a tree-walking server it is one sequence: a range
 there can only end at the first key past its cut, so each split lists up to a page twice
 (SeaweedFS, 24k keys in one folder: 0.64 s of server CPU in 8 ranges, 0.49 s in one), and
 one sequence still ends long before the version listing it checks (~4x its server cost).
@@ -67,6 +70,7 @@ class Audit:
         cut: datetime | None = None,
         stable: bool = False,
         started: datetime | None = None,
+        ordered: bool = True,
     ) -> None:
         self.store = store
         self._hash = stable_hash if stable else _hash  # stable: the listing's ranges ran elsewhere
@@ -75,6 +79,7 @@ class Audit:
         self.prefix = prefix
         self.skip_prefix = skip_prefix
         self.tree = tree
+        self.ordered = ordered  # ListObjectsV2 known to come in key order: ranges may split it
         self.page_size = page_size
         # when the listing began: the server's clock (it stamps the keys), else this one's
         self.started = started if started is not None else clock.now()
@@ -148,5 +153,5 @@ class Audit:
         await walk_objects(
             self.store, self.bucket, self.prefix, keep, skip_prefix=self.skip_prefix,
             tree=self.tree, page_size=self.page_size, stats=stats,
-            concurrency=1 if self.tree else CONCURRENCY,
+            concurrency=CONCURRENCY if self.ordered and not self.tree else 1,
         )  # fmt: skip

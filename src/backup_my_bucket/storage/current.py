@@ -26,7 +26,7 @@ from operator import attrgetter
 from typing import IO
 
 from ..model import ObjectSummary
-from .paging import MAX_CHAR, Paging, is_safe, paging_for, split_keys
+from .paging import MAX_CHAR, Paging, is_safe, lists_in_key_order, paging_for, split_keys
 from .protocol import MAX_PAGE, ObjectStore
 from .retry import retrying
 from .scratch import scratch_prefix, sweep_stale
@@ -201,12 +201,14 @@ async def current_objects(
     """Every current object under ``prefix`` (none under ``skip_prefix``), in ascending key
     order; see the module docstring."""
     sweep_stale("current", spill_dir)  # what killed runs left
-    tree = paging_for(await store.server(bucket)) is Paging.TREE
+    server = await store.server(bucket)
+    tree = paging_for(server) is Paging.TREE
     runs = _Runs(spill_dir)
     try:
         await walk_objects(
             store, bucket, prefix, runs.add, skip_prefix=skip_prefix, tree=tree,
             page_size=page_size, stats=stats,
+            concurrency=CONCURRENCY if tree or lists_in_key_order(server) else 1,
         )  # fmt: skip
         for obj in runs.merged():
             yield obj

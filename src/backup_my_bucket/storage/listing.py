@@ -58,7 +58,7 @@ from ..errors import AccessDenied
 from ..model import KeyHistory, Versioning
 from .audit import Audit
 from .pager import Pager, split_range
-from .paging import Paging, paging_for
+from .paging import Paging, lists_in_key_order, paging_for
 from .protocol import MAX_PAGE, ObjectStore
 from .rangejob import RangeJob, RangeResult, RangeRunner, RangeState
 from .ranges import History, ListingStats, Unit
@@ -267,7 +267,8 @@ class ParallelListing(Generic[R]):
 
     async def _prepare(self) -> None:
         """Ask the server what it is: how to page it (unless forced), whether to audit."""
-        known = paging_for(await self.store.server(self.bucket))
+        server = await self.store.server(self.bucket)
+        known = paging_for(server)
         self.paging = self.paging or known
         if self.paging is Paging.TREE:
             versioning = await self.store.get_versioning(self.bucket)
@@ -287,6 +288,7 @@ class ParallelListing(Generic[R]):
                 self.store, self.bucket, self.prefix, skip_prefix=self.skip_prefix,
                 tree=seaweedfs, page_size=self.page_size, clock=self.options.clock,
                 cut=self.cut, stable=self.remote is not None, started=started,
+                ordered=lists_in_key_order(server),
             )  # fmt: skip
         head = self._head
         if head.after and not head.after.startswith(self.prefix):

@@ -44,6 +44,19 @@ def paging_for(server: str) -> Paging:
     return Paging.TREE if "seaweedfs" in server.lower() else Paging.NAIVE
 
 
+KEY_ORDER_SERVERS = ("amazons3", "minio", "memorystore")
+"""Servers known to list ListObjectsV2 in key order, by the start of their ``Server`` name
+(MemoryStore: this package's fake of AWS)."""
+
+
+def lists_in_key_order(server: str) -> bool:
+    """Whether a ListObjectsV2 walk may be split by StartAfter: only where the server is known
+    to list in key order. Any other name may be a proxy's (nginx writes its own ``Server``)
+    in front of a tree-walking server, where a range cut by key loses keys; there the walk
+    goes in one sequence by the server's own continuation token (rule 23)."""
+    return server.lower().startswith(KEY_ORDER_SERVERS)
+
+
 def _interior(text: str, i: int) -> bool:
     """Whether index i is inside a path component (not its first character)."""
     return i >= 1 and text[i - 1] != SEP

@@ -57,7 +57,7 @@ async def test_the_audit_walks_a_tree_walking_server_in_one_sequence(tree: bool)
     keys = [f"obj{i:05d}" for i in range(300)]
     for key in keys:
         await store.put("b", key, b"x")
-    audit = Audit(store, "b", tree=tree, page_size=10, clock=store.clock)
+    audit = Audit(store, "b", tree=tree, ordered=not tree, page_size=10, clock=store.clock)
     async for version in iter_versions(store, "b"):
         audit.note(KeyHistory(version.key, (version,)))
     await audit.run()

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backup_my_bucket.clock import ManualClock
-from backup_my_bucket.errors import IncompleteListing
+from backup_my_bucket.errors import IncompleteListing, UsageError
 from backup_my_bucket.model import KeyHistory
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.listing import ListingOptions, ParallelListing, paging_for
@@ -26,6 +26,7 @@ from backup_my_bucket.storage.paging import (
     RiskKind,
     hazards,
     is_safe,
+    lists_in_key_order,
     predecessor,
     risks,
 )
@@ -215,6 +216,42 @@ async def test_a_seaweedfs_it_did_not_recognise_gets_a_paging_hint() -> None:
     await _drain(listing, rows)
     want = {key for key, _ in await _list(truth, Paging.NAIVE, 1000)}  # an AWS store's
     assert listing.audit is not None and {key for key, _ in rows} == want
+
+
+@pytest.mark.parametrize(
+    ("server", "ordered"),
+    [("AmazonS3", True), ("MinIO", True), ("MinIO/RELEASE.2024", True), ("MemoryStore", True),
+     ("nginx", False), ("", False), ("SeaweedFS 8000GB 4.48", False), ("cloudflare", False)],
+)  # fmt: skip
+def test_only_servers_known_to_list_in_key_order_split_listobjectsv2(
+    server: str, ordered: bool
+) -> None:
+    assert lists_in_key_order(server) is ordered
+
+
+async def test_a_past_moment_on_an_unknown_server_needs_the_paging_said() -> None:
+    """The audit sees only keys live now: a key deleted since a past moment and lost by the
+    paging of a server it cannot vouch for would be missed silently. Refused, unless the
+    paging is given; a snapshot's just-ended second is not a past moment."""
+    _, model = await _both(stem_layout(per=20))
+
+    async def proxied(bucket: str) -> str:
+        return "nginx"
+
+    model.server = proxied  # type: ignore[method-assign]
+    past = CLOCK.now() - timedelta(hours=1)
+    listing = ParallelListing(model, "b", _row, options=ListingOptions(clock=CLOCK), cut=past)
+    with pytest.raises(UsageError, match="past moment") as caught:
+        await _drain(listing, [])
+    assert "--list-paging" in (caught.value.hint or "")
+    told = ListingOptions(paging=Paging.TREE, clock=CLOCK)
+    rows: list[Row] = []
+    await _drain(ParallelListing(model, "b", _row, options=told, cut=past), rows)
+    assert rows  # told how to page, it lists
+    recent = CLOCK.now() - timedelta(seconds=1)
+    listing = ParallelListing(model, "b", _row, options=ListingOptions(37, clock=CLOCK), cut=recent)
+    with pytest.raises(IncompleteListing):  # listed, then stopped by the audit as before
+        await _drain(listing, [])
 
 
 async def test_the_audits_margin_for_races_is_on_the_servers_clock() -> None:

@@ -33,6 +33,7 @@ from ..errors import BackupError, UsageError
 from ..model import UNLISTED_VERSION, ObjectVersion, S3Url
 from ..storage.current import current_objects
 from ..storage.listing import ListingOptions, ParallelListing
+from ..storage.paging import Paging
 from ..storage.protocol import ObjectStore
 from ..storage.rangejob import RangeRunner
 from ..storage.scratch import scratch_prefix, sweep_stale
@@ -169,10 +170,10 @@ async def live_objects(
     the ETags are the objects' own; the version ids are ``version_id`` (default
     :data:`~..model.UNLISTED_VERSION`: not known). The location's reserved folder is never
     part of it."""
-    page_size = (listing or ListingOptions()).page_size
+    options = listing or ListingOptions()
     async for obj in current_objects(
         store, url.bucket, url.child(within).prefix, skip_prefix=reserved_prefix(url),
-        page_size=page_size,
+        page_size=options.page_size, ordered=options.paging is Paging.NAIVE,
     ):  # fmt: skip
         entry = relative(obj.as_current(version_id), url)
         if entry is not None:

@@ -70,7 +70,7 @@ class Audit:
         cut: datetime | None = None,
         stable: bool = False,
         started: datetime | None = None,
-        ordered: bool = True,
+        ordered: bool = False,
     ) -> None:
         self.store = store
         self._hash = stable_hash if stable else _hash  # stable: the listing's ranges ran elsewhere

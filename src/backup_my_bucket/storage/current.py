@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import IO
 
+from ..errors import StorageError
 from ..model import ObjectSummary
 from .paging import MAX_CHAR, Paging, is_safe, lists_in_key_order, paging_for, split_keys
 from .protocol import MAX_PAGE, ObjectStore
@@ -101,6 +102,10 @@ async def walk_objects(
                     keep(obj)
             if not page.is_truncated:
                 return
+            if not page.next_token:  # it would start the range again, for ever
+                raise StorageError(
+                    f"s3://{bucket}: a truncated object page has no continuation token"
+                )
             token = page.next_token
             if len(tasks) >= concurrency or lowest is None:
                 continue
@@ -197,9 +202,11 @@ async def current_objects(
     page_size: int = MAX_PAGE,
     spill_dir: str | None = None,
     stats: WalkStats | None = None,
+    ordered: bool = False,
 ) -> AsyncIterator[ObjectSummary]:
     """Every current object under ``prefix`` (none under ``skip_prefix``), in ascending key
-    order; see the module docstring."""
+    order; see the module docstring. ``ordered``: the caller was told the server lists in key
+    order (``--list-paging naive``); otherwise its name decides."""
     sweep_stale("current", spill_dir)  # what killed runs left
     server = await store.server(bucket)
     tree = paging_for(server) is Paging.TREE
@@ -208,7 +215,7 @@ async def current_objects(
         await walk_objects(
             store, bucket, prefix, runs.add, skip_prefix=skip_prefix, tree=tree,
             page_size=page_size, stats=stats,
-            concurrency=CONCURRENCY if tree or lists_in_key_order(server) else 1,
+            concurrency=CONCURRENCY if tree or ordered or lists_in_key_order(server) else 1,
         )  # fmt: skip
         for obj in runs.merged():
             yield obj

@@ -50,11 +50,11 @@ import pickle
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import AccessDenied
+from ..errors import AccessDenied, UsageError
 from ..model import KeyHistory, Versioning
 from .audit import Audit
 from .pager import Pager, split_range
@@ -66,6 +66,9 @@ from .scratch import scratch_prefix, sweep_stale
 
 R = TypeVar("R")
 
+PAST = timedelta(seconds=10)
+"""A cut this far before the listing begins reads a past moment (not a snapshot's just-ended
+second): on an unknown server, refused unless the paging is given (:meth:`_refuse_past`)."""
 BUFFER_ROWS = 100_000  # rows held in memory by all the units ahead of the consumer
 MIN_SPILL = 2_000  # rows a unit writes out at once
 
@@ -269,7 +272,12 @@ class ParallelListing(Generic[R]):
         """Ask the server what it is: how to page it (unless forced), whether to audit."""
         server = await self.store.server(self.bucket)
         known = paging_for(server)
+        forced = self.paging is not None
         self.paging = self.paging or known
+        # told naive on a server not known as SeaweedFS: the user says it lists in key order
+        ordered = lists_in_key_order(server) or (
+            forced and self.paging is Paging.NAIVE and known is Paging.NAIVE
+        )
         if self.paging is Paging.TREE:
             versioning = await self.store.get_versioning(self.bucket)
             self._stems = versioning is not Versioning.UNVERSIONED
@@ -280,15 +288,18 @@ class ParallelListing(Generic[R]):
         )  # fmt: skip
         # a server known, or said (--list-paging tree), to walk a tree is always audited
         seaweedfs = known is Paging.TREE or self.paging is Paging.TREE
-        if self._auditable and (self.options.audit or seaweedfs):
-            started = None  # the margin for races is measured on the server's clock
+        started = None  # the margin for races is measured on the server's clock
+        if (self._auditable and (self.options.audit or seaweedfs)) or self.cut is not None:
             with contextlib.suppress(AccessDenied):  # no HeadBucket: on this machine's
                 started = await self.store.server_time(self.bucket)
+        if not (seaweedfs or ordered):
+            self._refuse_past(server, started)
+        if self._auditable and (self.options.audit or seaweedfs):
             self.audit = Audit(
                 self.store, self.bucket, self.prefix, skip_prefix=self.skip_prefix,
                 tree=seaweedfs, page_size=self.page_size, clock=self.options.clock,
                 cut=self.cut, stable=self.remote is not None, started=started,
-                ordered=lists_in_key_order(server),
+                ordered=ordered,
             )  # fmt: skip
         head = self._head
         if head.after and not head.after.startswith(self.prefix):
@@ -298,6 +309,22 @@ class ParallelListing(Generic[R]):
         if tree is not None and head.after:
             await tree.clear_hazards(head, head.after)
             tree.resume(head, head.after, "")
+
+    def _refuse_past(self, server: str, started: datetime | None) -> None:
+        """A listing read at a moment well before it begins, on a server not known to page
+        completely, is refused: the audit can only check keys live now, so a key deleted
+        since that moment and lost by the paging would be missed silently (a SeaweedFS
+        behind a proxy that renames it loses such keys). ``--list-paging`` says how."""
+        now = started if started is not None else self.options.clock.now()
+        if self.cut is None or self.cut >= now - PAST:
+            return
+        raise UsageError(
+            f"s3://{self.bucket} answers as {server or 'an unnamed server'!r}, whose version "
+            "listing is not known to be complete, and a listing at a past moment cannot be "
+            "checked (the audit sees only keys live now)",
+            hint="pass --list-paging naive if the server lists in key order (most S3 "
+            "services do), or --list-paging tree if it is SeaweedFS behind a proxy",
+        )
 
     async def results(self) -> AsyncIterator[R]:
         """Every reduced result, in ascending key order."""

@@ -33,7 +33,6 @@ from ..errors import BackupError, UsageError
 from ..model import UNLISTED_VERSION, ObjectVersion, S3Url
 from ..storage.current import current_objects
 from ..storage.listing import ListingOptions, ParallelListing
-from ..storage.paging import Paging
 from ..storage.protocol import ObjectStore
 from ..storage.rangejob import RangeRunner
 from ..storage.scratch import scratch_prefix, sweep_stale
@@ -173,7 +172,7 @@ async def live_objects(
     options = listing or ListingOptions()
     async for obj in current_objects(
         store, url.bucket, url.child(within).prefix, skip_prefix=reserved_prefix(url),
-        page_size=options.page_size, ordered=options.paging is Paging.NAIVE,
+        page_size=options.page_size, told=options.paging,
     ):  # fmt: skip
         entry = relative(obj.as_current(version_id), url)
         if entry is not None:

@@ -202,11 +202,11 @@ async def current_objects(
     page_size: int = MAX_PAGE,
     spill_dir: str | None = None,
     stats: WalkStats | None = None,
-    ordered: bool = False,
+    told: Paging | None = None,
 ) -> AsyncIterator[ObjectSummary]:
     """Every current object under ``prefix`` (none under ``skip_prefix``), in ascending key
-    order; see the module docstring. ``ordered``: the caller was told the server lists in key
-    order (``--list-paging naive``); otherwise its name decides."""
+    order; see the module docstring. ``told``: the paging the user gave (``--list-paging``),
+    which may say the server lists in key order (:func:`.paging.lists_in_key_order`)."""
     sweep_stale("current", spill_dir)  # what killed runs left
     server = await store.server(bucket)
     tree = paging_for(server) is Paging.TREE
@@ -215,7 +215,7 @@ async def current_objects(
         await walk_objects(
             store, bucket, prefix, runs.add, skip_prefix=skip_prefix, tree=tree,
             page_size=page_size, stats=stats,
-            concurrency=CONCURRENCY if tree or ordered or lists_in_key_order(server) else 1,
+            concurrency=CONCURRENCY if tree or lists_in_key_order(server, told) else 1,
         )  # fmt: skip
         for obj in runs.merged():
             yield obj

@@ -272,12 +272,8 @@ class ParallelListing(Generic[R]):
         """Ask the server what it is: how to page it (unless forced), whether to audit."""
         server = await self.store.server(self.bucket)
         known = paging_for(server)
-        forced = self.paging is not None
+        ordered = lists_in_key_order(server, told=self.paging)
         self.paging = self.paging or known
-        # told naive on a server not known as SeaweedFS: the user says it lists in key order
-        ordered = lists_in_key_order(server) or (
-            forced and self.paging is Paging.NAIVE and known is Paging.NAIVE
-        )
         if self.paging is Paging.TREE:
             versioning = await self.store.get_versioning(self.bucket)
             self._stems = versioning is not Versioning.UNVERSIONED

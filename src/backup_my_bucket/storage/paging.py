@@ -49,11 +49,14 @@ KEY_ORDER_SERVERS = ("amazons3", "minio", "memorystore")
 (MemoryStore: this package's fake of AWS)."""
 
 
-def lists_in_key_order(server: str) -> bool:
+def lists_in_key_order(server: str, told: Paging | None = None) -> bool:
     """Whether a ListObjectsV2 walk may be split by StartAfter: only where the server is known
-    to list in key order. Any other name may be a proxy's (nginx writes its own ``Server``)
-    in front of a tree-walking server, where a range cut by key loses keys; there the walk
-    goes in one sequence by the server's own continuation token (rule 23)."""
+    to list in key order, or the user said so (``told`` NAIVE, ``--list-paging naive``, to a
+    server not recognised as SeaweedFS). Any other name may be a proxy's (nginx writes its
+    own ``Server``) in front of a tree-walking server, where a range cut by key loses keys;
+    there the walk goes in one sequence by the server's own continuation token (rule 23)."""
+    if told is Paging.NAIVE and paging_for(server) is Paging.NAIVE:
+        return True
     return server.lower().startswith(KEY_ORDER_SERVERS)
 
 

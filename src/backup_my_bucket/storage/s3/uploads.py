@@ -16,7 +16,9 @@ from urllib.parse import unquote_plus
 
 from ...errors import StorageError
 from ...model import UNKNOWN_START, OpenUpload
+from ..paging import Paging, paging_for
 from .parse import parse_timestamp
+from .wire import present
 from .xmltext import ListingParseError, element_tree, local_name
 
 Fetch = Callable[[Mapping[str, str]], Awaitable[Mapping[str, Any]]]
@@ -31,7 +33,7 @@ async def all_uploads(fetch: Fetch, bucket: str, server: str) -> list[OpenUpload
     seen: set[tuple[str, str]] = set()
     while True:
         answer = await fetch(markers)
-        encoded = answer.get("EncodingType") == "url" and not server.startswith("SeaweedFS")
+        encoded = answer.get("EncodingType") == "url" and paging_for(server) is not Paging.TREE
         text = unquote_plus if encoded else str  # AWS writes a space as +, a + as %2B
         for upload in answer.get("Uploads", []):
             initiated = upload.get("Initiated")
@@ -48,11 +50,7 @@ async def all_uploads(fetch: Fetch, bucket: str, server: str) -> list[OpenUpload
                 f"(next key {position[0]!r}, next upload id {position[1]!r})"
             )
         seen.add(position)
-        markers = {
-            name: value
-            for name, value in zip(("KeyMarker", "UploadIdMarker"), position, strict=True)
-            if value
-        }
+        markers = present({"KeyMarker": position[0], "UploadIdMarker": position[1]})
 
 
 def parse_uploads_xml(body: bytes) -> dict[str, Any]:

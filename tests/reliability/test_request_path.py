@@ -21,6 +21,7 @@ import pytest
 
 from backup_my_bucket.errors import StorageError
 from backup_my_bucket.model import VersionRef
+from backup_my_bucket.storage.retry import RETRY_GATE
 from backup_my_bucket.storage.s3 import S3Store, fastpath
 from backup_my_bucket.storage.s3.sigv4 import SigV4
 
@@ -169,6 +170,32 @@ async def test_steady_slowdown_is_bounded_by_the_retry_setting(
             assert store._fast is not None and store._fast.enabled
             assert store.throttled == 12  # every 503 counted, fast or not: the pools back off
     assert "falls back" not in caplog.text  # a throttled request is not sent twice
+
+
+async def test_each_retry_of_the_fast_path_waits_for_its_tasks_pace(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster unit paces its items' requests (engine/rate.py): the retries of a throttled
+    request wait for the same pace, set in the task that sends it."""
+    _no_proxy_env(monkeypatch)
+    monkeypatch.setattr(fastpath, "BACKOFF_BASE", 0.01)
+    waits: list[int] = []
+
+    async def pace() -> None:
+        waits.append(len(proxy.stats.log))
+
+    with FaultProxy(s3_server.endpoint_url, rate=0, faults=("slowdown",)) as proxy:
+        async with S3Store(s3_server.config(endpoint_url=proxy.url, max_attempts=3)) as store:
+            bucket, version = await _fill(store)
+            proxy.rate = 1.0
+            sent = len(proxy.stats.log)
+            gate = RETRY_GATE.set(pace)
+            try:
+                with pytest.raises(StorageError):
+                    await store.copy(VersionRef(bucket, "dir/a b+c%~", version), bucket, "c")
+            finally:
+                RETRY_GATE.reset(gate)
+    assert waits == [sent + 1, sent + 2]  # before the second and the third attempt
 
 
 async def test_fallbacks_are_logged_and_a_systematic_one_turns_the_fast_path_off(

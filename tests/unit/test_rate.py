@@ -15,6 +15,7 @@ from backup_my_bucket.clock import ManualClock
 from backup_my_bucket.engine.pace import BACK_OFF, HOLD_AFTER_THROTTLE
 from backup_my_bucket.engine.rate import (
     LIFT,
+    RECENT,
     STEP,
     Report,
     Share,
@@ -116,6 +117,21 @@ def test_throttles_reported_under_an_older_limit_do_not_cut_again() -> None:
     assert (rate.limit, rate.generation) == (pytest.approx(490), 2)
 
 
+def test_a_window_of_items_waiting_out_a_back_off_does_not_collapse_the_limit() -> None:
+    """After a 503 every item of a worker may wait in a back-off: such a window finishes
+    next to nothing, and a cut starts from what the cluster sent in the last windows."""
+    rate = SharedRate("s3://b/")
+    rate.decide(Tally(1_000, 1_000, 0, 1_000, 0))
+    rate.decide(Tally(4, 4, 20, 4, 20))  # the 503s, then the pause
+    assert rate.limit == pytest.approx(1_000 * BACK_OFF)
+    rate.decide(Tally(3, 3, 9, 3, 9))  # throttled again under the limit, paused again
+    assert rate.limit == pytest.approx(1_000 * BACK_OFF**2)
+    for _ in range(RECENT):
+        rate.decide(Tally(300, 300, 0, 300, 0))  # held (growth waits), sending 300/s
+    rate.decide(Tally(300, 300, 30, 300, 30))
+    assert rate.limit == pytest.approx(300 * BACK_OFF)  # from the recent windows alone
+
+
 def test_a_window_waits_for_a_second_and_for_a_report_per_running_unit() -> None:
     clock = ManualClock()
     rate = SharedRate("s3://b/", "k", clock=clock)
@@ -176,6 +192,25 @@ async def test_a_unit_follows_a_newer_share_and_reports_once_a_window() -> None:
     assert clock.monotonic() == start
     assert pace.rest() == Report("k", 2, 100, 0)
     assert pace.rest() == Report("k", 2, 0, 5)
+
+
+async def test_a_unit_whose_items_all_wait_still_reports_once_a_window() -> None:
+    """Every item in a back-off after a 503: none finishes, yet the coordinator hears of the
+    throttling within a window, not when the back-off ends."""
+    clock = ManualClock()
+    sent: list[tuple[float, Report]] = []
+    pace = UnitPace(
+        Share("k", 0, None), window=0.25, latest=lambda _: None, throttled=lambda: 7,
+        send=lambda report: sent.append((clock.monotonic(), report)), clock=clock,
+    )  # fmt: skip
+    reporting = asyncio.create_task(pace.keep_reporting())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    reporting.cancel()
+    assert len(sent) >= 3
+    assert sent == [
+        (pytest.approx(0.25 * n), Report("k", 0, 0, 7)) for n in range(1, len(sent) + 1)
+    ]
 
 
 async def test_items_waiting_under_a_share_follow_a_newer_one_within_a_window() -> None:

@@ -29,6 +29,7 @@ import distributed  # engine/cluster.py imports this module only once it is know
 from .. import __version__
 from ..errors import BackupError
 from ..storage.rangejob import RangeJob, RangeResult, list_range
+from ..storage.retry import RETRY_GATE
 from ..storage.s3 import S3Config, S3Store
 from . import allocator
 from .executor import Work
@@ -211,13 +212,18 @@ async def run_unit(unit: Unit[T, R]) -> Done:
 
     async def one(numbered: tuple[int, T]) -> R:
         await pace.take()
+        RETRY_GATE.set(pace.take)  # in this item's task: its requests' retries take too
         return await unit.work(stores, numbered[1])
 
     workers = max(1, min(unit.workers, len(items)))
     pool = run_pool(enumerate(items), one, workers=workers, attempts=unit.attempts)
-    async for outcome in pool:
-        results[outcome.item[0]] = (outcome.result, outcome.error)
-        pace.done()
+    reporting = asyncio.create_task(pace.keep_reporting())
+    try:
+        async for outcome in pool:
+            results[outcome.item[0]] = (outcome.result, outcome.error)
+            pace.done()
+    finally:
+        reporting.cancel()
     return Done(results, pace.rest())
 
 

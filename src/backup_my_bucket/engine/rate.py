@@ -14,7 +14,10 @@ window of at least :data:`WINDOW` seconds and one report per unit running, the l
 - is **none** while throttled answers stay rare (at most :data:`RARE` of the window's items):
   a run that sees no 503 is never slowed, whatever its speed;
 - **backs off** when they are not: to :data:`~.pace.BACK_OFF` (0.7, botocore's CUBIC β) of
-  the rate the cluster measured, then holds for :data:`~.pace.HOLD_AFTER_THROTTLE` windows;
+  the rate the cluster sent (the highest of the last :data:`RECENT` windows, at most the
+  limit: after a 503 a worker's items all wait out a back-off, and a window of that pause
+  alone would measure next to nothing), then holds for :data:`~.pace.HOLD_AFTER_THROTTLE`
+  windows;
 - **ramps up** by :data:`STEP` per window while no throttled answer comes back (a few hold it
   where it is), and is lifted once it reaches :data:`LIFT` times the highest rate throttled
   since it was set: the partition has grown. While it has not, the limit saws just under
@@ -36,6 +39,7 @@ of latency and ~0.75 ms of CPU (worker and scheduler), a ``Variable`` read 0.33 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,6 +58,8 @@ LIFT = 2.0
 """The limit goes once it reaches this many times the highest rate throttled under it."""
 MIN_RATE = 1.0
 """Items per second across the cluster below which no cut goes."""
+RECENT = 3
+"""Windows whose highest rate a cut starts from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,7 @@ class SharedRate:
         self._since = clock.monotonic()
         self._reports = self._items = self._throttled = 0
         self._fresh_items = self._fresh_throttled = 0
+        self._recent: deque[float] = deque(maxlen=RECENT)  # the last windows' rates
 
     def share(self) -> Share:
         """A unit's share of the limit, one unit running on each of the ``threads``."""
@@ -162,8 +169,10 @@ class SharedRate:
 
     def decide(self, now: Tally) -> float | None:
         """The next limit after a window that counted ``now`` (and remember it)."""
+        self._recent.append(now.rate)
         if now.fresh_throttled > RARE * now.fresh_items:
-            base = now.rate if self.limit is None else min(now.rate, self.limit)
+            sent = max(self._recent)
+            base = sent if self.limit is None else min(sent, self.limit)
             self._peak = max(self._peak, base)
             self._hold = HOLD_AFTER_THROTTLE
             return self._take(max(MIN_RATE, base * BACK_OFF), now)
@@ -226,14 +235,16 @@ class TokenBucket:
 class UnitPace:
     """A unit's side of its destination's limit, on its worker.
 
-    :meth:`take` before each item (each attempt: a retry is a request too) starts it no
+    :meth:`take` before each request (each attempt: a retry is a request too) starts it no
     sooner than the unit's share allows, or a newer share of the same limit that ``latest``
     gives (the worker's record of the coordinator's broadcasts): items already waiting look
     for one at least once a window and wait again under it, spaced from the last item that
-    went (a change of share never lets a burst through). :meth:`done` after each item
-    sends a :class:`Report` through ``send`` once a window has passed; :meth:`rest` is what
-    is left to report when the unit ends. ``throttled()``: the throttled answers this
-    worker's stores counted since it was last asked."""
+    went (a change of share never lets a burst through). :meth:`done` after each item, and
+    :meth:`keep_reporting` while the unit runs, send a :class:`Report` through ``send`` once
+    a window has passed: also while every item waits in a back-off, when the coordinator
+    most needs to hear of the throttling. :meth:`rest` is what is left to report when the
+    unit ends. ``throttled()``: the throttled answers this worker's stores counted since it
+    was last asked."""
 
     def __init__(
         self,
@@ -286,8 +297,19 @@ class UnitPace:
 
     def done(self) -> None:
         self._items += 1
+        self.tick()
+
+    def tick(self) -> None:
+        """Report, if a window has passed since the last report."""
         if self._clock.monotonic() - self._since >= self._window:
             self._send(self.rest())
+
+    async def keep_reporting(self) -> None:
+        """Report once a window until cancelled, whether or not items finish."""
+        while True:
+            left = self._since + self._window - self._clock.monotonic()
+            await self._clock.sleep(max(left, self._window / 100))  # never a busy loop
+            self.tick()
 
     def rest(self) -> Report:
         """What the unit did since its last report (and start the next one)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 from ..errors import (
@@ -20,6 +21,14 @@ from ..errors import (
 )
 
 R = TypeVar("R")
+
+RETRY_GATE: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
+    "backup_my_bucket_retry_gate", default=None
+)
+"""What a request's retry waits for before it is sent, in the task that sends it: set by
+whatever paces that task's requests (a cluster unit's share of its destination's limit,
+engine/rate.py), so a retried request is paced as a new one. The fast path asks it before
+each attempt but the first; botocore's own retries do not."""
 
 
 def is_transient(exc: BackupError) -> bool:

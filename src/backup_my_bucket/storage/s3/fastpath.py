@@ -20,7 +20,8 @@ as on custom endpoints; a store whose every request it serves never builds botoc
   use the same way (TLS to the proxy) leaves that host to botocore;
 - retries: at most ``max_attempts`` requests per operation, with botocore's backoff (full
   jitter, doubling, capped at 20 s) on throttling, 5xx and dropped connections; a throttled
-  answer also pauses every other fast request of the store for that delay. When the last
+  answer also pauses every other fast request of the store for that delay, and each retry
+  first waits for its task's pace (``storage.retry.RETRY_GATE``). When the last
   attempt fails, the error is raised as botocore's (``ClientError``), translated by the store;
 - a region redirect (301 PermanentRedirect, 307 TemporaryRedirect, 400
   AuthorizationHeaderMalformed, any answer naming ``x-amz-bucket-region``) goes to botocore,
@@ -51,6 +52,7 @@ import botocore.exceptions
 
 from ... import __version__
 from ...model import ObjectPage, VersionPage, VersionRef
+from ..retry import RETRY_GATE
 from . import wire
 from .address import Address, tls_context
 from .answers import Fallback, Refused, Retry, judge, unreached
@@ -283,6 +285,8 @@ class _FastPath:
         for attempt in range(1, self._max_attempts + 1):
             if (pause := self._calm_until - loop.time()) > 0:
                 await asyncio.sleep(pause)
+            if attempt > 1 and (gate := RETRY_GATE.get()) is not None:
+                await gate()  # a retry is a request too: paced as the first one was
             try:
                 status, answer, headers = await self._attempt(
                     where, method, path, query, extra or {}, body

@@ -19,8 +19,8 @@ request is logged in ``stats.log`` (method, path and query, User-Agent,
 Proxy-Authorization) and ``stats.timeline`` (when, and whether it was throttled).
 
 ``limit`` (requests per second, settable while it runs) makes it an S3 partition at its
-rate: requests above it are answered ``503 SlowDown`` (a token bucket holding one second's
-requests), whatever ``rate`` draws.
+rate: requests above it are answered ``503 SlowDown`` (a token bucket holding ``burst``
+seconds of requests, one by default), whatever ``rate`` draws.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ class FaultProxy:
         self.resign = resign
         self.stats = FaultStats()
         self.limit: float | None = None  # requests per second served; above: 503 SlowDown
+        self.burst = 1.0  # seconds of requests the limit's token bucket holds
         self._next_free = 0.0  # the limit's token bucket: when the next request is in time
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -177,7 +178,7 @@ class FaultProxy:
         self.stats.requests += 1  # only the proxy's loop thread touches the stats and RNG
         limit = self.limit
         if limit is not None:
-            start = max(self._next_free, now - 1.0)
+            start = max(self._next_free, now - self.burst)
             if start > now:
                 self.stats.injected["slowdown"] += 1
                 return "slowdown"

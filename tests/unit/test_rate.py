@@ -118,18 +118,36 @@ def test_throttles_reported_under_an_older_limit_do_not_cut_again() -> None:
 
 
 def test_a_window_of_items_waiting_out_a_back_off_does_not_collapse_the_limit() -> None:
-    """After a 503 every item of a worker may wait in a back-off: such a window finishes
-    next to nothing, and a cut starts from what the cluster sent in the last windows."""
+    """After a 503 every item of a worker may wait in a back-off, however long: such windows
+    finish next to nothing, and a cut starts from what the cluster sent in the last windows,
+    and takes at most half the limit."""
     rate = SharedRate("s3://b/")
     rate.decide(Tally(1_000, 1_000, 0, 1_000, 0))
-    rate.decide(Tally(4, 4, 20, 4, 20))  # the 503s, then the pause
-    assert rate.limit == pytest.approx(1_000 * BACK_OFF)
-    rate.decide(Tally(3, 3, 9, 3, 9))  # throttled again under the limit, paused again
-    assert rate.limit == pytest.approx(1_000 * BACK_OFF**2)
+    limits = []
+    for _ in range(RECENT + 2):  # throttled, then paused, longer than the windows remembered
+        rate.decide(Tally(3, 3, 9, 3, 9))
+        limits.append(rate.limit)
+    assert limits[:2] == pytest.approx([1_000 * BACK_OFF, 1_000 * BACK_OFF**2])
+    for limit, cut in itertools.pairwise(limits[1:]):  # the 1,000/s forgotten: half at most
+        assert cut == pytest.approx(limit * BACK_OFF**2)
+
+
+def test_a_cut_starts_from_the_recent_windows_when_the_limit_is_not_reached() -> None:
+    rate = SharedRate("s3://b/")
+    rate.decide(Tally(1_000, 1_000, 100, 1_000, 100))
+    assert rate.limit == pytest.approx(700)
     for _ in range(RECENT):
-        rate.decide(Tally(300, 300, 0, 300, 0))  # held (growth waits), sending 300/s
-    rate.decide(Tally(300, 300, 30, 300, 30))
-    assert rate.limit == pytest.approx(300 * BACK_OFF)  # from the recent windows alone
+        rate.decide(Tally(550, 550, 0, 550, 0))  # held (growth waits), sending 550/s
+    rate.decide(Tally(520, 520, 30, 520, 30))
+    assert rate.limit == pytest.approx(550 * BACK_OFF)
+
+
+def test_a_new_job_starts_without_the_rates_of_the_last_one() -> None:
+    rate = SharedRate("s3://b/")
+    rate.decide(Tally(1_000, 1_000, 0, 1_000, 0))
+    rate.begin()
+    rate.decide(Tally(50, 50, 10, 50, 10))
+    assert rate.limit == pytest.approx(50 * BACK_OFF)
 
 
 def test_a_window_waits_for_a_second_and_for_a_report_per_running_unit() -> None:
@@ -211,6 +229,26 @@ async def test_a_unit_whose_items_all_wait_still_reports_once_a_window() -> None
     assert sent == [
         (pytest.approx(0.25 * n), Report("k", 0, 0, 7)) for n in range(1, len(sent) + 1)
     ]
+
+
+async def test_a_report_that_fails_does_not_stop_the_next_ones() -> None:
+    clock = ManualClock()
+    sent: list[Report] = []
+
+    def send(report: Report) -> None:
+        if not sent and clock.monotonic() < 0.3:
+            raise RuntimeError("the worker is closing")
+        sent.append(report)
+
+    pace = UnitPace(
+        Share("k", 0, None), window=0.25, latest=lambda _: None, throttled=lambda: 1,
+        send=send, clock=clock,
+    )  # fmt: skip
+    reporting = asyncio.create_task(pace.keep_reporting())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    reporting.cancel()
+    assert sent and sent[0] == Report("k", 0, 0, 1)
 
 
 async def test_items_waiting_under_a_share_follow_a_newer_one_within_a_window() -> None:

@@ -212,8 +212,13 @@ async def run_unit(unit: Unit[T, R]) -> Done:
 
     async def one(numbered: tuple[int, T]) -> R:
         await pace.take()
-        RETRY_GATE.set(pace.take)  # in this item's task: its requests' retries take too
-        return await unit.work(stores, numbered[1])
+        # the retries of the item's requests take from its share too (those to the source
+        # included: one share per unit); its later requests go as its work sends them
+        gate = RETRY_GATE.set(pace.take)
+        try:
+            return await unit.work(stores, numbered[1])
+        finally:
+            RETRY_GATE.reset(gate)
 
     workers = max(1, min(unit.workers, len(items)))
     pool = run_pool(enumerate(items), one, workers=workers, attempts=unit.attempts)
@@ -224,6 +229,7 @@ async def run_unit(unit: Unit[T, R]) -> Done:
             pace.done()
     finally:
         reporting.cancel()
+        await asyncio.gather(reporting, return_exceptions=True)
     return Done(results, pace.rest())
 
 

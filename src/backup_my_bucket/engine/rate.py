@@ -14,14 +14,14 @@ window of at least :data:`WINDOW` seconds and one report per unit running, the l
 - is **none** while throttled answers stay rare (at most :data:`RARE` of the window's items):
   a run that sees no 503 is never slowed, whatever its speed;
 - **backs off** when they are not: to :data:`~.pace.BACK_OFF` (0.7, botocore's CUBIC β) of
-  the rate the cluster sent (the highest of the last :data:`RECENT` windows, at most the
-  limit: after a 503 a worker's items all wait out a back-off, and a window of that pause
-  alone would measure next to nothing), then holds for :data:`~.pace.HOLD_AFTER_THROTTLE`
-  windows;
+  the rate the cluster sent, then holds for :data:`~.pace.HOLD_AFTER_THROTTLE` windows. That
+  rate is the highest of the job's last :data:`RECENT` windows, at most the limit and at
+  least 0.7 of it: after a 503 a worker's items all wait out a back-off, and a window of
+  that pause alone measures next to nothing, so one cut takes at most half the limit;
 - **ramps up** by :data:`STEP` per window while no throttled answer comes back (a few hold it
-  where it is), and is lifted once it reaches :data:`LIFT` times the highest rate throttled
-  since it was set: the partition has grown. While it has not, the limit saws just under
-  the partition's rate (up by ⅛ a window, back by 0.7 at the next 503s).
+  where it is), and is lifted once it reaches :data:`LIFT` times the highest rate a cut
+  started from since it was set: the partition has grown. While it has not, the limit saws
+  just under the partition's rate (up by ⅛ a window, back by 0.7 at the next 503s).
 
 Each decision is a new *generation* of the limit, broadcast to the workers at once; units
 sent later carry it (:class:`Share`). Throttles reported under an older generation (sent at
@@ -55,7 +55,7 @@ RARE = 0.01
 STEP = 1 / 8
 """Growth per window without a throttled answer (as the in-process pace's: engine/pace.py)."""
 LIFT = 2.0
-"""The limit goes once it reaches this many times the highest rate throttled under it."""
+"""The limit goes once it reaches this many times the highest rate a cut started from."""
 MIN_RATE = 1.0
 """Items per second across the cluster below which no cut goes."""
 RECENT = 3
@@ -129,12 +129,12 @@ class SharedRate:
         self.threads = self.running = 1
         self.window = window
         self._clock = clock
-        self._peak = 0.0  # the highest rate throttled since the limit was set
+        self._peak = 0.0  # the highest rate a cut started from since the limit was set
         self._hold = 0
         self._since = clock.monotonic()
         self._reports = self._items = self._throttled = 0
         self._fresh_items = self._fresh_throttled = 0
-        self._recent: deque[float] = deque(maxlen=RECENT)  # the last windows' rates
+        self._recent: deque[float] = deque(maxlen=RECENT)  # the job's last windows' rates
 
     def share(self) -> Share:
         """A unit's share of the limit, one unit running on each of the ``threads``."""
@@ -142,7 +142,11 @@ class SharedRate:
         return Share(self.key, self.generation, rate)
 
     def begin(self) -> None:
-        """A new window (a job starts: not the pause since the last one)."""
+        """A job starts: neither the pause since the last one nor its rates count."""
+        self._recent.clear()
+        self._next_window()
+
+    def _next_window(self) -> None:
         self._since = self._clock.monotonic()
         self._reports = self._items = self._throttled = 0
         self._fresh_items = self._fresh_throttled = 0
@@ -162,7 +166,7 @@ class SharedRate:
             self._items / elapsed, self._items, self._throttled,
             self._fresh_items, self._fresh_throttled,
         )  # fmt: skip
-        self.begin()
+        self._next_window()
         generation = self.generation
         self.decide(tally)
         return self.generation != generation
@@ -171,8 +175,9 @@ class SharedRate:
         """The next limit after a window that counted ``now`` (and remember it)."""
         self._recent.append(now.rate)
         if now.fresh_throttled > RARE * now.fresh_items:
-            sent = max(self._recent)
-            base = sent if self.limit is None else min(sent, self.limit)
+            sent, limit = max(self._recent), self.limit
+            # one cut takes at most half the limit (0.7 x 0.7)
+            base = sent if limit is None else max(min(sent, limit), BACK_OFF * limit)
             self._peak = max(self._peak, base)
             self._hold = HOLD_AFTER_THROTTLE
             return self._take(max(MIN_RATE, base * BACK_OFF), now)
@@ -305,11 +310,15 @@ class UnitPace:
             self._send(self.rest())
 
     async def keep_reporting(self) -> None:
-        """Report once a window until cancelled, whether or not items finish."""
+        """Report once a window until cancelled, whether or not items finish (a report that
+        fails is logged, and the unit goes on)."""
         while True:
             left = self._since + self._window - self._clock.monotonic()
             await self._clock.sleep(max(left, self._window / 100))  # never a busy loop
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:
+                log.debug("a unit's report failed: %r", exc)
 
     def rest(self) -> Report:
         """What the unit did since its last report (and start the next one)."""

@@ -25,10 +25,10 @@ R = TypeVar("R")
 RETRY_GATE: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
     "backup_my_bucket_retry_gate", default=None
 )
-"""What a request's retry waits for before it is sent, in the task that sends it: set by
-whatever paces that task's requests (a cluster unit's share of its destination's limit,
-engine/rate.py), so a retried request is paced as a new one. The fast path asks it before
-each attempt but the first; botocore's own retries do not."""
+"""What a request's retry waits for before it is sent, in the context that sends it: set by
+whatever paces those requests (a cluster unit's share of its destination's limit, around
+each of its items: engine/cluster_worker.py), so a retried request is paced as a new one.
+The fast path asks it before each attempt but the first; botocore's own retries do not."""
 
 
 def is_transient(exc: BackupError) -> bool:

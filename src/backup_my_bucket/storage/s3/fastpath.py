@@ -283,10 +283,10 @@ class _FastPath:
             extra = {**(extra or {}), "x-amz-content-sha256": hashlib.sha256(body).hexdigest()}
         loop = asyncio.get_running_loop()
         for attempt in range(1, self._max_attempts + 1):
-            if (pause := self._calm_until - loop.time()) > 0:
-                await asyncio.sleep(pause)
             if attempt > 1 and (gate := RETRY_GATE.get()) is not None:
                 await gate()  # a retry is a request too: paced as the first one was
+            if (pause := self._calm_until - loop.time()) > 0:  # a 503 while it waited too
+                await asyncio.sleep(pause)
             try:
                 status, answer, headers = await self._attempt(
                     where, method, path, query, extra or {}, body

@@ -263,7 +263,8 @@ async def test_a_snapshot_holds_an_open_upload_on_the_server(
 
 async def test_gc_warns_of_uploads_a_killed_run_left_open(tmp_path: Path) -> None:
     """A sync killed during a multipart copy leaves its upload open: billed, and held by
-    every snapshot. gc names it (it cannot tell who began it, so it aborts nothing)."""
+    every snapshot. gc names it (it cannot tell who began it, so it aborts nothing), and
+    apart from it an index upload a killed run left in the catalog's folder."""
     store, clock, catalog = await aws_like(tmp_path)
     backup = S3Url("bak", "site")
     await store.put("bak", "site/k", b"1")
@@ -275,9 +276,13 @@ async def test_gc_warns_of_uploads_a_killed_run_left_open(tmp_path: Path) -> Non
     clock.advance(5 * SECOND)
     await take_snapshot(store, backup, catalog, clock)
     result = await gc_catalog(store, catalog, backup, RetentionPolicy(keep_last=1), clock)
-    [warning] = [w for w in result.warnings if "multipart" in w]
+    warning, catalog_warning = [w for w in result.warnings if "multipart" in w]
     assert warning.startswith("1 multipart upload in s3://bak/site/ open for more than a day")
     assert "'site/left behind' since 2026-03-01" in warning
+    assert catalog_warning.startswith(
+        "1 multipart upload of the catalog in s3://bak/site/ open for more than a day"
+    )
+    assert "catalog/index/big.parquet" in catalog_warning and "index" in catalog_warning
     assert left in [u.upload_id for u in await store.open_uploads("bak", "site/")]  # kept
 
 

@@ -118,27 +118,45 @@ STALE_UPLOAD = timedelta(days=1)
 
 
 def stale_upload_warnings(
-    uploads: Sequence[OpenUpload], where: str, now: datetime, *, skip_prefix: str = ""
+    uploads: Sequence[OpenUpload], where: str, now: datetime, *, reserved: str = ""
 ) -> list[str]:
     """Warn about multipart uploads open for more than :data:`STALE_UPLOAD` in ``where``:
     a sync killed during a multipart copy leaves one, billed for its parts, and every
-    snapshot holds its key's indexed version while it stays open (engine/cut.Holds). gc
-    does not abort them: an upload cannot tell who began it. ``skip_prefix``: the reserved
-    folder's (the catalog's own uploads, which no snapshot holds)."""
-    stale = sorted(
-        (u for u in uploads if now - u.initiated > STALE_UPLOAD
-         and not (skip_prefix and u.key.startswith(skip_prefix))),
-        key=lambda u: u.initiated,
-    )  # fmt: skip
-    if not stale:
-        return []
+    snapshot holds its key's indexed version while it stays open (engine/cut.Holds). Those
+    under ``reserved`` (the reserved folder's keys: the catalog's own, an index upload of a
+    killed run; no snapshot holds them) are warned of apart. gc does not abort them: an
+    upload cannot tell who began it."""
+    stale = sorted((u for u in uploads if now - u.initiated > STALE_UPLOAD), key=_initiated)
+    catalog = [u for u in stale if reserved and u.key.startswith(reserved)]
+    data = [u for u in stale if not (reserved and u.key.startswith(reserved))]
+    abort = (
+        "abort them (aws s3api abort-multipart-upload) or add an "
+        "AbortIncompleteMultipartUpload lifecycle rule"
+    )
+    warnings = []
+    if data:
+        warnings.append(
+            f"{plural(len(data), 'multipart upload')} in {where} open for more than a day "
+            f"({_oldest(data)}): billed for their parts, and every snapshot holds their keys' "
+            f"versions; {abort}"
+        )
+    if catalog:
+        warnings.append(
+            f"{plural(len(catalog), 'multipart upload')} of the catalog in {where} open for "
+            f"more than a day ({_oldest(catalog)}): left by a run killed while it uploaded "
+            f"a snapshot's index, billed for their parts; {abort}"
+        )
+    return warnings
+
+
+def _initiated(upload: OpenUpload) -> datetime:
+    return upload.initiated
+
+
+def _oldest(stale: Sequence[OpenUpload]) -> str:
+    """The oldest of ``stale`` (sorted by start), for a warning."""
     oldest = stale[0]
     since = (
         "a time not given" if oldest.initiated == UNKNOWN_START else format_time(oldest.initiated)
     )
-    return [
-        f"{plural(len(stale), 'multipart upload')} in {where} open for more than a day (the "
-        f"oldest: {oldest.key!r} since {since}): billed for their parts, and every snapshot "
-        "holds their keys' versions; abort them (aws s3api abort-multipart-upload) or add an "
-        "AbortIncompleteMultipartUpload lifecycle rule"
-    ]
+    return f"the oldest: {oldest.key!r} since {since}"

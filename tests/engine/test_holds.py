@@ -25,6 +25,7 @@ from backup_my_bucket.engine import cut
 from backup_my_bucket.engine.backup import snapshot_after
 from backup_my_bucket.engine.cut import server_now
 from backup_my_bucket.engine.gc import gc_catalog
+from backup_my_bucket.engine.gc_plan import stale_upload_warnings
 from backup_my_bucket.engine.retention import RetentionPolicy
 from backup_my_bucket.engine.snapshot import ListedState, take_snapshot
 from backup_my_bucket.engine.sync import SyncOptions, sync
@@ -270,7 +271,8 @@ async def test_gc_warns_of_uploads_a_killed_run_left_open(tmp_path: Path) -> Non
     await store.put("bak", "site/k", b"1")
     left = await store.create_multipart("bak", "site/left behind")
     await store.create_multipart("bak", "elsewhere/not ours")
-    await store.create_multipart("bak", reserved_prefix(backup) + "catalog/index/big.parquet")
+    index = reserved_prefix(backup) + "catalog/index/big.parquet"
+    await store.create_multipart("bak", index)
     clock.advance(timedelta(days=2))
     await store.create_multipart("bak", "site/running")
     clock.advance(5 * SECOND)
@@ -279,11 +281,26 @@ async def test_gc_warns_of_uploads_a_killed_run_left_open(tmp_path: Path) -> Non
     warning, catalog_warning = [w for w in result.warnings if "multipart" in w]
     assert warning.startswith("1 multipart upload in s3://bak/site/ open for more than a day")
     assert "'site/left behind' since 2026-03-01" in warning
+    reserved = S3Url("bak", reserved_prefix(backup))
     assert catalog_warning.startswith(
-        "1 multipart upload of the catalog in s3://bak/site/ open for more than a day"
+        f"1 multipart upload of the catalog in {reserved} open for more than a day"
     )
-    assert "catalog/index/big.parquet" in catalog_warning and "index" in catalog_warning
-    assert left in [u.upload_id for u in await store.open_uploads("bak", "site/")]  # kept
+    assert f"{index!r} since 2026-03-01" in catalog_warning
+    still_open = {u.key: u.upload_id for u in await store.open_uploads("bak", "site/")}
+    assert still_open["site/left behind"] == left and index in still_open  # both kept
+
+
+def test_the_catalogs_uploads_of_a_bucket_root_backup_are_named_by_their_folder() -> None:
+    backup, now = S3Url("bak"), datetime(2026, 3, 5, tzinfo=UTC)
+    old = now - timedelta(days=3)
+    uploads = [
+        OpenUpload(reserved_prefix(backup) + "catalog/index/x.parquet", "u1", old),
+        OpenUpload(reserved_prefix(backup) + "catalog/index/y.parquet", "u2", now),  # running
+    ]
+    [warning] = stale_upload_warnings(uploads, backup, now, reserved=reserved_prefix(backup))
+    assert warning.startswith(
+        f"1 multipart upload of the catalog in s3://bak/{reserved_prefix(backup)} open for"
+    )
 
 
 @pytest.mark.parametrize("dry_run", [False, True], ids=["gc", "dry-run"])

@@ -460,7 +460,7 @@ async def _lifecycle_check(
     except BackupError as exc:
         return [*warnings, f"could not list the open uploads of s3://{bucket}: {exc.message}"]
     where = S3Url(bucket, prefix)
-    stale = stale_upload_warnings(uploads, str(where), now, reserved=reserved_prefix(where))
+    stale = stale_upload_warnings(uploads, where, now, reserved=reserved_prefix(where))
     return [*warnings, *stale]
 
 

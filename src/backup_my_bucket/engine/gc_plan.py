@@ -26,7 +26,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Se
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..model import UNKNOWN_START, LifecycleRule, ObjectVersion, OpenUpload
+from ..model import UNKNOWN_START, LifecycleRule, ObjectVersion, OpenUpload, S3Url
 from ..units import format_time, plural
 from .versions import KeyHistory, histories
 
@@ -118,7 +118,7 @@ STALE_UPLOAD = timedelta(days=1)
 
 
 def stale_upload_warnings(
-    uploads: Sequence[OpenUpload], where: str, now: datetime, *, reserved: str = ""
+    uploads: Sequence[OpenUpload], where: S3Url, now: datetime, *, reserved: str = ""
 ) -> list[str]:
     """Warn about multipart uploads open for more than :data:`STALE_UPLOAD` in ``where``:
     a sync killed during a multipart copy leaves one, billed for its parts, and every
@@ -142,9 +142,10 @@ def stale_upload_warnings(
         )
     if catalog:
         warnings.append(
-            f"{plural(len(catalog), 'multipart upload')} of the catalog in {where} open for "
-            f"more than a day ({_oldest(catalog)}): left by a run killed while it uploaded "
-            f"a snapshot's index, billed for their parts; {abort}"
+            f"{plural(len(catalog), 'multipart upload')} of the catalog in "
+            f"{S3Url(where.bucket, reserved)} open for more than a day ({_oldest(catalog)}): "
+            f"left by a run killed while it uploaded a snapshot's index, billed for their "
+            f"parts; {abort}"
         )
     return warnings
 

@@ -145,8 +145,8 @@ async def test_the_cluster_slows_down_together_on_503s_then_ramps_back(
     # it (the requests in flight of the unit on each worker thread: they may land later,
     # once their worker's back-off ends)
     started = shared.threads * options.workers
-    for (start, limit), (stop, _), (_, before_it) in zip(
-        history[1:], history[2:], history, strict=False
+    for (_, before_it), (start, limit), (stop, _) in zip(
+        history, history[1:], history[2:], strict=False
     ):
         if limit is not None and stop - start >= 0.5:
             cut = before_it is None or limit < before_it

@@ -25,6 +25,7 @@ from bisect import bisect_left
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from ..model import UNKNOWN_START, LifecycleRule, ObjectVersion, OpenUpload, S3Url
 from ..units import format_time, plural
@@ -126,9 +127,11 @@ def stale_upload_warnings(
     under ``reserved`` (the reserved folder's keys: the catalog's own, an index upload of a
     killed run; no snapshot holds them) are warned of apart. gc does not abort them: an
     upload cannot tell who began it."""
-    stale = sorted((u for u in uploads if now - u.initiated > STALE_UPLOAD), key=_initiated)
-    catalog = [u for u in stale if reserved and u.key.startswith(reserved)]
-    data = [u for u in stale if not (reserved and u.key.startswith(reserved))]
+    data: list[OpenUpload] = []
+    catalog: list[OpenUpload] = []
+    for upload in sorted(uploads, key=attrgetter("initiated")):
+        if now - upload.initiated > STALE_UPLOAD:
+            (catalog if reserved and upload.key.startswith(reserved) else data).append(upload)
     abort = (
         "abort them (aws s3api abort-multipart-upload) or add an "
         "AbortIncompleteMultipartUpload lifecycle rule"
@@ -148,10 +151,6 @@ def stale_upload_warnings(
             f"parts; {abort}"
         )
     return warnings
-
-
-def _initiated(upload: OpenUpload) -> datetime:
-    return upload.initiated
 
 
 def _oldest(stale: Sequence[OpenUpload]) -> str:

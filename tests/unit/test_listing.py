@@ -7,17 +7,20 @@ import os
 import random
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backup_my_bucket.model import KeyHistory
+from backup_my_bucket.model import KeyHistory, ObjectVersion, VersionPage
 from backup_my_bucket.storage import listing, scratch
 from backup_my_bucket.storage.listing import ListingOptions, ParallelListing
 from backup_my_bucket.storage.memory import MemoryStore
+from backup_my_bucket.storage.pager import branching_key, split_range
 from backup_my_bucket.storage.paging import MAX_CHAR, fan_out, siblings, split_key, split_keys
+from backup_my_bucket.storage.ranges import Unit
 
 
 def test_split_key() -> None:
@@ -63,6 +66,24 @@ def test_fan_out_spreads_the_spare_budget_over_the_shallowest_levels() -> None:
     assert set(cuts) <= set(spread)
     assert "d0001" + M in spread and "d0000/s1" + M in spread and "d0000/s09" + M in spread
     assert "e" + M in spread and "i" + M not in spread  # at most GUESSES letters per level
+
+
+def test_a_first_page_split_reaches_the_data_past_a_folder_listed_before_it() -> None:
+    """The catalog's folder sorts first in a backup bucket: a first page that begins with it
+    must still cut as many levels as its other keys branch at, not only the root's."""
+    stamp = datetime(2026, 1, 1, tzinfo=UTC)
+    keys = [".backup-my-bucket/location.json"] + [f"obj{i:08d}" for i in range(999)]
+    page = VersionPage([ObjectVersion(k, "v", stamp) for k in keys], [], is_truncated=True)
+    last = keys[-1]
+
+    def prefixes(first_key: str) -> set[str]:
+        unit: Unit[None] = Unit(after=last, until=None, prefix="", wire=last)
+        return {u.prefix for u in split_range(unit, first_key, last, 31, tree=True)}
+
+    assert branching_key(page) == "obj00000499"
+    deep = prefixes(branching_key(page))
+    assert {"obj00001", "obj0001", "obj001"} <= deep  # siblings at the levels the data has
+    assert max(map(len, prefixes(keys[0]))) <= 1  # the first key's: the root's level only
 
 
 @given(

@@ -57,7 +57,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import AccessDenied, UsageError
 from ..model import KeyHistory, Versioning
 from .audit import Audit
-from .pager import Pager, split_range
+from .pager import Pager, branching_key, split_range
 from .paging import Paging, lists_in_key_order, paging_for
 from .protocol import MAX_PAGE, ObjectStore
 from .rangejob import RangeJob, RangeResult, RangeRunner, RangeState
@@ -173,7 +173,7 @@ class ParallelListing(Generic[R]):
         history = History(self.bucket, lambda h: self._emit(unit, h))
         while (page := await self._pager.step(unit, history)) is not None:
             if self._running < self.workers and history.key is not None and page.entries:
-                self._split(unit, page.entries[0].key, history.key)
+                self._split(unit, branching_key(page), history.key)
             self._wake.set()
         history.close()
 

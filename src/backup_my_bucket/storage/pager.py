@@ -118,6 +118,14 @@ class Pager:
         return True
 
 
+def branching_key(page: VersionPage) -> str:
+    """The key a page's branching depth is read from (with its last key): its middle entry's.
+    The first entry's would let one key ahead of the rest (a catalog's folder
+    ``.backup-my-bucket/`` before ``obj…``) put the branching at the root, and the split
+    would cut one level, not as many as the data has."""
+    return page.entries[len(page.entries) // 2].key
+
+
 def split_range(
     unit: Unit[Any], first_key: str, last_key: str, budget: int, *, tree: bool
 ) -> list[Unit[Any]]:

@@ -23,7 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ..model import KeyHistory, ObjectVersion, VersionPage
 from .audit import stable_hash
-from .pager import Pager, split_range
+from .pager import Pager, branching_key, split_range
 from .paging import Paging
 from .protocol import ObjectStore
 from .ranges import History, ListingStats, Unit
@@ -165,7 +165,7 @@ async def list_range(store: ObjectStore, job: RangeJob[R]) -> RangeResult[R]:
         budget = job.budget - len(added)
         if budget > 0 and history.key is not None and page.entries:
             added[0:0] = split_range(
-                unit, page.entries[0].key, history.key, budget, tree=job.paging is Paging.TREE
+                unit, branching_key(page), history.key, budget, tree=job.paging is Paging.TREE
             )
     carry = None
     if finished:

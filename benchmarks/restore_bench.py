@@ -48,6 +48,7 @@ from backup_my_bucket.units import format_time
 from .common import (
     against_best_s5cmd,
     audit_alone,
+    installed_env,
     measure,
     rotated,
     server_note,
@@ -177,7 +178,7 @@ def main() -> None:
     ):
         work = Path(tmp)
         watch_server(server)
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
+        env = {**installed_env(), "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
                "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
         endpoint = server.endpoint_url
         seed(endpoint, env, args.objects, work, intact=args.reruns)

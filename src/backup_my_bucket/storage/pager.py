@@ -131,7 +131,8 @@ def split_range(
 ) -> list[Unit[Any]]:
     """Cut what is left of the range after ``last_key`` into new ranges (returned in key order,
     to go right after ``unit``, which keeps the lowest part): one per trie level between the
-    range's own and the level where this page's keys still branched (their common prefix),
+    range's own and the level where this page's keys still branched (the common prefix of
+    ``first_key``, :func:`branching_key`, and ``last_key``),
     and one per guessed sibling at those levels while ``budget`` ranges may start
     (:func:`.paging.fan_out`): a single page spreads the work as wide as the data goes. On a
     tree-walking server only at markers the walk cannot skip keys from."""

@@ -28,10 +28,12 @@ from backup_my_bucket.engine.rate import (
 
 def window(rate: SharedRate, demand: float, partition: float) -> Tally:
     """One second of a cluster that would send ``demand`` items/s, under ``rate``'s limit, to
-    a partition that serves ``partition`` items/s and throttles a fifth of what is above."""
+    a partition that serves ``partition`` items/s and throttles a fifth of what is above
+    (every item waits for a token while the limit is below the demand)."""
     sent = demand if rate.limit is None else min(demand, rate.limit)
     throttled = int(max(0.0, sent - partition) / 5)
-    return Tally(sent, int(sent), throttled, int(sent), throttled)
+    waited = int(sent) if rate.limit is not None and demand > rate.limit else 0
+    return Tally(sent, int(sent), throttled, int(sent), throttled, waited)
 
 
 def run(
@@ -101,10 +103,25 @@ def test_a_cut_holds_growth_for_some_windows() -> None:
     rate.decide(Tally(1_000, 1_000, 100, 1_000, 100))
     assert (rate.limit, rate.generation) == (pytest.approx(700), 1)
     for _ in range(HOLD_AFTER_THROTTLE):
-        rate.decide(Tally(700, 700, 0, 700, 0))
+        rate.decide(Tally(700, 700, 0, 700, 0, waited=700))
         assert rate.limit == pytest.approx(700)
-    rate.decide(Tally(700, 700, 0, 700, 0))
+    rate.decide(Tally(700, 700, 0, 700, 0, waited=700))
     assert (rate.limit, rate.generation) == (pytest.approx(700 * (1 + STEP)), 2)
+
+
+def test_the_limit_grows_only_while_it_holds_the_cluster_back() -> None:
+    """A limit the cluster does not reach says nothing of what the partition would take:
+    grown on such windows it would stand far above what is sent (RFC 7661's rule)."""
+    rate = SharedRate("s3://b/")
+    run(rate, demand=1_000, partition=500, windows=1)
+    cut = rate.limit
+    assert cut == pytest.approx(700)
+    limits = run(rate, demand=300, partition=500, windows=40)  # most units idle, or slow
+    assert limits == [pytest.approx(cut)] * 40 and rate.generation == 1
+    rate.decide(Tally(300, 300, 0, 300, 0, waited=149))  # under half waited: not binding
+    assert rate.limit == pytest.approx(cut)
+    rate.decide(Tally(700, 700, 0, 700, 0, waited=350))  # half of them: it binds
+    assert rate.limit == pytest.approx(cut * (1 + STEP))
 
 
 def test_throttles_reported_under_an_older_limit_do_not_cut_again() -> None:
@@ -175,8 +192,9 @@ def test_a_new_job_does_not_count_the_pause_before_it() -> None:
 
 
 def test_reports_travel_as_plain_values() -> None:
-    report = Report("client-1/0", 3, 1024, 7)
+    report = Report("client-1/0", 3, 1024, 7, 512)
     assert Report.of(report.message()) == report
+    assert Report.of(report.message()[:4]) is None  # another version's report
     assert Report.of(tuple(report.message())) == report
     for other in ({"action": "add-client"}, ["k", 1, 2], ["k", 1, 2, "3"], None):
         assert Report.of(other) is None
@@ -198,7 +216,7 @@ async def test_a_unit_follows_a_newer_share_and_reports_once_a_window() -> None:
     assert sent == []
     await pace.take()
     pace.done()
-    assert sent == [Report("k", 1, 11, 3)]
+    assert sent == [Report("k", 1, 11, 3, waited=10)]  # all but the first waited a token
     heard["k"] = Share("k", 0, 1.0)  # older than the unit's: ignored
     await pace.take()
     assert clock.monotonic() == pytest.approx(1.1)
@@ -208,7 +226,7 @@ async def test_a_unit_follows_a_newer_share_and_reports_once_a_window() -> None:
         await pace.take()
         pace.done()
     assert clock.monotonic() == start
-    assert pace.rest() == Report("k", 2, 100, 0)
+    assert pace.rest() == Report("k", 2, 100, 0, waited=1)  # the take at 1.0 s waited
     assert pace.rest() == Report("k", 2, 0, 5)
 
 

@@ -7,9 +7,10 @@ but a hundred processes that each back off still send a hundred times what one w
 each starts again at full speed: the cluster needs one rate, and one place that decides it.
 
 :class:`SharedRate` is that place's record of one destination (a bucket and folder, on one
-endpoint). Every running unit reports (:class:`Report`) how many items it finished and how
-many throttled answers its worker's stores counted, once per window and at its end. Per
-window of at least :data:`WINDOW` seconds and one report per unit running, the limit:
+endpoint). Every running unit reports (:class:`Report`) how many items it finished, how many of
+its requests waited for a token of its share (a retry is a request too), and how many throttled
+answers its worker's stores counted, once per window and at its end. Per window of at least
+:data:`WINDOW` seconds and one report per unit running, the limit:
 
 - is **none** while throttled answers stay rare (at most :data:`RARE` of the window's items):
   a run that sees no 503 is never slowed, whatever its speed;
@@ -19,9 +20,13 @@ window of at least :data:`WINDOW` seconds and one report per unit running, the l
   least 0.7 of it: after a 503 a worker's items all wait out a back-off, and a window of
   that pause alone measures next to nothing, so one cut takes at most half the limit;
 - **ramps up** by :data:`STEP` per window while no throttled answer comes back (a few hold it
-  where it is), and is lifted once it reaches :data:`LIFT` times the highest rate a cut
-  started from since it was set: the partition has grown. While it has not, the limit saws
-  just under the partition's rate (up by ⅛ a window, back by 0.7 at the next 503s).
+  where it is) and the limit holds the cluster back (as many requests as :data:`BINDING` of the
+  window's items waited for their unit's share: a limit the cluster does not reach says nothing
+  of what the partition takes, and grown on it would stand far above what is sent, as TCP's
+  congestion-window validation keeps a window from growing while it is not used, RFC 7661), and
+  is lifted once it reaches :data:`LIFT` times the highest rate a cut started from since it was
+  set: the partition has grown. While it has not, the limit saws just under the partition's rate
+  (up by ⅛ a window, back by 0.7 at the next 503s).
 
 Each decision is a new *generation* of the limit, broadcast to the workers at once; units
 sent later carry it (:class:`Share`). Throttles reported under an older generation (sent at
@@ -60,6 +65,8 @@ MIN_RATE = 1.0
 """Items per second across the cluster below which no cut goes."""
 RECENT = 3
 """Windows whose highest rate a cut starts from."""
+BINDING = 0.5
+"""Requests that waited for a token, per item of a window, at or above which the limit grows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,41 +81,45 @@ class Share:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """What a unit did since its last report: ``items`` finished and ``throttled`` answers
+    """What a unit did since its last report: ``items`` finished, ``waited`` requests (an item's
+    first or a retry) that waited for a token of the unit's share, and ``throttled`` answers
     seen, under ``generation`` of the limit ``key``."""
 
     key: str
     generation: int
     items: int
     throttled: int
+    waited: int = 0
 
     def message(self) -> list[object]:
         """As it travels (a Dask event: msgpack, so plain values)."""
-        return [self.key, self.generation, self.items, self.throttled]
+        return [self.key, self.generation, self.items, self.throttled, self.waited]
 
     @classmethod
     def of(cls, message: object) -> Report | None:
         """A report from its message; None for anything else."""
-        if not isinstance(message, list | tuple) or len(message) != 4:
+        if not isinstance(message, list | tuple) or len(message) != 5:
             return None
-        key, generation, items, throttled = message
+        key, generation, items, throttled, waited = message
         if not isinstance(key, str) or not all(
-            type(n) is int for n in (generation, items, throttled)
+            type(n) is int for n in (generation, items, throttled, waited)
         ):
             return None
-        return cls(key, generation, items, throttled)
+        return cls(key, generation, items, throttled, waited)
 
 
 @dataclass(frozen=True, slots=True)
 class Tally:
     """What one window's reports said: the cluster's rate (items per second over the window),
-    its items and throttled answers, and those reported under the current generation."""
+    its items and throttled answers, those reported under the current generation, and the
+    requests that waited for a token."""
 
     rate: float
     items: int
     throttled: int
     fresh_items: int
     fresh_throttled: int
+    waited: int = 0
 
 
 class SharedRate:
@@ -132,7 +143,7 @@ class SharedRate:
         self._peak = 0.0  # the highest rate a cut started from since the limit was set
         self._hold = 0
         self._since = clock.monotonic()
-        self._reports = self._items = self._throttled = 0
+        self._reports = self._items = self._throttled = self._waited = 0
         self._fresh_items = self._fresh_throttled = 0
         self._recent: deque[float] = deque(maxlen=RECENT)  # the job's last windows' rates
 
@@ -148,7 +159,7 @@ class SharedRate:
 
     def _next_window(self) -> None:
         self._since = self._clock.monotonic()
-        self._reports = self._items = self._throttled = 0
+        self._reports = self._items = self._throttled = self._waited = 0
         self._fresh_items = self._fresh_throttled = 0
 
     def report(self, report: Report) -> bool:
@@ -156,6 +167,7 @@ class SharedRate:
         self._reports += 1
         self._items += report.items
         self._throttled += report.throttled
+        self._waited += report.waited
         if report.generation == self.generation:
             self._fresh_items += report.items
             self._fresh_throttled += report.throttled
@@ -164,7 +176,7 @@ class SharedRate:
             return False
         tally = Tally(
             self._items / elapsed, self._items, self._throttled,
-            self._fresh_items, self._fresh_throttled,
+            self._fresh_items, self._fresh_throttled, self._waited,
         )  # fmt: skip
         self._next_window()
         generation = self.generation
@@ -186,6 +198,8 @@ class SharedRate:
         if self._hold:
             self._hold -= 1
             return self.limit
+        if now.waited < BINDING * now.items:
+            return self.limit  # not holding the cluster back: nothing to learn from it
         grown = self.limit * (1 + STEP)
         if grown < LIFT * self._peak:
             return self._take(grown, now)
@@ -242,14 +256,14 @@ class UnitPace:
 
     :meth:`take` before each request (each attempt: a retry is a request too) starts it no
     sooner than the unit's share allows, or a newer share of the same limit that ``latest``
-    gives (the worker's record of the coordinator's broadcasts): items already waiting look
-    for one at least once a window and wait again under it, spaced from the last item that
-    went (a change of share never lets a burst through). :meth:`done` after each item, and
-    :meth:`keep_reporting` while the unit runs, send a :class:`Report` through ``send`` once
-    a window has passed: also while every item waits in a back-off, when the coordinator
-    most needs to hear of the throttling. :meth:`rest` is what is left to report when the
-    unit ends. ``throttled()``: the throttled answers this worker's stores counted since it
-    was last asked."""
+    gives (the worker's record of the coordinator's broadcasts): items already waiting look for
+    one at least once a window and wait again under it, spaced from the last item that went (a
+    change of share never lets a burst through). An item that had to wait is counted in the
+    report: the coordinator grows the limit only while it binds. :meth:`done` after each item,
+    and :meth:`keep_reporting` while the unit runs, send a :class:`Report` through ``send`` once
+    a window has passed: also while every item waits in a back-off, when the coordinator most
+    needs to hear of the throttling. :meth:`rest` is what is left to report when the unit ends.
+    ``throttled()``: the throttled answers this worker's stores counted since it was last asked."""
 
     def __init__(
         self,
@@ -270,7 +284,7 @@ class UnitPace:
         self._bucket: TokenBucket | None = None
         self._went = float("-inf")  # when the last item went
         self._adopt(share)
-        self._items = 0
+        self._items = self._waited = 0
         self._since = clock.monotonic()
 
     def _adopt(self, share: Share) -> None:
@@ -289,15 +303,18 @@ class UnitPace:
 
     async def take(self) -> None:
         self._follow()
+        waited = False
         while (bucket := self._bucket) is not None:
             start = bucket.reserve()
             while (left := start - self._clock.monotonic()) > 0:
+                waited = True
                 await self._clock.sleep(min(left, self._window))
                 self._follow()
                 if self._bucket is not bucket:
                     break  # that moment was reserved under the old share: reserve again
             else:
                 break
+        self._waited += waited
         self._went = self._clock.monotonic()
 
     def done(self) -> None:
@@ -322,6 +339,9 @@ class UnitPace:
 
     def rest(self) -> Report:
         """What the unit did since its last report (and start the next one)."""
-        report = Report(self._share.key, self._share.generation, self._items, self._throttled())
-        self._items, self._since = 0, self._clock.monotonic()
+        report = Report(
+            self._share.key, self._share.generation, self._items, self._throttled(), self._waited
+        )
+        self._items = self._waited = 0
+        self._since = self._clock.monotonic()
         return report

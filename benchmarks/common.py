@@ -160,9 +160,10 @@ def budget_line(
 def installed_env() -> dict[str, str]:
     """This environment, for a measured child that runs as a user's installed copy would:
     with the package's bytecode written (``pip install`` writes it; a source tree run under
-    PYTHONDONTWRITEBYTECODE, which this machine sets, compiles every module it imports
-    again in every process: ~0.1 s of CPU per command)."""
-    compileall.compile_dir(Path(backup_my_bucket.__file__).parent, quiet=1)
+    PYTHONDONTWRITEBYTECODE, as the development machine's shells set it, compiles every
+    module it imports again in every process: ~0.1 s of CPU per command)."""
+    if not compileall.compile_dir(Path(backup_my_bucket.__file__).parent, quiet=1):
+        print("warning: the package's bytecode could not be written: each run compiles it")
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env

@@ -95,7 +95,7 @@ def main() -> None:
         LocalS3Server(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as server,
     ):
         env = server_env(server.endpoint_url)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)  # --vs: the warm-up writes what pip would
+        # (server_env dropped PYTHONDONTWRITEBYTECODE: the warm-up writes --vs's bytecode)
         env.update(XDG_DATA_HOME=str(Path(work) / "data"), XDG_CACHE_HOME=str(Path(work) / "c"))
         env.update(XDG_CONFIG_HOME=str(Path(work) / "config"))
         asyncio.run(fill(server, "source", [f"d{i // 100:02d}/f{i:05d}.bin" for i in range(args.keys)],

@@ -54,8 +54,9 @@ THROTTLED = 8.0
 """Seconds the proxy serves only the partition's rate: long enough for several cuts. The
 first is 0.7 of what the cluster sent before the 503s, often still above the partition; each
 takes at most half the limit, and the workers' own back-off can keep them under the
-partition for seconds (the shared limit rising meanwhile) before 503s come back. In 12 runs
-on a loaded machine the limit went below the partition 1.2-4.3 s after the first 503s."""
+partition for seconds (the shared limit holding meanwhile: they do not use it) before 503s
+come back. In 12 runs on a loaded machine the limit went below the partition 1.2-4.3 s after
+the first 503s (before the limit held while unused: it grew meanwhile)."""
 
 
 def _steps(start: float, end: float, step: float = 0.25) -> list[float]:

@@ -72,18 +72,51 @@ def test_a_first_page_split_reaches_the_data_past_a_folder_listed_before_it() ->
     """The catalog's folder sorts first in a backup bucket: a first page that begins with it
     must still cut as many levels as its other keys branch at, not only the root's."""
     stamp = datetime(2026, 1, 1, tzinfo=UTC)
-    keys = [".backup-my-bucket/location.json"] + [f"obj{i:08d}" for i in range(999)]
-    page = VersionPage([ObjectVersion(k, "v", stamp) for k in keys], [], is_truncated=True)
-    last = keys[-1]
+    last = "obj00000998"
 
-    def prefixes(first_key: str) -> set[str]:
+    def page(keys: list[str]) -> VersionPage:
+        return VersionPage([ObjectVersion(k, "v", stamp) for k in keys], [], is_truncated=True)
+
+    def prefixes(branch_key: str) -> set[str]:
         unit: Unit[None] = Unit(after=last, until=None, prefix="", wire=last)
-        return {u.prefix for u in split_range(unit, first_key, last, 31, tree=True)}
+        return {u.prefix for u in split_range(unit, branch_key, last, 31, tree=True)}
 
-    assert branching_key(page) == "obj00000499"
-    deep = prefixes(branching_key(page))
+    data = [f"obj{i:08d}" for i in range(999)]
+    first = page([".backup-my-bucket/location.json", *data])
+    assert branching_key(first, last, None) == "obj00000499"
+    deep = prefixes(branching_key(first, last, None))
     assert {"obj00001", "obj0001", "obj001"} <= deep  # siblings at the levels the data has
-    assert max(map(len, prefixes(keys[0]))) <= 1  # the first key's: the root's level only
+    assert max(map(len, prefixes(first.entries[0].key))) <= 1  # the first key's: root only
+    # a catalog that fills most of the page (a year of snapshots): left out as skipped
+    catalog = [f".backup-my-bucket/catalog/index/{i:04d}.parquet" for i in range(800)]
+    crowded = page([*catalog, *data[:200]])
+    assert branching_key(crowded, "obj00000199", ".backup-my-bucket/") == "obj00000100"
+    # entries past the last key the range took (a page trusted only below a risk): left out
+    assert branching_key(page([*data, "obj5", "obj6", "obj7"]), last, None) == "obj00000499"
+    assert branching_key(page(catalog), "z", ".backup-my-bucket/") == catalog[0]  # none else
+
+
+async def test_the_listing_splits_from_the_data_not_the_skipped_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The listing hands the split the page's branching key, skipped folder left out."""
+    seen: list[str] = []
+
+    def recording(unit: Unit[object], branch_key: str, *args: object, **kw: object) -> object:
+        seen.append(branch_key)
+        return split_range(unit, branch_key, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(listing, "split_range", recording)
+    store = MemoryStore()
+    catalog = [f".backup-my-bucket/c/{i:03d}" for i in range(60)]
+    keys = [f"obj{i:05d}" for i in range(300)]
+    await _fill(store, "b", catalog + keys)
+    run = ParallelListing(
+        store, "b", _key, workers=8, skip_prefix=".backup-my-bucket/",
+        options=ListingOptions(page_size=100),
+    )  # fmt: skip
+    assert [k async for k, _ in run.results()] == keys
+    assert seen and seen[0].startswith("obj")
 
 
 @given(

@@ -120,8 +120,18 @@ def test_the_limit_grows_only_while_it_holds_the_cluster_back() -> None:
     assert limits == [pytest.approx(cut)] * 40 and rate.generation == 1
     rate.decide(Tally(300, 300, 0, 300, 0, waited=149))  # under half waited: not binding
     assert rate.limit == pytest.approx(cut)
-    rate.decide(Tally(700, 700, 0, 700, 0, waited=350))  # half of them: it binds
+    rate.decide(Tally(700, 700, 0, 700, 0, waited=350))  # half of them: it is used
     assert rate.limit == pytest.approx(cut * (1 + STEP))
+
+
+def test_windows_that_send_nothing_hold_the_limit() -> None:
+    """Every item waiting in a back-off after a 503 finishes nothing and takes no token: such
+    windows neither ramp the limit nor lift it."""
+    rate = SharedRate("s3://b/")
+    rate.decide(Tally(1_000, 1_000, 100, 1_000, 100))
+    for _ in range(HOLD_AFTER_THROTTLE + 20):
+        rate.decide(Tally(0, 0, 0, 0, 0))
+    assert rate.limit == pytest.approx(700) and rate.generation == 1
 
 
 def test_throttles_reported_under_an_older_limit_do_not_cut_again() -> None:

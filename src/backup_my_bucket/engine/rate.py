@@ -20,10 +20,13 @@ answers its worker's stores counted, once per window and at its end. Per window 
   least 0.7 of it: after a 503 a worker's items all wait out a back-off, and a window of
   that pause alone measures next to nothing, so one cut takes at most half the limit;
 - **ramps up** by :data:`STEP` per window while no throttled answer comes back (a few hold it
-  where it is) and the limit holds the cluster back (as many requests as :data:`BINDING` of the
-  window's items waited for their unit's share: a limit the cluster does not reach says nothing
-  of what the partition takes, and grown on it would stand far above what is sent, as TCP's
-  congestion-window validation keeps a window from growing while it is not used, RFC 7661), and
+  where it is) and the cluster uses the limit (requests that waited for their unit's share at
+  least :data:`BINDING` times the window's items, some at least; with a token bucket that is
+  about half the limit in use): a limit the cluster does not use says nothing of what the
+  partition takes, and grown on it would stand far above what is sent, as TCP's
+  congestion-window validation keeps a window from growing while it is not used (RFC 7661). A
+  limit the cluster stops using stays, for the rest of the command (later jobs to the same
+  destination start under it); and
   is lifted once it reaches :data:`LIFT` times the highest rate a cut started from since it was
   set: the partition has grown. While it has not, the limit saws just under the partition's rate
   (up by ⅛ a window, back by 0.7 at the next 503s).
@@ -198,8 +201,10 @@ class SharedRate:
         if self._hold:
             self._hold -= 1
             return self.limit
-        if now.waited < BINDING * now.items:
-            return self.limit  # not holding the cluster back: nothing to learn from it
+        if not now.waited or now.waited < BINDING * now.items:
+            # the cluster does not use the limit (or sends nothing: every item in a back-off
+            # after a 503): nothing says the partition would take more
+            return self.limit
         grown = self.limit * (1 + STEP)
         if grown < LIFT * self._peak:
             return self._take(grown, now)
@@ -258,12 +263,13 @@ class UnitPace:
     sooner than the unit's share allows, or a newer share of the same limit that ``latest``
     gives (the worker's record of the coordinator's broadcasts): items already waiting look for
     one at least once a window and wait again under it, spaced from the last item that went (a
-    change of share never lets a burst through). An item that had to wait is counted in the
-    report: the coordinator grows the limit only while it binds. :meth:`done` after each item,
-    and :meth:`keep_reporting` while the unit runs, send a :class:`Report` through ``send`` once
-    a window has passed: also while every item waits in a back-off, when the coordinator most
-    needs to hear of the throttling. :meth:`rest` is what is left to report when the unit ends.
-    ``throttled()``: the throttled answers this worker's stores counted since it was last asked."""
+    change of share never lets a burst through). A request that had to wait is counted in the
+    report: the coordinator grows the limit only while the cluster uses it. :meth:`done` after
+    each item, and :meth:`keep_reporting` while the unit runs, send a :class:`Report` through
+    ``send`` once a window has passed: also while every item waits in a back-off, when the
+    coordinator most needs to hear of the throttling. :meth:`rest` is what is left to report
+    when the unit ends. ``throttled()``: the throttled answers this worker's stores counted
+    since it was last asked."""
 
     def __init__(
         self,

@@ -173,7 +173,7 @@ class ParallelListing(Generic[R]):
         history = History(self.bucket, lambda h: self._emit(unit, h))
         while (page := await self._pager.step(unit, history)) is not None:
             if self._running < self.workers and history.key is not None and page.entries:
-                self._split(unit, branching_key(page), history.key)
+                self._split(unit, branching_key(page, history.key, self.skip_prefix), history.key)
             self._wake.set()
         history.close()
 
@@ -187,11 +187,11 @@ class ParallelListing(Generic[R]):
             self.stats.units += 1
             self._start(u)
 
-    def _split(self, unit: Unit[R], first_key: str, last_key: str) -> None:
+    def _split(self, unit: Unit[R], branch_key: str, last_key: str) -> None:
         """Hand what is left of the unit's range to new units (:func:`.pager.split_range`)."""
         budget = self.workers - self._running
         tree = self.paging is Paging.TREE
-        self._insert(unit, split_range(unit, first_key, last_key, budget, tree=tree))
+        self._insert(unit, split_range(unit, branch_key, last_key, budget, tree=tree))
 
     # --- ranges on a cluster ---------------------------------------------------------------
 

@@ -118,27 +118,34 @@ class Pager:
         return True
 
 
-def branching_key(page: VersionPage) -> str:
-    """The key a page's branching depth is read from (with its last key): its middle entry's.
-    The first entry's would let one key ahead of the rest (a catalog's folder
+def branching_key(page: VersionPage, last_key: str, skip_prefix: str | None) -> str:
+    """The key a page's branching depth is read from, with ``last_key`` (the last one the
+    range took): the middle one of the page's entries the range took, leaving out those under
+    ``skip_prefix`` (a page that has none of them: its first entry; it has one at least).
+    The first entry would let keys ahead of the rest (a catalog's folder
     ``.backup-my-bucket/`` before ``obj…``) put the branching at the root, and the split
     would cut one level, not as many as the data has."""
-    return page.entries[len(page.entries) // 2].key
+    keys = [
+        key
+        for entry in page.entries
+        if (key := entry.key) <= last_key and not (skip_prefix and key.startswith(skip_prefix))
+    ]
+    return keys[len(keys) // 2] if keys else page.entries[0].key
 
 
 def split_range(
-    unit: Unit[Any], first_key: str, last_key: str, budget: int, *, tree: bool
+    unit: Unit[Any], branch_key: str, last_key: str, budget: int, *, tree: bool
 ) -> list[Unit[Any]]:
     """Cut what is left of the range after ``last_key`` into new ranges (returned in key order,
     to go right after ``unit``, which keeps the lowest part): one per trie level between the
     range's own and the level where this page's keys still branched (the common prefix of
-    ``first_key``, :func:`branching_key`, and ``last_key``),
+    ``branch_key``, :func:`branching_key`, and ``last_key``),
     and one per guessed sibling at those levels while ``budget`` ranges may start
     (:func:`.paging.fan_out`): a single page spreads the work as wide as the data goes. On a
     tree-walking server only at markers the walk cannot skip keys from."""
     if unit.point is not None or unit.first_page is not None:
         return []
-    deepest = len(os.path.commonprefix([first_key, last_key]))  # noqa: RUF071  # by character
+    deepest = len(os.path.commonprefix([branch_key, last_key]))  # noqa: RUF071  # by character
     floor = max(last_key, unit.wire)
     cuts = split_keys(floor, unit.until, unit.prefix, deepest)
     if tree:

@@ -164,8 +164,9 @@ async def list_range(store: ObjectStore, job: RangeJob[R]) -> RangeResult[R]:
             break
         budget = job.budget - len(added)
         if budget > 0 and history.key is not None and page.entries:
+            branch = branching_key(page, history.key, job.skip_prefix)
             added[0:0] = split_range(
-                unit, branching_key(page), history.key, budget, tree=job.paging is Paging.TREE
+                unit, branch, history.key, budget, tree=job.paging is Paging.TREE
             )
     carry = None
     if finished:

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import itertools
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,11 @@ from backup_my_bucket.localserver import LocalS3Server
 from backup_my_bucket.storage.memory import MemoryStore
 from backup_my_bucket.storage.protocol import ObjectStore
 from backup_my_bucket.storage.s3 import S3Config, S3Store
+
+# A suite started as a background job (``cmd &`` in a script) inherits SIGINT ignored, and so
+# would every CLI it starts (Python keeps an ignored SIGINT ignored): the tests that press
+# Ctrl-C would see it do nothing. A handler, unlike SIG_IGN, is not inherited through exec.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TEST_ACCESS_KEY = "bmbtestaccess"
 TEST_SECRET_KEY = "bmb-test-secret-Zq8x"  # recognisable: it must never appear in any output

@@ -72,6 +72,34 @@ async def test_a_prefix_and_a_skipped_folder() -> None:
     assert got == ["d/a", "d/b-c", "d/b/c"]
 
 
+async def test_the_first_split_reads_its_depth_past_the_skipped_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A catalog's folder sorts before the data: the walk's first split must still cut the
+    levels the data branches at, not only the root's (as the version listing's split)."""
+    depths: list[int] = []
+    split_keys = current.split_keys
+
+    def recording(last_key: str, until: str | None, common: str = "", deepest: int = 0) -> object:
+        depths.append(deepest)
+        return split_keys(last_key, until, common, deepest)
+
+    monkeypatch.setattr(current, "split_keys", recording)
+    store = MemoryStore()
+    await store.create_bucket("b")
+    for key in [f".backup-my-bucket/c/{i:03d}" for i in range(60)] + [
+        f"obj{i:05d}" for i in range(300)
+    ]:
+        await store.put("b", key, b"x")
+    seen: list[str] = []
+    await current.walk_objects(
+        store, "b", "", lambda o: seen.append(o.key), skip_prefix=".backup-my-bucket/",
+        page_size=100, concurrency=8,
+    )  # fmt: skip
+    assert sorted(seen) == [f"obj{i:05d}" for i in range(300)]
+    assert depths and depths[0] >= len("obj000")
+
+
 async def test_the_walk_order_is_not_key_order_on_seaweedfs() -> None:
     """What makes the sort necessary (and this test able to fail without it)."""
     store = MemoryStore(seaweedfs_paging=True)

@@ -96,8 +96,10 @@ async def walk_objects(
                 if until is not None and key > until:
                     return  # the rest belongs to the range after this one
                 highest = max(highest, key)
-                lowest = key if lowest is None else min(lowest, key)
                 if skip_prefix is None or not key.startswith(skip_prefix):
+                    # the skipped folder (a catalog's, sorted first) leaves out of the depth
+                    # the split reads: with it, the split would cut the root's level only
+                    lowest = key if lowest is None else min(lowest, key)
                     stats.keys += 1
                     keep(obj)
             if not page.is_truncated:

@@ -26,10 +26,9 @@ answers its worker's stores counted, once per window and at its end. Per window 
   partition takes, and grown on it would stand far above what is sent, as TCP's
   congestion-window validation keeps a window from growing while it is not used (RFC 7661). A
   limit the cluster stops using stays, for the rest of the command (later jobs to the same
-  destination start under it); and
-  is lifted once it reaches :data:`LIFT` times the highest rate a cut started from since it was
-  set: the partition has grown. While it has not, the limit saws just under the partition's rate
-  (up by ⅛ a window, back by 0.7 at the next 503s).
+  destination start under it); and is lifted once it reaches :data:`LIFT` times the highest
+  rate a cut started from since it was set: the partition has grown. While it has not, the
+  limit saws just under the partition's rate (up by ⅛ a window, back by 0.7 at the next 503s).
 
 Each decision is a new *generation* of the limit, broadcast to the workers at once; units
 sent later carry it (:class:`Share`). Throttles reported under an older generation (sent at
@@ -145,10 +144,8 @@ class SharedRate:
         self._clock = clock
         self._peak = 0.0  # the highest rate a cut started from since the limit was set
         self._hold = 0
-        self._since = clock.monotonic()
-        self._reports = self._items = self._throttled = self._waited = 0
-        self._fresh_items = self._fresh_throttled = 0
         self._recent: deque[float] = deque(maxlen=RECENT)  # the job's last windows' rates
+        self._next_window()
 
     def share(self) -> Share:
         """A unit's share of the limit, one unit running on each of the ``threads``."""

@@ -4,6 +4,7 @@ its other commands in a shell, then Ctrl-C. The website must be back byte for by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from backup_my_bucket.cli.commands.demo import SOURCE, _sample
@@ -28,6 +30,18 @@ def block(name: str) -> str:
     found = re.search(rf"<!-- walkthrough: {name} -->\n```bash\n(.*?)```", README.read_text(), re.S)
     assert found, f"README.md has no walkthrough block {name!r}"
     return found.group(1)
+
+
+async def _kill_with_its_server(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL ``bmb local-server`` and what it started: its SeaweedFS runs in a session of
+    its own, so killing the command alone would leave the server running."""
+    family = [psutil.Process(process.pid)]
+    family += family[0].children(recursive=True)
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    await process.communicate()
+    psutil.wait_procs(family[1:], timeout=10)
 
 
 def user_env(home: Path) -> dict[str, str]:
@@ -90,8 +104,7 @@ async def test_the_readme_walkthrough(tmp_path: Path) -> None:
         out_b, err_b = await asyncio.wait_for(server.communicate(), 30)
     finally:
         if server.returncode is None:
-            server.kill()
-            await server.communicate()
+            await _kill_with_its_server(server)
     err = err_b.decode()
     assert server.returncode == 0, err
     assert "export AWS_ENDPOINT_URL=http://127.0.0.1:" in out_b.decode()

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -250,6 +251,17 @@ def report(results: list[Result]) -> None:
             f"cluster overhead ({name}): {1e3 * overhead:+.3f} ms per object "
             f"({100 * overhead / per_object_local:+.1f} % of in-process), "
             f"{1e3 * overhead * objects / max(units, 1):+.1f} ms per unit"
+        )
+    # each round runs both sides back to back: its own ratio is the least exposed to the
+    # machine's speed drifting over the run (it swings by more than the overhead here)
+    pairs = zip(results[::2], results[1::2], strict=True)  # a round: one run of each side
+    rounds = [(a, b) if a.label == "in-process" else (b, a) for a, b in pairs]
+    each = [100 * (d.cpu / d.objects) / (mine.cpu / mine.objects) - 100 for mine, d in rounds]
+    if each:
+        print(
+            "overhead round by round: "
+            + ", ".join(f"{x:+.1f} %" for x in each)
+            + f" (median {statistics.median(each):+.1f} %)"
         )
 
 

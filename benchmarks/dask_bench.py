@@ -259,7 +259,7 @@ def report(results: list[Result]) -> None:
     each = [100 * (d.cpu / d.objects) / (mine.cpu / mine.objects) - 100 for mine, d in rounds]
     if each:
         print(
-            "overhead round by round: "
+            "overhead round by round (all included): "
             + ", ".join(f"{x:+.1f} %" for x in each)
             + f" (median {statistics.median(each):+.1f} %)"
         )

@@ -35,11 +35,15 @@ def block(name: str) -> str:
 async def _kill_with_its_server(process: asyncio.subprocess.Process) -> None:
     """SIGKILL ``bmb local-server`` and what it started: its SeaweedFS runs in a session of
     its own, so killing the command alone would leave the server running."""
-    family = [psutil.Process(process.pid)]
-    family += family[0].children(recursive=True)
+    family: list[psutil.Process] = []
+    with contextlib.suppress(psutil.NoSuchProcess):  # gone already: nothing left to find
+        family = [psutil.Process(process.pid)]
+        family += family[0].children(recursive=True)
     for member in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
     await process.communicate()
     psutil.wait_procs(family[1:], timeout=10)
 

@@ -35,6 +35,7 @@ import contextlib
 import ssl
 import time
 from collections.abc import Mapping
+from typing import cast
 
 _NO_BODY = frozenset({204, 304})
 _MAX_HEAD = 64 * 1024  # an answer's status line and headers
@@ -72,8 +73,8 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport, but not always a subclass of asyncio.Transport (uvloop's)
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

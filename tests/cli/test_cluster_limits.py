@@ -35,6 +35,7 @@ from backup_my_bucket.model import S3Url
 from backup_my_bucket.storage.s3 import S3Store
 
 from ..conftest import S3Server, unique_bucket
+from ..processes import family
 from ..reliability.faultproxy import FaultProxy
 from .conftest import bmb
 from .test_executor_cli import _fill as _fill_layout
@@ -229,15 +230,11 @@ class _Processes:
         os.kill(self.scheduler.pid, signal.SIGKILL)
 
     def stop(self) -> None:
-        family = []
-        for parent in (self.workers, self.scheduler):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                family += [psutil.Process(parent.pid)]
-                family += family[-1].children(recursive=True)
-        for process in family:
+        members = [p for parent in (self.workers, self.scheduler) for p in family(parent.pid)]
+        for process in members:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.terminate()
-        _, alive = psutil.wait_procs(family, timeout=1)
+        _, alive = psutil.wait_procs(members, timeout=1)
         for process in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()

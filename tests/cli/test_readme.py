@@ -19,6 +19,8 @@ import pytest
 from backup_my_bucket.cli.commands.demo import SOURCE, _sample
 from backup_my_bucket.storage.s3 import S3Config, S3Store
 
+from ..processes import family
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 BIN = Path(sys.executable).parent
 
@@ -35,17 +37,14 @@ def block(name: str) -> str:
 async def _kill_with_its_server(process: asyncio.subprocess.Process) -> None:
     """SIGKILL ``bmb local-server`` and what it started: its SeaweedFS runs in a session of
     its own, so killing the command alone would leave the server running."""
-    family: list[psutil.Process] = []
-    with contextlib.suppress(psutil.NoSuchProcess):  # gone already: nothing left to find
-        family = [psutil.Process(process.pid)]
-        family += family[0].children(recursive=True)
-    for member in family:
+    members = family(process.pid)
+    for member in members:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
     with contextlib.suppress(ProcessLookupError):
         process.kill()
     await process.communicate()
-    psutil.wait_procs(family[1:], timeout=10)
+    psutil.wait_procs(members[1:], timeout=10)
 
 
 def user_env(home: Path) -> dict[str, str]:

@@ -166,7 +166,7 @@ async def test_a_damaged_snapshot_affects_only_itself(
     raw = bad.dumps()
     if damage == "newer-format":
         data = json.loads(raw)
-        data["format_version"] = "3.0"
+        data["format_version"] = "4.0"
         await _write(catalog, f"snapshots/{bad.id}.json", json.dumps(data).encode())
     elif damage == "truncated":
         await _write(catalog, f"snapshots/{bad.id}.json", raw[: len(raw) // 2])

@@ -25,11 +25,11 @@ from backup_my_bucket.engine import cut
 from backup_my_bucket.engine.backup import snapshot_after
 from backup_my_bucket.engine.cut import server_now
 from backup_my_bucket.engine.gc import gc_catalog
-from backup_my_bucket.engine.gc_plan import stale_upload_warnings
+from backup_my_bucket.engine.gc_plan import IndexHolds, stale_upload_warnings
 from backup_my_bucket.engine.retention import RetentionPolicy
 from backup_my_bucket.engine.snapshot import ListedState, take_snapshot
 from backup_my_bucket.engine.sync import SyncOptions, sync
-from backup_my_bucket.errors import StorageError, UnsupportedFormat
+from backup_my_bucket.errors import CorruptIndex, StorageError, UnsupportedFormat
 from backup_my_bucket.model import KeyHistory, OpenUpload, S3Url, VersionPage
 from backup_my_bucket.storage.iterate import iter_versions
 from backup_my_bucket.storage.memory import MemoryStore
@@ -195,7 +195,7 @@ async def test_only_uploads_begun_by_t_in_the_folder_are_held(tmp_path: Path) ->
     assert [key for key, _ in meta.held] == ["a"]  # relative, as the index's keys
 
 
-async def test_a_role_that_cannot_list_uploads_holds_none_and_says_so(
+async def test_a_role_that_cannot_list_uploads_holds_its_whole_index_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store, clock, catalog = await aws_like(tmp_path)
@@ -206,7 +206,74 @@ async def test_a_role_that_cannot_list_uploads_holds_none_and_says_so(
     with caplog.at_level(logging.WARNING):
         meta = await take_snapshot(store, S3Url("bak"), catalog, clock)
     assert meta.held == () and meta.keys == 1
-    assert "s3:ListBucketMultipartUploads" in caplog.text
+    assert meta.holds_index and meta.format_version == "3.0"
+    assert "s3:ListBucketMultipartUploads" in caplog.text and "every version" in caplog.text
+    reloaded = {m.id: m for m in await catalog.list()}[meta.id]
+    assert reloaded.holds_index
+
+
+@pytest.mark.parametrize("folder", ["", "site"], ids=["bucket", "folder"])
+async def test_gc_keeps_the_indexed_version_when_the_uploads_could_not_be_listed(
+    tmp_path: Path, folder: str
+) -> None:
+    """Without the permission any key may have an upload open at T: the snapshot holds its
+    whole index, and gc keeps what the index names (the stamps name the upload's version)
+    while the snapshot is kept, and collects it once the snapshot is gone."""
+    store, clock, catalog = await aws_like(tmp_path)
+    store.denied.add(("bak", "list_uploads"))
+    backup = S3Url("bak", folder)
+    big, small = backup.key("big"), backup.key("small")
+    old = await store.put("bak", big, b"old")
+    replaced = await store.put("bak", small, b"1")
+    clock.advance(10 * SECOND)
+    await store.put("bak", small, b"2")
+    upload = await store.create_multipart("bak", big)
+    clock.advance(10 * SECOND)
+    meta = await take_snapshot(store, backup, catalog, clock)
+    new = await complete(store, "bak", big, upload, b"new")  # after the listing
+    live = (await history(store, "bak", big)).live_at(meta.at)
+    assert live is not None and live.version_id == new  # what the stamps say
+    assert meta.holds_index and meta.held == ()
+
+    clock.advance(timedelta(minutes=1))
+    result = await gc_catalog(store, catalog, backup, RetentionPolicy(keep_last=1), clock)
+    assert [v.version_id for v in (await history(store, "bak", big)).versions] == [new, old]
+    assert replaced not in {v.version_id for v in (await history(store, "bak", small)).versions}
+    assert result.versions_deleted == 1  # what no kept point needs still goes
+    index = await catalog.open_index(meta)
+    assert {v.key: v.version_id for v in index.rows()}["big"] == old  # restorable as it was
+
+    clock.advance(10 * SECOND)
+    await store.put("bak", big, b"newer")
+    clock.advance(10 * SECOND)
+    store.denied.discard(("bak", "list_uploads"))
+    later = await take_snapshot(store, backup, catalog, clock)  # listed its uploads: none
+    assert not later.holds_index
+    clock.advance(timedelta(minutes=1))
+    await gc_catalog(store, catalog, backup, RetentionPolicy(keep_last=1), clock)
+    assert old not in {v.version_id for v in (await history(store, "bak", big)).versions}
+
+
+async def test_gc_stops_on_a_damaged_index_a_kept_snapshot_holds_whole(tmp_path: Path) -> None:
+    """gc cannot tell what such a snapshot holds without its index: it stops before it
+    removes or deletes anything."""
+    store, clock, catalog = await aws_like(tmp_path)
+    store.denied.add(("bak", "list_uploads"))
+    old = await store.put("bak", "k", b"old")
+    clock.advance(5 * SECOND)
+    await store.put("bak", "k", b"new")
+    clock.advance(5 * SECOND)
+    first = await take_snapshot(store, S3Url("bak"), catalog, clock)
+    clock.advance(5 * SECOND)
+    second = await take_snapshot(store, S3Url("bak"), catalog, clock)
+    path = await catalog.index_path(second)
+    damaged = path.read_bytes()
+    path.write_bytes(damaged[:-1] + bytes([damaged[-1] ^ 1]))  # the same size, another sum
+    clock.advance(timedelta(minutes=1))
+    with pytest.raises(CorruptIndex, match="checksum"):
+        await gc_catalog(store, catalog, S3Url("bak"), RetentionPolicy(keep_last=1), clock)
+    assert {m.id for m in await catalog.list()} == {first.id, second.id}  # nothing removed
+    assert old in {v.version_id for v in (await history(store, "bak", "k")).versions}
 
 
 async def test_the_sync_listing_a_backup_publishes_holds_too(tmp_path: Path) -> None:
@@ -230,7 +297,7 @@ async def test_the_sync_listing_a_backup_publishes_holds_too(tmp_path: Path) -> 
     assert meta.held == (("k", copied),)
 
 
-def test_a_manifest_with_holds_is_format_2_and_round_trips() -> None:
+def test_a_manifest_with_holds_is_format_2_or_3_and_round_trips() -> None:
     plain = SnapshotMeta("s1", SERVER, SERVER, "s3://bak", None, 1, 3, "0" * 64, 10)
     assert plain.format_version == "1.0" and "held" not in plain.to_json()
     held = SnapshotMeta(
@@ -241,7 +308,13 @@ def test_a_manifest_with_holds_is_format_2_and_round_trips() -> None:
     assert data["held"] == [{"key": "a b\n", "version_id": "v1"}]
     assert SnapshotMeta.from_json(data, "m") == held
     with pytest.raises(UnsupportedFormat):
-        SnapshotMeta.from_json({**data, "format_version": "3.0"}, "m")
+        SnapshotMeta.from_json({**data, "format_version": "4.0"}, "m")
+    whole = SnapshotMeta(
+        "s3", SERVER, SERVER, "s3://bak", None, 1, 3, "0" * 64, 10, holds_index=True
+    )
+    data = json.loads(whole.dumps())
+    assert data["format_version"] == "3.0" and data["holds_index"] is True  # 2.x readers refuse
+    assert SnapshotMeta.from_json(data, "m") == whole
 
 
 async def test_a_snapshot_holds_an_open_upload_on_the_server(
@@ -324,7 +397,7 @@ async def test_gc_that_cannot_list_uploads_collects_and_warns(
     assert any("could not list the open uploads of s3://bak" in w for w in result.warnings)
 
 
-async def test_a_server_without_upload_listing_holds_none_and_says_so(
+async def test_a_server_without_upload_listing_holds_its_whole_index_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store, clock, catalog = await aws_like(tmp_path)
@@ -337,7 +410,7 @@ async def test_a_server_without_upload_listing_holds_none_and_says_so(
     clock.advance(5 * SECOND)
     with caplog.at_level(logging.WARNING):
         meta = await take_snapshot(store, S3Url("bak"), catalog, clock)
-    assert meta.held == () and "cannot be listed" in caplog.text
+    assert meta.held == () and meta.holds_index and "cannot be listed" in caplog.text
 
     async def failing(bucket: str, prefix: str = "", **kw: Any) -> list[OpenUpload]:
         raise StorageError("ListBucketMultipartUploads on s3://bak failed: InternalError: boom")
@@ -345,3 +418,18 @@ async def test_a_server_without_upload_listing_holds_none_and_says_so(
     store.open_uploads = failing  # type: ignore[method-assign]
     with pytest.raises(StorageError, match="InternalError"):  # to retry, not to ignore
         await take_snapshot(store, S3Url("bak"), catalog, clock)
+
+
+def test_whole_indexes_are_read_beside_the_listing_in_key_order() -> None:
+    """Each index is read one row at a time as gc's listing goes by: rows of keys the
+    listing does not ask for are passed over, and a key asked out of order is a bug."""
+    first = iter([("a", "1"), ("b", "2"), ("d", "4")])
+    second = iter([("b", "2b"), ("c", "3"), ("e", "5")])
+    holds = IndexHolds([first, second])
+    assert holds.at("b") == {"2", "2b"}  # "a" passed over
+    assert holds.at("c") == {"3"}
+    assert holds.at("cc") == frozenset()
+    assert holds.at("e") == {"5"}  # "d" passed over
+    assert holds.at("f") == frozenset() and next(first, None) is None
+    with pytest.raises(AssertionError, match="out of order"):
+        holds.at("a")

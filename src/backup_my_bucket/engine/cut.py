@@ -95,17 +95,22 @@ class Holds:
     a key's state at T from the stamps, so it would take that version for the one live at T
     and delete the index's. Listed after T is read and before the listing begins, the open
     uploads hold every such one (an upload begun at or before T and completed before this
-    request is in the listing)."""
+    request is in the listing).
 
-    def __init__(self, pending: frozenset[str] = frozenset()) -> None:
+    Where the uploads cannot be listed (a role without ``s3:ListBucketMultipartUploads``, a
+    server without that call), any key may have one: ``unknown``, and the snapshot holds every
+    row of its index (``SnapshotMeta.holds_index``), which gc reads beside its listing."""
+
+    def __init__(self, pending: frozenset[str] = frozenset(), *, unknown: bool = False) -> None:
         self.pending = pending  # relative keys with an upload open since at or before T
+        self.unknown = unknown  # the open uploads could not be listed: every row is held
         self.held: list[tuple[str, str]] = []  # (relative key, version id) of index rows
 
     @classmethod
     async def find(cls, store: ObjectStore, backup: S3Url, cut: datetime) -> Holds:
         """The keys of ``backup``'s content with an upload open since at or before ``cut``.
         A role without ``s3:ListBucketMultipartUploads``, or a server without that call
-        (NotImplemented), holds none, with a warning."""
+        (NotImplemented), holds them all (``unknown``), with a warning."""
         try:
             uploads = await store.open_uploads(backup.bucket, backup.prefix)
         except StorageError as exc:
@@ -113,10 +118,11 @@ class Holds:
                 raise  # a failure to retry, not a server that cannot say
             _warn_once(
                 backup.bucket, "the open multipart uploads of s3://%s cannot be listed "
-                "(s3:ListBucketMultipartUploads: %s): snapshots hold none of their keys' "
-                "versions for gc", backup.bucket, exc.message,
+                "(s3:ListBucketMultipartUploads: %s): each snapshot holds every version its "
+                "index names, and gc reads the indexes of the snapshots it keeps (grant the "
+                "permission to spare it that)", backup.bucket, exc.message,
             )  # fmt: skip
-            return cls()
+            return cls(unknown=True)
         reserved = reserved_prefix(backup)
         return cls(
             frozenset(

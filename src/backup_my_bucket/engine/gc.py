@@ -20,6 +20,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Iterator,
     Sequence,
 )
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,13 @@ from ..storage.protocol import MAX_DELETE_BATCH, ObjectStore
 from ..units import format_time, plural
 from .cut import server_now
 from .executor import IN_PROCESS, Executor, Job
-from .gc_plan import RestorePoints, lifecycle_warnings, plan_gc, stale_upload_warnings
+from .gc_plan import (
+    IndexHolds,
+    RestorePoints,
+    lifecycle_warnings,
+    plan_gc,
+    stale_upload_warnings,
+)
 from .pace import Pace
 from .progress import NullProgress, Progress
 from .retention import Decision, RetentionPolicy, SnapshotRef, apply_policy
@@ -241,6 +248,8 @@ Guard = Callable[[str], Awaitable[None]]
 OnPruned = Callable[["RestorePoints"], Awaitable[None]]
 Leftovers = Callable[[], Awaitable[Sequence[str]]]
 Sweep = Callable[[Sequence[str]], Awaitable[None]]
+IndexRows = Callable[[str], Awaitable[Iterator[tuple[str, str]]]]
+"""A snapshot's index rows by its id, as (absolute key, version id) in key order."""
 
 
 async def run_gc(
@@ -263,6 +272,7 @@ async def run_gc(
     on_pruned: OnPruned | None = None,
     listing: ListingOptions | None = None,
     executor: Executor = IN_PROCESS,
+    index_rows: IndexRows | None = None,
 ) -> GcResult:
     """Apply ``policy`` to every snapshot of the backup at ``s3://bucket/prefix`` and collect.
 
@@ -280,6 +290,8 @@ async def run_gc(
     catalog removals and before the first deletion. The location's reserved folder (its
     catalog and records) is never touched. ``executor`` runs the batches of deletions
     (:mod:`.executor`); the plan, the guard and the catalog stay in this process.
+    ``index_rows`` reads the index of a kept snapshot that holds all of it (``holds_index``),
+    opened before anything is removed or deleted: a damaged one stops gc there.
     Raises UsageError for an empty policy or when nothing at all would stay restorable, and
     GcPartialFailure (exit 3, with the result) when some deletions failed.
     """
@@ -295,6 +307,10 @@ async def run_gc(
             f"the policy would remove all {len(snapshots)} snapshots and every old version",
             hint="set --min-keep 1 (or more), or widen the policy",
         )
+    whole = [ref.id for ref in kept_refs if ref.holds_index]
+    if whole and index_rows is None:
+        raise AssertionError(f"snapshots {whole} hold their indexes: gc needs to read them")
+    indexes = IndexHolds([await index_rows(i) for i in whole]) if index_rows and whole else None
     guard = guard if guard is not None and not dry_run else None
     if removed and not dry_run:
         if guard is not None:
@@ -318,7 +334,7 @@ async def run_gc(
         store, bucket, prefix=backup.prefix, workers=list_workers, page_size=listing.page_size,
         paging=listing.paging,
     )  # fmt: skip
-    plan = plan_gc(_content(versions, backup), points)
+    plan = plan_gc(_content(versions, backup), points, indexes)
     tally = await _collect(
         store, bucket, plan, dry_run, workers, progress, on_planned, now, guard, executor
     )
@@ -378,11 +394,22 @@ async def gc_catalog(
             if points.keep_from is not None:
                 await note_gc(store, url, points.instants, points.keep_from)
 
+        by_id = {m.id: m for m in mine}
+
+        async def index_rows(snapshot_id: str) -> Iterator[tuple[str, str]]:
+            reader = await catalog.open_index(by_id[snapshot_id])  # checked against its sum
+            return ((url.key(key), version) for key, version in reader.refs())
+
         result = await run_gc(
             store,
             url.bucket,
             url.prefix,
-            [SnapshotRef(m.id, m.at, frozenset((url.key(k), v) for k, v in m.held)) for m in mine],
+            [
+                SnapshotRef(
+                    m.id, m.at, frozenset((url.key(k), v) for k, v in m.held), m.holds_index
+                )
+                for m in mine
+            ],
             policy,
             now,
             remove_snapshots=catalog.remove,
@@ -397,6 +424,7 @@ async def gc_catalog(
             guard=lease.check,
             on_pruned=pruned,
             executor=executor,
+            index_rows=index_rows,
         )
         if not dry_run:
             await lease.check("tidying the catalog's folder")

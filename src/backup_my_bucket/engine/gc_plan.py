@@ -16,14 +16,16 @@ and removing some of them cannot make one of them qualify. So after gc, ``live_a
 unchanged for every kept T — including "nothing live". The one place the stamps can name
 another entry than the snapshot's index is a multipart upload open at T: AWS stamps its
 version with the upload's initiation, so completed after the listing it reads as live at T.
-A snapshot holds its index rows of such keys (engine/cut.Holds), and gc keeps them.
+A snapshot holds its index rows of such keys (engine/cut.Holds), and gc keeps them; one
+that could not list the open uploads holds every row of its index, which gc reads beside its
+listing, in the same key order (:class:`IndexHolds`).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
 
@@ -76,22 +78,59 @@ class RestorePoints:
         return index < len(self.instants) and (end is None or self.instants[index] < end)
 
 
-def plan_key(history: KeyHistory, points: RestorePoints) -> Iterator[ObjectVersion]:
-    """The entries of one key that no restoration point needs (never the newest entry)."""
+@dataclass
+class IndexHolds:
+    """The rows of kept snapshots that hold their whole index (their open uploads could not
+    be listed: rule 26), each read as ``(key, version id)`` in ascending key order, one at a
+    time, beside gc's listing: :meth:`at` is asked for ascending keys and memory stays flat."""
+
+    indexes: list[Iterator[tuple[str, str]]]
+    _next: list[tuple[str, str] | None] = field(default_factory=list)
+    _last: str | None = None
+
+    def __post_init__(self) -> None:
+        self._next = [next(rows, None) for rows in self.indexes]
+
+    def at(self, key: str) -> frozenset[str]:
+        """The version ids of ``key`` the indexes hold."""
+        if self._last is not None and key <= self._last:
+            raise AssertionError(f"keys out of order: {key!r} after {self._last!r}")
+        self._last = key
+        found: set[str] = set()
+        for i, rows in enumerate(self.indexes):
+            row = self._next[i]
+            while row is not None and row[0] < key:
+                row = next(rows, None)
+            while row is not None and row[0] == key:
+                found.add(row[1])
+                row = next(rows, None)
+            self._next[i] = row
+        return frozenset(found)
+
+
+def plan_key(
+    history: KeyHistory, points: RestorePoints, also: frozenset[str] = frozenset()
+) -> Iterator[ObjectVersion]:
+    """The entries of one key that no restoration point needs (never the newest entry);
+    ``also``: version ids of this key held beyond ``points.held``."""
     newer: datetime | None = None  # the earliest timestamp among entries listed before
     for index, entry in enumerate(history.versions):
-        held = (entry.key, entry.version_id) in points.held
+        held = (entry.key, entry.version_id) in points.held or entry.version_id in also
         if index > 0 and not held and not points.needs(entry.last_modified, newer):
             yield entry
         newer = entry.last_modified if newer is None else min(newer, entry.last_modified)
 
 
 async def plan_gc(
-    entries: AsyncIterable[ObjectVersion], points: RestorePoints
+    entries: AsyncIterable[ObjectVersion],
+    points: RestorePoints,
+    indexes: IndexHolds | None = None,
 ) -> AsyncIterator[ObjectVersion]:
-    """Stream the versions and delete markers to delete, key by key, from a full listing."""
+    """Stream the versions and delete markers to delete, key by key, from a full listing
+    (in key order, as ``indexes`` are read)."""
     async for history in histories(entries):
-        for entry in plan_key(history, points):
+        also = indexes.at(history.key) if indexes is not None else frozenset()
+        for entry in plan_key(history, points, also):
             yield entry
 
 

@@ -40,6 +40,7 @@ class SnapshotRef:
     id: str
     at: datetime
     held: frozenset[tuple[str, str]] = frozenset()  # (key, version id)
+    holds_index: bool = False  # and every row of its index (its open uploads were not listed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -274,6 +274,7 @@ def _finished(
         tags=tuple(tags),
         tool_version=__version__,
         held=tuple(holds.held),
+        holds_index=holds.unknown,
     )
 
 

@@ -433,3 +433,102 @@ def test_whole_indexes_are_read_beside_the_listing_in_key_order() -> None:
     assert holds.at("f") == frozenset() and next(first, None) is None
     with pytest.raises(AssertionError, match="out of order"):
         holds.at("a")
+
+
+async def test_the_listing_a_backup_publishes_holds_its_whole_index_without_the_permission(
+    tmp_path: Path,
+) -> None:
+    """`backup` publishes a no-op sync's listing as the snapshot (rule 8): it holds the same."""
+    store, clock, catalog = await aws_like(tmp_path)
+    await store.create_bucket("src")
+    await store.put("src", "k", b"k")
+    await sync(store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock)
+    store.denied.add(("bak", "list_uploads"))
+    clock.advance(3 * SECOND)
+    with ListedState(clock) as listed:
+        synced = await sync(
+            store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock, listed=listed
+        )
+        ended = await server_now(store, "bak", clock)
+        meta = await snapshot_after(
+            synced, listed, store, S3Url("bak"), catalog, clock, ended=ended
+        )
+    assert synced.copied == 0 and listed.writer is None  # the listing was published
+    assert meta.holds_index and meta.format_version == "3.0"
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["gc", "dry-run"])
+async def test_two_kept_snapshots_that_hold_their_indexes_keep_both_versions(
+    tmp_path: Path, dry_run: bool
+) -> None:
+    """Each kept whole-index snapshot keeps what it names; a dry run plans the same."""
+    store, clock, catalog = await aws_like(tmp_path)
+    store.denied.add(("bak", "list_uploads"))
+    first_v = await store.put("bak", "big", b"1")
+    clock.advance(10 * SECOND)
+    first_up = await store.create_multipart("bak", "big")
+    clock.advance(10 * SECOND)
+    first = await take_snapshot(store, S3Url("bak"), catalog, clock)
+    second_v = await complete(store, "bak", "big", first_up, b"2")  # stamped by T1
+    clock.advance(10 * SECOND)
+    second_up = await store.create_multipart("bak", "big")
+    clock.advance(10 * SECOND)
+    second = await take_snapshot(store, S3Url("bak"), catalog, clock)
+    newest = await complete(store, "bak", "big", second_up, b"3")  # stamped by T2
+    clock.advance(10 * SECOND)
+    await store.put("bak", "gone", b"x")
+    await store.delete("bak", "gone")  # its version: needed by no kept point
+    index = {m.id: {v.key: v.version_id for v in (await catalog.open_index(m)).rows()}
+             for m in (first, second)}  # fmt: skip
+    assert index == {first.id: {"big": first_v}, second.id: {"big": second_v}}
+    clock.advance(timedelta(minutes=1))
+    planned: list[str] = []
+    result = await gc_catalog(
+        store, catalog, S3Url("bak"), RetentionPolicy(keep_last=2), clock, dry_run=dry_run,
+        on_planned=lambda v: planned.append(v.key),
+    )  # fmt: skip
+    assert result.versions_deleted == 1 and planned == (["gone"] if dry_run else [])
+    kept = [v.version_id for v in (await history(store, "bak", "big")).versions]
+    assert kept == [newest, second_v, first_v]
+
+
+def test_a_manifest_that_holds_rows_and_its_index_is_format_3_and_strict() -> None:
+    both = SnapshotMeta(
+        "s4", SERVER, SERVER, "s3://bak", None, 1, 3, "0" * 64, 10,
+        held=(("k", "v1"),), holds_index=True,
+    )  # fmt: skip
+    data = json.loads(both.dumps())
+    assert data["format_version"] == "3.0"
+    assert SnapshotMeta.from_json(data, "m") == both
+    for damaged in ({**data, "holds_index": "true"}, {k: v for k, v in data.items()
+                                                      if k != "holds_index"}):  # fmt: skip
+        with pytest.raises(CorruptIndex, match="malformed"):  # never read as "holds nothing"
+            SnapshotMeta.from_json(damaged, "m")
+
+
+def test_an_index_out_of_key_order_is_refused_where_gc_reads_it(tmp_path: Path) -> None:
+    """gc matches index rows to its listing by key order: an index out of order (written by
+    another tool, with a matching checksum) stops it instead of skipping rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from backup_my_bucket.catalog.index import IndexReader, file_sha256, schema
+
+    path = tmp_path / "s.parquet"
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = {
+        "key": ["a", "c", "b"],
+        "version_id": ["1", "2", "3"],
+        "size": [1, 1, 1],
+        "etag": ["e", "e", "e"],
+        "last_modified": [when] * 3,
+        "storage_class": [None] * 3,
+    }
+    table = pa.table(rows, schema=schema().with_metadata({"bmb.format": "1.0"}))
+    pq.write_table(table, str(path))
+    meta = SnapshotMeta(
+        "s5", SERVER, SERVER, "s3://bak", None, 3, 3, file_sha256(path), path.stat().st_size
+    )
+    reader = IndexReader(path, meta)
+    with pytest.raises(CorruptIndex, match="out of key order"):
+        list(reader.refs())

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import BackupError, CorruptIndex, UnsupportedFormat
 from ..model import ObjectVersion, S3Url
@@ -160,7 +160,7 @@ class SnapshotMeta:
                 held=tuple(
                     (str(row["key"]), str(row["version_id"])) for row in data.get("held") or ()
                 ),
-                holds_index=data.get("holds_index", False) is True,
+                holds_index=_holds_index(data),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptIndex(
@@ -170,6 +170,17 @@ class SnapshotMeta:
 
     def dumps(self) -> bytes:
         return json.dumps(self.to_json(), indent=2, ensure_ascii=False).encode()
+
+
+def _holds_index(data: Mapping[str, Any]) -> bool:
+    """The manifest's ``holds_index``: a bool, true in every 3.x manifest (that is what 3.0
+    means: read as false, gc would collect what the snapshot holds)."""
+    value = data.get("holds_index", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"holds_index is {value!r}, not true or false")
+    if str(data["format_version"]).startswith("3.") and not value:
+        raise ValueError("a format 3 manifest without holds_index")
+    return value
 
 
 def check_format(version: str, where: str, newest: int = FORMAT_MAJOR) -> None:
@@ -323,18 +334,29 @@ class IndexReader:
             yield i
 
     def refs(self) -> Iterator[tuple[str, str]]:
-        """Every row's ``(key, version id)``, in key order: the two columns only (what gc
-        holds, a tenth of the cost of :meth:`rows`)."""
+        """Every row's ``(key, version id)``, in strictly ascending key order (checked: gc
+        matches them to its listing by that order), the two columns only, :data:`CHUNK` rows
+        in memory at a time (what gc holds; a tenth of the cost of :meth:`rows`)."""
         import pyarrow as pa
 
+        last: str | None = None
         try:
-            for i in range(self._file.metadata.num_row_groups):
-                table = self._file.read_row_group(i, columns=["key", "version_id"])
-                yield from zip(
-                    table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True
-                )
+            for batch in self._file.iter_batches(CHUNK, columns=["key", "version_id"]):
+                keys = cast("list[str]", batch.column(0).to_pylist())  # not null: the schema
+                versions = cast("list[str]", batch.column(1).to_pylist())
+                for key, version in zip(keys, versions, strict=True):
+                    if last is not None and key <= last:
+                        raise self._disorder(key, last)
+                    last = key
+                    yield key, version
         except (pa.ArrowException, OSError) as exc:
             raise CorruptIndex(f"snapshot index {self.path} cannot be read: {exc}") from exc
+
+    def _disorder(self, key: str, last: str) -> CorruptIndex:
+        return CorruptIndex(
+            f"snapshot index {self.path} is out of key order ({key!r} after {last!r})",
+            hint="the index file is damaged; restore it from a copy of the catalog",
+        )
 
     def rows(self, prefix: str = "") -> Iterator[ObjectVersion]:
         """The snapshot's versions under ``prefix``, in key order."""

@@ -262,9 +262,16 @@ async def test_lock_excludes_and_expires(make_catalog: Callable[[], Awaitable[Ca
         pass
     stale = catalog.lock("gc")
     await stale.__aenter__()  # a holder that dies without releasing
-    clock.advance(timedelta(hours=1))
-    async with catalog.lock("gc"):  # the stale lock expired
-        pass
+    try:
+        clock.advance(timedelta(hours=1))
+        async with catalog.lock("gc"):  # the stale lock expired
+            pass
+    finally:
+        # its renewer task and suspended hold() must not outlive the test: left to the gc,
+        # they ran at the event loop's shutdown, after the session's S3 store was closed,
+        # and that late release built a botocore client nothing closed ("Unclosed client
+        # session" at exit)
+        await stale.__aexit__(None, None, None)
 
 
 def foreign_lock(

@@ -67,6 +67,23 @@ async def complete(store: ObjectStore, bucket: str, key: str, upload: str, data:
     return await store.complete_multipart(bucket, key, upload, [part])
 
 
+async def published(
+    store: MemoryStore, clock: ManualClock, catalog: LocalCatalog
+) -> tuple[int, bool, SnapshotMeta]:
+    """`backup`'s way (rule 8): a sync of ``src`` into ``bak`` that records its listing of
+    ``bak``, published as the snapshot; what it copied, whether its recording was closed, and
+    the snapshot."""
+    with ListedState(clock) as listed:
+        synced = await sync(
+            store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock, listed=listed
+        )
+        ended = await server_now(store, "bak", clock)
+        meta = await snapshot_after(
+            synced, listed, store, S3Url("bak"), catalog, clock, ended=ended
+        )
+    return synced.copied, listed.writer is None, meta
+
+
 @pytest.mark.parametrize("folder", ["", "site"], ids=["bucket", "folder"])
 async def test_gc_keeps_the_indexed_version_of_a_key_uploading_at_t(
     tmp_path: Path, folder: str
@@ -126,15 +143,8 @@ async def test_the_uploads_are_listed_before_the_listing(tmp_path: Path, recorde
     store.pending = ("k", await store.create_multipart("bak", "k"))
     clock.advance(5 * SECOND)
     if recorded:
-        with ListedState(clock) as listed:
-            synced = await sync(
-                store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock, listed=listed
-            )
-            ended = await server_now(store, "bak", clock)
-            meta = await snapshot_after(
-                synced, listed, store, S3Url("bak"), catalog, clock, ended=ended
-            )
-        assert synced.copied == 0 and listed.writer is None  # published, then stopped
+        copied, closed, meta = await published(store, clock, catalog)
+        assert copied == 0 and closed  # published, then stopped
     else:
         meta = await take_snapshot(store, S3Url("bak"), catalog, clock)
     assert store.pending is None and meta.held == (("k", old),)
@@ -285,15 +295,8 @@ async def test_the_sync_listing_a_backup_publishes_holds_too(tmp_path: Path) -> 
     copied = (await history(store, "bak", "k")).versions[0].version_id
     await store.create_multipart("bak", "k")
     clock.advance(3 * SECOND)
-    with ListedState(clock) as listed:
-        synced = await sync(
-            store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock, listed=listed
-        )
-        ended = await server_now(store, "bak", clock)
-        meta = await snapshot_after(
-            synced, listed, store, S3Url("bak"), catalog, clock, ended=ended
-        )
-    assert synced.copied == 0
+    copied_now, _, meta = await published(store, clock, catalog)
+    assert copied_now == 0
     assert meta.held == (("k", copied),)
 
 
@@ -445,15 +448,8 @@ async def test_the_listing_a_backup_publishes_holds_its_whole_index_without_the_
     await sync(store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock)
     store.denied.add(("bak", "list_uploads"))
     clock.advance(3 * SECOND)
-    with ListedState(clock) as listed:
-        synced = await sync(
-            store, S3Url("src"), store, S3Url("bak"), SyncOptions(), clock=clock, listed=listed
-        )
-        ended = await server_now(store, "bak", clock)
-        meta = await snapshot_after(
-            synced, listed, store, S3Url("bak"), catalog, clock, ended=ended
-        )
-    assert synced.copied == 0 and listed.writer is None  # the listing was published
+    copied_now, closed, meta = await published(store, clock, catalog)
+    assert copied_now == 0 and closed  # the listing was published
     assert meta.holds_index and meta.format_version == "3.0"
 
 

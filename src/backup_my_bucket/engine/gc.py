@@ -307,10 +307,11 @@ async def run_gc(
             f"the policy would remove all {len(snapshots)} snapshots and every old version",
             hint="set --min-keep 1 (or more), or widen the policy",
         )
-    whole = [ref.id for ref in kept_refs if ref.holds_index]
-    if whole and index_rows is None:
-        raise AssertionError(f"snapshots {whole} hold their indexes: gc needs to read them")
-    indexes = IndexHolds([await index_rows(i) for i in whole]) if index_rows and whole else None
+    indexes = None
+    if whole := [ref.id for ref in kept_refs if ref.holds_index]:
+        if index_rows is None:
+            raise AssertionError(f"snapshots {whole} hold their indexes: gc needs to read them")
+        indexes = IndexHolds([await index_rows(i) for i in whole])
     guard = guard if guard is not None and not dry_run else None
     if removed and not dry_run:
         if guard is not None:

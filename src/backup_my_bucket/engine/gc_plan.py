@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
 
@@ -78,18 +78,15 @@ class RestorePoints:
         return index < len(self.instants) and (end is None or self.instants[index] < end)
 
 
-@dataclass
 class IndexHolds:
     """The rows of kept snapshots that hold their whole index (their open uploads could not
     be listed: rule 26), each read as ``(key, version id)`` in ascending key order, one at a
     time, beside gc's listing: :meth:`at` is asked for ascending keys and memory stays flat."""
 
-    indexes: list[Iterator[tuple[str, str]]]
-    _next: list[tuple[str, str] | None] = field(default_factory=list)
-    _last: str | None = None
-
-    def __post_init__(self) -> None:
-        self._next = [next(rows, None) for rows in self.indexes]
+    def __init__(self, indexes: list[Iterator[tuple[str, str]]]) -> None:
+        self.indexes = indexes
+        self._next = [next(rows, None) for rows in indexes]  # each index's first row not taken
+        self._last: str | None = None
 
     def at(self, key: str) -> frozenset[str]:
         """The version ids of ``key`` the indexes hold."""

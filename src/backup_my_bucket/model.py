@@ -157,6 +157,15 @@ class ObjectPage:
     next_token: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyPage:
+    """One page of ListObjectsV2 read for its keys alone (the completeness audit's walk)."""
+
+    keys: list[str]
+    is_truncated: bool
+    next_token: str | None = None
+
+
 class Versioning(StrEnum):
     ENABLED = "Enabled"
     SUSPENDED = "Suspended"

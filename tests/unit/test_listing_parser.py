@@ -278,7 +278,11 @@ def test_objects_parser_errors_and_documents_without_namespace() -> None:
 
 
 def _objects_page(
-    objects: list[tuple[str, int, int, bool]], layout: str, escape: str, encoded: bool
+    objects: list[tuple[str, int, int, bool]],
+    layout: str,
+    escape: str,
+    encoded: bool,
+    key_count: int | None = None,  # S3 and SeaweedFS state it, after the entries
 ) -> bytes:
     esc = ESCAPES[escape]
     sep = "\n  " if layout == "spaced" else ""
@@ -304,6 +308,8 @@ def _objects_page(
            "<NextContinuationToken>t&amp;1</NextContinuationToken>"]  # fmt: skip
     if encoded:
         top.append("<EncodingType>url</EncodingType>")
+    if key_count is not None:
+        top.append(f"<KeyCount>{key_count}</KeyCount>")
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{NS}">'
         + sep.join(top + parts)
@@ -334,3 +340,60 @@ def test_objects_parser_agrees_with_elementtree(
     assert (page.is_truncated, page.next_token) == (True, "t&1")
     if layout != "spaced" and escape in ("go", "aws") and objects:
         assert parse_objects._scan_objects(body) == page  # the fast scan served it
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_OBJECT, max_size=8),
+    st.sampled_from(["seaweedfs", "aws", "spaced"]),
+    st.sampled_from(sorted(ESCAPES)),
+    st.booleans(),
+    st.booleans(),
+)
+def test_keys_parser_reads_the_keys_elementtree_reads(
+    objects: list[tuple[str, int, int, bool]], layout: str, escape: str, encoded: bool,
+    counted: bool,
+) -> None:  # fmt: skip
+    """The audit's first pass reads pages for their keys alone: the same keys, truncation and
+    token as the whole reading."""
+    body = _objects_page(objects, layout, escape, encoded, len(objects) if counted else None)
+    whole = parse_objects._tree_objects(body)
+    page = parse_objects.parse_keys_xml(body)
+    assert page.keys == [o.key for o in whole.objects]
+    assert (page.is_truncated, page.next_token) == (True, "t&1")
+    if layout != "spaced" and escape in ("go", "aws"):
+        assert parse_objects._scan_keys(body) == page  # the fast scan served it
+
+
+_PLAIN_KEYS = (
+    '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="' + NS + '">'
+    "<IsTruncated>false</IsTruncated>{body}<KeyCount>{count}</KeyCount></ListBucketResult>"
+)
+_STAMP = "<LastModified>2026-11-26T10:00:00Z</LastModified>"
+_ENTRY = "<Contents><Key>{}</Key>" + _STAMP + "</Contents>"
+
+
+@pytest.mark.parametrize(
+    ("body", "count"),
+    [
+        # an entry inside a comment (ElementTree skips it), whatever count the page states
+        (_ENTRY.format("a") + "<!-- " + _ENTRY.format("ghost") + " -->", 1),
+        (_ENTRY.format("a") + "<!-- " + _ENTRY.format("ghost") + " -->", 2),
+        # entries under a namespace prefix: no <Contents> for the scan to find
+        ('<s3:Contents xmlns:s3="' + NS + '"><s3:Key>a</s3:Key>' + _STAMP + "</s3:Contents>", 1),
+        ('<s3:Contents xmlns:s3="' + NS + '"><s3:Key>a</s3:Key>' + _STAMP + "</s3:Contents>", 0),
+        # a key in a CDATA section, and one with an attribute
+        ("<Contents><Key><![CDATA[a<b]]></Key>" + _STAMP + "</Contents>", 1),
+        ('<Contents><Key xml:space="preserve">a</Key>' + _STAMP + "</Contents>", 1),
+        # a key that is not the entry's first field
+        ("<Contents>" + _STAMP + "<Key>a</Key></Contents>", 1),
+    ],
+)
+def test_keys_parser_never_scans_a_page_that_is_not_plain(body: str, count: int) -> None:
+    """A key the scan would miss (or one it would read from a comment) would make the audit's
+    count wrong, and a missed key hides a lost one: such pages go to ElementTree."""
+    page = _PLAIN_KEYS.format(body=body, count=count).encode()
+    assert parse_objects.parse_keys_xml(page).keys == [
+        o.key for o in parse_objects._tree_objects(page).objects
+    ]
+    assert parse_objects.parse_keys_xml(page).keys != []

@@ -29,13 +29,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from array import array
-from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import IncompleteListing, NotFoundError
 from ..model import KeyHistory, ObjectSummary
-from .current import CONCURRENCY, WalkStats, walk_objects
+from .current import CONCURRENCY, WalkStats, walk_keys, walk_objects
 from .protocol import MAX_PAGE, ObjectStore
 from .retry import retrying
 
@@ -100,10 +100,10 @@ class Audit:
     async def run(self) -> None:
         """List the prefix with ListObjectsV2 (concurrently with the version listing)."""
 
-        def keep(obj: ObjectSummary) -> None:
-            self._shown.append(self._hash(obj.key))
+        def keep(key: str) -> None:
+            self._shown.append(self._hash(key))
 
-        await self._walk(keep, self.stats)
+        await walk_keys(self.store, self.bucket, self.prefix, keep, **self._options(self.stats))
 
     async def check(self) -> None:
         """Raise IncompleteListing naming the keys the version listing missed."""
@@ -119,7 +119,7 @@ class Audit:
                 found.append(obj)
 
         again = WalkStats()
-        await self._walk(keep, again)
+        await walk_objects(self.store, self.bucket, self.prefix, keep, **self._options(again))
         self.stats.requests += again.requests
         lost = await self._confirm(found)
         if lost:
@@ -149,9 +149,9 @@ class Audit:
         verdicts = await asyncio.gather(*(lost(obj) for obj in found))
         return [obj.key for obj, gone in zip(found, verdicts, strict=True) if gone]
 
-    async def _walk(self, keep: Callable[[ObjectSummary], None], stats: WalkStats) -> None:
-        await walk_objects(
-            self.store, self.bucket, self.prefix, keep, skip_prefix=self.skip_prefix,
-            tree=self.tree, page_size=self.page_size, stats=stats,
-            concurrency=CONCURRENCY if self.ordered and not self.tree else 1,
-        )  # fmt: skip
+    def _options(self, stats: WalkStats) -> dict[str, Any]:
+        """How both passes walk ListObjectsV2."""
+        return {
+            "skip_prefix": self.skip_prefix, "tree": self.tree, "page_size": self.page_size,
+            "stats": stats, "concurrency": CONCURRENCY if self.ordered and not self.tree else 1,
+        }  # fmt: skip

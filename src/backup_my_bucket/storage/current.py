@@ -20,10 +20,10 @@ import heapq
 import os
 import pickle
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import IO
+from typing import IO, TypeVar
 
 from ..errors import StorageError
 from ..model import ObjectSummary
@@ -36,6 +36,7 @@ CONCURRENCY = 8  # ListObjectsV2 requests at once (each is cheap for the server)
 RUN_ROWS = 100_000  # objects sorted in memory before they are written out as one run
 CHUNK_ROWS = 4_096  # objects per pickled chunk of a run (what a merge reads at once)
 _by_key = attrgetter("key")
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,6 +44,11 @@ class WalkStats:
     requests: int = 0
     keys: int = 0
     ranges: int = 1
+
+
+Fetch = Callable[[str, str, "str | None"], Awaitable[tuple[list[T], bool, "str | None"]]]
+"""One ListObjectsV2 page of a walk: (Prefix, StartAfter, continuation token) to the page's
+items, whether it is truncated, and its continuation token."""
 
 
 async def walk_objects(
@@ -57,8 +63,58 @@ async def walk_objects(
     stats: WalkStats | None = None,
     concurrency: int = CONCURRENCY,
 ) -> None:
-    """ListObjectsV2 over ``prefix``, ``keep`` called for every key (in no set order) except
-    those under ``skip_prefix``; ``tree``: the server walks a tree (SeaweedFS).
+    """ListObjectsV2 over ``prefix``, ``keep`` called for every object (in no set order)
+    except those under ``skip_prefix``: :func:`_walk`."""
+
+    async def fetch(
+        node: str, after: str, token: str | None
+    ) -> tuple[list[ObjectSummary], bool, str | None]:
+        page = await store.list_objects_page(
+            bucket, prefix=node, start_after=after, continuation_token=token, max_keys=page_size
+        )
+        return page.objects, page.is_truncated, page.next_token
+
+    await _walk(bucket, prefix, fetch, _by_key, keep, skip_prefix, tree, stats, concurrency)
+
+
+async def walk_keys(
+    store: ObjectStore,
+    bucket: str,
+    prefix: str,
+    keep: Callable[[str], None],
+    *,
+    skip_prefix: str | None = None,
+    tree: bool = False,
+    page_size: int = MAX_PAGE,
+    stats: WalkStats | None = None,
+    concurrency: int = CONCURRENCY,
+) -> None:
+    """:func:`walk_objects` for the keys alone (the audit's first pass): the same pages, read
+    without their other fields (a tenth of the parsing, on the fast path)."""
+
+    async def fetch(node: str, after: str, token: str | None) -> tuple[list[str], bool, str | None]:
+        page = await store.list_keys_page(
+            bucket, prefix=node, start_after=after, continuation_token=token, max_keys=page_size
+        )
+        return page.keys, page.is_truncated, page.next_token
+
+    await _walk(bucket, prefix, fetch, str, keep, skip_prefix, tree, stats, concurrency)
+
+
+async def _walk(
+    bucket: str,
+    prefix: str,
+    fetch: Fetch[T],
+    key_of: Callable[[T], str],
+    keep: Callable[[T], None],
+    skip_prefix: str | None,
+    tree: bool,
+    stats: WalkStats | None,
+    concurrency: int,
+) -> None:
+    """ListObjectsV2 over ``prefix`` (``fetch`` reads a page), ``keep`` called for every item
+    (in no set order) except those whose key is under ``skip_prefix``; ``tree``: the server
+    walks a tree (SeaweedFS).
 
     The walk splits into ranges like the version listing's (each new range takes what follows
     a trie node). On a server that lists in key order the range that split narrows its Prefix
@@ -78,19 +134,17 @@ async def walk_objects(
         highest = after
         while True:
             async with gate:
-                page = await retrying(
-                    lambda: store.list_objects_page(
-                        bucket,
-                        prefix=node,  # noqa: B023  # awaited in the loop
-                        start_after=after if token is None else "",  # noqa: B023
-                        continuation_token=token,  # noqa: B023
-                        max_keys=page_size,
+                items, truncated, next_token = await retrying(
+                    lambda: fetch(
+                        node,  # noqa: B023  # awaited in the loop
+                        after if token is None else "",  # noqa: B023
+                        token,  # noqa: B023
                     )
                 )
             stats.requests += 1
             lowest = None
-            for obj in page.objects:
-                key = obj.key
+            for obj in items:
+                key = key_of(obj)
                 if key <= after or not key.startswith(prefix):
                     continue  # below StartAfter (a tree walk shows them after it)
                 if until is not None and key > until:
@@ -102,13 +156,13 @@ async def walk_objects(
                     lowest = key if lowest is None else min(lowest, key)
                     stats.keys += 1
                     keep(obj)
-            if not page.is_truncated:
+            if not truncated:
                 return
-            if not page.next_token:  # it would start the range again, for ever
+            if not next_token:  # it would start the range again, for ever
                 raise StorageError(
                     f"s3://{bucket}: a truncated object page has no continuation token"
                 )
-            token = page.next_token
+            token = next_token
             if len(tasks) >= concurrency or lowest is None:
                 continue
             deepest = len(os.path.commonprefix([lowest, highest]))  # noqa: RUF071

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from ..errors import ItemFailure, StorageError
 from ..model import (
     CompletedPart,
+    KeyPage,
     LifecycleRule,
     ObjectAttrs,
     ObjectInfo,
@@ -80,6 +81,9 @@ class FaultyStore:
 
     async def list_objects_page(self, bucket: str, **kw: Any) -> ObjectPage:
         return await self._call("list_objects", lambda: self.inner.list_objects_page(bucket, **kw))
+
+    async def list_keys_page(self, bucket: str, **kw: Any) -> KeyPage:
+        return await self._call("list_objects", lambda: self.inner.list_keys_page(bucket, **kw))
 
     async def server(self, bucket: str) -> str:
         return await self._call("server", lambda: self.inner.server(bucket))

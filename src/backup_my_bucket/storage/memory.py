@@ -39,6 +39,7 @@ from ..errors import (
 from ..model import (
     NULL_VERSION,
     CompletedPart,
+    KeyPage,
     LifecycleRule,
     ObjectAttrs,
     ObjectInfo,
@@ -253,6 +254,21 @@ class MemoryStore:
             b.keys, self._currents(b), prefix=prefix, delimiter=delimiter,
             start_after=start_after, continuation_token=continuation_token, max_keys=max_keys,
         )  # fmt: skip
+
+    async def list_keys_page(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        start_after: str = "",
+        continuation_token: str | None = None,
+        max_keys: int = MAX_PAGE,
+    ) -> KeyPage:
+        page = await self.list_objects_page(
+            bucket, prefix=prefix, start_after=start_after,
+            continuation_token=continuation_token, max_keys=max_keys,
+        )  # fmt: skip
+        return KeyPage([obj.key for obj in page.objects], page.is_truncated, page.next_token)
 
     async def server(self, bucket: str) -> str:
         self._bucket(bucket, "server")

@@ -20,6 +20,7 @@ from typing import Protocol
 from ..errors import ItemFailure
 from ..model import (
     CompletedPart,
+    KeyPage,
     LifecycleRule,
     ObjectAttrs,
     ObjectInfo,
@@ -83,6 +84,19 @@ class ObjectStore(Protocol):
         max_keys: int = MAX_PAGE,
     ) -> ObjectPage:
         """One page of ListObjectsV2: current objects after ``start_after``."""
+        ...
+
+    async def list_keys_page(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        start_after: str = "",
+        continuation_token: str | None = None,
+        max_keys: int = MAX_PAGE,
+    ) -> KeyPage:
+        """The same page as :meth:`list_objects_page` (no delimiter), its keys alone: what a
+        walk that needs no other field reads (a store may skip parsing the rest)."""
         ...
 
     async def server(self, bucket: str) -> str:

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import botocore.exceptions
 
 from ... import __version__
-from ...model import ObjectPage, VersionPage, VersionRef
+from ...model import KeyPage, ObjectPage, VersionPage, VersionRef
 from ..retry import RETRY_GATE
 from . import wire
 from .address import Address, tls_context
@@ -59,7 +59,7 @@ from .answers import Fallback, Refused, Retry, judge, unreached
 from .config import S3Config
 from .http11 import BodyTooLarge, Http11Pool
 from .parse import parse_versions_xml
-from .parse_objects import parse_objects_xml
+from .parse_objects import parse_keys_xml, parse_objects_xml
 from .sigv4 import SigV4
 from .uploads import parse_uploads_xml
 from .xmltext import ListingParseError
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-P = TypeVar("P", VersionPage, ObjectPage, dict[str, Any])  # a listing page, parsed
+P = TypeVar("P", VersionPage, ObjectPage, KeyPage, dict[str, Any])  # a listing page, parsed
 
 GIVE_UP = 16  # suspicious fallbacks in a row before the fast path turns itself off
 BODY_LIMIT = 16 * 1024 * 1024  # the largest body a fast GET reads or a fast PUT sends
@@ -361,6 +361,12 @@ class _FastPath:
         """ListObjectsV2 (the listing audit's pages)."""
         return await self._listing(
             "ListObjectsV2", b"</ListBucketResult>", parse_objects_xml, bucket, params
+        )
+
+    async def list_keys(self, bucket: str, params: Mapping[str, str]) -> KeyPage | None:
+        """ListObjectsV2 read for its keys alone (the listing audit's first pass)."""
+        return await self._listing(
+            "ListObjectsV2", b"</ListBucketResult>", parse_keys_xml, bucket, params
         )
 
     async def list_uploads(self, bucket: str, params: Mapping[str, str]) -> dict[str, Any] | None:

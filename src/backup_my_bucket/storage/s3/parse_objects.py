@@ -1,6 +1,7 @@
 """ListObjectsV2 bodies (the listing audit's), parsed without botocore's parser, as
 :mod:`.parse` parses ListObjectVersions: one regular expression per page in a known layout,
-ElementTree for any page that looks unusual.
+ElementTree for any page that looks unusual. :func:`parse_keys_xml` reads a page's keys alone
+(the audit's first pass needs nothing else), with the same rules.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from ...model import ObjectPage, ObjectSummary
+from ...model import KeyPage, ObjectPage, ObjectSummary
 from .parse import parse_timestamp
 from .xmltext import (
     ODD,
@@ -123,3 +124,41 @@ def parse_objects_xml(body: bytes) -> ObjectPage:
         return _scan_objects(body)
     except (Unsupported, KeyError, ValueError, TypeError, IndexError):
         return _tree_objects(body)
+
+
+_CONTENTS_KEY = re.compile(rb"<Contents><Key>([^<]*)</Key>")
+
+
+def _scan_keys(body: bytes) -> KeyPage:
+    """The keys of a plain ListObjectsV2 page, each read as :func:`_scan_objects` reads it,
+    and nothing else (a third of its work): every ``Contents`` must start with its ``Key``
+    (S3's layout and SeaweedFS's do)."""
+    root = _OBJECTS_ROOT.match(body)
+    if root is None or not body.rstrip().endswith(b"</ListBucketResult>"):
+        raise Unsupported("another root element, one with attributes, or a document cut short")
+    if b"\r" in body:
+        raise Unsupported("a carriage return (XML's line-end rules)")
+    # only plain tags (no comment, CDATA, prefix or attribute): then every key is the text of
+    # a <Key> right after its <Contents>, and none is missed or read from elsewhere
+    if ODD.search(body, root.end()):
+        raise Unsupported("an element that is not plain")
+    raw = _CONTENTS_KEY.findall(body)
+    if len(raw) != body.count(b"<Contents>"):
+        raise Unsupported("an entry that does not start with its key")
+    key_text = url_text if top_text(b"EncodingType", body) == "url" else xml_text
+    pct, plus, amp = SPECIAL
+    return KeyPage(
+        keys=[key_text(k) if pct in k or plus in k or amp in k else k.decode() for k in raw],
+        is_truncated=top_text(b"IsTruncated", body) == "true",
+        next_token=top_text(b"NextContinuationToken", body),
+    )
+
+
+def parse_keys_xml(body: bytes) -> KeyPage:
+    """A ListObjectsV2 body's keys (raises :class:`~.xmltext.ListingParseError` if it is not a
+    listing): :func:`parse_objects_xml`'s keys, read without the other fields."""
+    try:
+        return _scan_keys(body)
+    except (Unsupported, KeyError, ValueError, TypeError, IndexError):
+        page = _tree_objects(body)
+        return KeyPage([obj.key for obj in page.objects], page.is_truncated, page.next_token)

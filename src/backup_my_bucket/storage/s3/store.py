@@ -9,6 +9,7 @@ from typing import Any, Literal, TypeVar
 
 from ...errors import AccessDenied, ItemFailure, ObjectNotFound, StorageError
 from ...model import (
+    KeyPage,
     LifecycleRule,
     ObjectAttrs,
     ObjectInfo,
@@ -179,16 +180,18 @@ class S3Store(Multipart):
     ) -> ObjectPage:
         token = continuation_token or ""
         if (fast_path := self._serving) is not None:
-            query = {"list-type": "2", "max-keys": str(max_keys), "encoding-type": "url"}
-            query |= present(
-                {"prefix": prefix, "delimiter": delimiter, "start-after": start_after,
-                 "continuation-token": token}
-            )  # fmt: skip
+            query = _objects_query(prefix, delimiter, start_after, token, max_keys)
             fast_page = await self._call(
                 "ListBucket", bucket, fast_path.list_objects(bucket, query)
             )
             if fast_page is not None:
                 return fast_page
+        return await self._objects_page(bucket, prefix, delimiter, start_after, token, max_keys)
+
+    async def _objects_page(
+        self, bucket: str, prefix: str, delimiter: str, start_after: str, token: str, max_keys: int
+    ) -> ObjectPage:
+        """ListObjectsV2 through botocore."""
         params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": max_keys, "EncodingType": "url"}
         params |= present(
             {"Prefix": prefix, "Delimiter": delimiter, "StartAfter": start_after,
@@ -199,6 +202,24 @@ class S3Store(Multipart):
         )
         page: ObjectPage = resp[_PAGE]
         return page
+
+    async def list_keys_page(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        start_after: str = "",
+        continuation_token: str | None = None,
+        max_keys: int = MAX_PAGE,
+    ) -> KeyPage:
+        token = continuation_token or ""
+        if (fast_path := self._serving) is not None:
+            query = _objects_query(prefix, "", start_after, token, max_keys)
+            fast_page = await self._call("ListBucket", bucket, fast_path.list_keys(bucket, query))
+            if fast_page is not None:
+                return fast_page
+        page = await self._objects_page(bucket, prefix, "", start_after, token, max_keys)
+        return KeyPage([obj.key for obj in page.objects], page.is_truncated, page.next_token)
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -393,3 +414,14 @@ class S3Store(Multipart):
             )
             for err in resp.get("Errors", [])
         ]
+
+
+def _objects_query(
+    prefix: str, delimiter: str, start_after: str, token: str, max_keys: int
+) -> dict[str, str]:
+    """The query of a ListObjectsV2 request on the fast path."""
+    query = {"list-type": "2", "max-keys": str(max_keys), "encoding-type": "url"}
+    return query | present(
+        {"prefix": prefix, "delimiter": delimiter, "start-after": start_after,
+         "continuation-token": token}
+    )  # fmt: skip

@@ -397,3 +397,21 @@ def test_keys_parser_never_scans_a_page_that_is_not_plain(body: str, count: int)
         o.key for o in parse_objects._tree_objects(page).objects
     ]
     assert parse_objects.parse_keys_xml(page).keys != []
+
+
+@pytest.mark.parametrize(
+    ("raw", "etag"),
+    [
+        (b"&#34;0123456789abcdef&#34;", "0123456789abcdef"),  # Go's escape (SeaweedFS)
+        (b"&quot;0123456789abcdef-2&quot;", "0123456789abcdef-2"),  # AWS's
+        (b'"abc"', "abc"),
+        (b"abc", "abc"),  # unquoted
+        (b"&#34;a&amp;b&#34;", "a&b"),  # an entity inside: the general path
+        (b"&#34;abc&quot;", "abc"),  # mismatched quote forms: unescaped, then stripped
+        (b"&#34;", ""),
+        (b"", ""),
+        (b'""', ""),
+    ],
+)
+def test_etag_text_takes_off_one_pair_of_quotes(raw: bytes, etag: str) -> None:
+    assert xmltext.etag_text(raw) == etag
